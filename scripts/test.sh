@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up everything (Debian packages, .venv, PostgreSQL) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
+bash scripts/setup.sh
+export ADVLEGIT_TEST_DATABASE_URL=${ADVLEGIT_TEST_DATABASE_URL:-$(bash scripts/start-postgres.sh | tail -1)}
+echo "PostgreSQL for tests: $ADVLEGIT_TEST_DATABASE_URL"
+set +e
+.venv/bin/python -m pytest -q -ra "$@"
+rc=$?
+set -e
+# pytest exit 5 = no tests collected: that is a failure, never a pass.
+if [ "$rc" = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit "$rc"
