@@ -1,0 +1,122 @@
+"""Researcher pages behind a login: studies, progress, participant review, open/close, export."""
+from __future__ import annotations
+
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+from sqlalchemy import func, select
+
+from ..auth import check_csrf, check_login, csrf_token, login_required
+from ..db import db
+from ..export import stream_csv, stream_jsonl
+from ..models import REVIEWS, Participant, Response as ResponseRow, Study
+from ..states import TransitionError, transition
+from ..stats import attention_failures_by_participant, study_stats
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.app_context_processor
+def _csrf():
+    return {"csrf_token": csrf_token}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        if check_login(request.form.get("username", ""), request.form.get("password", "")):
+            session.clear()
+            session["admin"] = request.form["username"]
+            nxt = request.args.get("next", "")
+            return redirect(nxt if nxt.startswith("/admin") else url_for("admin.studies"), 303)
+        error = "Wrong username or password."
+    return render_template("admin/login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    check_csrf()
+    session.clear()
+    return redirect(url_for("admin.login"), 303)
+
+
+@bp.get("/")
+@login_required
+def studies():
+    rows = db.session.scalars(select(Study).order_by(Study.created_at.desc())).all()
+    counts = dict(db.session.execute(select(Participant.study_id, func.count()).group_by(Participant.study_id)).all())
+    return render_template("admin/studies.html", studies=rows, counts=counts)
+
+
+def get_study(study_id: str) -> Study:
+    study = db.session.get(Study, study_id)
+    if study is None:
+        abort(404)
+    return study
+
+
+@bp.get("/studies/<study_id>")
+@login_required
+def study(study_id: str):
+    st = get_study(study_id)
+    participants = db.session.scalars(select(Participant).where(Participant.study_id == st.id)
+                                      .order_by(Participant.created_at)).all()
+    answered = dict(db.session.execute(select(ResponseRow.participant_id, func.count()).join(Participant)
+                                       .where(Participant.study_id == st.id).group_by(ResponseRow.participant_id)).all())
+    return render_template("admin/study.html", study=st, design=st.design, stats=study_stats(st),
+                           participants=participants, answered=answered,
+                           failures=attention_failures_by_participant(st), reviews=REVIEWS[1:],
+                           entry_url=url_for("participant.entry", study_id=st.id, _external=True))
+
+
+@bp.post("/studies/<study_id>/status")
+@login_required
+def set_status(study_id: str):
+    check_csrf()
+    st = get_study(study_id)
+    status = request.form.get("status")
+    if status not in ("open", "closed"):
+        abort(400, description="status must be open or closed")
+    st.status = status
+    db.session.commit()
+    flash(f"Study {st.id} is now {status}.")
+    return redirect(url_for("admin.study", study_id=st.id), 303)
+
+
+@bp.post("/participants/<participant_id>/review")
+@login_required
+def review(participant_id: str):
+    check_csrf()
+    p = db.session.get(Participant, participant_id)
+    if p is None:
+        abort(404)
+    mark = request.form.get("review")
+    if mark not in REVIEWS[1:]:
+        abort(400, description=f"review must be one of {', '.join(REVIEWS[1:])}")
+    if mark == "excluded" and p.state != "excluded":
+        try:
+            transition(p, "excluded", f"excluded by {session.get('admin')}")
+        except TransitionError as exc:
+            abort(400, description=str(exc))
+    p.review = mark
+    db.session.commit()
+    flash(f"Participant {p.id} marked {mark}.")
+    return redirect(url_for("admin.study", study_id=p.study_id), 303)
+
+
+@bp.get("/studies/<study_id>/export.<fmt>")
+@login_required
+def export(study_id: str, fmt: str):
+    st = get_study(study_id)
+    with_ids = request.args.get("platform_ids") == "1"
+    if fmt == "csv":
+        body, mime = stream_csv(st, with_ids), "text/csv"
+    elif fmt == "jsonl":
+        body, mime = stream_jsonl(st, with_ids), "application/x-ndjson"
+    else:
+        abort(404)
+    resp = Response(stream_with_context(body), mimetype=mime)
+    resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-responses.{fmt}"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

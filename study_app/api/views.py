@@ -1,0 +1,104 @@
+"""Participant JSON API: the trial list, one POST per response, the server's view of progress.
+
+Only the participant's own secret token addresses anything, so no one can reach another's trials.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+from sqlalchemy import select
+
+from ..db import db, utcnow
+from ..models import Participant, StudyImage, Trial
+from ..responses import ResponseError, count_stored, store
+from ..states import resume_if_timed_out
+from ..tasks import KEYS_HELP, feedback, label_name, prompt
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def error(status: int, code: str, message: str):
+    return jsonify({"error": code, "message": message}), status
+
+
+def load(token: str) -> Participant | None:
+    return db.session.scalar(select(Participant).where(Participant.access_token == token))
+
+
+def progress(p: Participant) -> dict:
+    return {"state": p.state, "next_index": p.next_trial_index, "n_trials": p.n_trials,
+            "stored": count_stored(p), "next_url": url_for("participant.resume", token=p.access_token)}
+
+
+@bp.get("/p/<token>/state")
+def state(token: str):
+    p = load(token)
+    if p is None:
+        return error(404, "unknown_participant", "unknown participant link")
+    return jsonify(progress(p))
+
+
+@bp.get("/p/<token>/trials")
+def trials(token: str):
+    p = load(token)
+    if p is None:
+        return error(404, "unknown_participant", "unknown participant link")
+    if p.state not in ("in_task", "data_complete", "code_issued", "timed_out"):
+        return error(409, "not_in_task", f"no trials in state '{p.state}'")
+    task = p.study.task_type
+    classes = p.study.stimulus_set.manifest["dataset"].get("classes") or [str(d) for d in range(10)]
+    tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)
+                                     .where(StudyImage.study_id == p.study_id)).all())
+    rows = db.session.scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.index)).all()
+
+    def img(image_id):
+        return url_for("participant.image", token=tokens[image_id]) if image_id else None
+
+    out = []
+    for t in rows:
+        practice = t.kind == "practice"
+        out.append({
+            "index": t.index,
+            "practice": practice,  # attention checks are indistinguishable from main trials here
+            "image": img(t.image_id),
+            "image_b": img(t.image_b_id),
+            "prompt": prompt(task, t, classes),
+            "label": label_name(classes, t.prompt_label),
+            "expected": t.expected if practice else None,
+            "feedback": feedback(task, t, classes),
+        })
+    return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
+                    "debrief_url": url_for("participant.debrief", token=p.access_token)})
+
+
+@bp.post("/p/<token>/responses")
+def post_response(token: str):
+    p = load(token)
+    if p is None:
+        return error(404, "unknown_participant", "unknown participant link")
+    body = request.get_json(silent=True)
+    if body is None:
+        return error(400, "invalid_json", "send the response as a JSON object (Content-Type: application/json)")
+    if p.state == "timed_out":
+        resume_if_timed_out(p)
+    try:
+        stored = store(p, body)
+    except ResponseError as exc:
+        db.session.rollback()
+        return error(exc.status, exc.code, exc.message)
+    return jsonify({"saved": True, "duplicate": stored.duplicate, "trial_index": stored.trial_index,
+                    **progress(p)}), (200 if stored.duplicate else 201)
+
+
+@bp.errorhandler(413)
+def too_large(_exc):
+    return error(413, "too_large", "request body too large")
+
+
+@bp.after_request
+def no_store(resp):
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def touch(p: Participant) -> None:
+    p.last_seen_at = utcnow()

@@ -1,0 +1,209 @@
+"""Simulated participants over real HTTP: the same pages and endpoints a browser uses.
+
+The participant API is blind, so a bot recognises the image it was shown by the sha256 of the bytes
+it downloaded, looked up in researcher-side data (the stimulus set folder or the study's database rows).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class BotError(RuntimeError):
+    pass
+
+
+@dataclass
+class Oracle:
+    """Researcher-side knowledge: image bytes hash -> manifest entry."""
+
+    by_sha: dict[str, dict[str, Any]]
+    classes: list[str]
+    raters: list[str]
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], images: dict[str, bytes]) -> "Oracle":
+        entries = {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
+        by_sha = {hashlib.sha256(png).hexdigest(): entries[key] for key, png in images.items() if key in entries}
+        raters = [m["name"] for m in manifest["models"] if m.get("role") == "rater"]
+        return cls(by_sha, manifest["dataset"].get("classes") or [str(d) for d in range(10)], raters)
+
+    @classmethod
+    def from_stimulus_dir(cls, directory: str) -> "Oracle":
+        from .manifest import load_stimulus_set
+
+        loaded = load_stimulus_set(directory)
+        return cls.from_manifest(loaded.manifest, loaded.images)
+
+    @classmethod
+    def from_database(cls, study_id: str) -> "Oracle":
+        """Needs an app context (DATABASE_URL): reads the study's stored manifest and image bytes."""
+        from sqlalchemy import select
+
+        from .db import db
+        from .models import Image, Study
+
+        study = db.session.get(Study, study_id)
+        if study is None:
+            raise BotError(f"no study {study_id} in the database")
+        images = dict(db.session.execute(select(Image.key, Image.png)
+                                         .where(Image.stimulus_set_id == study.stimulus_set_id)).all())
+        return cls.from_manifest(study.stimulus_set.manifest, images)
+
+    def entry(self, png: bytes) -> dict[str, Any]:
+        e = self.by_sha.get(hashlib.sha256(png).hexdigest())
+        if e is None:
+            raise BotError("shown an image that is not in the stimulus set")
+        return e
+
+
+@dataclass
+class AnswerModel:
+    """rater: sample the rater model's probs (with `noise` = chance of a uniform random answer).
+    effect: answer the target class with probability effects[defense] (else the true class)."""
+
+    kind: str = "rater"
+    rater: str | None = None
+    noise: float = 0.1
+    effects: dict[str, float] = field(default_factory=dict)
+    fail_attention: float = 0.0  # chance of a careless answer on every trial (tests exclusions)
+
+    def probs(self, e: dict[str, Any], oracle: Oracle) -> list[float]:
+        if self.kind == "rater":
+            name = self.rater or (oracle.raters[0] if oracle.raters else None)
+            if name is None or name not in e["predictions"]:
+                raise BotError("no rater model predictions in the manifest; use --model effect")
+            return list(e["predictions"][name]["probs"])
+        k = len(oracle.classes)
+        p = [0.0] * k
+        if "defense" in e:
+            hit = self.effects.get(e["defense"], 0.0)
+            p[e["target_label"]] += hit
+            p[e["true_label"]] += 1 - hit
+        else:
+            p[e["true_label"]] = 1.0
+        return p
+
+    def answer(self, task: str, entries: list[dict[str, Any]], prompt_label: int | None, oracle: Oracle,
+               rng: random.Random) -> str:
+        careless = rng.random() < self.noise or rng.random() < self.fail_attention
+        if task == "identify":
+            if careless:
+                return rng.choice([str(d) for d in range(10)] + ["none"])
+            p = self.probs(entries[0], oracle)
+            return str(rng.choices(range(len(p)), weights=p)[0])
+        if task == "rate":
+            if careless:
+                return str(rng.randint(1, 7))
+            p = self.probs(entries[0], oracle)[prompt_label]
+            return str(min(7, max(1, round(1 + 6 * p + rng.gauss(0, 0.5)))))
+        if careless:
+            return rng.choice(["left", "right"])
+        pl = self.probs(entries[0], oracle)[prompt_label]
+        pr = self.probs(entries[1], oracle)[prompt_label]
+        return "left" if rng.random() < (pl / (pl + pr) if pl + pr > 0 else 0.5) else "right"
+
+
+@dataclass
+class BotResult:
+    token: str
+    completion: str  # the Prolific redirect URL or the shown completion code
+    answered: int
+
+
+_CODE = re.compile(r'id="completion-code">([A-Z0-9]+)<')
+
+
+def _token(url: str) -> str:
+    m = re.search(r"/p/([^/]+)/", urlsplit(url).path + "/")
+    if not m:
+        raise BotError(f"not a participant page: {url}")
+    return m.group(1)
+
+
+def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: int,
+            platform: str = "prolific", session: requests.Session | None = None) -> BotResult:
+    rng = random.Random(seed)
+    s = session or requests.Session()
+    base = base.rstrip("/")
+    pid = f"bot{seed:x}{rng.getrandbits(32):08x}"
+    params = {
+        "prolific": {"PROLIFIC_PID": pid, "STUDY_ID": "botstudy", "SESSION_ID": f"s{pid}"},
+        "mturk": {"workerId": pid, "assignmentId": f"a{pid}", "hitId": "bothit",
+                  "turkSubmitTo": "https://workersandbox.mturk.com"},
+        "anonymous": {},
+    }[platform]
+
+    def ok(r: requests.Response) -> requests.Response:
+        if r.status_code >= 400:
+            raise BotError(f"{r.request.method} {r.url}: HTTP {r.status_code}: {r.text[:200]}")
+        return r
+
+    r = ok(s.get(f"{base}/s/{study_id}", params=params, timeout=30))
+    token = _token(r.url)
+    p = f"{base}/p/{token}"
+    ok(s.post(f"{p}/consent", data={"choice": "agree"}, timeout=30))
+    ok(s.post(f"{p}/instructions", timeout=60))
+    d = ok(s.get(f"{base}/api/p/{token}/trials", timeout=30)).json()
+    cache: dict[str, bytes] = {}
+
+    def img(url: str) -> dict[str, Any]:
+        if url not in cache:
+            cache[url] = ok(s.get(base + url, timeout=30)).content
+        return oracle.entry(cache[url])
+
+    clock = datetime.now(timezone.utc)
+    answered = 0
+    for t in d["trials"][d["next_index"]:]:
+        entries = [img(t["image"])] + ([img(t["image_b"])] if t["image_b"] else [])
+        label = oracle.classes.index(t["label"]) if t["label"] else None
+        answer = model.answer(d["task"], entries, label, oracle, rng)
+        rt = max(150.0, rng.lognormvariate(7.0, 0.4))
+        shown = clock
+        clock = clock + timedelta(milliseconds=rt + 300)
+        body = {"uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "trial_index": t["index"],
+                "response": answer, "rt_ms": round(rt, 1),
+                "shown_at": shown.isoformat().replace("+00:00", "Z"),
+                "answered_at": (shown + timedelta(milliseconds=rt)).isoformat().replace("+00:00", "Z"),
+                "screen_width": 1440, "screen_height": 900, "viewport_width": 1440, "viewport_height": 800,
+                "device_pixel_ratio": 1}
+        ok(s.post(f"{base}/api/p/{token}/responses", json=body, timeout=30))
+        answered += 1
+    state = ok(s.get(f"{base}/api/p/{token}/state", timeout=30)).json()
+    if state["state"] != "data_complete":
+        raise BotError(f"after the last trial the server says {state}")
+    r = ok(s.post(f"{p}/debrief", data={"q0": "bot", "q1": ""}, allow_redirects=False, timeout=30))
+    r = ok(s.get(f"{p}/done", allow_redirects=False, timeout=30))
+    if platform == "prolific":
+        loc = r.headers.get("Location", "")
+        if "prolific.co" not in loc or not parse_qs(urlsplit(loc).query).get("cc"):
+            raise BotError(f"no Prolific completion redirect: {r.status_code} {loc}")
+        return BotResult(token, loc, answered)
+    m = _CODE.search(r.text)
+    return BotResult(token, m.group(1) if m else "mturk-form", answered)
+
+
+def run_bots(base: str, study_id: str, n: int, oracle: Oracle, model: AnswerModel, *, seed: int = 0,
+             concurrency: int = 1, platform: str = "prolific", progress=None) -> list[BotResult]:
+    def one(i: int) -> BotResult:
+        res = run_bot(base, study_id, oracle, model, seed * 1_000_003 + i, platform)
+        if progress:
+            progress()
+        return res
+
+    if concurrency <= 1:
+        return [one(i) for i in range(n)]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, range(n)))

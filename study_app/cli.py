@@ -1,0 +1,220 @@
+"""The study app's commands; advlegit.py adds each of `cli.commands` at the top level."""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+cli = click.Group("study_app", help="Study app commands.")
+
+
+def _app():
+    from . import create_app
+
+    return create_app()
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema (Alembic migrations in migrations/)."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to $DATABASE_URL (default: SQLite in the instance folder)."""
+    from flask_migrate import upgrade
+
+    from . import MIGRATIONS_DIR
+
+    app = _app()
+    with app.app_context():
+        upgrade(directory=MIGRATIONS_DIR, revision=revision)
+    click.echo(f"database at {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])} is at {revision}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.group("study")
+def study_group() -> None:
+    """Create and list studies."""
+
+
+@study_group.command("create")
+@click.option("--stimuli", "stimuli", required=True, type=click.Path(file_okay=False), help="stimulus set folder")
+@click.option("--design", "design_path", required=True, type=click.Path(dir_okay=False), help="design TOML file")
+def study_create(stimuli: str, design_path: str) -> None:
+    """Import a stimulus set (verified, idempotent) and create a study; prints the study id last."""
+    from .db import db
+    from .design import DesignError, load_design
+    from .manifest import StimulusSetError, load_stimulus_set
+    from .studies import create_study
+
+    try:
+        design = load_design(design_path)
+        loaded = load_stimulus_set(stimuli)
+    except (DesignError, StimulusSetError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = _app()
+    with app.app_context():
+        try:
+            study = create_study(loaded, design)
+            db.session.commit()
+        except DesignError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{design_path}: {exc}") from exc
+        click.echo(f"stimulus set {loaded.name} (manifest sha256 {loaded.manifest_sha256})")
+        click.echo(f"participant link: /s/{study.id}")
+        click.echo(study.id)
+
+
+@study_group.command("list")
+def study_list() -> None:
+    from sqlalchemy import select
+
+    from .db import db
+    from .models import Study
+
+    with _app().app_context():
+        for s in db.session.scalars(select(Study).order_by(Study.created_at)):
+            click.echo(f"{s.id}\t{s.status}\t{s.task_type}\t{s.name}")
+
+
+@cli.command("create-admin")
+@click.option("--username", default="admin", show_default=True)
+def create_admin(username: str) -> None:
+    """Create or reset an admin login. Password from $ADVLEGIT_ADMIN_PASSWORD or a prompt."""
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from .db import db
+    from .models import AdminUser
+
+    password = os.environ.get("ADVLEGIT_ADMIN_PASSWORD")
+    if not password:
+        password = getpass.getpass("password: ")
+        if password != getpass.getpass("again: "):
+            raise click.ClickException("passwords differ")
+    if len(password) < 8:
+        raise click.ClickException("password must have at least 8 characters")
+    with _app().app_context():
+        user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
+        if user is None:
+            user = AdminUser(username=username, password_hash="")
+            db.session.add(user)
+        user.password_hash = generate_password_hash(password)
+        db.session.commit()
+    click.echo(f"admin user {username} saved")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--production", is_flag=True, help="gunicorn with worker threads instead of the dev server")
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, production: bool, workers: int) -> None:
+    """Serve participants and the admin pages."""
+    app = _app()
+    if not production:
+        app.run(host=host, port=port, threaded=True)
+        return
+    if not os.environ.get("ADVLEGIT_SECRET_KEY"):
+        raise click.ClickException("--production needs ADVLEGIT_SECRET_KEY in the environment")
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):
+        def load_config(self):
+            for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": 8,
+                         "worker_class": "gthread", "accesslog": "-", "timeout": 60}.items():
+                self.cfg.set(k, v)
+
+        def load(self):
+            return app
+
+    _Gunicorn().run()
+
+
+@cli.command("bots")
+@click.option("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:5000")
+@click.option("--study", "study_id", required=True)
+@click.option("-n", "n", default=10, show_default=True, type=int)
+@click.option("--stimuli", type=click.Path(file_okay=False), help="stimulus set folder (else read the DB)")
+@click.option("--model", type=click.Choice(["rater", "effect"]), default="rater", show_default=True)
+@click.option("--rater", default=None, help="rater model name (default: the first rater in the manifest)")
+@click.option("--noise", default=0.1, show_default=True, type=float, help="chance of a random answer")
+@click.option("--effect", "effects", multiple=True, help="DEFENSE=P: chance of naming the target (effect model)")
+@click.option("--concurrency", default=1, show_default=True, type=int)
+@click.option("--platform", type=click.Choice(["prolific", "mturk", "anonymous"]), default="prolific")
+@click.option("--seed", default=0, show_default=True, type=int)
+def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, platform, seed) -> None:
+    """Run N simulated participants through the real HTTP flow."""
+    from .bots import AnswerModel, BotError, Oracle, run_bots
+
+    parsed = {}
+    for item in effects:
+        name, _, p = item.partition("=")
+        try:
+            parsed[name] = float(p)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected DEFENSE=PROBABILITY", param_hint="--effect") from None
+    if stimuli:
+        oracle = Oracle.from_stimulus_dir(stimuli)
+    else:
+        with _app().app_context():
+            oracle = Oracle.from_database(study_id)
+    answer_model = AnswerModel(kind=model, rater=rater, noise=noise, effects=parsed)
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if done[0] % 10 == 0 or done[0] == n:
+            click.echo(f"{done[0]}/{n} bots finished", err=True)
+
+    try:
+        results = run_bots(url, study_id, n, oracle, answer_model, seed=seed, concurrency=concurrency,
+                           platform=platform, progress=tick)
+    except (BotError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(results)} bots completed, {sum(r.answered for r in results)} responses")
+
+
+@cli.command("export")
+@click.option("--study", "study_id", required=True)
+@click.option("-o", "output", required=True, type=click.Path(dir_okay=False), help="FILE.csv or FILE.jsonl")
+@click.option("--include-platform-ids", is_flag=True, help="add Prolific/MTurk ids (identifying!)")
+def export(study_id: str, output: str, include_platform_ids: bool) -> None:
+    """Tidy export (docs/export.md) plus FILE.study.json with the design and its [analysis] section."""
+    from .db import db
+    from .export import companion, stream_csv, stream_jsonl
+    from .models import Study
+
+    out = Path(output)
+    if out.suffix not in (".csv", ".jsonl"):
+        raise click.BadParameter("output must end in .csv or .jsonl", param_hint="-o")
+    with _app().app_context():
+        study = db.session.get(Study, study_id)
+        if study is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        stream = stream_csv if out.suffix == ".csv" else stream_jsonl
+        tmp = out.with_name(out.name + ".partial")
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            for chunk in stream(study, include_platform_ids):
+                f.write(chunk)
+        tmp.replace(out)
+        side = out.with_suffix(".study.json")
+        side.write_text(json.dumps(companion(study), indent=2))
+    click.echo(f"wrote {out} and {side}", err=True)
+    click.echo(str(out))

@@ -1,0 +1,207 @@
+"""Study design files (TOML): parse, validate field by field, and check against a stimulus set."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from .models import TASK_TYPES
+
+DEFAULT_QUESTIONS = [
+    "Were the images clear enough to judge? Anything that got in the way?",
+    "Any other comments for the researchers?",
+]
+PRIMARY_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
+CONTRASTS = ("each_vs_reference", "all_pairs")
+
+
+class DesignError(ValueError):
+    """A design file problem; the message names the field."""
+
+
+@dataclass
+class Analysis:
+    attention_threshold: float = 1.0  # minimum fraction of attention checks passed
+    rt_floor_ms: float = 200.0  # responses faster than this are excluded
+    primary_outcome: str = ""
+    primary_contrast: str = "each_vs_reference"
+    reference_defense: str = ""
+
+
+@dataclass
+class Design:
+    name: str
+    task: str
+    trials: int
+    practice: int
+    attention_checks: int
+    target_sample_size: int
+    consent_md: str
+    instructions_md: str
+    defenses: list[str] = field(default_factory=list)  # empty = every defended model
+    timeout_minutes: int = 60
+    seed: int | None = None
+    completion_code: str = ""  # Prolific's study completion code; generated when empty
+    debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))
+    analysis: Analysis = field(default_factory=Analysis)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Design":
+        d = dict(d)
+        d["analysis"] = Analysis(**d.get("analysis", {}))
+        return cls(**d)
+
+    def conditions(self) -> list[tuple[str, ...]]:
+        """Cells every participant sees equally often: one defense, or (compare) one defense pair."""
+        if self.task == "compare":
+            return list(combinations(self.defenses, 2))
+        return [(d,) for d in self.defenses]
+
+    @property
+    def n_trials_total(self) -> int:
+        return self.practice + self.trials + self.attention_checks
+
+
+_ALLOWED = {
+    "study": {"name", "task", "trials", "practice", "attention_checks", "target_sample_size",
+              "defenses", "timeout_minutes", "seed"},
+    "consent": {"text"},
+    "instructions": {"text"},
+    "completion": {"code"},
+    "debrief": {"questions"},
+    "analysis": {"attention_threshold", "rt_floor_ms", "primary_outcome", "primary_contrast",
+                 "reference_defense"},
+}
+
+
+def _get(tbl: dict, section: str, key: str, typ: type | tuple, default: Any = ..., *, check=None, hint=""):
+    name = f"{section}.{key}"
+    if key not in tbl:
+        if default is ...:
+            raise DesignError(f"{name}: required field is missing")
+        return default
+    value = tbl[key]
+    if isinstance(value, bool) and typ in (int, float, (int, float)):
+        raise DesignError(f"{name}: expected a number, got {value!r}")
+    if not isinstance(value, typ):
+        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise DesignError(f"{name}: expected {want}, got {value!r}")
+    if check is not None and not check(value):
+        raise DesignError(f"{name}: invalid value {value!r}{' (' + hint + ')' if hint else ''}")
+    return value
+
+
+def parse_design(data: dict[str, Any]) -> Design:
+    for section, tbl in data.items():
+        if section not in _ALLOWED:
+            raise DesignError(f"{section}: unknown section (allowed: {', '.join(sorted(_ALLOWED))})")
+        if not isinstance(tbl, dict):
+            raise DesignError(f"{section}: must be a table")
+        unknown = set(tbl) - _ALLOWED[section]
+        if unknown:
+            raise DesignError(f"{section}.{sorted(unknown)[0]}: unknown field")
+    for required in ("study", "consent", "instructions"):
+        if required not in data:
+            raise DesignError(f"{required}: required section is missing")
+    s = data["study"]
+    pos = lambda v: v > 0  # noqa: E731
+    nonneg = lambda v: v >= 0  # noqa: E731
+    task = _get(s, "study", "task", str, check=lambda v: v in TASK_TYPES, hint="one of " + ", ".join(TASK_TYPES))
+    nonempty = lambda v: v.strip() != ""  # noqa: E731
+    a = data.get("analysis", {})
+    analysis = Analysis(
+        attention_threshold=float(_get(a, "analysis", "attention_threshold", (int, float), 1.0,
+                                       check=lambda v: 0 <= v <= 1, hint="a fraction 0..1")),
+        rt_floor_ms=float(_get(a, "analysis", "rt_floor_ms", (int, float), 200.0, check=nonneg)),
+        primary_outcome=_get(a, "analysis", "primary_outcome", str, PRIMARY_OUTCOMES[task],
+                             check=lambda v: v == PRIMARY_OUTCOMES[task],
+                             hint=f"the {task} task's outcome is {PRIMARY_OUTCOMES[task]}"),
+        primary_contrast=_get(a, "analysis", "primary_contrast", str, "each_vs_reference",
+                              check=lambda v: v in CONTRASTS, hint="one of " + ", ".join(CONTRASTS)),
+        reference_defense=_get(a, "analysis", "reference_defense", str, ""),
+    )
+    questions = _get(data.get("debrief", {}), "debrief", "questions", list, list(DEFAULT_QUESTIONS))
+    if not all(isinstance(q, str) and q.strip() for q in questions):
+        raise DesignError("debrief.questions: must be a list of non-empty strings")
+    defenses = _get(s, "study", "defenses", list, [])
+    if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
+        raise DesignError("study.defenses: must be a list of distinct model names")
+    return Design(
+        name=_get(s, "study", "name", str, check=nonempty, hint="must not be empty"),
+        task=task,
+        trials=_get(s, "study", "trials", int, check=pos, hint="must be positive"),
+        practice=_get(s, "study", "practice", int, 2, check=nonneg, hint="must be >= 0"),
+        attention_checks=_get(s, "study", "attention_checks", int, 2, check=nonneg, hint="must be >= 0"),
+        target_sample_size=_get(s, "study", "target_sample_size", int, check=pos, hint="must be positive"),
+        defenses=list(defenses),
+        timeout_minutes=_get(s, "study", "timeout_minutes", int, 60, check=pos, hint="must be positive"),
+        seed=_get(s, "study", "seed", int, None, check=lambda v: 0 <= v < 2**31, hint="0 <= seed < 2^31"),
+        consent_md=_get(data["consent"], "consent", "text", str, check=nonempty, hint="must not be empty"),
+        instructions_md=_get(data["instructions"], "instructions", "text", str, check=nonempty,
+                             hint="must not be empty"),
+        completion_code=_get(data.get("completion", {}), "completion", "code", str, "",
+                             check=lambda v: v == "" or (v.isalnum() and len(v) <= 64),
+                             hint="letters and digits only"),
+        debrief_questions=list(questions),
+        analysis=analysis,
+    )
+
+
+def load_design(path: str | Path) -> Design:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise DesignError(f"design file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DesignError(f"design file is not valid TOML: {exc}") from exc
+    return parse_design(data)
+
+
+def check_against_set(design: Design, defended: list[str], stimuli: list[dict], sources: list[dict]) -> Design:
+    """Fill in defaults that depend on the stimulus set and refuse designs it cannot serve."""
+    if not design.defenses:
+        design.defenses = list(defended)
+    unknown = [d for d in design.defenses if d not in defended]
+    if unknown:
+        raise DesignError(f"study.defenses: {unknown} are not defended models in the stimulus set ({defended})")
+    need = 2 if design.task == "compare" else 1
+    if len(design.defenses) < need:
+        raise DesignError(f"study.defenses: the {design.task} task needs at least {need} defenses")
+    cells = design.conditions()
+    if design.trials % len(cells):
+        raise DesignError(
+            f"study.trials: {design.trials} is not a multiple of the {len(cells)} "
+            f"{'defense pairs' if design.task == 'compare' else 'defenses'}, so defenses cannot be seen equally often"
+        )
+    ref = design.analysis.reference_defense
+    if ref and ref not in design.defenses:
+        raise DesignError(f"analysis.reference_defense: {ref!r} is not one of the study's defenses {design.defenses}")
+    if not ref:
+        design.analysis.reference_defense = design.defenses[0]
+    usable = [s for s in stimuli if s["success"] and s["defense"] in design.defenses]
+    if design.task == "compare":
+        by_group: dict[str, set] = {}
+        for s in usable:
+            by_group.setdefault(s["group"], set()).add(s["defense"])
+        main_sources = {s["source_id"] for s in usable if len(by_group[s["group"]]) >= 2}
+    else:
+        main_sources = {s["source_id"] for s in usable}
+    if len(main_sources) < design.trials:
+        raise DesignError(
+            f"study.trials: each participant needs {design.trials} different source digits but the stimulus set "
+            f"has only {len(main_sources)} usable ones"
+        )
+    clean_needed = (design.practice + design.attention_checks) * (2 if design.task == "compare" else 1)
+    if clean_needed and len(sources) < clean_needed:
+        raise DesignError(
+            f"study.practice/attention_checks: {clean_needed} clean images needed, the set has {len(sources)}"
+        )
+    if design.task == "compare" and clean_needed and len({s["true_label"] for s in sources}) < 2:
+        raise DesignError("study.practice/attention_checks: compare needs clean digits of at least two classes")
+    return design

@@ -1,0 +1,156 @@
+"""Tidy export (contract 2, docs/export.md): one row per response, streamed as CSV or JSON lines."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from .db import db
+from .models import Image, Participant, Response, Study, Trial
+from .tasks import attention_passed
+
+BASE_COLUMNS = [
+    "response_uuid", "study_id", "participant_id", "participant_state", "participant_review", "task_type",
+    "trial_index", "trial_kind", "stimulus_id", "stimulus_id_b", "group", "source_id", "source_index",
+    "true_label", "target_label", "prompt_label", "defense", "defense_b", "attack", "attack_params", "budget",
+    "norm_l2", "norm_linf", "norm_l0", "norm_l2_b", "norm_linf_b", "norm_l0_b", "attack_success",
+]
+RESPONSE_COLUMNS = [
+    "response", "response_label", "rating", "chosen_side", "chosen_defense", "target_hit", "original_hit",
+    "is_attention_check", "attention_passed", "rt_ms", "shown_at", "answered_at", "received_at",
+    "screen_width", "screen_height", "viewport_width", "viewport_height", "device_pixel_ratio",
+    "manifest_sha256", "stimulus_set",
+]
+PLATFORM_COLUMNS = ["platform", "platform_pid", "platform_session"]
+
+
+def columns(manifest: dict[str, Any], include_platform_ids: bool = False) -> list[str]:
+    models = []
+    for m in manifest["models"]:
+        models += [f"model_{m['name']}_label", f"model_{m['name']}_confidence"]
+    cols = BASE_COLUMNS + models + [c + "_b" for c in models] + RESPONSE_COLUMNS
+    return cols + (PLATFORM_COLUMNS if include_platform_ids else [])
+
+
+def _entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
+
+
+def _iso(t) -> str | None:
+    return t.isoformat().replace("+00:00", "Z") if t is not None else None
+
+
+def _image_fields(e: dict[str, Any], model_names: list[str], suffix: str = "") -> dict[str, Any]:
+    norms = e.get("norms") or {}
+    out = {f"norm_l2{suffix}": norms.get("l2"), f"norm_linf{suffix}": norms.get("linf"),
+           f"norm_l0{suffix}": norms.get("l0")}
+    for name in model_names:
+        pred = e.get("predictions", {}).get(name, {})
+        out[f"model_{name}_label{suffix}"] = pred.get("label")
+        out[f"model_{name}_confidence{suffix}"] = pred.get("confidence")
+    return out
+
+
+def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500) -> Iterator[dict[str, Any]]:
+    sset = study.stimulus_set
+    manifest = sset.manifest
+    entries = _entries(manifest)
+    model_names = [m["name"] for m in manifest["models"]]
+    ImageB = aliased(Image)
+    stmt = (
+        select(Response, Trial, Participant, Image.key, ImageB.key)
+        .join(Trial, Trial.id == Response.trial_id)
+        .join(Participant, Participant.id == Response.participant_id)
+        .join(Image, Image.id == Trial.image_id)
+        .outerjoin(ImageB, ImageB.id == Trial.image_b_id)
+        .where(Participant.study_id == study.id)
+        .order_by(Participant.created_at, Participant.id, Response.trial_index)
+        .execution_options(yield_per=batch)
+    )
+    task = study.task_type
+    for r, t, p, key_a, key_b in db.session.execute(stmt):
+        a = entries[key_a]
+        b = entries[key_b] if key_b else {}
+        is_clean_a = "defense" not in a
+        row: dict[str, Any] = {
+            "response_uuid": r.uuid, "study_id": study.id, "participant_id": p.id,
+            "participant_state": p.state, "participant_review": p.review, "task_type": task,
+            "trial_index": r.trial_index, "trial_kind": t.kind, "stimulus_id": key_a, "stimulus_id_b": key_b,
+            "group": a.get("group"), "source_id": a.get("source_id", a["id"] if is_clean_a else None),
+            "source_index": a.get("source_index"), "true_label": a.get("true_label"),
+            "target_label": a.get("target_label"), "prompt_label": t.prompt_label,
+            "defense": a.get("defense"), "defense_b": b.get("defense"), "attack": a.get("attack"),
+            "attack_params": json.dumps(a["attack_params"], sort_keys=True) if "attack_params" in a else None,
+            "budget": a.get("budget"), "attack_success": a.get("success"),
+        }
+        row |= _image_fields(a, model_names)
+        row |= _image_fields(b, model_names, "_b") if b else {k + "_b": None for k in _image_fields({}, model_names)}
+        resp = r.response
+        label = int(resp) if task == "identify" and resp != "none" else None
+        side_defense = None
+        if task == "compare":
+            side_defense = (a if resp == "left" else b).get("defense")
+        is_check = t.kind == "attention_check"
+        row |= {
+            "response": resp,
+            "response_label": label,
+            "rating": int(resp) if task == "rate" else None,
+            "chosen_side": resp if task == "compare" else None,
+            "chosen_defense": side_defense,
+            "target_hit": (label == a["target_label"]) if task == "identify" and a.get("target_label") is not None else None,
+            "original_hit": (label == a["true_label"]) if task == "identify" else None,
+            "is_attention_check": is_check,
+            "attention_passed": attention_passed(task, t, resp) if is_check else None,
+            "rt_ms": r.rt_ms, "shown_at": _iso(r.shown_at), "answered_at": _iso(r.answered_at),
+            "received_at": _iso(r.received_at),
+            "screen_width": r.screen_width, "screen_height": r.screen_height,
+            "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
+            "device_pixel_ratio": r.device_pixel_ratio,
+            "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+        }
+        if include_platform_ids:
+            info = p.platform_info
+            row |= {"platform": p.platform, "platform_pid": p.platform_pid,
+                    "platform_session": info.get("SESSION_ID") or info.get("assignmentId")}
+        yield row
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def stream_csv(study: Study, include_platform_ids: bool = False) -> Iterator[str]:
+    cols = columns(study.stimulus_set.manifest, include_platform_ids)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for n, row in enumerate(iter_rows(study, include_platform_ids), 1):
+        w.writerow([_cell(row.get(c)) for c in cols])
+        if n % 200 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def stream_jsonl(study: Study, include_platform_ids: bool = False) -> Iterator[str]:
+    cols = columns(study.stimulus_set.manifest, include_platform_ids)
+    for row in iter_rows(study, include_platform_ids):
+        yield json.dumps({c: row.get(c) for c in cols}) + "\n"
+
+
+def companion(study: Study) -> dict[str, Any]:
+    """The study's design (with its [analysis] section) for the analysis package, next to the export."""
+    sset = study.stimulus_set
+    return {"study_id": study.id, "name": study.name, "task_type": study.task_type, "status": study.status,
+            "design": study.design, "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+            "columns": columns(sset.manifest)}

@@ -1,0 +1,214 @@
+"""SQLAlchemy 2.0 typed models. Schema changes only through Alembic revisions in migrations/."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import UTCDateTime, db, utcnow
+
+STATES = (
+    "entered",
+    "consented",
+    "instructed",
+    "in_task",
+    "data_complete",
+    "code_issued",
+    "returned",
+    "timed_out",
+    "excluded",
+)
+REVIEWS = ("", "approved", "rejected", "excluded")
+TASK_TYPES = ("identify", "rate", "compare")
+TRIAL_KINDS = ("practice", "main", "attention_check")
+
+
+class StimulusSet(db.Model):
+    __tablename__ = "stimulus_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    manifest_json: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    images: Mapped[list["Image"]] = relationship(back_populates="stimulus_set")
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_json)
+
+
+class Image(db.Model):
+    """One PNG of a stimulus set: a clean source digit or an adversarial stimulus."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("stimulus_set_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stimulus_set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_sets.id"), index=True)
+    key: Mapped[str] = mapped_column(String(200))  # the manifest id, e.g. src-0003 / stim-0003-t5-normal
+    kind: Mapped[str] = mapped_column(String(16))  # source | stimulus
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file as listed in the manifest
+    png: Mapped[bytes] = mapped_column(LargeBinary)  # served bytes (text chunks stripped)
+    source_key: Mapped[str] = mapped_column(String(200))
+    true_label: Mapped[int] = mapped_column(Integer)
+    target_label: Mapped[Optional[int]] = mapped_column(Integer)
+    group: Mapped[Optional[str]] = mapped_column(String(200))
+    defense: Mapped[Optional[str]] = mapped_column(String(200))
+    success: Mapped[Optional[bool]] = mapped_column()
+
+    stimulus_set: Mapped[StimulusSet] = relationship(back_populates="images")
+
+
+class Study(db.Model):
+    __tablename__ = "studies"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    stimulus_set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_sets.id"), index=True)
+    task_type: Mapped[str] = mapped_column(String(16))
+    design_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    seed: Mapped[int] = mapped_column(Integer)
+    completion_code: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    stimulus_set: Mapped[StimulusSet] = relationship()
+
+    @property
+    def design(self) -> dict[str, Any]:
+        return json.loads(self.design_json)
+
+
+class StudyImage(db.Model):
+    """Opaque per-study token for an image: participants never see manifest ids."""
+
+    __tablename__ = "study_images"
+    __table_args__ = (UniqueConstraint("study_id", "image_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    token: Mapped[str] = mapped_column(String(43), unique=True)
+
+    image: Mapped[Image] = relationship()
+
+
+class AllocationLock(db.Model):
+    """One row per study, locked (FOR UPDATE / BEGIN IMMEDIATE) while a participant is allocated."""
+
+    __tablename__ = "allocation_locks"
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    n_allocated: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Participant(db.Model):
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("study_id", "platform", "platform_pid"),)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)  # pseudonymous, exported
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    access_token: Mapped[str] = mapped_column(String(64), unique=True)  # secret, in the URL
+    platform: Mapped[str] = mapped_column(String(16))  # prolific | mturk | anonymous
+    platform_pid: Mapped[Optional[str]] = mapped_column(String(200))  # never exported by default
+    platform_json: Mapped[str] = mapped_column(Text, default="{}")
+    state: Mapped[str] = mapped_column(String(16), default="entered")
+    review: Mapped[str] = mapped_column(String(16), default="")
+    next_trial_index: Mapped[int] = mapped_column(Integer, default=0)
+    n_trials: Mapped[int] = mapped_column(Integer, default=0)
+    completion_code: Mapped[Optional[str]] = mapped_column(String(64))
+    debrief_json: Mapped[Optional[str]] = mapped_column(Text)
+    user_agent: Mapped[Optional[str]] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship()
+    transitions: Mapped[list["Transition"]] = relationship(
+        back_populates="participant", order_by="Transition.id"
+    )
+
+    @property
+    def platform_info(self) -> dict[str, Any]:
+        return json.loads(self.platform_json or "{}")
+
+
+class Transition(db.Model):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    from_state: Mapped[Optional[str]] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="transitions")
+
+
+class Trial(db.Model):
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("participant_id", "index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # practice | main | attention_check
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    image_b_id: Mapped[Optional[int]] = mapped_column(ForeignKey("images.id"))
+    prompt_label: Mapped[Optional[int]] = mapped_column(Integer)  # rate/compare: the class asked about
+    expected: Mapped[Optional[str]] = mapped_column(String(16))  # practice/attention: the right answer
+
+    image: Mapped[Image] = relationship(foreign_keys=[image_id])
+    image_b: Mapped[Optional[Image]] = relationship(foreign_keys=[image_b_id])
+
+
+class Response(db.Model):
+    """One row per answer, written when it is given; never updated."""
+
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"), unique=True)
+    trial_index: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(String(16))
+    rt_ms: Mapped[float] = mapped_column(Float)
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    screen_width: Mapped[Optional[int]] = mapped_column(Integer)
+    screen_height: Mapped[Optional[int]] = mapped_column(Integer)
+    viewport_width: Mapped[Optional[int]] = mapped_column(Integer)
+    viewport_height: Mapped[Optional[int]] = mapped_column(Integer)
+    device_pixel_ratio: Mapped[Optional[float]] = mapped_column(Float)
+
+    trial: Mapped[Trial] = relationship()
+
+
+class AllocationLog(db.Model):
+    """Enough to replay an allocation: the seed and the fill counts it saw."""
+
+    __tablename__ = "allocation_logs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), unique=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    counts_json: Mapped[str] = mapped_column(Text)
+    plan_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminUser(db.Model):
+    __tablename__ = "admin_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

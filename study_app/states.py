@@ -1,0 +1,47 @@
+"""The participant state machine; every transition is a timestamped row."""
+from __future__ import annotations
+
+from .db import db, utcnow
+from .models import Participant, Transition
+
+ALLOWED: dict[str, set[str]] = {
+    "entered": {"consented", "returned", "timed_out", "excluded"},
+    "consented": {"instructed", "returned", "timed_out", "excluded"},
+    "instructed": {"in_task", "returned", "timed_out", "excluded"},
+    "in_task": {"data_complete", "returned", "timed_out", "excluded"},
+    "data_complete": {"code_issued", "excluded"},
+    "code_issued": {"excluded"},
+    "returned": {"excluded"},
+    "timed_out": {"entered", "consented", "instructed", "in_task", "returned", "excluded"},  # resume
+    "excluded": set(),
+}
+# States whose allocated trials count toward filling stimuli (abandoned ones do not).
+FINISHED = ("data_complete", "code_issued")
+ACTIVE = ("entered", "consented", "instructed", "in_task")
+
+
+class TransitionError(ValueError):
+    pass
+
+
+def transition(p: Participant, to_state: str, reason: str = "") -> None:
+    """Move p to to_state inside the caller's transaction (the caller commits)."""
+    if to_state not in ALLOWED.get(p.state, set()):
+        raise TransitionError(f"cannot go from {p.state} to {to_state}")
+    now = utcnow()
+    db.session.add(Transition(participant_id=p.id, from_state=p.state, to_state=to_state, reason=reason, at=now))
+    p.state = to_state
+    p.last_seen_at = now
+
+
+def enter(p: Participant, reason: str = "") -> None:
+    db.session.add(Transition(participant_id=p.id, from_state=None, to_state="entered", reason=reason, at=p.created_at))
+
+
+def resume_if_timed_out(p: Participant) -> None:
+    """A timed-out participant who comes back continues where they were; nothing they did is lost."""
+    if p.state != "timed_out":
+        return
+    before = [t for t in p.transitions if t.to_state == "timed_out"]
+    previous = before[-1].from_state if before and before[-1].from_state else "entered"
+    transition(p, previous, "resumed after timeout")

