@@ -198,9 +198,11 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
             f"has only {len(main_sources)} usable ones"
         )
     clean_needed = (design.practice + design.attention_checks) * (2 if design.task == "compare" else 1)
-    if clean_needed and len(sources) < clean_needed:
+    # Practice and attention checks use clean digits the participant never sees attacked.
+    if design.trials + clean_needed > len(sources):
         raise DesignError(
-            f"study.practice/attention_checks: {clean_needed} clean images needed, the set has {len(sources)}"
+            f"study.practice/attention_checks: {design.trials} trials + {clean_needed} clean images need "
+            f"{design.trials + clean_needed} different source digits; the set has {len(sources)}"
         )
     if design.task == "compare" and clean_needed and len({s["true_label"] for s in sources}) < 2:
         raise DesignError("study.practice/attention_checks: compare needs clean digits of at least two classes")

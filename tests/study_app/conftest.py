@@ -1,9 +1,14 @@
 """Fixtures for the study app: every test gets a clean schema, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite runs with --import-mode=importlib, which puts no test folder on sys.path; our helpers
+# module has a name no package uses, so adding this folder is safe.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study_fixtures import LiveServer, create_study, fresh_postgres_database, make_app, write_stimulus_set
 
@@ -23,14 +28,37 @@ def db_url(request, tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="module")
+def _schema(db_url):
+    """Create the tables once per module database; each test then starts from empty tables."""
+    from study_app.db import db
+
+    created = []
+
+    def reset(app):
+        with app.app_context():
+            if not created:
+                db.drop_all()
+                db.create_all()
+                created.append(True)
+                return
+            tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+            with db.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+                else:
+                    for t in tables:
+                        conn.exec_driver_sql(f"DELETE FROM {t}")
+
+    return reset
+
+
 @pytest.fixture()
-def app(db_url, tmp_path):
+def app(db_url, _schema, tmp_path):
     from study_app.db import db
 
     app = make_app(db_url, tmp_path / "instance")
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    _schema(app)
     yield app
     with app.app_context():
         db.session.remove()
