@@ -134,7 +134,10 @@ def _token(url: str) -> str:
 
 
 def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: int,
-            platform: str = "prolific", session: requests.Session | None = None) -> BotResult:
+            platform: str = "prolific", session: requests.Session | None = None,
+            image_cache: dict[str, bytes] | None = None) -> BotResult:
+    """One participant from the recruitment link to the completion redirect. `image_cache` shared
+    between bots skips re-downloading an image another bot already fetched (cheaper load tests)."""
     rng = random.Random(seed)
     s = session or requests.Session()
     base = base.rstrip("/")
@@ -151,13 +154,18 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
             raise BotError(f"{r.request.method} {r.url}: HTTP {r.status_code}: {r.text[:200]}")
         return r
 
-    r = ok(s.get(f"{base}/s/{study_id}", params=params, timeout=30))
-    token = _token(r.url)
+    # Redirects are read, not followed: each POST's 303 says where the server moved the participant.
+    r = ok(s.get(f"{base}/s/{study_id}", params=params, allow_redirects=False, timeout=30))
+    token = _token(r.headers.get("Location", ""))
     p = f"{base}/p/{token}"
-    ok(s.post(f"{p}/consent", data={"choice": "agree"}, timeout=30))
-    ok(s.post(f"{p}/instructions", timeout=60))
+    r = ok(s.post(f"{p}/consent", data={"choice": "agree"}, allow_redirects=False, timeout=30))
+    if not r.headers.get("Location", "").endswith("/instructions"):
+        raise BotError(f"consent did not lead to the instructions: {r.status_code} {r.headers.get('Location')}")
+    r = ok(s.post(f"{p}/instructions", allow_redirects=False, timeout=60))
+    if not r.headers.get("Location", "").endswith("/task"):
+        raise BotError(f"instructions did not lead to the task: {r.status_code} {r.headers.get('Location')}")
     d = ok(s.get(f"{base}/api/p/{token}/trials", timeout=30)).json()
-    cache: dict[str, bytes] = {}
+    cache: dict[str, bytes] = {} if image_cache is None else image_cache
 
     def img(url: str) -> dict[str, Any]:
         if url not in cache:
@@ -185,6 +193,8 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
     if state["state"] != "data_complete":
         raise BotError(f"after the last trial the server says {state}")
     r = ok(s.post(f"{p}/debrief", data={"q0": "bot", "q1": ""}, allow_redirects=False, timeout=30))
+    if not r.headers.get("Location", "").endswith("/done"):
+        raise BotError(f"debrief was not accepted: {r.status_code} {r.text[:200]}")
     r = ok(s.get(f"{p}/done", allow_redirects=False, timeout=30))
     if platform == "prolific":
         loc = r.headers.get("Location", "")
@@ -196,9 +206,12 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
 
 
 def run_bots(base: str, study_id: str, n: int, oracle: Oracle, model: AnswerModel, *, seed: int = 0,
-             concurrency: int = 1, platform: str = "prolific", progress=None) -> list[BotResult]:
+             concurrency: int = 1, platform: str = "prolific", progress=None,
+             share_images: bool = False) -> list[BotResult]:
+    shared: dict[str, bytes] | None = {} if share_images else None
+
     def one(i: int) -> BotResult:
-        res = run_bot(base, study_id, oracle, model, seed * 1_000_003 + i, platform)
+        res = run_bot(base, study_id, oracle, model, seed * 1_000_003 + i, platform, image_cache=shared)
         if progress:
             progress()
         return res

@@ -57,14 +57,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, one fsync per checkpoint
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(conn) -> None:
-    # pysqlite's own BEGIN handling is lazy and never IMMEDIATE; allocation needs IMMEDIATE so two
-    # arrivals serialize before either reads the fill counts.
+    # pysqlite's own BEGIN is lazy and DEFERRED: a transaction that reads and then writes fails at
+    # once with "database is locked" when another writer got in between (the busy timeout cannot help).
+    # IMMEDIATE takes the write lock up front, so writers queue (busy_timeout) and allocation reads
+    # fill counts no one else can change before it commits. WAL keeps plain readers unblocked.
     if conn.dialect.name == "sqlite":
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")

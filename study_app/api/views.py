@@ -4,10 +4,12 @@ Only the participant's own secret token addresses anything, so no one can reach 
 """
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+import functools
+
+from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
-from ..db import db, utcnow
+from ..db import db
 from ..models import Participant, StudyImage, Trial
 from ..responses import ResponseError, count_stored, store
 from ..states import resume_if_timed_out
@@ -37,6 +39,15 @@ def state(token: str):
     return jsonify(progress(p))
 
 
+@functools.lru_cache(maxsize=64)
+def _classes(_database: str, stimulus_set_id: int) -> list[str]:
+    # A stimulus set never changes after import, so its class names can be cached per database and id.
+    from ..models import StimulusSet
+
+    manifest = db.session.get(StimulusSet, stimulus_set_id).manifest
+    return manifest["dataset"].get("classes") or [str(d) for d in range(10)]
+
+
 @bp.get("/p/<token>/trials")
 def trials(token: str):
     p = load(token)
@@ -45,7 +56,7 @@ def trials(token: str):
     if p.state not in ("in_task", "data_complete", "code_issued", "timed_out"):
         return error(409, "not_in_task", f"no trials in state '{p.state}'")
     task = p.study.task_type
-    classes = p.study.stimulus_set.manifest["dataset"].get("classes") or [str(d) for d in range(10)]
+    classes = _classes(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study.stimulus_set_id)
     tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)
                                      .where(StudyImage.study_id == p.study_id)).all())
     rows = db.session.scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.index)).all()
@@ -85,8 +96,10 @@ def post_response(token: str):
     except ResponseError as exc:
         db.session.rollback()
         return error(exc.status, exc.code, exc.message)
+    # Cheap reply (no count query): the pointer and state are what the browser needs.
     return jsonify({"saved": True, "duplicate": stored.duplicate, "trial_index": stored.trial_index,
-                    **progress(p)}), (200 if stored.duplicate else 201)
+                    "state": stored.state, "next_index": stored.next_index,
+                    "n_trials": p.n_trials}), (200 if stored.duplicate else 201)
 
 
 @bp.errorhandler(413)
@@ -99,6 +112,3 @@ def no_store(resp):
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
-
-def touch(p: Participant) -> None:
-    p.last_seen_at = utcnow()

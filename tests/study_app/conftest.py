@@ -10,7 +10,7 @@ import pytest
 # module has a name no package uses, so adding this folder is safe.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_fixtures import LiveServer, create_study, fresh_postgres_database, make_app, write_stimulus_set
+from study_fixtures import LiveServer, ServerProcess, create_study, fresh_postgres_database, make_app, write_stimulus_set
 
 
 @pytest.fixture(scope="session")
@@ -78,4 +78,10 @@ def study_id(app, stimulus_dir, tmp_path) -> str:
 @pytest.fixture()
 def live_server(app):
     with LiveServer(app) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def server_process(app, db_url, tmp_path):
+    with ServerProcess(db_url, tmp_path / "server-instance") as srv:
         yield srv

@@ -226,6 +226,9 @@ def answer_body(index: int, response: str, uid: str | None = None) -> dict:
 
 class LiveServer:
     def __init__(self, app):
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request slows 6,000 requests
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -239,3 +242,48 @@ class LiveServer:
         self.thread.join(10)
 
 
+
+
+class ServerProcess:
+    """The app under gunicorn (2 worker processes, threads) on a free loopback port: a real server,
+    and the bots' client threads do not share a GIL with it."""
+
+    def __init__(self, db_url: str, instance: Path, workers: int = 2):
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(instance),
+               "ADVLEGIT_SECRET_KEY": "test-secret"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+             "--threads", "4", "--worker-class", "gthread", "--log-level", "warning", "study_app.wsgi:app"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        import time
+
+        import requests
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()[-2000:]}")
+            try:
+                requests.get(self.url + "/", timeout=5)
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except Exception:
+            self.proc.kill()
