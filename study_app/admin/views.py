@@ -29,6 +29,7 @@ def login():
             session["admin"] = request.form["username"]
             nxt = request.args.get("next", "")
             return redirect(nxt if nxt.startswith("/admin") else url_for("admin.studies"), 303)
+        session.pop("admin", None)  # a failed attempt never leaves an older login in place
         error = "Wrong username or password."
     return render_template("admin/login.html", error=error), (401 if error else 200)
 
@@ -110,13 +111,15 @@ def review(participant_id: str):
 def export(study_id: str, fmt: str):
     st = get_study(study_id)
     with_ids = request.args.get("platform_ids") == "1"
-    if fmt == "csv":
-        body, mime = stream_csv(st, with_ids), "text/csv"
-    elif fmt == "jsonl":
-        body, mime = stream_jsonl(st, with_ids), "application/x-ndjson"
-    else:
+    if fmt not in ("csv", "jsonl"):
         abort(404)
-    resp = Response(stream_with_context(body), mimetype=mime)
+    stream, mime = (stream_csv, "text/csv") if fmt == "csv" else (stream_jsonl, "application/x-ndjson")
+
+    def body():
+        # Runs after the view returned: reload the study in the session that is current then.
+        yield from stream(db.session.get(Study, study_id), with_ids)
+
+    resp = Response(stream_with_context(body()), mimetype=mime)
     resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-responses.{fmt}"'
     resp.headers["Cache-Control"] = "no-store"
     return resp
