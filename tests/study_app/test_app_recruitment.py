@@ -1,0 +1,104 @@
+"""Prolific, MTurk and anonymous links; one platform id takes a study once; bad links change nothing."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from sqlalchemy import func, select
+
+from study_fixtures import ServerProcess, answer_body
+
+
+def n_participants(app):
+    from study_app.db import db
+    from study_app.models import Participant
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Participant))
+
+
+def finish(client, location):
+    token = re.search(r"/p/([^/]+)/", location).group(1)
+    client.post(f"/p/{token}/consent", data={"choice": "agree"})
+    client.post(f"/p/{token}/instructions")
+    for t in client.get(f"/api/p/{token}/trials").get_json()["trials"]:
+        assert client.post(f"/api/p/{token}/responses", json=answer_body(t["index"], "1")).status_code == 201
+    assert client.post(f"/p/{token}/debrief", data={}).status_code == 303
+    return token
+
+
+def test_mturk_preview_then_accept_then_submit_form(app, client, study_id):
+    r = client.get(f"/s/{study_id}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
+    assert r.status_code == 200 and "preview" in r.get_data(as_text=True).lower()
+    assert n_participants(app) == 0
+    q = "assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
+    r = client.get(f"/s/{study_id}?{q}")
+    assert r.status_code == 303
+    token = finish(client, r.headers["Location"])
+    page = client.get(f"/p/{token}/done").get_data(as_text=True)
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in page
+    assert 'name="assignmentId" value="A1"' in page and 'method="post"' in page
+
+
+def test_bad_mturk_links_are_refused(app, client, study_id):
+    for q in ("assignmentId=A1&hitId=H1&workerId=W1&turkSubmitTo=https%3A%2F%2Fevil.example",
+              "assignmentId=A1&hitId=H1&turkSubmitTo=https%3A%2F%2Fwww.mturk.com",
+              "PROLIFIC_PID=%3Cscript%3E"):
+        r = client.get(f"/s/{study_id}?{q}")
+        assert r.status_code == 400, q
+    assert client.get("/s/nosuchstudy?PROLIFIC_PID=A").status_code == 404
+    assert n_participants(app) == 0
+
+
+def test_same_platform_id_cannot_take_a_study_twice(app, client, study_id):
+    first = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=1")
+    # Coming back mid-study resumes the same session instead of starting a second one.
+    again = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=2")
+    assert again.headers["Location"] == first.headers["Location"]
+    finish(client, first.headers["Location"])
+    after = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=3")
+    assert after.status_code == 303 and after.headers["Location"].endswith("/done")  # shows their code again
+    # Declined consent: a new visit is refused, not a fresh start.
+    r = client.get(f"/s/{study_id}?PROLIFIC_PID=DECLINER")
+    token = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)
+    client.post(f"/p/{token}/consent", data={"choice": "decline"})
+    assert client.get(f"/s/{study_id}?PROLIFIC_PID=DECLINER").status_code == 403
+    assert n_participants(app) == 2
+
+
+def test_anonymous_links_get_their_own_code(app, client, study_id):
+    codes = set()
+    for _ in range(2):
+        r = client.get(f"/s/{study_id}")
+        token = finish(client, r.headers["Location"])
+        page = client.get(f"/p/{token}/done").get_data(as_text=True)
+        codes.add(re.search(r'id="completion-code">([A-Z0-9]+)<', page).group(1))
+    assert len(codes) == 2 and n_participants(app) == 2
+
+
+def test_full_study_turns_new_people_away(app, client, stimulus_dir, tmp_path):
+    from study_fixtures import create_study
+
+    sid = create_study(app, stimulus_dir, tmp_path, "rate", target=1)
+    finish(client, client.get(f"/s/{sid}?PROLIFIC_PID=ONE").headers["Location"])
+    assert client.get(f"/s/{sid}?PROLIFIC_PID=TWO").status_code == 410
+    assert n_participants(app) == 1
+
+
+def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
+    """The real `advlegit bots` command (subprocess) against a real server, answers read from the DB."""
+    from study_fixtures import create_study
+
+    sid = create_study(app, stimulus_dir, tmp_path, "rate", trials=4, practice=1, checks=1)
+    env_extra = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    with ServerProcess(db_url, tmp_path / "srv") as srv:
+        code = ("import sys; from study_app.cli import cli; "
+                "sys.exit(cli.main(sys.argv[1:], prog_name='advlegit', standalone_mode=True))")
+        out = subprocess.run([sys.executable, "-c", code, "bots", "--url", srv.url, "--study", sid, "-n", "3",
+                              "--model", "effect", "--effect", "gradreg_dbp=0.9"],
+                             env={**__import__("os").environ, **env_extra}, capture_output=True, text=True,
+                             timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "3 bots completed, 18 responses" in out.stdout
+    assert n_participants(app) == 3
