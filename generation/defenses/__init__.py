@@ -1,0 +1,31 @@
+"""Defense registry. A new defense is one module plus one line here."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .base import Defense, TrainContext, build_params
+from .distillation import Distillation
+from .fgsm_adv import FGSMAdversarial
+from .gradreg import GradReg
+from .gradreg_adv import GradRegAdversarial
+from .normal import Normal
+from .pgd_adv import PGDAdversarial
+
+DEFENSES: dict[str, type[Defense]] = {
+    cls.name: cls
+    for cls in (Normal, Distillation, FGSMAdversarial, GradReg, GradRegAdversarial, PGDAdversarial)
+}
+
+
+def defense_params(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Validated, complete parameters (defaults filled in) as a plain dict for the manifest."""
+    return dataclasses.asdict(build_params(DEFENSES[kind], raw))
+
+
+def build_defense(kind: str, params: dict[str, Any]) -> Defense:
+    cls = DEFENSES[kind]
+    return cls(build_params(cls, params))
+
+
+__all__ = ["DEFENSES", "Defense", "TrainContext", "build_defense", "defense_params"]

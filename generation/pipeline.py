@@ -1,0 +1,180 @@
+"""study.toml -> stimulus set: train (cached), evaluate (cached), attack, render, write the manifest.
+
+The folder is assembled in a temporary sibling and renamed into place at the end, so a failed or
+interrupted run never leaves a half-written stimulus set.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __name__ as _pkg  # noqa: F401
+from .config import GenerationConfig, sha256_json
+from .data import load_dataset, split
+from .evaluate import evaluate
+from .manifest import VerificationError, manifest_sha256, read_manifest, verify, write_manifest
+from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
+                     plot_transfer_heatmap, write_png)
+from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
+from .train import cache_dir, model_specs, to_tensors, train_or_load
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def _cached_json(kind: str, key: dict[str, Any], compute) -> dict[str, Any]:
+    path = cache_dir() / kind / f"{sha256_json(key)}.json"
+    if path.is_file():
+        log.info("%s: reused cached result %s", kind, path.name[:12])
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+    return value
+
+
+def _up_to_date(out: Path, cfg: GenerationConfig) -> bool:
+    if not (out / "manifest.json").is_file():
+        return False
+    try:
+        existing = read_manifest(out)
+        if existing.get("config_hash") != cfg.hash():
+            return False
+        verify(out)
+        return True
+    except (VerificationError, KeyError):
+        return False
+
+
+def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force: bool = False) -> Path:
+    out = Path(out)
+    if _up_to_date(out, cfg):
+        log.info("%s is already the stimulus set of this config (hash %s); nothing to do", out, cfg.hash()[:12])
+        return out
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputExistsError(f"{out} exists and holds something else; choose another folder or pass --force")
+    dev = torch.device(device)
+    started = time.time()
+
+    dataset = load_dataset(cfg.data)
+    splits = split(dataset, cfg.data)
+    num_classes = len(dataset.classes)
+    x_test, y_test = to_tensors(dataset.images, dataset.labels, splits.test, dev)
+    data_for = {"train": to_tensors(dataset.images, dataset.labels, splits.train, dev),
+                "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}
+
+    specs = model_specs(cfg, dataset.sha256)
+    trained = {}
+    for i, spec in enumerate(specs, 1):
+        log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
+        x, y = data_for[spec.split]
+        trained[spec.name] = train_or_load(spec, x, y, num_classes, dev)
+    everyone = {n: t.model for n, t in trained.items()}
+    defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
+    checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items()}
+
+    log.info("evaluating %d models (%s)", len(everyone), ", ".join(cfg.evaluation.attacks))
+    metrics = _cached_json("evaluation", {"checkpoints": checkpoints, "eval": asdict(cfg.evaluation),
+                                          "data": asdict(cfg.data), "dataset": dataset.sha256},
+                           lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation))
+
+    log.info("making stimuli: %s against %d defenses", cfg.stimuli.attack, len(defended))
+    sources = choose_sources(x_test, y_test, splits.test, defended, cfg.stimuli, num_classes)
+    pairs = choose_targets(sources, cfg.stimuli, num_classes)
+    stimuli = make_stimuli(pairs, defended, cfg.stimuli)
+    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli]))):
+        s.predictions = p
+    source_predictions = predictions(everyone, torch.stack([s.image for s in sources]))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_set(tmp, cfg, dataset, splits, trained, metrics, sources, source_predictions, stimuli)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    n_ok = sum(s.success for s in stimuli)
+    log.info("wrote %s: %d stimuli (%d successful) from %d sources in %.0f s; manifest sha256 %s",
+             out, len(stimuli), n_ok, len(sources), time.time() - started, manifest_sha256(out)[:12])
+    return out
+
+
+def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
+               stimuli: list[Stimulus]) -> None:
+    images = folder / "images"
+    figures = folder / "figures"
+    images.mkdir()
+    figures.mkdir()
+    from .manifest import sha256_file
+
+    source_entries = []
+    for src, preds in zip(sources, source_predictions):
+        rel = f"images/{src.id}.png"
+        write_png(folder / rel, src.image.cpu().numpy())
+        source_entries.append({"id": src.id, "image": rel, "sha256": sha256_file(folder / rel),
+                               "source_index": src.index, "true_label": src.label, "predictions": preds})
+    stimulus_entries = []
+    for s in stimuli:
+        rel = f"images/{s.id}.png"
+        write_png(folder / rel, s.image.cpu().numpy())
+        stimulus_entries.append({
+            "id": s.id, "image": rel, "sha256": sha256_file(folder / rel), "group": s.group,
+            "source_id": s.source.id, "source_index": s.source.index,
+            "true_label": s.source.label, "target_label": s.target, "defense": s.defense,
+            "attack": cfg.stimuli.attack, "attack_params": s.params,
+            "until_success": cfg.stimuli.until_success,
+            "budget": None if s.budget != s.budget else s.budget,  # nan -> null
+            "seed": cfg.stimuli.seed, "norms": s.norms, "success": s.success,
+            "predictions": s.predictions,
+        })
+
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for attack in cfg.evaluation.attacks:
+        plot_accuracy_vs_epsilon(metrics, attack, figures / f"accuracy_vs_epsilon_{attack}.png")
+        if "transfer_matrix" in metrics:
+            plot_transfer_heatmap(metrics, attack, figures / f"transfer_{attack}.png")
+    defenses = [d.name for d in cfg.defenses]
+    for d in defenses:
+        plot_grid_per_defense(stimuli, d, dataset.classes, figures / f"grid_{d}.png")
+    plot_matched_grid(stimuli, defenses, dataset.classes, figures / "matched_stimuli.png")
+
+    models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
+               "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,
+               "width": t.spec.width, "training_steps": t.spec.steps, "trained_on": t.spec.split,
+               "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
+               "clean_accuracy": metrics["clean_accuracy"][n],
+               "input_gradient_norm": metrics["input_gradient_norm"][n]}
+              for n, t in trained.items()]
+    write_manifest(folder, {
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "software": {"advlegit": VERSION, "torch": torch.__version__, "python": platform.python_version()},
+        "name": cfg.name,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.hash(),
+        "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
+                    "image_shape": list(dataset.images.shape[1:]), "classes": dataset.classes,
+                    "splits": {"train": len(splits.train), "rater": len(splits.rater), "test": len(splits.test)},
+                    "split_seed": cfg.data.split_seed},
+        "models": models,
+        "sources": source_entries,
+        "stimuli": stimulus_entries,
+    })

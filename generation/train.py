@@ -1,0 +1,148 @@
+"""Training loop with progress bars, and checkpoints cached by a hash of everything that made them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import GenerationConfig, sha256_json
+from .defenses import TrainContext, build_defense
+from .models import build_model
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADVLEGIT_CACHE_DIR", Path.home() / ".cache" / "advlegit"))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ModelSpec:
+    """Everything that determines a trained model; its hash is the cache key."""
+
+    name: str
+    role: str                      # "defended" or "rater"
+    defense: str                   # registry kind
+    defense_params: dict[str, Any]
+    architecture: str
+    width: float
+    dropout: float
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    split: str                     # which data split it trains on
+    data: dict[str, Any]           # data config + dataset hash
+
+    def key(self) -> str:
+        return sha256_json({"format": CHECKPOINT_FORMAT, **asdict(self), "name": None})
+
+
+@dataclass
+class TrainedModel:
+    spec: ModelSpec
+    model: nn.Module
+    checkpoint: Path
+    checkpoint_sha256: str
+    cached: bool
+
+
+def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
+    data = {**asdict(cfg.data), "sha256": dataset_sha256}
+    m, t = cfg.model, cfg.training
+    specs = [
+        ModelSpec(d.name, "defended", d.kind, d.params, m.architecture, m.width, m.dropout,
+                  d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data)
+        for d in cfg.defenses
+    ]
+    for i in range(cfg.raters.count):
+        specs.append(ModelSpec(f"rater{i + 1}" if cfg.raters.count > 1 else "rater", "rater", "normal", {},
+                               cfg.raters.architecture or m.architecture, m.width, m.dropout,
+                               cfg.raters.steps or t.steps, t.batch_size, t.lr, t.seed + 1000 + i,
+                               "rater", data))
+    return specs
+
+
+def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return build_model(spec.architecture, in_channels=image_shape[0], num_classes=num_classes,
+                       image_size=image_shape[-1], width=spec.width, dropout=spec.dropout)
+
+
+def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+        *, steps: int, batch_size: int, lr: float, seed: int, desc: str) -> nn.Module:
+    """Adam on random mini-batches (sampled with a seeded generator) for a fixed number of steps."""
+    device = images.device
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    bar = tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
+    for step in bar:
+        idx = torch.randint(len(labels), (batch_size,), generator=gen).to(device)
+        loss = loss_fn(model, images[idx], labels[idx], step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the "
+                                     "learning rate or the regularization strength")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return model.eval()
+
+
+def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                  device: torch.device) -> TrainedModel:
+    """Load the checkpoint for this spec from the cache, or train it and store it there."""
+    folder = cache_dir() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = spec.key()
+    path = folder / f"{key}.pt"
+    image_shape = tuple(images.shape[1:])
+    model = new_model(spec, image_shape, num_classes).to(device)
+    if path.is_file():
+        try:
+            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            log.info("model %s: reused cached checkpoint %s", spec.name, path.name[:12])
+            return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=True)
+        except (RuntimeError, EOFError, OSError) as exc:  # a corrupt cache entry is retrained, not trusted
+            log.warning("model %s: cached checkpoint unreadable (%s); retraining", spec.name, exc)
+
+    torch.manual_seed(spec.seed)
+    defense = build_defense(spec.defense, spec.defense_params)
+
+    def train_helper(loss_fn, suffix: str) -> nn.Module:
+        torch.manual_seed(spec.seed + 1)
+        helper = new_model(spec, image_shape, num_classes).to(device)
+        return fit(helper, loss_fn, images, labels, steps=spec.steps, batch_size=spec.batch_size,
+                   lr=spec.lr, seed=spec.seed + 1, desc=f"{spec.name} ({suffix})")
+
+    defense.prepare(TrainContext(train_model=train_helper, total_steps=spec.steps))
+    fit(model, defense.loss, images, labels, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+        seed=spec.seed, desc=spec.name)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint under the key
+    (folder / f"{key}.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
+    return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=False)
+
+
+def to_tensors(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, device: torch.device):
+    return (torch.from_numpy(images[idx]).to(device), torch.from_numpy(labels[idx]).to(device))

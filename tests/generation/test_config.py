@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from generation.config import ConfigError, from_dict, load_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("name", ["quick.toml", "mnist-demo.toml"])
+def test_examples_load(name):
+    cfg = load_config(EXAMPLES / name)
+    kinds = {d.kind for d in cfg.defenses}
+    assert {"normal", "distillation", "fgsm_adv", "gradreg", "gradreg_adv", "pgd_adv"} <= kinds
+    assert {d.params.get("variant") for d in cfg.defenses if d.kind == "gradreg"} == {"y", "uniform"}
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"trainig": {}}, "trainig"),
+    ({"training": {"stepz": 3}}, "training.stepz"),
+    ({"training": {"steps": "many"}}, "training.steps"),
+    ({"training": {"lr": True}}, "training.lr"),
+    ({"data": {"source": "web"}}, "data.source"),
+    ({"data": {"source": "folder"}}, "data.path"),
+    ({"model": {"architecture": "resnet"}}, "model.architecture"),
+    ({"defenses": [{"name": "a", "kind": "magic"}]}, "defenses[0].kind"),
+    ({"defenses": [{"name": "a"}, {"name": "a", "kind": "normal"}]}, "defenses[1].name"),
+    ({"defenses": [{"name": "g", "kind": "gradreg", "lamda": 1.0}]}, "lamda"),
+    ({"defenses": [{"kind": "normal"}]}, "defenses[0].name"),
+    ({"stimuli": {"attack": "deepfool"}}, "stimuli.attack"),
+    ({"stimuli": {"attack_params": {"epsilonn": 0.1}}}, "stimuli.attack_params.epsilonn"),
+    ({"stimuli": {"budgets": [0.3, 0.1]}}, "stimuli.budgets"),
+    ({"evaluation": {"attacks": ["jsma"]}}, "evaluation.attacks[0]"),
+])
+def test_bad_config_names_the_field(raw, field):
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw)
+    assert field in str(err.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\nsteps = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_hash_is_stable_and_sensitive():
+    a = from_dict({"training": {"steps": 10}})
+    b = from_dict({"training": {"steps": 10}})
+    c = from_dict({"training": {"steps": 11}})
+    assert a.hash() == b.hash() != c.hash()
