@@ -123,9 +123,8 @@ def plot_matched_grid(stimuli: list, defenses: list[str], classes: list[str], pa
               f"{classes[first.source.label]}→{classes[first.target]}")
         for c, d in enumerate(defenses):
             s = by_key.get((g, d))
-            title = d if r == 0 else ""
-            if s is not None:
-                title = (d + "\n" if r == 0 else "") + f"ε={s.budget:.2f}" if s.success else "failed"
+            status = "" if s is None else (f"ε={s.budget:.2f}" if s.success else "failed")
+            title = (d + "\n" if r == 0 else "") + status
             _show(axes[r, c + 1], s.image.cpu().numpy() if s else None, title,
                   "black" if s is not None and s.success else "red")
     fig.suptitle("matched stimuli: same digit and target, one column per defense", fontsize=9)
