@@ -6,6 +6,7 @@ it downloaded, looked up in researcher-side data (the stimulus set folder or the
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import random
 import re
@@ -197,7 +198,8 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
         raise BotError(f"debrief was not accepted: {r.status_code} {r.text[:200]}")
     r = ok(s.get(f"{p}/done", allow_redirects=False, timeout=30))
     if platform == "prolific":
-        loc = r.headers.get("Location", "")
+        m = re.search(r'id="completion-link" class="btn primary" href="([^"]+)"', r.text)
+        loc = html.unescape(m.group(1)) if m else ""
         if "prolific.co" not in loc or not parse_qs(urlsplit(loc).query).get("cc"):
             raise BotError(f"no Prolific completion redirect: {r.status_code} {loc}")
         return BotResult(token, loc, answered)

@@ -206,11 +206,12 @@ def done(token: str):
     if away:
         return away
     db.session.commit()
-    if p.platform == "prolific":
-        return redirect(prolific_redirect(p.completion_code), 303)
     info = p.platform_info
     submit = mturk_submit_url(info) if p.platform == "mturk" else None
-    return render_template("participant/done.html", p=p, submit=submit, info=info)
+    # Prolific: a page that shows the code and then navigates on (meta refresh, no script needed), so
+    # a failed redirect still leaves the person with their code.
+    back = prolific_redirect(p.completion_code) if p.platform == "prolific" else None
+    return render_template("participant/done.html", p=p, submit=submit, info=info, redirect_url=back)
 
 
 @bp.post("/p/<token>/withdraw")

@@ -287,3 +287,10 @@ class ServerProcess:
             self.proc.wait(15)
         except Exception:
             self.proc.kill()
+
+
+def prolific_link(client, token):
+    import html as _html
+
+    page = client.get(f"/p/{token}/done").get_data(as_text=True)
+    return _html.unescape(re.search(r'id="completion-link" class="btn primary" href="([^"]+)"', page).group(1))

@@ -5,7 +5,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from study_fixtures import answer_body, start_participant
+from study_fixtures import answer_body, prolific_link, start_participant
 
 
 def n_responses(app) -> int:
@@ -124,8 +124,7 @@ def test_completion_code_only_after_every_response_is_stored(app, client, study_
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "data_complete"
     r = client.post(f"/p/{token}/debrief", data={"q0": "x"})
     assert r.status_code == 303
-    r = client.get(f"/p/{token}/done")
-    assert r.headers["Location"] == "https://app.prolific.co/submissions/complete?cc=TESTCODE1"
+    assert prolific_link(client, token) == "https://app.prolific.co/submissions/complete?cc=TESTCODE1"
     # After completion, further answers are refused and nothing changes.
     assert post(client, token, answer_body(0, "2")).status_code == 409
     assert n_responses(app) == len(trials)

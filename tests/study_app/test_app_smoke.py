@@ -1,4 +1,4 @@
-from study_fixtures import answer_body, start_participant
+from study_fixtures import answer_body, prolific_link, start_participant
 
 
 def test_one_participant_completes(client, study_id):
@@ -11,5 +11,4 @@ def test_one_participant_completes(client, study_id):
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "data_complete"
     r = client.post(f"/p/{token}/debrief", data={"q0": "fine"})
     assert r.status_code == 303
-    r = client.get(f"/p/{token}/done")
-    assert r.headers["Location"] == "https://app.prolific.co/submissions/complete?cc=TESTCODE1"
+    assert prolific_link(client, token) == "https://app.prolific.co/submissions/complete?cc=TESTCODE1"

@@ -127,6 +127,7 @@
   function show(index) {
     current = index;
     accepting = false;
+    delete root.dataset.shown;
     var t = data.trials[index];
     el("feedback").hidden = true;
     el("progress").textContent = "Trial " + (index + 1) + " of " + data.n_trials;
@@ -147,6 +148,7 @@
         if (current !== index) return;
         shownPerf = performance.now(); shownWall = new Date();
         accepting = true; setEnabled(true);
+        root.dataset.shown = String(index);  // lets automated checks wait for "shown", not guess
       }); });
     }).catch(function () {
       el("prompt").textContent = "An image failed to load. Please check your connection; retrying…";

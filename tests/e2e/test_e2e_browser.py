@@ -1,0 +1,182 @@
+"""One participant in real headless Chromium: Prolific link -> consent -> practice -> every trial by
+keyboard, a reload mid-way, a few trials offline, the completion redirect; then the admin export."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from study_fixtures import ServerProcess, make_app, write_design
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+N_TRIALS = 12  # 2 practice + 8 main + 2 attention checks
+
+
+def setup_study(db_url, stimuli, tmp_path):
+    from study_app.cli import cli
+    from study_app.db import db
+
+    env = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
+           "ADVLEGIT_ADMIN_PASSWORD": "e2e-admin-password"}
+    app = make_app(db_url, tmp_path / "inst")
+    with app.app_context():  # start from an empty database, so `db upgrade` builds everything
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        db.engine.dispose()
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    res = runner.invoke(cli, ["study", "create", "--stimuli", str(stimuli), "--design",
+                              str(write_design(tmp_path / "design.toml", "identify"))], env=env)
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(cli, ["create-admin"], env=env).exit_code == 0
+    return res.output.strip().splitlines()[-1]
+
+
+def wait_shown(page, index):
+    page.wait_for_function(f"document.getElementById('task').dataset.shown === '{index}'", timeout=15000)
+
+
+def stored(server, token):
+    return requests.get(f"{server.url}/api/p/{token}/state", timeout=10).json()["stored"]
+
+
+def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_path, shots):
+    study_id = setup_study(e2e_db_url, e2e_stimuli, tmp_path)
+    with ServerProcess(e2e_db_url, tmp_path / "srv") as server:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        completed = []
+        # Nothing leaves the machine: the Prolific completion URL is answered locally.
+        context.route("https://app.prolific.co/**", lambda route: (completed.append(route.request.url),
+                                                                   route.fulfill(status=200, body="ok")))
+        page.goto(f"{server.url}/s/{study_id}?PROLIFIC_PID=E2E0001&STUDY_ID=PS1&SESSION_ID=SS1")
+        assert "/consent" in page.url
+        page.screenshot(path=shots / "consent-1440.png", full_page=True)
+        token = re.search(r"/p/([^/]+)/", page.url).group(1)
+        page.keyboard.press("Enter")  # "I agree" has focus
+        page.wait_for_url("**/instructions")
+        page.screenshot(path=shots / "instructions-1440.png", full_page=True)
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/task")
+
+        answers = {}
+        wait_shown(page, 0)
+        assert page.locator("#practice-tag").is_visible()
+        img = page.locator("#stage img").first
+        assert img.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
+        assert img.evaluate("i => i.naturalWidth") == 28 and img.bounding_box()["width"] >= 280
+        page.screenshot(path=shots / "task-practice-1440.png")
+        page.keyboard.press("5")
+        answers[0] = "5"
+        page.locator("#feedback").wait_for(state="visible")
+        page.screenshot(path=shots / "task-feedback-1440.png")
+        page.keyboard.press("Enter")
+
+        for i in range(1, N_TRIALS):
+            wait_shown(page, i)
+            if i == 3:
+                page.screenshot(path=shots / "task-main-1440.png")
+            if i == 4:
+                # Reload mid-study: the server's pointer brings us back to the next unanswered trial.
+                page.wait_for_function("document.getElementById('save-status').textContent.includes('saved')")
+                assert stored(server, token) == 4
+                page.reload()
+                wait_shown(page, 4)
+                assert page.locator("#progress").inner_text() == f"Trial 5 of {N_TRIALS}"
+            if i == 6:
+                page.wait_for_function("document.getElementById('save-status').textContent.includes('All answers saved')")
+                context.set_offline(True)
+            key = "n" if i == 7 else str(i % 10)
+            page.keyboard.press(key)
+            answers[i] = "none" if key == "n" else key
+            if i == 1:  # second practice trial
+                page.locator("#feedback").wait_for(state="visible")
+                page.keyboard.press("Enter")
+            if i == 8:
+                # Three answers made offline wait in the browser's queue, and say so.
+                page.wait_for_function("document.getElementById('save-status').textContent.includes('waiting')")
+                page.screenshot(path=shots / "task-offline-1440.png")
+                assert stored(server, token) == 6
+                assert len(page.evaluate(f"JSON.parse(localStorage.getItem('advlegit-queue-{token}'))")) == 3
+                context.set_offline(False)
+                page.wait_for_function("document.getElementById('save-status').textContent.includes('All answers saved')",
+                                       timeout=20000)
+                assert stored(server, token) == 9
+
+        page.wait_for_url("**/debrief", timeout=20000)
+        page.screenshot(path=shots / "debrief-1440.png", full_page=True)
+        page.keyboard.press("Tab")
+        page.keyboard.type("The images were clear.")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        page.wait_for_url("https://app.prolific.co/**", timeout=20000)
+        assert completed and completed[-1].endswith("?cc=TESTCODE1")
+        assert errors == []
+        context.close()
+
+        # The admin export holds exactly these responses.
+        s = requests.Session()
+        r = s.post(f"{server.url}/admin/login", data={"username": "admin", "password": "e2e-admin-password"})
+        assert r.status_code == 200 and "/admin" in r.url
+        page_admin = browser.new_page(viewport={"width": 1440, "height": 900})
+        page_admin.goto(f"{server.url}/admin/login")
+        page_admin.fill("#password", "e2e-admin-password")
+        page_admin.keyboard.press("Enter")
+        page_admin.wait_for_url("**/admin/")
+        page_admin.goto(f"{server.url}/admin/studies/{study_id}")
+        page_admin.screenshot(path=shots / "admin-study-1440.png", full_page=True)
+        page_admin.close()
+        rows = list(csv.DictReader(io.StringIO(s.get(f"{server.url}/admin/studies/{study_id}/export.csv").text)))
+        assert [int(r["trial_index"]) for r in rows] == list(range(N_TRIALS))
+        assert {int(r["trial_index"]): r["response"] for r in rows} == answers
+        assert len({r["response_uuid"] for r in rows}) == N_TRIALS
+        assert all(float(r["rt_ms"]) > 0 and r["viewport_width"] == "1440" for r in rows)
+        assert {r["participant_state"] for r in rows} == {"code_issued"}
+        assert "E2E0001" not in s.get(f"{server.url}/admin/studies/{study_id}/export.csv").text
+
+
+@pytest.mark.parametrize("width, height", [(375, 740), (1440, 900)])
+def test_pages_fit_phone_and_desktop(browser, e2e_db_url, e2e_stimuli, tmp_path, shots, width, height):
+    study_id = setup_study(e2e_db_url, e2e_stimuli, tmp_path)
+    with ServerProcess(e2e_db_url, tmp_path / "srv", workers=1) as server:
+        context = browser.new_context(viewport={"width": width, "height": height}, has_touch=width < 500,
+                                      is_mobile=width < 500)
+        page = context.new_page()
+        page.goto(f"{server.url}/s/{study_id}?PROLIFIC_PID=W{width}")
+
+        def fits(name):
+            page.screenshot(path=shots / f"{name}-{width}.png", full_page=True)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} scrolls sideways at {width}px"
+
+        fits("consent")
+        page.get_by_role("button", name="I agree, continue").click()
+        page.wait_for_url("**/instructions")
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_url("**/task")
+        wait_shown(page, 0)
+        fits("task")
+        buttons = page.locator("#answers button")
+        assert buttons.count() == 11
+        for k in range(buttons.count()):
+            box = buttons.nth(k).bounding_box()
+            assert box["height"] >= 44 and box["width"] >= 44  # touch targets
+        img_box = page.locator("#stage img").bounding_box()
+        assert img_box["width"] >= min(280, width * 0.7) and img_box["x"] >= 0
+        assert img_box["x"] + img_box["width"] <= width
+        # Keyboard-only: Tab reaches an answer button and its focus is visible.
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.tagName + ':' + getComputedStyle(document.activeElement).outlineStyle")
+        assert focused.startswith("BUTTON:") and not focused.endswith(":none")
+        buttons.nth(3).tap() if width < 500 else buttons.nth(3).click()
+        page.locator("#feedback").wait_for(state="visible")
+        fits("feedback")
+        context.close()
