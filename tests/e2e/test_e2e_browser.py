@@ -83,6 +83,7 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
             wait_shown(page, i)
             if i == 3:
                 page.screenshot(path=shots / "task-main-1440.png")
+            assert page.locator("#practice-tag").is_visible() == (i < 2)
             if i == 4:
                 # Reload mid-study: the server's pointer brings us back to the next unanswered trial.
                 page.wait_for_function("document.getElementById('save-status').textContent.includes('saved')")
@@ -117,6 +118,9 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
         page.keyboard.press("Tab")
         page.keyboard.press("Tab")
         page.keyboard.press("Enter")
+        page.wait_for_url("**/done")
+        page.screenshot(path=shots / "done-1440.png")
+        assert page.locator("#completion-code").inner_text() == "TESTCODE1"
         page.wait_for_url("https://app.prolific.co/**", timeout=20000)
         assert completed and completed[-1].endswith("?cc=TESTCODE1")
         assert errors == []

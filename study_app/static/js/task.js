@@ -178,6 +178,7 @@
       el("feedback-text").textContent = (right ? "Well done. " : "Not quite. ") + t.feedback;
       el("feedback").hidden = false;
       el("continue").focus();
+      el("feedback").scrollIntoView({ block: "nearest" });  // below the buttons on a phone
     } else {
       next();
     }
