@@ -1,0 +1,127 @@
+"""`advlegit analyze` and `advlegit power` (click group merged into the top-level CLI)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from analysis.errors import AnalysisError
+
+log = logging.getLogger(__name__)
+cli = click.Group()
+
+
+def _config(config_path, **overrides):
+    from analysis.config import load_config
+    return load_config(Path(config_path) if config_path else None, **overrides)
+
+
+def _load(export_file: str | None, database: str | None, study: str | None):
+    from analysis.load import coerce, read_export
+    if database:
+        if export_file:
+            raise AnalysisError("give either an export FILE or --database/--study, not both")
+        if not study:
+            raise AnalysisError("--database needs --study ID")
+        try:
+            from study_app.export import export_frame  # the study app's public export (docs/export.md rows)
+        except ImportError:
+            raise AnalysisError(
+                "--database is not available yet: the study app has no export function "
+                "(study_app.export.export_frame); export a CSV with `advlegit export` and analyse that") from None
+        return coerce(export_frame(database, study).astype(str), source=f"{database} study {study}")
+    if not export_file:
+        raise AnalysisError("give an export FILE (CSV or JSONL) or --database URL --study ID")
+    return read_export(export_file)
+
+
+@cli.command("analyze")
+@click.argument("export_file", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Report directory (replaced atomically when the report is complete).")
+@click.option("--database", help="Read the study's responses from this database URL instead of a file.")
+@click.option("--study", help="Study id (with --database).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with an [analysis] table (e.g. the study design file).")
+@click.option("--reference-defense", help="Defense every other is contrasted with.")
+@click.option("--primary-contrast", nargs=2, help="Pre-registered primary contrast: TREATMENT CONTROL.")
+@click.option("--attention-min-pass-rate", type=float)
+@click.option("--rt-floor-ms", type=float)
+@click.option("--alpha", type=float)
+@click.option("--n-boot", type=int, help="Bootstrap resamples.")
+@click.option("--seed", type=int)
+@click.option("--r-crosscheck", type=click.Choice(["auto", "on", "off"]))
+@click.option("--no-mixed-model", is_flag=True, default=None, help="Skip the mixed-model fits.")
+def analyze_cmd(export_file, output, database, study, config_path, reference_defense, primary_contrast,
+                attention_min_pass_rate, rt_floor_ms, alpha, n_boot, seed, r_crosscheck, no_mixed_model):
+    """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
+    from analysis.pipeline import run_analysis
+    from analysis.report import atomic_dir, write_report
+    try:
+        cfg = _config(config_path, reference_defense=reference_defense,
+                      primary_contrast=tuple(primary_contrast) if primary_contrast else None,
+                      attention_min_pass_rate=attention_min_pass_rate, rt_floor_ms=rt_floor_ms,
+                      alpha=alpha, n_boot=n_boot, seed=seed, r_crosscheck=r_crosscheck,
+                      mixed_model=False if no_mixed_model else None)
+        df = _load(export_file, database, study)
+        with atomic_dir(Path(output)) as tmp:
+            (tmp / "figures").mkdir()
+            result = run_analysis(df, cfg, tmp / "figures")
+            write_report(result.sections, cfg, export_file or f"{database} study {study}", result.summary, tmp)
+    except AnalysisError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"report written to {Path(output) / 'report.html'}")
+
+
+@cli.command("power")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Directory for power.csv, power.png and power.md.")
+@click.option("--pilot", type=click.Path(exists=True, dir_okay=False),
+              help="Pilot export: effects and variance components are estimated from it.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--defenses", default="normal,gradreg_y", show_default=True, help="Comma-separated.")
+@click.option("--effect", "effects", multiple=True, metavar="DEFENSE=LOGOR",
+              help="Conditional log-odds ratio vs the reference (repeatable).")
+@click.option("--baseline-rate", type=float, default=0.25, show_default=True)
+@click.option("--participant-sd", type=float, default=0.8, show_default=True)
+@click.option("--image-sd", type=float, default=0.5, show_default=True)
+@click.option("--trials", type=int, default=24, show_default=True, help="Main trials per participant.")
+@click.option("-n", "--n-participants", "ns", default="20,40,60,80,120", show_default=True)
+@click.option("--sims", type=int, default=200, show_default=True, help="Simulated studies per size.")
+@click.option("--target-power", type=float, default=0.8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def power_cmd(output, pilot, config_path, defenses, effects, baseline_rate, participant_sd, image_sd,
+              trials, ns, sims, target_power, seed):
+    """Simulation-based power of the primary contrast against the number of participants."""
+    from analysis import power
+    from analysis.report import atomic_dir
+    try:
+        cfg = _config(config_path)
+        sizes = sorted({int(x) for x in ns.split(",") if x.strip()})
+        if not sizes or min(sizes) < 2:
+            raise AnalysisError("--n-participants needs sizes >= 2")
+        if sims < 10:
+            raise AnalysisError("--sims must be at least 10")
+        if pilot:
+            from analysis.load import read_export
+            design = power.design_from_pilot(read_export(pilot), cfg, trials)
+        else:
+            eff = {}
+            for e in effects:
+                name, _, val = e.partition("=")
+                try:
+                    eff[name.strip()] = float(val)
+                except ValueError:
+                    raise AnalysisError(f"--effect must be DEFENSE=LOGOR, got {e!r}") from None
+            design = power.PowerDesign.build(defenses=tuple(x.strip() for x in defenses.split(",")),
+                                             effects=eff, baseline_rate=baseline_rate,
+                                             participant_sd=participant_sd, image_sd=image_sd,
+                                             trials=trials, cfg=cfg)
+        with atomic_dir(Path(output)) as tmp:
+            table = power.power_curve(design, sizes, sims, cfg.alpha, seed)
+            power.write(table, design, target_power, tmp)
+    except AnalysisError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table.to_string(index=False))
+    click.echo(f"power curve written to {Path(output) / 'power.png'}")

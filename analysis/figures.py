@@ -1,0 +1,147 @@
+"""The report's figures (PNG). Each function takes tidy frames and a path; Agg backend only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.identify import participant_means  # noqa: E402
+from analysis.stats import wilson  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path) -> None:
+    """Rates per defense (all attacks pooled, and per attack) with Wilson intervals."""
+    attacks = [a for a in rates["attack"].unique() if a != "(all)"]
+    series = ["(all)"] + (attacks if len(attacks) > 1 else [])
+    defenses = list(rates.loc[rates["attack"] == "(all)"].sort_values("rate")["defense"])
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(defenses) + 2), 4))
+    width = 0.8 / len(series)
+    for i, a in enumerate(series):
+        r = rates[rates["attack"] == a].set_index("defense").reindex(defenses)
+        x = np.arange(len(defenses)) + (i - (len(series) - 1) / 2) * width
+        ax.errorbar(x, r["rate"], yerr=[r["rate"] - r["ci_low"], r["ci_high"] - r["rate"]],
+                    fmt="o", capsize=3, label="all attacks" if a == "(all)" else a)
+    ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
+    ax.set_ylabel(f"{outcome_label} (mean of participant rates)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{outcome_label} by defense, 95% Wilson intervals")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def participant_lines(d: pd.DataFrame, outcome: str, outcome_label: str, path: Path,
+                      max_lines: int = 200, seed: int = 0) -> None:
+    """One thin line per participant across defenses, the mean on top."""
+    pm = participant_means(d, outcome, ["defense"]).pivot(index="participant_id", columns="defense",
+                                                          values=outcome)
+    order = pm.mean().sort_values().index
+    pm = pm[order]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(order) + 2), 4))
+    shown = pm.sample(n=min(max_lines, len(pm)), random_state=seed)
+    x = np.arange(len(order))
+    jitter = np.random.default_rng(seed).normal(0, 0.015, shown.shape)
+    for row, j in zip(shown.to_numpy(), jitter):
+        ax.plot(x, row + j, color="tab:gray", alpha=0.15, lw=0.8)
+    ax.plot(x, pm.mean().to_numpy(), color="tab:red", lw=2.5, marker="o", label="mean over participants")
+    ax.set_xticks(x, order, rotation=20, ha="right")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel(f"participant's {outcome_label}")
+    note = f" ({len(shown)} of {len(pm)} shown)" if len(shown) < len(pm) else ""
+    ax.set_title(f"Per-participant {outcome_label} across defenses{note}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def rate_vs_perturbation(d: pd.DataFrame, outcome: str, outcome_label: str, path: Path,
+                         alpha: float, bins: int = 5) -> None:
+    """Outcome against L2 perturbation size (quantile bins per defense)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, g in d.groupby("defense"):
+        if g["norm_l2"].nunique() < 2:
+            continue
+        q = pd.qcut(g["norm_l2"], q=min(bins, g["norm_l2"].nunique()), duplicates="drop")
+        agg = g.groupby(q, observed=True).agg(x=("norm_l2", "median"), p=(outcome, "mean"),
+                                              n=(outcome, "size"))
+        lo, hi = wilson(agg["p"], agg["n"], alpha)
+        ax.errorbar(agg["x"], agg["p"], yerr=[agg["p"] - lo, hi - agg["p"]], marker="o",
+                    capsize=2, label=name)
+    ax.set_xlabel("L2 norm of the perturbation (bin median)")
+    ax.set_ylabel(outcome_label)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{outcome_label} vs perturbation size (responses; Wilson 95%)", fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> None:
+    """Rate per ε (budget) per defense, from the per-budget rates table."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    budgets = sorted(table["budget"].unique())
+    for name, g in table.groupby("defense"):
+        g = g.set_index("budget").reindex(budgets)
+        ax.errorbar(budgets, g["rate"], yerr=[g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]],
+                    marker="o", capsize=2, label=name)
+    ax.set_xlabel("attack budget ε (budget column)")
+    ax.set_ylabel(outcome_label)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{outcome_label} by ε and defense (95% Wilson on participant means)", fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def strengths(bt: pd.DataFrame, path: Path) -> None:
+    """Bradley–Terry strengths with bootstrap intervals."""
+    bt = bt.sort_values("strength")
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(bt) + 1.5))
+    y = np.arange(len(bt))
+    ax.errorbar(bt["strength"], y, xerr=[bt["strength"] - bt["ci_low"], bt["ci_high"] - bt["strength"]],
+                fmt="o", capsize=3)
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_yticks(y, bt["defense"])
+    ax.set_xlabel("Bradley-Terry strength (log-odds vs reference = 0)")
+    ax.set_title("Which defense's image is chosen: strengths, 95% bootstrap CI", fontsize=10)
+    _save(fig, path)
+
+
+def mean_ratings(desc: pd.DataFrame, path: Path) -> None:
+    desc = desc.sort_values("mean")
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(desc) + 2), 4))
+    x = np.arange(len(desc))
+    ax.errorbar(x, desc["mean"], yerr=[desc["mean"] - desc["ci_low"], desc["ci_high"] - desc["mean"]],
+                fmt="o", capsize=3)
+    ax.set_xticks(x, desc["defense"], rotation=20, ha="right")
+    ax.set_ylim(1, 7)
+    ax.set_ylabel("rating (1-7), mean of participant means")
+    ax.set_title("Ratings by defense, 95% t-interval over participants", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def power_curve(table: pd.DataFrame, target: float, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(table["n_participants"], table["power"],
+                yerr=[table["power"] - table["ci_low"], table["ci_high"] - table["power"]],
+                marker="o", capsize=3)
+    ax.axhline(target, color="gray", ls="--", lw=1, label=f"target power {target:g}")
+    ax.set_xlabel("number of participants (after exclusions)")
+    ax.set_ylabel("power (share of simulated studies rejecting)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Power of the primary test, 95% Wilson over simulations", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,105 @@
+"""rate task (1-7): descriptives, Friedman + Kendall's W, Wilcoxon + rank-biserial,
+proportional-odds model, linear mixed model (sensitivity)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.stats import codes, holm, rank_biserial_paired, treatment_design
+
+
+def rate_frame(df: pd.DataFrame) -> pd.DataFrame:
+    d = df[(df["task_type"] == "rate") & df["rating"].notna()].copy()
+    d["rating"] = d["rating"].astype(float)
+    return d
+
+
+def participant_wide(d: pd.DataFrame) -> pd.DataFrame:
+    return d.groupby(["participant_id", "defense"])["rating"].mean().unstack("defense")
+
+
+def descriptives(d: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    pm = d.groupby(["defense", "participant_id"])["rating"].mean()
+    rows = []
+    for name, g in pm.groupby(level="defense"):
+        n = len(g)
+        m, se = g.mean(), g.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+        q = stats.t.ppf(1 - alpha / 2, n - 1) if n > 1 else np.nan
+        resp = d.loc[d["defense"] == name, "rating"]
+        rows.append({"defense": name, "mean": m, "ci_low": m - q * se, "ci_high": m + q * se,
+                     "sd_participant_means": g.std(ddof=1), "median_response": resp.median(),
+                     "n_participants": n, "n_responses": len(resp)})
+    return pd.DataFrame(rows)
+
+
+def friedman(d: pd.DataFrame) -> pd.DataFrame:
+    wide = participant_wide(d).dropna()
+    k, n = wide.shape[1], len(wide)
+    if k < 3 or n < 2:
+        return pd.DataFrame()
+    chi2, p = stats.friedmanchisquare(*[wide[c].to_numpy() for c in wide.columns])
+    return pd.DataFrame([{"test": "Friedman on participant means", "chi2": chi2, "df": k - 1, "p": p,
+                          "kendalls_w": chi2 / (n * (k - 1)), "n_participants": n}])
+
+
+def wilcoxon_pairs(d: pd.DataFrame, reference: str) -> pd.DataFrame:
+    wide = participant_wide(d)
+    rows = []
+    names = sorted(wide.columns)
+    pairs = [(a, reference) for a in names if a != reference]
+    pairs += [(a, b) for a, b in itertools.combinations(names, 2) if reference not in (a, b)]
+    for a, b in pairs:
+        both = wide[[a, b]].dropna()
+        if len(both) < 2:
+            continue
+        res = stats.wilcoxon(both[a], both[b])
+        rows.append({"defense": a, "versus": b,
+                     "family": "vs reference" if b == reference else "other pairs",
+                     "median_diff": float((both[a] - both[b]).median()),
+                     "rank_biserial_r": rank_biserial_paired(both[a], both[b]),
+                     "W": res.statistic, "p": res.pvalue, "n_participants": len(both)})
+    out = pd.DataFrame(rows)
+    if len(out):
+        for fam in out["family"].unique():
+            m = out["family"] == fam
+            out.loc[m, "p_holm"] = holm(out.loc[m, "p"])
+    return out
+
+
+def ordinal_model(d: pd.DataFrame, reference: str, alpha: float) -> pd.DataFrame:
+    """Proportional-odds logit rating ~ defense (no constant: the thresholds play its part),
+    standard errors clustered by participant."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    X = treatment_design(d["defense"], reference, "defense")
+    y = pd.Categorical(d["rating"].astype(int), ordered=True)
+    res = OrderedModel(pd.Series(y, index=d.index), X, distr="logit").fit(
+        method="bfgs", disp=0, maxiter=500, cov_type="cluster",
+        cov_kwds={"groups": codes(d["participant_id"])})
+    k = X.shape[1]
+    b, se = np.asarray(res.params)[:k], np.asarray(res.bse)[:k]
+    z = stats.norm.ppf(1 - alpha / 2)
+    return pd.DataFrame({"term": X.columns, "log_odds": b, "se": se, "odds_ratio": np.exp(b),
+                         "or_ci_low": np.exp(b - z * se), "or_ci_high": np.exp(b + z * se),
+                         "p": np.asarray(res.pvalues)[:k]})
+
+
+def linear_mixed(d: pd.DataFrame, reference: str, alpha: float) -> pd.DataFrame:
+    """rating ~ defense with a random intercept per participant (sensitivity check; treats the
+    rating as interval-scaled)."""
+    import statsmodels.api as sm
+
+    X = treatment_design(d["defense"], reference, "defense")
+    X.insert(0, "Intercept", 1.0)
+    res = sm.MixedLM(d["rating"].to_numpy(float), X, groups=d["participant_id"].to_numpy()).fit(reml=True)
+    k = X.shape[1]
+    b, se = np.asarray(res.fe_params), np.asarray(res.bse_fe)
+    z = stats.norm.ppf(1 - alpha / 2)
+    p = 2 * stats.norm.sf(np.abs(b / se))
+    return pd.DataFrame({"term": X.columns, "estimate": b, "se": se, "ci_low": b - z * se,
+                         "ci_high": b + z * se, "p": p,
+                         "participant_sd": float(np.sqrt(res.cov_re.iloc[0, 0])),
+                         "residual_sd": float(np.sqrt(res.scale))}).iloc[:k]

@@ -1,0 +1,291 @@
+"""Simulated studies in export format, from known effects and variance components.
+
+Used by the validation tests (the truth is known) and as the engine of `advlegit power`.
+Each matched set ("group": a source digit and a target class) has one adversarial image per
+defense; a participant sees distinct groups, defenses balanced within participant.
+
+identify: target_hit ~ Bernoulli(expit(intercept + effect[defense] + attack/budget terms
+          + u_participant + v_image)), u ~ N(0, participant_sd²), v ~ N(0, image_sd²).
+rate:     latent = effect[defense] + u + v + Logistic(0,1), cut at fixed thresholds into 1..7.
+compare:  P(left chosen) = expit(strength[left] - strength[right] + side_bias + w_participant).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from analysis.schema import EXPORT_COLUMNS
+
+RATE_CUTS = np.array([-2.0, -1.2, -0.4, 0.4, 1.2, 2.0])
+
+
+@dataclass
+class SimDesign:
+    task: str = "identify"
+    defenses: tuple[str, ...] = ("normal", "gradreg_y")
+    effects: dict[str, float] = field(default_factory=dict)  # defense -> log-OR / latent shift / strength
+    baseline_rate: float = 0.25  # identify: P(target_hit) of a typical image of the reference defense
+    participant_sd: float = 0.8
+    image_sd: float = 0.5
+    n_participants: int = 40
+    trials_per_participant: int = 24
+    n_groups: int | None = None  # matched sets; default 2 × trials per participant
+    attacks: tuple[str, ...] = ("tgsm",)
+    attack_effects: dict[str, float] = field(default_factory=dict)
+    budgets: tuple[float, ...] = (0.3,)
+    budget_slope: float = 0.0  # identify: log-odds per unit budget (L∞ ε)
+    side_bias: float = 0.0  # compare: log-odds of choosing the left image
+    p_original_if_miss: float = 0.7  # identify: a miss names the original digit this often
+    n_practice: int = 0
+    n_attention: int = 0
+    inattentive_rate: float = 0.0  # share of participants answering at random, fast
+    incomplete_rate: float = 0.0  # share who returned the study part-way
+    review_excluded_rate: float = 0.0  # share the researcher marked excluded
+    models: tuple[str, ...] = ("normal", "rater")  # model_<name>_label columns
+    study_id: str = "sim"
+
+    def effect(self, d: str) -> float:
+        return float(self.effects.get(d, 0.0))
+
+
+def _labels(n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    true = np.arange(n_groups) % 10
+    target = (true + 1 + (np.arange(n_groups) // 10) % 9) % 10
+    return true, target
+
+
+def _allocate(design: SimDesign, rng: np.random.Generator):
+    """(participant, group, defense index) for every main trial."""
+    T, K = design.trials_per_participant, len(design.defenses)
+    G = design.n_groups or max(2 * T, K)
+    if G < T:
+        raise ValueError("n_groups must be at least trials_per_participant")
+    groups = np.argsort(rng.random((design.n_participants, G)), axis=1)[:, :T]
+    # balanced defenses within participant: repeat 0..K-1 then shuffle per participant
+    base = np.resize(np.arange(K), T)
+    defs = np.take_along_axis(np.tile(base, (design.n_participants, 1)),
+                              np.argsort(rng.random((design.n_participants, T)), axis=1), axis=1)
+    part = np.repeat(np.arange(design.n_participants), T)
+    return part, groups.ravel(), defs.ravel(), G
+
+
+def simulate(design: SimDesign, seed: int | np.random.Generator = 0) -> pd.DataFrame:
+    """One simulated export (all columns of docs/export.md), as a typed frame."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if design.task not in ("identify", "rate", "compare"):
+        raise ValueError(f"unknown task {design.task!r}")
+    if design.task == "compare" and len(design.defenses) < 2:
+        raise ValueError("compare needs two defenses")
+    P, K = design.n_participants, len(design.defenses)
+    part, grp, dix, G = _allocate(design, rng)
+    n = len(part)
+    defs = np.array(design.defenses, dtype=object)
+    true_g, target_g = _labels(G)
+    attack_g = np.array(design.attacks, dtype=object)[np.arange(G) % len(design.attacks)]
+    budget_g = np.array(design.budgets, dtype=float)[(np.arange(G) // len(design.attacks)) % len(design.budgets)]
+    u = rng.normal(0, design.participant_sd, P)
+    v = rng.normal(0, design.image_sd, (G, K))  # one image per (group, defense)
+    eff = np.array([design.effect(d) for d in design.defenses])
+    att_eff = np.array([design.attack_effects.get(a, 0.0) for a in attack_g])
+    inattentive = rng.random(P) < design.inattentive_rate
+
+    cols: dict[str, object] = {}
+    cols["defense"] = defs[dix]
+    cols["stimulus_id"] = np.char.add(np.char.add(np.char.add("s", np.char.zfill(grp.astype(str), 4)), "-"),
+                                      defs[dix].astype(str))
+    cols["group"] = np.char.add("g", np.char.zfill(grp.astype(str), 4))
+    budget = budget_g[grp]
+    true, target = true_g[grp], target_g[grp]
+    eta_img = v[grp, dix]
+    cols["stimulus_id_b"] = np.full(n, "", dtype=object)
+    cols["defense_b"] = np.full(n, "", dtype=object)
+    response = np.empty(n, dtype=object)
+    resp_label = np.full(n, np.nan)
+    rating = np.full(n, np.nan)
+    chosen_side = np.full(n, "", dtype=object)
+    chosen_def = np.full(n, "", dtype=object)
+    target_hit = np.full(n, None, dtype=object)
+    original_hit = np.full(n, None, dtype=object)
+    rand = inattentive[part]
+
+    if design.task == "identify":
+        eta = (logit(design.baseline_rate) + eff[dix] + att_eff[grp]
+               + design.budget_slope * budget + u[part] + eta_img)
+        hit = rng.random(n) < expit(eta)
+        orig = ~hit & (rng.random(n) < design.p_original_if_miss)
+        other = (true + 1 + rng.integers(1, 9, n)) % 10  # neither... may equal target: fix below
+        other = np.where(other == target, (other + 1) % 10, other)
+        other = np.where(other == true, (other + 1) % 10, other)
+        label = np.where(hit, target, np.where(orig, true, other)).astype(float)
+        rnd_label = rng.integers(0, 10, n).astype(float)
+        label = np.where(rand, rnd_label, label)
+        none = rng.random(n) < 0.03
+        label[none] = np.nan
+        resp_label = label
+        response = np.where(none, "none", np.char.mod("%d", np.nan_to_num(label).astype(int))).astype(object)
+        target_hit = np.where(none, False, label == target)
+        original_hit = np.where(none, False, label == true)
+    elif design.task == "rate":
+        latent = eff[dix] + u[part] + eta_img + rng.logistic(0, 1, n)
+        r = 1 + np.searchsorted(RATE_CUTS, latent)
+        r = np.where(rand, rng.integers(1, 8, n), r)
+        rating = r.astype(float)
+        response = np.char.mod("%d", r).astype(object)
+    else:  # compare: the right image is the same group under another defense
+        other = (dix + rng.integers(1, K, n)) % K
+        swap = rng.random(n) < 0.5  # which of the pair is shown left
+        left, right = np.where(swap, other, dix), np.where(swap, dix, other)
+        w = rng.normal(0, design.participant_sd, P)  # per-person side preference
+        p_left = expit(eff[left] - eff[right] + design.side_bias + w[part] * 0.3)
+        chose_left = np.where(rand, rng.random(n) < 0.5, rng.random(n) < p_left)
+        cols["defense"], cols["defense_b"] = defs[left], defs[right]
+        sid = np.char.add(np.char.add("s", np.char.zfill(grp.astype(str), 4)), "-")
+        cols["stimulus_id"] = np.char.add(sid, defs[left].astype(str))
+        cols["stimulus_id_b"] = np.char.add(sid, defs[right].astype(str))
+        chosen_side = np.where(chose_left, "left", "right").astype(object)
+        chosen_def = np.where(chose_left, defs[left], defs[right])
+        response = chosen_side.copy()
+        dix = left
+
+    main = pd.DataFrame({
+        "participant_num": part, "trial_kind": "main", "stimulus_id": cols["stimulus_id"],
+        "stimulus_id_b": cols["stimulus_id_b"], "group": cols["group"],
+        "source_index": grp, "true_label": true, "target_label": target,
+        "defense": cols["defense"], "defense_b": cols["defense_b"], "attack": attack_g[grp],
+        "budget": budget, "response": response, "response_label": resp_label, "rating": rating,
+        "chosen_side": chosen_side, "chosen_defense": chosen_def,
+        "target_hit": target_hit, "original_hit": original_hit,
+        "is_attention_check": False, "attention_passed": None,
+    })
+    # perturbation norms: grow with the budget, differ a little by defense
+    main["norm_linf"] = budget
+    main["norm_l2"] = budget * (6.0 + 0.5 * dix) * np.exp(rng.normal(0, 0.15, n))
+    main["norm_l0"] = np.round(150 + 40 * dix + rng.normal(0, 20, n))
+    if design.task == "compare":
+        main["norm_l2_b"] = budget * 6.5 * np.exp(rng.normal(0, 0.15, n))
+    # models' predictions: the attacked source model says the target, the rater mostly the truth
+    for m in design.models:
+        if m == "rater":
+            lab = np.where(rng.random(n) < 0.85, true, target)
+        else:
+            lab = np.where(rng.random(n) < 0.9, target, true)
+        main[f"model_{m}_label"] = lab
+        main[f"model_{m}_confidence"] = np.round(rng.uniform(0.5, 1.0, n), 3)
+    frames = [main]
+    if design.n_practice or design.n_attention:
+        frames.append(_extra_trials(design, inattentive, rng))
+    df = pd.concat(frames, ignore_index=True)
+    return _finish(df, design, inattentive, rng)
+
+
+def _extra_trials(design: SimDesign, inattentive: np.ndarray, rng) -> pd.DataFrame:
+    P = design.n_participants
+    reps = design.n_practice + design.n_attention
+    part = np.repeat(np.arange(P), reps)
+    kind = np.tile(["practice"] * design.n_practice + ["attention_check"] * design.n_attention, P)
+    digit = rng.integers(0, 10, len(part))
+    is_att = kind == "attention_check"
+    passed = np.where(inattentive[part], rng.random(len(part)) < 0.3, rng.random(len(part)) < 0.98)
+    answer = np.where(passed, digit, (digit + 1) % 10)
+    return pd.DataFrame({
+        "participant_num": part, "trial_kind": kind,
+        "stimulus_id": np.char.add("clean-", digit.astype(str)), "stimulus_id_b": "", "group": "",
+        "source_index": digit, "true_label": digit, "target_label": np.nan, "defense": "",
+        "defense_b": "", "attack": "", "budget": np.nan,
+        "response": answer.astype(str).astype(object), "response_label": answer.astype(float),
+        "rating": np.nan, "chosen_side": "", "chosen_defense": "", "target_hit": None,
+        "original_hit": None, "is_attention_check": is_att,
+        "attention_passed": np.where(is_att, passed, None).astype(object),
+    })
+
+
+def _finish(df: pd.DataFrame, design: SimDesign, inattentive, rng) -> pd.DataFrame:
+    P = design.n_participants
+    df = df.sample(frac=1.0, random_state=int(rng.integers(2**31))).reset_index(drop=True)
+    df = df.sort_values("participant_num", kind="stable").reset_index(drop=True)
+    df["trial_index"] = df.groupby("participant_num").cumcount()
+    state = np.where(rng.random(P) < 0.3, "data_complete", "code_issued").astype(object)
+    review = np.full(P, "", dtype=object)
+    incomplete = rng.random(P) < design.incomplete_rate
+    state[incomplete] = "returned"
+    review[rng.random(P) < design.review_excluded_rate] = "excluded"
+    pn = df["participant_num"].to_numpy()
+    n_trials = df.groupby("participant_num")["trial_index"].transform("size").to_numpy()
+    cut = incomplete[pn] & (df["trial_index"].to_numpy() >= n_trials // 2)
+    df = df[~cut].reset_index(drop=True)
+    pn = df["participant_num"].to_numpy()
+    n = len(df)
+    df["participant_id"] = np.char.add("p", np.char.zfill(pn.astype(str), 5))
+    df["participant_state"] = state[pn]
+    df["participant_review"] = review[pn]
+    df["study_id"] = design.study_id
+    df["task_type"] = design.task
+    df["response_uuid"] = [f"{design.study_id}-{i:08d}" for i in range(n)]
+    df["source_id"] = np.char.add("src", df["source_index"].astype(int).astype(str).to_numpy())
+    df["attack_params"] = np.where(df["attack"] == "", "", json.dumps({"steps": 10}))
+    df["attack_success"] = df["defense"] != ""
+    rt = np.exp(rng.normal(np.log(1500), 0.4, n))
+    fast = inattentive[pn]
+    rt = np.where(fast, np.exp(rng.normal(np.log(350), 0.3, n)), rt)
+    df["rt_ms"] = np.round(rt, 1)
+    t0 = pd.Timestamp("2026-01-01T00:00:00Z") + pd.to_timedelta(pn * 3600 + df["trial_index"] * 5, unit="s")
+    df["shown_at"] = t0.dt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    df["answered_at"] = (t0 + pd.to_timedelta(df["rt_ms"], unit="ms")).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    df["received_at"] = df["answered_at"]
+    df["screen_width"], df["screen_height"] = 1920.0, 1080.0
+    df["viewport_width"], df["viewport_height"], df["device_pixel_ratio"] = 1600.0, 900.0, 1.0
+    df["manifest_sha256"] = "0" * 64
+    df["stimulus_set"] = "simulated"
+    for c in EXPORT_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan if c.startswith("norm_") else ""
+    model_cols = [c for c in df.columns if c.startswith("model_")]
+    df = df[list(EXPORT_COLUMNS) + model_cols]
+    return _types(df)
+
+
+def _types(df: pd.DataFrame) -> pd.DataFrame:
+    for c in ("target_hit", "original_hit", "attention_passed", "is_attention_check", "attack_success"):
+        df[c] = df[c].astype("boolean")
+    for c in ("trial_index", "source_index", "true_label", "target_label", "response_label", "rating"):
+        df[c] = pd.to_numeric(df[c]).astype("Int64")
+    for c in df.columns:
+        if c.startswith("model_") and c.endswith("_label"):
+            df[c] = df[c].astype("Int64")
+    for c in ("defense", "defense_b", "stimulus_id", "stimulus_id_b", "group", "response",
+              "chosen_side", "chosen_defense", "attack"):
+        df[c] = df[c].fillna("").astype(str)
+    return df
+
+
+def write_export(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame as the study app would: CSV (true/false, empty cells) or JSON lines."""
+    path = Path(path)
+    out = df.copy()
+    for c in out.columns:
+        if str(out[c].dtype) == "boolean":
+            out[c] = out[c].map({True: "true", False: "false"}).astype(object).fillna("")
+    if path.suffix == ".jsonl":
+        out.to_json(path, orient="records", lines=True)
+    else:
+        out.to_csv(path, index=False, na_rep="")
+    return path
+
+
+def marginal_rates(design: SimDesign, n_draws: int = 400_000, seed: int = 12345) -> dict[str, float]:
+    """Population-averaged P(target_hit) per defense (identify), by Monte Carlo over the
+    random effects: the quantity a marginal (cluster-robust) logit estimates."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, np.hypot(design.participant_sd, design.image_sd), n_draws)
+    base = logit(design.baseline_rate)
+    return {d: float(expit(base + design.effect(d) + z).mean()) for d in design.defenses}
+
+
+def marginal_log_or(design: SimDesign, treatment: str, control: str) -> float:
+    r = marginal_rates(design)
+    return float(logit(r[treatment]) - logit(r[control]))
