@@ -184,3 +184,40 @@ def test_pages_fit_phone_and_desktop(browser, e2e_db_url, e2e_stimuli, tmp_path,
         page.locator("#feedback").wait_for(state="visible")
         fits("feedback")
         context.close()
+
+
+def test_rate_and_compare_pages_at_phone_and_desktop_widths(browser, e2e_db_url, e2e_stimuli, tmp_path, shots):
+    """The 1-7 scale and the side-by-side pair fit a 375 px phone and a 1440 px screen, keys work."""
+    from study_app.cli import cli
+
+    setup_study(e2e_db_url, e2e_stimuli, tmp_path)
+    env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    ids = {}
+    for task in ("rate", "compare"):
+        res = CliRunner().invoke(cli, ["study", "create", "--stimuli", str(e2e_stimuli), "--design",
+                                       str(write_design(tmp_path / f"{task}.toml", task))], env=env)
+        assert res.exit_code == 0, res.output
+        ids[task] = res.output.strip().splitlines()[-1]
+    with ServerProcess(e2e_db_url, tmp_path / "srv", workers=1) as server:
+        for task, key, n_buttons in (("rate", "6", 7), ("compare", "ArrowLeft", 2)):
+            for width, height in ((375, 740), (1440, 900)):
+                context = browser.new_context(viewport={"width": width, "height": height})
+                page = context.new_page()
+                page.goto(f"{server.url}/s/{ids[task]}?PROLIFIC_PID={task}{width}")
+                assert "/consent" in page.url, page.content()[:500]
+                page.get_by_role("button", name="I agree, continue").click()
+                page.wait_for_url("**/instructions")
+                page.get_by_role("button", name="Start").click()
+                page.wait_for_url("**/task")
+                wait_shown(page, 0)
+                page.screenshot(path=shots / f"task-{task}-{width}.png", full_page=True)
+                assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+                assert page.locator("#answers button").count() == n_buttons
+                imgs = page.locator("#stage img")
+                assert imgs.count() == (2 if task == "compare" else 1)
+                for k in range(imgs.count()):
+                    box = imgs.nth(k).bounding_box()
+                    assert box["width"] >= (140 if width < 500 else 280) and box["x"] + box["width"] <= width
+                page.keyboard.press(key)
+                page.locator("#feedback").wait_for(state="visible")
+                context.close()
