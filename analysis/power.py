@@ -66,7 +66,7 @@ def design_from_pilot(df: pd.DataFrame, cfg: AnalysisConfig, trials: int | None)
 
 def simulated_p(design: PowerDesign, n_participants: int, rng: np.random.Generator) -> float:
     sim = dataclasses.replace(design.sim, n_participants=n_participants)
-    d = identify_frame(simulate(sim, rng))
+    d = identify_frame(simulate(sim, rng, core=True))
     return primary_test(d, design.treatment, design.control)["p"]
 
 

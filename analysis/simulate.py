@@ -74,8 +74,10 @@ def _allocate(design: SimDesign, rng: np.random.Generator):
     return part, groups.ravel(), defs.ravel(), G
 
 
-def simulate(design: SimDesign, seed: int | np.random.Generator = 0) -> pd.DataFrame:
-    """One simulated export (all columns of docs/export.md), as a typed frame."""
+def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool = False) -> pd.DataFrame:
+    """One simulated export (all columns of docs/export.md), as a typed frame.
+
+    core=True returns only the main-trial columns the statistics use (fast: power, validation)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if design.task not in ("identify", "rate", "compare"):
         raise ValueError(f"unknown task {design.task!r}")
@@ -162,6 +164,10 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0) -> pd.DataF
         "target_hit": target_hit, "original_hit": original_hit,
         "is_attention_check": False, "attention_passed": None,
     })
+    if core:
+        main["participant_id"] = np.char.add("p", pd.Series(part).astype(str).to_numpy().astype(str))
+        main["task_type"] = design.task
+        return main.drop(columns=["participant_num"])
     # perturbation norms: grow with the budget, differ a little by defense
     main["norm_linf"] = budget
     main["norm_l2"] = budget * (6.0 + 0.5 * dix) * np.exp(rng.normal(0, 0.15, n))
