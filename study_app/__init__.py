@@ -71,6 +71,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
 
+    from flask import jsonify, render_template, request
+    from werkzeug.exceptions import HTTPException
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # The API always answers JSON; people get a readable page. Neither shows a traceback.
+        if request.path.startswith("/api/"):
+            return jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
+                            "message": exc.description}), exc.code
+        return render_template("participant/message.html", title=exc.name, text=exc.description), exc.code
+
     @app.after_request
     def _headers(resp):
         # Participants' pages must never be cached by a shared proxy; nothing is framed but MTurk's.

@@ -186,3 +186,15 @@ def test_withdraw_returns_and_ends_the_session(app, client, study_id):
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "returned"
     assert post(client, token, answer_body(0, "3")).status_code == 409
     assert n_responses(app) == 0
+
+
+def test_api_errors_are_json_and_pages_errors_are_readable(app, client, study_id):
+    token = start_participant(client, study_id)
+    r = client.get(f"/api/p/{token}/responses")  # wrong method
+    assert r.status_code == 405 and r.get_json()["error"] == "method_not_allowed"
+    assert client.get("/api/nothing-here").get_json()["error"] == "not_found"
+    r = client.get(f"/s/{study_id}?PROLIFIC_PID=CONSENTBAD")
+    other = r.headers["Location"].rsplit("/", 1)[0]
+    r = client.post(f"{other}/consent", data={"choice": "maybe"})
+    assert r.status_code == 400 and "I agree" in r.get_data(as_text=True)
+    assert client.get(f"/api/p/{other.rsplit('/', 1)[1]}/state").get_json()["state"] == "entered"
