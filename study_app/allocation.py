@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import defer
 
 from .db import db, utcnow
 from .design import Design
@@ -199,7 +200,8 @@ def allocate(participant: Participant) -> list[Trial]:
     lock = lock_study(study.id)
     time_out_stale(study, design)
     db.session.flush()
-    images = db.session.scalars(select(Image).where(Image.stimulus_set_id == study.stimulus_set_id)).all()
+    images = db.session.scalars(select(Image).options(defer(Image.png))  # pixels are not needed here
+                                .where(Image.stimulus_set_id == study.stimulus_set_id)).all()
     items, clean = build_pool(design, images)
     counts = fill_counts(study, design)
     seed = study.seed * 100_003 + lock.n_allocated

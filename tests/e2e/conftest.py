@@ -10,7 +10,7 @@ import pytest
 # Reuse the study app's fixture builders (the suite runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study_app"))
 
-from study_fixtures import fresh_postgres_database, write_stimulus_set  # noqa: E402
+from study_fixtures import fresh_postgres_database, shared_stimulus_set  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -45,9 +45,9 @@ def e2e_db_url(tmp_path_factory):
         yield f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def e2e_stimuli(tmp_path_factory):
-    return write_stimulus_set(tmp_path_factory.mktemp("e2e-stimuli") / "set")
+    return shared_stimulus_set(tmp_path_factory)
 
 
 @pytest.fixture()

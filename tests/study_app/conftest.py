@@ -10,12 +10,12 @@ import pytest
 # module has a name no package uses, so adding this folder is safe.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_fixtures import LiveServer, ServerProcess, create_study, fresh_postgres_database, make_app, write_stimulus_set
+from study_fixtures import ServerProcess, create_study, fresh_postgres_database, make_app, shared_stimulus_set
 
 
 @pytest.fixture(scope="session")
 def stimulus_dir(tmp_path_factory) -> Path:
-    return write_stimulus_set(tmp_path_factory.mktemp("stimuli") / "set")
+    return shared_stimulus_set(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -73,12 +73,6 @@ def client(app):
 @pytest.fixture()
 def study_id(app, stimulus_dir, tmp_path) -> str:
     return create_study(app, stimulus_dir, tmp_path, "identify")
-
-
-@pytest.fixture()
-def live_server(app):
-    with LiveServer(app) as srv:
-        yield srv
 
 
 @pytest.fixture()

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,6 @@ from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from werkzeug.serving import make_server
 
 DEFENSES = ["undefended_ce", "gradreg_dbp", "advtrain_fgsm", "distill_t50"]
 RATER = "rater_cnn_holdout"
@@ -224,26 +222,6 @@ def answer_body(index: int, response: str, uid: str | None = None) -> dict:
             "device_pixel_ratio": 2}
 
 
-class LiveServer:
-    def __init__(self, app):
-        import logging
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request slows 6,000 requests
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.thread.join(10)
-
-
-
-
 class ServerProcess:
     """The app under gunicorn (2 worker processes, threads) on a free loopback port: a real server,
     and the bots' client threads do not share a GIL with it."""
@@ -294,3 +272,11 @@ def prolific_link(client, token):
 
     page = client.get(f"/p/{token}/done").get_data(as_text=True)
     return _html.unescape(re.search(r'id="completion-link" class="btn primary" href="([^"]+)"', page).group(1))
+
+
+def shared_stimulus_set(tmp_path_factory) -> Path:
+    """One stimulus set per test session, shared by tests/study_app and tests/e2e (MNIST loads slowly)."""
+    out = tmp_path_factory.getbasetemp() / "shared-stimulus-set"
+    if not (out / "manifest.json").exists():
+        write_stimulus_set(out)
+    return out
