@@ -171,3 +171,25 @@ def test_cli_export_writes_file_and_companion(app, client, study_id, tmp_path):
     assert res.exit_code != 0 and "no study" in res.output
     res = CliRunner().invoke(cli, ["export", "--study", study_id, "-o", str(tmp_path / "x.xlsx")], env=env)
     assert res.exit_code != 0 and ".csv or .jsonl" in res.output
+
+
+def test_compare_and_rate_exports_fill_their_columns(app, client, stimulus_dir, tmp_path):
+    from study_fixtures import create_study
+
+    login(app, client)
+    for task, answer in (("compare", "right"), ("rate", "6")):
+        sid = create_study(app, stimulus_dir, tmp_path, task)
+        complete(client, sid, f"X{task}", answer=answer)
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/admin/studies/{sid}/export.csv").get_data(as_text=True))))
+        main = [r for r in rows if r["trial_kind"] == "main"]
+        assert main and all(r["response"] == answer for r in rows)
+        if task == "compare":
+            for r in main:
+                assert r["defense"] != r["defense_b"] and r["chosen_defense"] == r["defense_b"]
+                assert r["group"] and r["stimulus_id_b"] and r["chosen_side"] == "right"
+                assert r["prompt_label"] == r["target_label"] and r["model_gradreg_dbp_label_b"] != ""
+            assert all(r["rating"] == "" and r["target_hit"] == "" for r in rows)
+        else:
+            assert all(r["rating"] == "6" and r["chosen_side"] == "" for r in rows)
+            assert all(r["prompt_label"] == r["target_label"] for r in main)
+            assert all(r["prompt_label"] != "" for r in rows)

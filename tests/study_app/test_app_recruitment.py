@@ -87,18 +87,30 @@ def test_full_study_turns_new_people_away(app, client, stimulus_dir, tmp_path):
 
 
 def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
-    """The real `advlegit bots` command (subprocess) against a real server, answers read from the DB."""
+    """The real `advlegit bots` command (subprocess) against a real server, answers read from the DB;
+    with a known effect (only gradreg_dbp images are named as their target) the export shows exactly it."""
+    import csv
+
     from study_fixtures import create_study
 
-    sid = create_study(app, stimulus_dir, tmp_path, "rate", trials=4, practice=1, checks=1)
+    sid = create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=1, checks=1)
     env_extra = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    code = ("import sys; from study_app.cli import cli; "
+            "sys.exit(cli.main(sys.argv[1:], prog_name='advlegit', standalone_mode=True))")
+    env = {**__import__("os").environ, **env_extra}
     with ServerProcess(db_url, tmp_path / "srv") as srv:
-        code = ("import sys; from study_app.cli import cli; "
-                "sys.exit(cli.main(sys.argv[1:], prog_name='advlegit', standalone_mode=True))")
         out = subprocess.run([sys.executable, "-c", code, "bots", "--url", srv.url, "--study", sid, "-n", "3",
-                              "--model", "effect", "--effect", "gradreg_dbp=0.9"],
-                             env={**__import__("os").environ, **env_extra}, capture_output=True, text=True,
-                             timeout=120)
+                              "--model", "effect", "--effect", "gradreg_dbp=1", "--noise", "0"],
+                             env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "3 bots completed, 18 responses" in out.stdout
     assert n_participants(app) == 3
+    export = subprocess.run([sys.executable, "-c", code, "export", "--study", sid, "-o", str(tmp_path / "x.csv")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert export.returncode == 0, export.stderr
+    rows = list(csv.DictReader((tmp_path / "x.csv").open()))
+    main = [r for r in rows if r["trial_kind"] == "main"]
+    assert len(main) == 12
+    assert all((r["target_hit"] == "true") == (r["defense"] == "gradreg_dbp") for r in main)
+    assert all(r["original_hit"] == "true" for r in main if r["defense"] != "gradreg_dbp")
+    assert all(r["attention_passed"] == "true" for r in rows if r["is_attention_check"] == "true")
