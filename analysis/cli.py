@@ -12,9 +12,9 @@ log = logging.getLogger(__name__)
 cli = click.Group()
 
 
-def _config(config_path, **overrides):
+def _config(config_path, companion=None, **overrides):
     from analysis.config import load_config
-    return load_config(Path(config_path) if config_path else None, **overrides)
+    return load_config(Path(config_path) if config_path else None, companion=companion, **overrides)
 
 
 def _load(export_file: str | None, database: str | None, study: str | None):
@@ -24,16 +24,31 @@ def _load(export_file: str | None, database: str | None, study: str | None):
             raise AnalysisError("give either an export FILE or --database/--study, not both")
         if not study:
             raise AnalysisError("--database needs --study ID")
-        try:
-            from study_app.export import export_frame  # the study app's public export (docs/export.md rows)
-        except ImportError:
-            raise AnalysisError(
-                "--database is not available yet: the study app has no export function "
-                "(study_app.export.export_frame); export a CSV with `advlegit export` and analyse that") from None
-        return coerce(export_frame(database, study).astype(str), source=f"{database} study {study}")
+        return _export_from_database(database, study)
     if not export_file:
         raise AnalysisError("give an export FILE (CSV or JSONL) or --database URL --study ID")
     return read_export(export_file)
+
+
+def _export_from_database(database: str, study: str):
+    """Run the study app's own `advlegit export` in a child process (so Flask never loads here)
+    and read the CSV it writes: the same rows as a file export."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from analysis.load import read_export
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "export.csv"
+        env = dict(os.environ, DATABASE_URL=database)
+        cmd = [sys.executable, "-c", "import advlegit; advlegit.main()", "export", "--study", study, "-o", str(out)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if res.returncode != 0 or not out.is_file():
+            lines = [ln for ln in res.stderr.strip().splitlines() if ln and not ln.startswith("(Background")]
+            why = lines[-1] if lines else "no output"
+            raise AnalysisError(f"could not export study {study!r} from {database}: {why}")
+        return read_export(out)
 
 
 @cli.command("analyze")
@@ -59,7 +74,8 @@ def analyze_cmd(export_file, output, database, study, config_path, reference_def
     from analysis.pipeline import run_analysis
     from analysis.report import atomic_dir, write_report
     try:
-        cfg = _config(config_path, reference_defense=reference_defense,
+        companion = Path(export_file).with_suffix(".study.json") if export_file else None
+        cfg = _config(config_path, companion=companion, reference_defense=reference_defense,
                       primary_contrast=tuple(primary_contrast) if primary_contrast else None,
                       attention_min_pass_rate=attention_min_pass_rate, rt_floor_ms=rt_floor_ms,
                       alpha=alpha, n_boot=n_boot, seed=seed, r_crosscheck=r_crosscheck,

@@ -12,6 +12,9 @@ from analysis.errors import AnalysisError
 # Defaults used when a study does not pre-register its own; the report states every value.
 DEFAULT_REFERENCE = "normal"
 DEFAULT_PRIMARY = ("gradreg_y", "normal")
+FAMILIES = ("each_vs_reference", "all_pairs")
+# the study app's design file spells some options differently (study_app/design.py)
+ALIASES = {"attention_threshold": "attention_min_pass_rate"}
 
 
 @dataclass
@@ -21,6 +24,9 @@ class AnalysisConfig:
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")
     reference_defense: str | None = None  # None: DEFAULT_REFERENCE if present, else first defense
     primary_contrast: tuple[str, str] | None = None  # (treatment, control) on target_hit
+    # study-app designs pre-register a family instead: each_vs_reference | all_pairs (Holm within it)
+    primary_family: str | None = None
+    primary_outcome: str = "target_hit"
     alpha: float = 0.05
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
     seed: int = 0
@@ -41,6 +47,17 @@ class AnalysisConfig:
             raise AnalysisError("n_boot must be at least 50")
         if self.r_crosscheck not in ("auto", "on", "off"):
             raise AnalysisError("r_crosscheck must be auto, on or off")
+        if isinstance(self.primary_contrast, str):
+            if self.primary_contrast not in FAMILIES:
+                raise AnalysisError("primary_contrast must be two defense names or one of "
+                                    + ", ".join(FAMILIES))
+            self.primary_family, self.primary_contrast = self.primary_contrast, None
+        if self.primary_family is not None and self.primary_family not in FAMILIES:
+            raise AnalysisError("primary_family must be one of " + ", ".join(FAMILIES))
+        if self.primary_outcome not in ("target_hit", "original_hit", "rating", "chosen_defense"):
+            raise AnalysisError("primary_outcome must be target_hit, original_hit, rating or chosen_defense")
+        if self.reference_defense == "":
+            self.reference_defense = None
         if self.primary_contrast is not None:
             pc = tuple(self.primary_contrast)
             if len(pc) != 2 or pc[0] == pc[1]:
@@ -65,9 +82,28 @@ def _fields() -> set[str]:
     return {f.name for f in dataclasses.fields(AnalysisConfig)} - {"explicit"}
 
 
-def load_config(path: Path | None = None, **overrides: Any) -> AnalysisConfig:
-    """Read `[analysis]` from a TOML file (if given), then apply non-None overrides."""
+def section_values(section: dict, source: str) -> dict[str, Any]:
+    """Options from an [analysis] table (TOML design file or the export's .study.json)."""
+    values = {ALIASES.get(k, k): v for k, v in section.items()}
+    unknown = set(values) - _fields()
+    if unknown:
+        raise AnalysisError(f"{source}: unknown [analysis] options: {', '.join(sorted(unknown))}")
+    if "primary_contrast" in values and isinstance(values["primary_contrast"], list):
+        values["primary_contrast"] = tuple(values["primary_contrast"])
+    return values
+
+
+def load_config(path: Path | None = None, companion: Path | None = None, **overrides: Any) -> AnalysisConfig:
+    """Read `[analysis]` from a TOML file (if given) or else from the export's companion
+    FILE.study.json (written by `advlegit export`), then apply non-None overrides."""
     values: dict[str, Any] = {}
+    if path is None and companion is not None and companion.is_file():
+        import json
+        try:
+            design = json.loads(companion.read_text()).get("design") or {}
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise AnalysisError(f"{companion}: not a valid study companion file: {exc}") from None
+        values.update(section_values(design.get("analysis") or {}, str(companion)))
     if path is not None:
         try:
             with open(path, "rb") as fh:
@@ -79,10 +115,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> AnalysisConfig:
         section = doc.get("analysis", {})
         if not isinstance(section, dict):
             raise AnalysisError(f"{path}: [analysis] must be a table")
-        unknown = set(section) - _fields()
-        if unknown:
-            raise AnalysisError(f"{path}: unknown [analysis] options: {', '.join(sorted(unknown))}")
-        values.update(section)
+        values.update(section_values(section, str(path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(values) - _fields()
     if unknown:

@@ -14,6 +14,12 @@ from analysis.identify import participant_means  # noqa: E402
 from analysis.stats import wilson  # noqa: E402
 
 
+def _err(mid, lo, hi) -> list:
+    """Asymmetric error bars; clipped at 0 (Wilson bounds can round a hair past p at 0 or 1)."""
+    mid, lo, hi = (np.asarray(x, float) for x in (mid, lo, hi))
+    return [np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)]
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -30,7 +36,7 @@ def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path) -> Non
     for i, a in enumerate(series):
         r = rates[rates["attack"] == a].set_index("defense").reindex(defenses)
         x = np.arange(len(defenses)) + (i - (len(series) - 1) / 2) * width
-        ax.errorbar(x, r["rate"], yerr=[r["rate"] - r["ci_low"], r["ci_high"] - r["rate"]],
+        ax.errorbar(x, r["rate"], yerr=_err(r["rate"], r["ci_low"], r["ci_high"]),
                     fmt="o", capsize=3, label="all attacks" if a == "(all)" else a)
     ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
     ax.set_ylabel(f"{outcome_label} (mean of participant rates)")
@@ -76,7 +82,7 @@ def rate_vs_perturbation(d: pd.DataFrame, outcome: str, outcome_label: str, path
         agg = g.groupby(q, observed=True).agg(x=("norm_l2", "median"), p=(outcome, "mean"),
                                               n=(outcome, "size"))
         lo, hi = wilson(agg["p"], agg["n"], alpha)
-        ax.errorbar(agg["x"], agg["p"], yerr=[agg["p"] - lo, hi - agg["p"]], marker="o",
+        ax.errorbar(agg["x"], agg["p"], yerr=_err(agg["p"], lo, hi), marker="o",
                     capsize=2, label=name)
     ax.set_xlabel("L2 norm of the perturbation (bin median)")
     ax.set_ylabel(outcome_label)
@@ -93,7 +99,7 @@ def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> Non
     budgets = sorted(table["budget"].unique())
     for name, g in table.groupby("defense"):
         g = g.set_index("budget").reindex(budgets)
-        ax.errorbar(budgets, g["rate"], yerr=[g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]],
+        ax.errorbar(budgets, g["rate"], yerr=_err(g["rate"], g["ci_low"], g["ci_high"]),
                     marker="o", capsize=2, label=name)
     ax.set_xlabel("attack budget ε (budget column)")
     ax.set_ylabel(outcome_label)
@@ -109,7 +115,7 @@ def strengths(bt: pd.DataFrame, path: Path) -> None:
     bt = bt.sort_values("strength")
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(bt) + 1.5))
     y = np.arange(len(bt))
-    ax.errorbar(bt["strength"], y, xerr=[bt["strength"] - bt["ci_low"], bt["ci_high"] - bt["strength"]],
+    ax.errorbar(bt["strength"], y, xerr=_err(bt["strength"], bt["ci_low"], bt["ci_high"]),
                 fmt="o", capsize=3)
     ax.axvline(0, color="gray", lw=0.8)
     ax.set_yticks(y, bt["defense"])
@@ -122,7 +128,7 @@ def mean_ratings(desc: pd.DataFrame, path: Path) -> None:
     desc = desc.sort_values("mean")
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(desc) + 2), 4))
     x = np.arange(len(desc))
-    ax.errorbar(x, desc["mean"], yerr=[desc["mean"] - desc["ci_low"], desc["ci_high"] - desc["mean"]],
+    ax.errorbar(x, desc["mean"], yerr=_err(desc["mean"], desc["ci_low"], desc["ci_high"]),
                 fmt="o", capsize=3)
     ax.set_xticks(x, desc["defense"], rotation=20, ha="right")
     ax.set_ylim(1, 7)
@@ -135,7 +141,7 @@ def mean_ratings(desc: pd.DataFrame, path: Path) -> None:
 def power_curve(table: pd.DataFrame, target: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(table["n_participants"], table["power"],
-                yerr=[table["power"] - table["ci_low"], table["ci_high"] - table["power"]],
+                yerr=_err(table["power"], table["ci_low"], table["ci_high"]),
                 marker="o", capsize=3)
     ax.axhline(target, color="gray", ls="--", lw=1, label=f"target power {target:g}")
     ax.set_xlabel("number of participants (after exclusions)")

@@ -13,6 +13,7 @@ from analysis.config import DEFAULT_PRIMARY, DEFAULT_REFERENCE, AnalysisConfig
 from analysis.errors import AnalysisError
 from analysis.exclusions import apply_exclusions
 from analysis.results import Section, Table
+from analysis.stats import holm
 
 log = logging.getLogger(__name__)
 LABELS = {"target_hit": "target-class rate", "original_hit": "original-class rate"}
@@ -60,6 +61,28 @@ def _subsample(d: pd.DataFrame, cap: int, seed: int) -> tuple[pd.DataFrame, str]
     return d[d["participant_id"].isin(keep)], f"a random subsample of {cap} of {len(pids)} participants"
 
 
+def primary_table(d: pd.DataFrame, cfg: AnalysisConfig, ref: str, treat: str, ctrl: str,
+                  outcome: str) -> pd.DataFrame:
+    """One row per pre-registered contrast: the single primary contrast, or a Holm family."""
+    if cfg.primary_family is None:
+        contrasts = [(treat, ctrl)]
+    else:
+        names = sorted(d["defense"].unique())
+        contrasts = [(a, ref) for a in names if a != ref]
+        if cfg.primary_family == "all_pairs":
+            contrasts += [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if ref not in (a, b)]
+    rows = []
+    for a, b in contrasts:
+        r = identify.primary_test(d, a, b, outcome)
+        rows.append({"contrast": f"{a} vs {b}", "outcome": outcome, "odds_ratio": np.exp(r["log_or"]),
+                     "or_ci_low": np.exp(r["ci_low"]), "or_ci_high": np.exp(r["ci_high"]),
+                     "log_or": r["log_or"], "se": r["se"], "t": r["t"], "df": r["df"], "p": r["p"]})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out["p"]) if cfg.primary_family else out["p"]
+    out["significant"] = out["p_holm"] < cfg.alpha
+    return out
+
+
 def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool) -> tuple[Section, dict]:
     d = identify.identify_frame(d)
     defenses = sorted(d["defense"].unique())
@@ -67,17 +90,16 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
     sec = Section("identify: which class do people see?",
                   f"{d['participant_id'].nunique()} participants, {d['stimulus_id'].nunique()} images, "
                   f"{len(d)} responses, defenses: {', '.join(defenses)}. Reference defense: **{ref}**.")
-    prim = identify.primary_test(d, treat, ctrl)
-    prim_df = pd.DataFrame([{"contrast": f"{treat} vs {ctrl}", "outcome": "target_hit",
-                             "odds_ratio": np.exp(prim["log_or"]), "or_ci_low": np.exp(prim["ci_low"]),
-                             "or_ci_high": np.exp(prim["ci_high"]), "log_or": prim["log_or"],
-                             "se": prim["se"], "t": prim["t"], "df": prim["df"], "p": prim["p"],
-                             "significant": prim["p"] < cfg.alpha}])
-    sec.tables.append(Table("identify_primary", "Primary test (pre-registered contrast)", prim_df,
-                            "Logit target_hit ~ defense; two-way cluster-robust (participant, image) "
+    outcome0 = cfg.primary_outcome if cfg.primary_outcome in identify.OUTCOMES else "target_hit"
+    prim_df = primary_table(d, cfg, ref, treat, ctrl, outcome0)
+    family = cfg.primary_family
+    sec.tables.append(Table("identify_primary", "Primary test (pre-registered)", prim_df,
+                            f"Logit {outcome0} ~ defense; two-way cluster-robust (participant, image) "
                             "covariance (CRV1); t reference with min(#participants, #images) - 1 df; "
-                            f"α = {cfg.alpha:g}. Not corrected: it is the single primary test."))
-    summary = {"primary": prim_df.iloc[0].to_dict(), "reference": ref}
+                            f"α = {cfg.alpha:g}. " + (
+                                f"Family '{family}': Holm-adjusted within it (p_holm decides)." if family
+                                else "A single pre-registered contrast: no correction.")))
+    summary = {"primary": prim_df.to_dict("records"), "reference": ref}
     for outcome in identify.OUTCOMES:
         label = LABELS[outcome]
         rt = identify.rates_table(d, outcome, cfg.alpha)

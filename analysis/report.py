@@ -38,6 +38,11 @@ def _cell(col: str, v) -> str:
     return str(v).replace("|", "\\|")
 
 
+def _p_eq(p: float) -> str:
+    s = fmt_p(p)
+    return f"p {s}" if s.startswith("<") else f"p = {s}"
+
+
 def md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "_(no rows)_\n"
@@ -52,10 +57,11 @@ def render_markdown(sections: list[Section], cfg: AnalysisConfig, source: str, s
     out = [f"# advlegit analysis report\n",
            f"Source: `{source}` · generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n"]
     if "primary" in summary:
-        p = summary["primary"]
-        out.append(f"**Primary result** ({p['contrast']}, target_hit): odds ratio {p['odds_ratio']:.2f} "
-                   f"[95% CI {p['or_ci_low']:.2f}, {p['or_ci_high']:.2f}], p = {fmt_p(p['p'])} "
-                   f"({'significant' if p['significant'] else 'not significant'} at α = {cfg.alpha:g}).\n")
+        for p in summary["primary"]:
+            out.append(f"**Primary result** ({p['contrast']}, {p['outcome']}): odds ratio {p['odds_ratio']:.2f} "
+                       f"[95% CI {p['or_ci_low']:.2f}, {p['or_ci_high']:.2f}], {_p_eq(p['p'])}"
+                       + (f", Holm {_p_eq(p['p_holm'])}" if cfg.primary_family else "")
+                       + f" ({'significant' if p['significant'] else 'not significant'} at α = {cfg.alpha:g}).\n")
     out.append(f"R cross-check: {summary.get('r', 'n/a')}.\n")
     out.append("## Options\n\nPre-registered options from the study's `[analysis]` section or the command "
                "line; `default` marks values this report assumed.\n")

@@ -1,0 +1,133 @@
+"""`advlegit analyze` / `advlegit power` end to end, and bad input failing cleanly."""
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from advlegit import main
+from analysis.simulate import SimDesign, simulate, write_export
+
+FAST = ["--no-mixed-model", "--r-crosscheck", "off", "--n-boot", "100"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_full_report_on_all_task_types(mixed_export, tmp_path):
+    out = tmp_path / "report"
+    res = run("analyze", mixed_export, "-o", out, "--n-boot", "100")
+    assert res.exit_code == 0, res.output
+    for f in ("report.html", "report.md", "tables/exclusions.csv", "tables/identify_primary.csv",
+              "tables/identify_pairwise_target_hit.csv", "tables/identify_logit_target_hit.csv",
+              "tables/identify_mixed_model.csv", "tables/identify_agreement.csv", "tables/identify_human_model.csv",
+              "tables/rate_friedman.csv", "tables/rate_wilcoxon.csv", "tables/rate_ordinal.csv", "tables/rate_lmm.csv",
+              "tables/rate_agreement.csv", "tables/compare_pairs.csv", "tables/compare_bradley_terry.csv",
+              "tables/compare_side_bias.csv", "figures/rates_target_hit.png", "figures/participant_lines.png",
+              "figures/rate_vs_perturbation.png", "figures/budget_breakdown.png", "figures/bradley_terry.png",
+              "figures/ratings.png"):
+        assert (out / f).is_file(), f
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "Holm" in md and "APPROXIMATE BAYESIAN FIT" in md and "<table>" in html
+    # every figure the markdown links exists
+    for line in md.splitlines():
+        if line.startswith("!["):
+            assert (out / line.split("(")[1].rstrip(")")).is_file()
+    excl = pd.read_csv(out / "tables/exclusions.csv")
+    assert excl["responses_removed"].sum() > 0
+    assert not list(tmp_path.glob(".report.tmp-*"))
+
+
+def test_options_from_config_file_and_companion(identify_export, tmp_path):
+    cfg = tmp_path / "design.toml"
+    cfg.write_text('[analysis]\nattention_threshold = 0.0\nrt_floor_ms = 0\n'
+                   'primary_contrast = ["adv", "normal"]\nalpha = 0.01\n')
+    out = tmp_path / "r"
+    assert run("analyze", identify_export, "-o", out, "--config", cfg, *FAST).exit_code == 0
+    excl = pd.read_csv(out / "tables/exclusions.csv").set_index("rule")
+    assert excl.loc["failed attention checks", "responses_removed"] == 0
+    prim = pd.read_csv(out / "tables/identify_primary.csv")
+    assert prim["contrast"].tolist() == ["adv vs normal"]
+    md = (out / "report.md").read_text()
+    assert "| alpha | 0.01 | study/CLI |" in md and "| n_boot | 100 | study/CLI |" in md
+    # the study app's companion FILE.study.json supplies the pre-registered section
+    export = tmp_path / "e.csv"
+    export.write_bytes(open(identify_export, "rb").read())
+    export.with_suffix(".study.json").write_text(json.dumps(
+        {"design": {"analysis": {"primary_contrast": "all_pairs", "reference_defense": "adv"}}}))
+    out2 = tmp_path / "r2"
+    assert run("analyze", export, "-o", out2, *FAST).exit_code == 0
+    prim = pd.read_csv(out2 / "tables/identify_primary.csv")
+    assert len(prim) == 3 and "p_holm" in prim  # all pairs, Holm-adjusted
+
+
+def _bad(tmp_path, frame, match, *extra):
+    path = write_export(frame, tmp_path / "bad.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous report")
+    res = CliRunner().invoke(main, ["analyze", str(path), "-o", str(out), *FAST, *extra])
+    assert res.exit_code != 0
+    assert match in res.output, res.output
+    assert "Traceback" not in res.output
+    # the previous report is untouched and nothing half-written is left next to it
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out"]
+
+
+def test_missing_columns(identify_df, tmp_path):
+    _bad(tmp_path, identify_df.drop(columns=["participant_state"]), "missing required columns: participant_state")
+
+
+def test_unknown_task_type(identify_df, tmp_path):
+    d = identify_df.copy()
+    d["task_type"] = "draw"
+    _bad(tmp_path, d, "unknown task types: 'draw'")
+
+
+def test_empty_study(identify_df, tmp_path):
+    _bad(tmp_path, identify_df.iloc[:0], "no rows")
+
+
+def test_single_defense(identify_df, tmp_path):
+    d = identify_df[identify_df["defense"].isin(["normal", ""])]
+    _bad(tmp_path, d, "only one defense ('normal')")
+
+
+def test_all_responses_excluded(identify_df, tmp_path):
+    _bad(tmp_path, identify_df, "responses were excluded", "--rt-floor-ms", "1e9")
+
+
+def test_unknown_reference(identify_df, tmp_path):
+    _bad(tmp_path, identify_df, "reference_defense 'distilled' is not among", "--reference-defense", "distilled")
+
+
+def test_missing_file_and_database_without_study(tmp_path):
+    res = CliRunner().invoke(main, ["analyze", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "not found" in res.output
+    res = CliRunner().invoke(main, ["analyze", "--database", "sqlite:///x.db", "-o", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "--database needs --study" in res.output
+
+
+def test_power_command(tmp_path):
+    out = tmp_path / "power"
+    res = run("power", "-o", out, "--effect", "gradreg_y=1.0", "-n", "10,40", "--sims", "30", "--trials", "12")
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "power.csv")
+    assert table["n_participants"].tolist() == [10, 40]
+    assert table["power"].iloc[1] > table["power"].iloc[0]  # more people, more power
+    assert (out / "power.png").is_file() and (out / "power.md").is_file()
+
+
+def test_power_from_pilot(identify_export, tmp_path):
+    out = tmp_path / "power"
+    res = run("power", "-o", out, "--pilot", identify_export, "-n", "20", "--sims", "10")
+    assert res.exit_code == 0, res.output
+    assert "pilot" in (out / "power.md").read_text()
+
+
+def test_power_bad_effect(tmp_path):
+    res = CliRunner().invoke(main, ["power", "-o", str(tmp_path / "p"), "--effect", "nosuch=1"])
+    assert res.exit_code != 0 and "not in --defenses" in res.output
