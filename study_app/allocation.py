@@ -69,8 +69,21 @@ def build_pool(design: Design, images: list[Image]) -> tuple[list[Item], list[Cl
     return items, clean
 
 
-def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], seed: int) -> list[TrialSpec]:
-    rng = random.Random(seed)
+def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], seed: int,
+                attempts: int = 25) -> list[TrialSpec]:
+    """Deterministic in (inputs, seed). A greedy pass can paint itself into a corner when a few cells
+    have few stimuli; it then retries with derived tie-breaking orders before giving up."""
+    error: AllocationError | None = None
+    for attempt in range(attempts):
+        try:
+            return _plan(design, items, clean, counts, random.Random(seed if attempt == 0 else f"{seed}/{attempt}"))
+        except AllocationError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], rng: random.Random) -> list[TrialSpec]:
     cells = design.conditions()
     per_cell = design.trials // len(cells)
     by_cell: dict[tuple[str, ...], list[Item]] = {c: [] for c in cells}
@@ -89,11 +102,13 @@ def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: d
             def best(c):
                 free = [it for it in by_cell[c] if it.source not in used_sources]
                 return min(free, key=lambda it: counts.get(it.key, 0)) if free else None
-            options = [(best(c), c) for c in order if taken[c] <= min(taken.values())]
-            options = [(it, c) for it, c in options if it is not None]
-            if not options:
+            open_cells = [c for c in order if taken[c] <= min(taken.values())]
+            free = {c: sum(1 for it in by_cell[c] if it.source not in used_sources) for c in open_cells}
+            if min(free.values()) == 0:
                 raise AllocationError("not enough distinct source digits left for a balanced sequence")
-            it, c = min(options, key=lambda ic: counts.get(ic[0].key, 0))
+            # The most constrained cell picks first (fewest free items), then the emptiest item.
+            c = min(open_cells, key=lambda c: (free[c], counts.get(best(c).key, 0)))
+            it = best(c)
             chosen.append(it)
             used_sources.add(it.source)
             taken[c] += 1

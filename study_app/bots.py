@@ -142,7 +142,8 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
     rng = random.Random(seed)
     s = session or requests.Session()
     base = base.rstrip("/")
-    pid = f"bot{seed:x}{rng.getrandbits(32):08x}"
+    # Answers follow the seed; the platform id is new every run (a platform id takes a study once).
+    pid = f"bot{seed:x}x{uuid.uuid4().hex[:12]}"
     params = {
         "prolific": {"PROLIFIC_PID": pid, "STUDY_ID": "botstudy", "SESSION_ID": f"s{pid}"},
         "mturk": {"workerId": pid, "assignmentId": f"a{pid}", "hitId": "bothit",

@@ -206,4 +206,34 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
         )
     if design.task == "compare" and clean_needed and len({s["true_label"] for s in sources}) < 2:
         raise DesignError("study.practice/attention_checks: compare needs clean digits of at least two classes")
+    _check_feasible(design, stimuli, sources)
     return design
+
+
+def _check_feasible(design: Design, stimuli: list[dict], sources: list[dict]) -> None:
+    """Dry-run the allocator on the manifest, so a study that cannot be served is refused at creation."""
+    from types import SimpleNamespace
+
+    from .allocation import AllocationError, build_pool, plan_trials
+
+    images = [SimpleNamespace(kind="stimulus", key=s["id"], success=s["success"], defense=s["defense"],
+                              source_key=s["source_id"], target_label=s["target_label"], group=s["group"],
+                              true_label=s["true_label"]) for s in stimuli]
+    images += [SimpleNamespace(kind="source", key=s["id"], true_label=s["true_label"], success=None, defense=None)
+               for s in sources]
+    items, clean = build_pool(design, images)
+    per_cell = {c: 0 for c in design.conditions()}
+    for it in items:
+        per_cell[it.cell] += 1
+    need = design.trials // len(per_cell)
+    short = {" vs ".join(c): n for c, n in per_cell.items() if n < need}
+    if short:
+        raise DesignError(f"study.trials: each participant needs {need} stimuli per "
+                          f"{'defense pair' if design.task == 'compare' else 'defense'}, but the set has only "
+                          f"{short} successful ones; lower trials or drop those from study.defenses")
+    try:
+        for seed in range(5):
+            plan_trials(design, items, clean, {}, seed)
+    except AllocationError as exc:
+        raise DesignError(f"study.trials: {design.trials} trials cannot be drawn from this set with a different "
+                          f"source digit each time ({exc}); lower trials or choose other defenses") from exc

@@ -159,7 +159,13 @@ def instructions(token: str):
         if p.state != "instructed":  # a double-submitted form already allocated
             db.session.commit()
             return goto(p)
-        allocation.allocate(p)
+        try:
+            allocation.allocate(p)
+        except allocation.AllocationError as exc:
+            db.session.rollback()
+            current_app.logger.error("allocation failed for %s: %s", p.id, exc)
+            return message("Please try again later", "The study cannot start a new session right now. "
+                           "Nothing was recorded; you may close this page.", 503)
         transition(p, "in_task", "allocated")
         db.session.commit()
         return goto(p)

@@ -119,3 +119,20 @@ def test_example_designs_are_valid(example):
 
     d = load_design(Path(__file__).resolve().parents[2] / "examples" / f"design-{example}.toml")
     assert d.task == example and d.analysis.primary_contrast
+
+
+def test_design_the_set_cannot_serve_is_refused(app, monkeypatch, stimulus_dir, tmp_path):
+    """Too few successful attacks on one defense for `trials`: refused at creation, not at a participant's start."""
+    sparse = _copy(stimulus_dir, tmp_path)
+    m = json.loads((sparse / "manifest.json").read_text())
+    kept = 0
+    for s in m["stimuli"]:
+        if s["defense"] == "gradreg_dbp":
+            s["success"] = kept < 1
+            kept += 1
+    (sparse / "manifest.json").write_text(json.dumps(m))
+    res = run_create(app, monkeypatch, sparse, write_design(tmp_path / "d.toml", "identify", trials=8))
+    assert res.exit_code != 0 and "study.trials" in res.output and "gradreg_dbp" in res.output, res.output
+    assert counts(app) == (0, 0, 0, 0)
+    ok = run_create(app, monkeypatch, sparse, write_design(tmp_path / "d.toml", "identify", trials=4))
+    assert ok.exit_code == 0, ok.output
