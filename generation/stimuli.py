@@ -48,9 +48,16 @@ class Stimulus:
         return f"stim-{self.source.index:05d}-t{self.target}-{self.defense}"
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """What a lossless 8-bit PNG will hold: every prediction and norm is measured on this."""
-    return (x * 255).round() / 255
+def quantize(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """What a lossless 8-bit PNG will hold: every prediction and norm is measured on this.
+
+    With a reference image already on the 8-bit grid, the perturbation is truncated toward it, so
+    quantizing never pushes an image outside the attack's epsilon-ball.
+    """
+    if reference is None:
+        return (x * 255).round() / 255
+    steps = torch.trunc((x - reference) * 255 + 1e-4 * torch.sign(x - reference))
+    return ((reference * 255).round() + steps).clamp(0, 255) / 255
 
 
 def choose_sources(x: torch.Tensor, y: torch.Tensor, dataset_indices: np.ndarray,
@@ -129,7 +136,7 @@ def _quantized(attack):
 
     def run(model, x, y, *, target=None, **params):
         res = attack(model, x, y, target=target, **params)
-        return finish(model, x, quantize(res.images), y, target)
+        return finish(model, x, quantize(res.images, reference=x), y, target)
 
     run.__signature__ = inspect.signature(attack)
     return run

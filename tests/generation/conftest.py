@@ -11,9 +11,12 @@ from generation.models import build_model
 from generation.train import fit
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("ADVLEGIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Session-wide, so module-scoped fixtures that train models use it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADVLEGIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(scope="session")

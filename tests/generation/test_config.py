@@ -24,7 +24,7 @@ def test_examples_load(name):
     ({"data": {"source": "folder"}}, "data.path"),
     ({"model": {"architecture": "resnet"}}, "model.architecture"),
     ({"defenses": [{"name": "a", "kind": "magic"}]}, "defenses[0].kind"),
-    ({"defenses": [{"name": "a"}, {"name": "a", "kind": "normal"}]}, "defenses[1].name"),
+    ({"defenses": [{"name": "a", "kind": "normal"}, {"name": "a", "kind": "normal"}]}, "defenses[1].name"),
     ({"defenses": [{"name": "g", "kind": "gradreg", "lamda": 1.0}]}, "lamda"),
     ({"defenses": [{"kind": "normal"}]}, "defenses[0].name"),
     ({"stimuli": {"attack": "deepfool"}}, "stimuli.attack"),
