@@ -59,6 +59,14 @@ def at_state(token: str, *states: str) -> tuple[Participant, object | None]:
     return p, None
 
 
+@bp.after_request
+def _no_store(resp):
+    # Pages reflect server state (the back button must not show a stale trial); images may be cached.
+    if request.endpoint != "participant.image":
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 @bp.get("/")
 def index():
     return message("advlegit", "This is a research study server. Please use the link you were given.")
