@@ -47,3 +47,20 @@ def test_no_participant_facing_response_names_a_defense_attack_or_model(app, cli
     _check(client.get(f"{base}/done"), "completion")
     # Error replies too.
     _check(client.post(f"/api/p/{token}/responses", json={"uuid": "x"}), "error reply")
+
+
+def test_templates_are_ready_for_a_strict_csp():
+    """No inline scripts, event-handler attributes, inline styles or third-party URLs in any template."""
+    from pathlib import Path
+
+    import study_app
+
+    root = Path(study_app.__file__).parent
+    for path in list((root / "templates").rglob("*.html")) + list((root / "static").rglob("*.*")):
+        text = path.read_text()
+        if path.suffix == ".html":
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"inline script in {path.name}"
+            assert not re.search(r"\son[a-z]+\s*=", text), f"event-handler attribute in {path.name}"
+            assert not re.search(r"\sstyle\s*=", text), f"inline style in {path.name}"
+        assert not re.search(r"https?://(?!app\.prolific\.co)", text.replace("http://www.w3.org", "")), \
+            f"external URL in {path.name}"
