@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from . import __name__ as _pkg  # noqa: F401
 from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
-from .manifest import VerificationError, manifest_sha256, read_manifest, verify, write_manifest
+from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
+                       write_manifest)
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
@@ -124,8 +124,6 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     figures = folder / "figures"
     images.mkdir()
     figures.mkdir()
-    from .manifest import sha256_file
-
     source_entries = []
     for src, preds in zip(sources, source_predictions):
         rel = f"images/{src.id}.png"

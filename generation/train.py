@@ -1,7 +1,6 @@
 """Training loop with progress bars, and checkpoints cached by a hash of everything that made them."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .config import GenerationConfig, sha256_json
 from .defenses import TrainContext, build_defense
+from .manifest import sha256_file as file_sha256
 from .models import build_model
 
 log = logging.getLogger(__name__)
@@ -24,14 +24,6 @@ CHECKPOINT_FORMAT = 1
 
 def cache_dir() -> Path:
     return Path(os.environ.get("ADVLEGIT_CACHE_DIR", Path.home() / ".cache" / "advlegit"))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
