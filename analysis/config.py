@@ -32,7 +32,7 @@ class AnalysisConfig:
     seed: int = 0
     r_crosscheck: str = "auto"  # auto | on | off
     mixed_model: bool = True  # BinomialBayesMixedGLM / MixedLM fits (slowest part)
-    mixed_model_max_participants: int = 150  # VB fit cost grows with rows; 0 = use everyone
+    mixed_model_max_participants: int = 100  # VB fit cost grows with rows; 0 = use everyone
     # which options came from the user (vs defaults), so the report can say so
     explicit: set[str] = field(default_factory=set)
 

@@ -26,7 +26,7 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path) -> None:
+def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, reference: str = "") -> None:
     """Rates per defense (all attacks pooled, and per attack) with Wilson intervals."""
     attacks = [a for a in rates["attack"].unique() if a != "(all)"]
     series = ["(all)"] + (attacks if len(attacks) > 1 else [])
@@ -38,7 +38,8 @@ def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path) -> Non
         x = np.arange(len(defenses)) + (i - (len(series) - 1) / 2) * width
         ax.errorbar(x, r["rate"], yerr=_err(r["rate"], r["ci_low"], r["ci_high"]),
                     fmt="o", capsize=3, label="all attacks" if a == "(all)" else a)
-    ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
+    names = [f"{d}\n(reference)" if d == reference else d for d in defenses]
+    ax.set_xticks(np.arange(len(defenses)), names, rotation=20, ha="right")
     ax.set_ylabel(f"{outcome_label} (mean of participant rates)")
     ax.set_ylim(0, 1)
     ax.set_title(f"{outcome_label} by defense, 95% Wilson intervals")
@@ -97,10 +98,14 @@ def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> Non
     """Rate per ε (budget) per defense, from the per-budget rates table."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     budgets = sorted(table["budget"].unique())
-    for name, g in table.groupby("defense"):
+    groups = list(table.groupby("defense"))
+    step = (min(np.diff(budgets)) if len(budgets) > 1 else 0.1) * 0.5 / max(len(groups), 1)
+    for i, (name, g) in enumerate(groups):  # dodge so intervals of different defenses don't overlap
         g = g.set_index("budget").reindex(budgets)
-        ax.errorbar(budgets, g["rate"], yerr=_err(g["rate"], g["ci_low"], g["ci_high"]),
+        x = np.asarray(budgets) + (i - (len(groups) - 1) / 2) * step
+        ax.errorbar(x, g["rate"], yerr=_err(g["rate"], g["ci_low"], g["ci_high"]),
                     marker="o", capsize=2, label=name)
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
     ax.set_xlabel("attack budget ε (budget column)")
     ax.set_ylabel(outcome_label)
     ax.set_ylim(0, 1)

@@ -36,22 +36,33 @@ def read_export(path: str | Path) -> pd.DataFrame:
 
 
 def _to_bool(col: pd.Series, name: str, source: str) -> pd.Series:
-    s = col.astype(str).str.strip().str.lower()
-    bad = ~(s.isin(_TRUE | _FALSE) | (s == "") | (s == "nan") | (s == "none"))
-    if bad.any():
-        raise AnalysisError(f"{source}: column {name!r} has non-boolean values, e.g. {s[bad].iloc[0]!r}")
-    out = pd.Series(pd.NA, index=col.index, dtype="boolean")
-    out[s.isin(_TRUE)] = True
-    out[s.isin(_FALSE)] = False
-    return out
+    # map the few distinct spellings, not every cell (exports have 10^5 rows)
+    mapping = {}
+    for v in col.unique():
+        t = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
+        if t in _TRUE:
+            mapping[v] = True
+        elif t in _FALSE:
+            mapping[v] = False
+        elif t in ("", "nan", "none"):
+            mapping[v] = None
+        else:
+            raise AnalysisError(f"{source}: column {name!r} has non-boolean values, e.g. {v!r}")
+    return col.map(mapping).astype("boolean")
 
 
 def _to_num(col: pd.Series, name: str, source: str, integer: bool) -> pd.Series:
-    s = col.replace("", np.nan) if col.dtype == object or pd.api.types.is_string_dtype(col) else col
-    num = pd.to_numeric(s, errors="coerce")
-    bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
-    if bad.any():
-        raise AnalysisError(f"{source}: column {name!r} has non-numeric values, e.g. {s[bad].iloc[0]!r}")
+    if pd.api.types.is_numeric_dtype(col):
+        num = col.astype(float)
+    else:
+        empty = (col == "") | col.isna()
+        num = pd.to_numeric(col.mask(empty), errors="coerce")
+        bad = num.isna() & ~empty
+        if bad.any():
+            vals = col[bad]
+            vals = vals[vals.astype(str).str.strip() != ""]
+            if len(vals):
+                raise AnalysisError(f"{source}: column {name!r} has non-numeric values, e.g. {vals.iloc[0]!r}")
     if integer:
         if (num.dropna() % 1 != 0).any():
             raise AnalysisError(f"{source}: column {name!r} must hold integers")

@@ -117,7 +117,7 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                                 "each family (vs reference; other pairs) and each method. Effect sizes: odds "
                                 "ratio (model), mean difference and d_z (paired t on participant means), "
                                 "d_z on matched-set means (paired t, by-item)."))
-        figures.rates_by_defense(rt, label, figdir / f"rates_{outcome}.png")
+        figures.rates_by_defense(rt, label, figdir / f"rates_{outcome}.png", ref)
         sec.figures.append((f"rates_{outcome}.png", f"{label} per defense with 95% Wilson intervals"))
     fitc, _ = identify.defense_model(d, "target_hit", ref, covariates=True)
     sec.tables.append(Table("identify_logit_target_hit", "Logistic regression target_hit ~ defense + attack "
