@@ -90,6 +90,14 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
     sec = Section("identify: which class do people see?",
                   f"{d['participant_id'].nunique()} participants, {d['stimulus_id'].nunique()} images, "
                   f"{len(d)} responses, defenses: {', '.join(defenses)}. Reference defense: **{ref}**.")
+    r_job, r_err = None, None
+    if cfg.mixed_model:
+        sub, who = _subsample(d, cfg.mixed_model_max_participants, cfg.seed)
+        if r_ok:  # start R now so it runs on the other core while Python works
+            try:
+                r_job = rcheck.start_glmer(sub, "target_hit", ref)
+            except Exception as exc:  # R is optional: report, never fail the analysis
+                r_err = exc
     outcome0 = cfg.primary_outcome if cfg.primary_outcome in identify.OUTCOMES else "target_hit"
     prim_df = primary_table(d, cfg, ref, treat, ctrl, outcome0)
     family = cfg.primary_family
@@ -138,7 +146,6 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         figures.budget_breakdown(bt, LABELS["target_hit"], figdir / "budget_breakdown.png")
         sec.figures.append(("budget_breakdown.png", "ε-wise breakdown of the target-class rate"))
     if cfg.mixed_model:
-        sub, who = _subsample(d, cfg.mixed_model_max_participants, cfg.seed)
         fe, vc = identify.bayes_glmm(sub, "target_hit", ref)
         note = ("APPROXIMATE BAYESIAN FIT (statsmodels BinomialBayesMixedGLM, variational Bayes): crossed "
                 "random intercepts for participant and image. No p-values; the posterior SDs are known to "
@@ -146,7 +153,9 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                 f"Fitted on {who}.")
         if r_ok:
             try:
-                rt_ = rcheck.glmer(sub, "target_hit", ref)
+                if r_err is not None:
+                    raise r_err
+                rt_ = r_job.result()
                 fe = fe.merge(rt_.rename(columns={"estimate": "lme4_glmer_estimate", "se": "lme4_glmer_se"}),
                               on="term", how="left")
                 fe["difference_logit"] = fe["post_mean_log_odds"] - fe["lme4_glmer_estimate"]

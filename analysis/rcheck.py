@@ -45,28 +45,52 @@ def r_available() -> tuple[bool, str]:
     return True, exe
 
 
-def _run(script: str, frame: pd.DataFrame, reference: str, timeout: int) -> pd.DataFrame:
-    with tempfile.TemporaryDirectory() as tmp:
-        data, out = Path(tmp) / "d.csv", Path(tmp) / "out.csv"
+class RJob:
+    """An Rscript fit running in the background (R uses the second core while Python works)."""
+
+    def __init__(self, script: str, frame: pd.DataFrame, reference: str, timeout: int):
+        self._tmp = tempfile.TemporaryDirectory()
+        data, self._out = Path(self._tmp.name) / "d.csv", Path(self._tmp.name) / "out.csv"
         frame.to_csv(data, index=False)
-        code = script.format(data=data.as_posix(), out=out.as_posix(), ref=reference)
-        res = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=timeout)
-        if res.returncode != 0:
-            raise RuntimeError(f"R failed: {res.stderr.strip()[-500:]}")
-        table = pd.read_csv(out)
-    # R names levels 'defense<name>'; match the Python 'defense:<name>' spelling
-    table["term"] = table["term"].str.replace(r"^defense", "defense:", regex=True).replace(
-        "(Intercept)", "Intercept")
-    return table
+        code = script.format(data=data.as_posix(), out=self._out.as_posix(), ref=reference)
+        self._timeout = timeout
+        self._proc = subprocess.Popen(["Rscript", "-e", code], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True)
+
+    def result(self) -> pd.DataFrame:
+        try:
+            _, err = self._proc.communicate(timeout=self._timeout)
+            if self._proc.returncode != 0:
+                raise RuntimeError(f"R failed: {err.strip()[-500:]}")
+            table = pd.read_csv(self._out)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            raise RuntimeError(f"R did not finish within {self._timeout} s") from None
+        finally:
+            self._tmp.cleanup()
+        # R names levels 'defense<name>'; match the Python 'defense:<name>' spelling
+        table["term"] = table["term"].str.replace(r"^defense", "defense:", regex=True).replace(
+            "(Intercept)", "Intercept")
+        return table
+
+
+def _frame(d: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"y": y.astype(int).to_numpy(), "defense": d["defense"].to_numpy(),
+                         "participant": d["participant_id"].to_numpy(), "image": d["stimulus_id"].to_numpy()})
+
+
+def start_glmer(d: pd.DataFrame, outcome: str, reference: str, timeout: int = 600) -> RJob:
+    return RJob(_GLMER, _frame(d, d[outcome]), reference, timeout)
+
+
+def start_clmm(d: pd.DataFrame, reference: str, timeout: int = 600) -> RJob:
+    return RJob(_CLMM, _frame(d, d["rating"]), reference, timeout)
 
 
 def glmer(d: pd.DataFrame, outcome: str, reference: str, timeout: int = 600) -> pd.DataFrame:
-    frame = pd.DataFrame({"y": d[outcome].astype(int).to_numpy(), "defense": d["defense"].to_numpy(),
-                          "participant": d["participant_id"].to_numpy(), "image": d["stimulus_id"].to_numpy()})
-    return _run(_GLMER, frame, reference, timeout)
+    return start_glmer(d, outcome, reference, timeout).result()
 
 
 def clmm(d: pd.DataFrame, reference: str, timeout: int = 600) -> pd.DataFrame:
-    frame = pd.DataFrame({"y": d["rating"].astype(int).to_numpy(), "defense": d["defense"].to_numpy(),
-                          "participant": d["participant_id"].to_numpy(), "image": d["stimulus_id"].to_numpy()})
-    return _run(_CLMM, frame, reference, timeout)
+    return start_clmm(d, reference, timeout).result()
