@@ -71,47 +71,92 @@ def build_pool(design: Design, images: list[Image]) -> tuple[list[Item], list[Cl
 
 def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], seed: int,
                 attempts: int = 25) -> list[TrialSpec]:
-    """Deterministic in (inputs, seed). A greedy pass can paint itself into a corner when a few cells
-    have few stimuli; it then retries with derived tie-breaking orders before giving up."""
+    """Deterministic in (inputs, seed). Main trials are an exact optimal choice; the clean practice and
+    attention-check digits are drawn after, and a draw that runs out is retried with derived seeds."""
     error: AllocationError | None = None
     for attempt in range(attempts):
+        rng = random.Random(seed if attempt == 0 else f"{seed}/{attempt}")
         try:
-            return _plan(design, items, clean, counts, random.Random(seed if attempt == 0 else f"{seed}/{attempt}"))
+            return _plan(design, items, clean, counts, rng)
         except AllocationError as exc:
             error = exc
     assert error is not None
     raise error
 
 
-def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], rng: random.Random) -> list[TrialSpec]:
+def _choose_main(items: list[Item], cells: list[tuple[str, ...]], per_cell: int, counts: dict[str, int],
+                 rng: random.Random) -> list[Item]:
+    """per_cell items of every cell, no two from one source digit, as level as possible.
+
+    A min-cost flow (cells -> items -> source digits): an item costs by how far its fill is above the
+    least-filled item of its cell, so an over-filled item is taken only when no assignment avoids it;
+    a small random part breaks ties. A greedy pick cannot promise this: two cells' emptiest items
+    often share a source digit.
+    """
+    floor: dict[tuple[str, ...], int] = {}
+    for it in items:
+        n = counts.get(it.key, 0)
+        floor[it.cell] = min(floor.get(it.cell, n), n)
+    sources = sorted({it.source for it in items})
+    # Node ids: 0 = start, 1 = end, cells, then source digits.
+    cell_id = {c: 2 + k for k, c in enumerate(cells)}
+    src_id = {s: 2 + len(cells) + k for k, s in enumerate(sources)}
+    graph: list[list[int]] = [[] for _ in range(2 + len(cells) + len(sources))]
+    to, cap, cost, item_of = [], [], [], []
+
+    def edge(u: int, v: int, c: int, w: int, item: Item | None = None) -> None:
+        for a, b, cc, ww in ((u, v, c, w), (v, u, 0, -w)):
+            graph[a].append(len(to))
+            to.append(b), cap.append(cc), cost.append(ww), item_of.append(item)
+
+    for c in cells:
+        edge(0, cell_id[c], per_cell, 0)
+    # A source digit whose items are least-filled in several cells can serve only one of them per
+    # participant; using such digits early leaves no clash for the last least-filled items of a level.
+    contested: dict[str, int] = {}
+    for it in items:
+        if counts.get(it.key, 0) == floor[it.cell]:
+            contested[it.source] = contested.get(it.source, 0) + 1
+    for it in items:
+        above = counts.get(it.key, 0) - floor[it.cell]
+        w = above * 1_000_000 + (0 if above else -1000 * contested[it.source]) + rng.randrange(1000)
+        edge(cell_id[it.cell], src_id[it.source], 1, w, it)
+    for s_ in sources:
+        edge(src_id[s_], 1, 1, 0)
+    need = per_cell * len(cells)
+    for _ in range(need):  # one augmenting path per trial (all capacities on the way are 1 or more)
+        dist = [None] * len(graph)
+        prev = [-1] * len(graph)
+        dist[0] = 0
+        queue, queued = [0], {0}
+        while queue:  # Bellman-Ford queue (SPFA): residual costs can be negative
+            u = queue.pop(0)
+            queued.discard(u)
+            for e in graph[u]:
+                if cap[e] > 0 and (dist[to[e]] is None or dist[u] + cost[e] < dist[to[e]]):
+                    dist[to[e]] = dist[u] + cost[e]
+                    prev[to[e]] = e
+                    if to[e] not in queued:
+                        queue.append(to[e])
+                        queued.add(to[e])
+        if dist[1] is None:
+            raise AllocationError("not enough distinct source digits for a balanced sequence")
+        v = 1
+        while v != 0:
+            e = prev[v]
+            cap[e] -= 1
+            cap[e ^ 1] += 1
+            v = to[e ^ 1]
+    chosen = [item_of[e] for e in range(0, len(to), 2) if item_of[e] is not None and cap[e] == 0]
+    return sorted(chosen, key=lambda it: it.key)
+
+
+def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int],
+          rng: random.Random) -> list[TrialSpec]:
     cells = design.conditions()
     per_cell = design.trials // len(cells)
-    by_cell: dict[tuple[str, ...], list[Item]] = {c: [] for c in cells}
-    for it in items:
-        by_cell[it.cell].append(it)
-    for c in cells:
-        rng.shuffle(by_cell[c])  # random tie-break among equally filled items
-    used_sources: set[str] = set()
-    chosen: list[Item] = []
-    taken = {c: 0 for c in cells}
-    for _ in range(per_cell):
-        # The cell whose least-filled free item is emptiest picks first, so no cell starves another.
-        order = list(cells)
-        rng.shuffle(order)
-        for _ in cells:
-            def best(c):
-                free = [it for it in by_cell[c] if it.source not in used_sources]
-                return min(free, key=lambda it: counts.get(it.key, 0)) if free else None
-            open_cells = [c for c in order if taken[c] <= min(taken.values())]
-            free = {c: sum(1 for it in by_cell[c] if it.source not in used_sources) for c in open_cells}
-            if min(free.values()) == 0:
-                raise AllocationError("not enough distinct source digits left for a balanced sequence")
-            # The most constrained cell picks first (fewest free items), then the emptiest item.
-            c = min(open_cells, key=lambda c: (free[c], counts.get(best(c).key, 0)))
-            it = best(c)
-            chosen.append(it)
-            used_sources.add(it.source)
-            taken[c] += 1
+    chosen = _choose_main(items, cells, per_cell, counts, rng)
+    used_sources = {it.source for it in chosen}
     rng.shuffle(chosen)
     main: list[TrialSpec] = []
     flips: dict[tuple[str, ...], bool] = {c: rng.random() < 0.5 for c in cells}
