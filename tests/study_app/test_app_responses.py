@@ -198,3 +198,20 @@ def test_api_errors_are_json_and_pages_errors_are_readable(app, client, study_id
     r = client.post(f"{other}/consent", data={"choice": "maybe"})
     assert r.status_code == 400 and "I agree" in r.get_data(as_text=True)
     assert client.get(f"/api/p/{other.rsplit('/', 1)[1]}/state").get_json()["state"] == "entered"
+
+
+def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_id):
+    from study_app.db import db
+    from study_app.models import Image, Participant, Trial
+
+    r = client.get(f"/s/{study_id}?PROLIFIC_PID=UNLUCKY")
+    base = r.headers["Location"].rsplit("/", 1)[0]
+    client.post(f"{base}/consent", data={"choice": "agree"})
+    with app.app_context():  # the set can no longer serve this design (as if attacks were withdrawn)
+        db.session.execute(db.update(Image).where(Image.defense == "gradreg_dbp").values(success=False))
+        db.session.commit()
+    r = client.post(f"{base}/instructions")
+    assert r.status_code == 503 and "try again later" in r.get_data(as_text=True).lower()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trial)) == 0
+        assert db.session.scalar(select(Participant.state).where(Participant.platform_pid == "UNLUCKY")) == "instructed"
