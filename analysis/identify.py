@@ -110,6 +110,14 @@ def omnibus(d: pd.DataFrame, outcome: str, reference: str, fit: ClusterLogit, X:
     elif len(wide) >= 2:
         res = stats.wilcoxon(wide.iloc[:, 0], wide.iloc[:, 1])
         rows.append(("Wilcoxon on participant means (by-participant)", res.statistic, "", res.pvalue, "", np.nan))
+    # Cochran's Q needs exactly one binary outcome per participant × defense (else not applicable)
+    n_cell = d.groupby(["participant_id", "defense"], observed=True).size().unstack()
+    if n_cell.notna().all().all() and (n_cell == 1).all().all() and len(n_cell) >= 2:
+        from statsmodels.stats.contingency_tables import cochrans_q
+        binary = d.pivot(index="participant_id", columns="defense", values=outcome)
+        cq = cochrans_q(binary.to_numpy())
+        rows.append(("Cochran's Q on participant outcomes", cq.statistic, f"{cq.df}", cq.pvalue,
+                     "eta²_Q = Q/(n(k-1))", cq.statistic / (len(binary) * (k - 1))))
     # by-item: Kruskal–Wallis on image means (images differ between defenses)
     im = d.groupby(["defense", "stimulus_id"], observed=True)[outcome].mean().reset_index()
     samples = [g[outcome].to_numpy() for _, g in im.groupby("defense")]

@@ -78,8 +78,9 @@ def primary_table(d: pd.DataFrame, cfg: AnalysisConfig, ref: str, treat: str, ct
                      "or_ci_low": np.exp(r["ci_low"]), "or_ci_high": np.exp(r["ci_high"]),
                      "log_or": r["log_or"], "se": r["se"], "t": r["t"], "df": r["df"], "p": r["p"]})
     out = pd.DataFrame(rows)
-    out["p_holm"] = holm(out["p"]) if cfg.primary_family else out["p"]
-    out["significant"] = out["p_holm"] < cfg.alpha
+    if cfg.primary_family:
+        out["p_holm"] = holm(out["p"])
+    out["significant"] = out["p_holm" if cfg.primary_family else "p"] < cfg.alpha
     return out
 
 

@@ -119,3 +119,15 @@ def test_compare_pairs_binomial_and_bradley_terry():
     assert s["adv"] == pytest.approx(ref.params["adv"], abs=1e-4)
     assert side["estimate"].iloc[0] == pytest.approx(ref.params["side"], abs=1e-4)
     assert s["gradreg_y"] > 0.5  # the simulated strength is 1.0
+
+
+def test_cochrans_q_when_one_trial_per_defense():
+    from statsmodels.stats.contingency_tables import cochrans_q
+    d = identify.identify_frame(simulate(SimDesign(defenses=DEFENSES, effects={"gradreg_y": 1.0},
+                                                   trials_per_participant=3, n_participants=60, models=()),
+                                         1, core=True))
+    fit, X = identify.defense_model(d, "target_hit", "normal")
+    om = identify.omnibus(d, "target_hit", "normal", fit, X).set_index("test")
+    ref = cochrans_q(d.pivot(index="participant_id", columns="defense", values="target_hit").to_numpy())
+    assert om.loc["Cochran's Q on participant outcomes", "statistic"] == pytest.approx(ref.statistic)
+    assert om.loc["Cochran's Q on participant outcomes", "p"] == pytest.approx(ref.pvalue)
