@@ -5,7 +5,6 @@ import getpass
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import click
