@@ -88,8 +88,8 @@ def entry(study_id: str):
             Participant.study_id == study.id, Participant.platform == arrival.platform,
             Participant.platform_pid == arrival.platform_pid))
         if prior is not None:
-            if prior.state in ("entered", "consented", "instructed", "in_task", "data_complete", "timed_out") \
-                    and study.status == "open":
+            # Closing a study stops new arrivals only: people already in it may finish.
+            if prior.state in ("entered", "consented", "instructed", "in_task", "data_complete", "timed_out"):
                 return goto_resumed(prior)
             if prior.state == "code_issued":
                 return redirect(url_for("participant.done", token=prior.access_token), 303)

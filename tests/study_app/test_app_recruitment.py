@@ -114,3 +114,18 @@ def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
     assert all((r["target_hit"] == "true") == (r["defense"] == "gradreg_dbp") for r in main)
     assert all(r["original_hit"] == "true" for r in main if r["defense"] != "gradreg_dbp")
     assert all(r["attention_passed"] == "true" for r in rows if r["is_attention_check"] == "true")
+
+
+def test_closing_a_study_stops_new_arrivals_but_lets_people_finish(app, client, study_id):
+    from study_app.db import db
+    from study_app.models import Study
+
+    first = client.get(f"/s/{study_id}?PROLIFIC_PID=INSIDE")
+    with app.app_context():
+        db.session.get(Study, study_id).status = "closed"
+        db.session.commit()
+    assert client.get(f"/s/{study_id}?PROLIFIC_PID=OUTSIDE").status_code == 410
+    again = client.get(f"/s/{study_id}?PROLIFIC_PID=INSIDE")
+    assert again.headers["Location"] == first.headers["Location"]
+    finish(client, first.headers["Location"])
+    assert n_participants(app) == 1
