@@ -38,6 +38,8 @@ def _boot_units(stat, counts: np.ndarray, n_boot: int, alpha: float, rng) -> tup
     vals = [stat(counts[rng.integers(0, n, n)]) for _ in range(n_boot)]
     vals = np.asarray(vals, float)
     vals = vals[np.isfinite(vals)]
+    if len(vals) == 0:
+        return np.nan, np.nan
     return tuple(np.quantile(vals, [alpha / 2, 1 - alpha / 2]))
 
 
@@ -57,6 +59,10 @@ def rater_agreement(d: pd.DataFrame, task: str, n_boot: int, alpha: float, rng) 
         specs = [("Krippendorff's alpha, ordinal (rating)", lambda x: kripp_alpha(x, "ordinal", values))]
     n_b = min(n_boot, 300)  # alpha on thousands of units is not free; 300 resamples suffice for a 95% CI
     for name, f in specs:
+        if len(counts) < 2:  # agreement needs images seen by at least two people
+            rows.append({"statistic": name, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                         "n_images": len(counts), "n_responses": int(counts.sum()), "bootstrap": 0})
+            continue
         est = f(counts)
         lo, hi = _boot_units(f, counts, n_b, alpha, rng)
         rows.append({"statistic": name, "estimate": est, "ci_low": lo, "ci_high": hi,

@@ -17,38 +17,38 @@ def _config(config_path, companion=None, **overrides):
     return load_config(Path(config_path) if config_path else None, companion=companion, **overrides)
 
 
-def _load(export_file: str | None, database: str | None, study: str | None):
-    from analysis.load import coerce, read_export
+def _load(export_file: str | None, database: str | None, study: str | None, workdir: Path):
+    """The export frame, and the companion .study.json that may carry the study's [analysis]."""
+    from analysis.load import read_export
     if database:
         if export_file:
             raise AnalysisError("give either an export FILE or --database/--study, not both")
         if not study:
             raise AnalysisError("--database needs --study ID")
-        return _export_from_database(database, study)
-    if not export_file:
+        path = _export_from_database(database, study, workdir)
+    elif export_file:
+        path = Path(export_file)
+    else:
         raise AnalysisError("give an export FILE (CSV or JSONL) or --database URL --study ID")
-    return read_export(export_file)
+    return read_export(path), path.with_suffix(".study.json")
 
 
-def _export_from_database(database: str, study: str):
-    """Run the study app's own `advlegit export` in a child process (so Flask never loads here)
-    and read the CSV it writes: the same rows as a file export."""
+def _export_from_database(database: str, study: str, workdir: Path) -> Path:
+    """Run the study app's own `advlegit export` in a child process (so Flask never loads here);
+    it writes the same rows as a file export, plus FILE.study.json with the design."""
     import os
     import subprocess
     import sys
-    import tempfile
 
-    from analysis.load import read_export
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "export.csv"
-        env = dict(os.environ, DATABASE_URL=database)
-        cmd = [sys.executable, "-c", "import advlegit; advlegit.main()", "export", "--study", study, "-o", str(out)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if res.returncode != 0 or not out.is_file():
-            lines = [ln for ln in res.stderr.strip().splitlines() if ln and not ln.startswith("(Background")]
-            why = lines[-1] if lines else "no output"
-            raise AnalysisError(f"could not export study {study!r} from {database}: {why}")
-        return read_export(out)
+    out = workdir / "export.csv"
+    env = dict(os.environ, DATABASE_URL=database)
+    cmd = [sys.executable, "-c", "import advlegit; advlegit.main()", "export", "--study", study, "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0 or not out.is_file():
+        lines = [ln for ln in res.stderr.strip().splitlines() if ln and not ln.startswith("(Background")]
+        why = lines[-1] if lines else "no output"
+        raise AnalysisError(f"could not export study {study!r} from {database}: {why}")
+    return out
 
 
 @cli.command("analyze")
@@ -73,14 +73,15 @@ def analyze_cmd(export_file, output, database, study, config_path, reference_def
     """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
     from analysis.pipeline import run_analysis
     from analysis.report import atomic_dir, write_report
+    import tempfile
     try:
-        companion = Path(export_file).with_suffix(".study.json") if export_file else None
-        cfg = _config(config_path, companion=companion, reference_defense=reference_defense,
-                      primary_contrast=tuple(primary_contrast) if primary_contrast else None,
-                      attention_min_pass_rate=attention_min_pass_rate, rt_floor_ms=rt_floor_ms,
-                      alpha=alpha, n_boot=n_boot, seed=seed, r_crosscheck=r_crosscheck,
-                      mixed_model=False if no_mixed_model else None)
-        df = _load(export_file, database, study)
+        with tempfile.TemporaryDirectory() as work:
+            df, companion = _load(export_file, database, study, Path(work))
+            cfg = _config(config_path, companion=companion, reference_defense=reference_defense,
+                          primary_contrast=tuple(primary_contrast) if primary_contrast else None,
+                          attention_min_pass_rate=attention_min_pass_rate, rt_floor_ms=rt_floor_ms,
+                          alpha=alpha, n_boot=n_boot, seed=seed, r_crosscheck=r_crosscheck,
+                          mixed_model=False if no_mixed_model else None)
         with atomic_dir(Path(output)) as tmp:
             (tmp / "figures").mkdir()
             result = run_analysis(df, cfg, tmp / "figures")

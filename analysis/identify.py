@@ -71,7 +71,7 @@ def primary_test(d: pd.DataFrame, treatment: str, control: str, outcome: str = "
     est, se, t, p = fit.contrast(L)
     q = stats.t.ppf(0.975, fit.df)
     return {"log_or": est, "se": se, "t": t, "df": fit.df, "p": p,
-            "ci_low": est - q * se, "ci_high": est + q * se}
+            "ci_low": est - q * se, "ci_high": est + q * se, "converged": fit.converged}
 
 
 def odds_ratio_table(fit: ClusterLogit, alpha: float) -> pd.DataFrame:

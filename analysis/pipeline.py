@@ -76,7 +76,8 @@ def primary_table(d: pd.DataFrame, cfg: AnalysisConfig, ref: str, treat: str, ct
         r = identify.primary_test(d, a, b, outcome)
         rows.append({"contrast": f"{a} vs {b}", "outcome": outcome, "odds_ratio": np.exp(r["log_or"]),
                      "or_ci_low": np.exp(r["ci_low"]), "or_ci_high": np.exp(r["ci_high"]),
-                     "log_or": r["log_or"], "se": r["se"], "t": r["t"], "df": r["df"], "p": r["p"]})
+                     "log_or": r["log_or"], "se": r["se"], "t": r["t"], "df": r["df"], "p": r["p"],
+                     "converged": r["converged"]})
     out = pd.DataFrame(rows)
     if cfg.primary_family:
         out["p_holm"] = holm(out["p"])
@@ -107,7 +108,10 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                             "covariance (CRV1); t reference with min(#participants, #images) - 1 df; "
                             f"α = {cfg.alpha:g}. " + (
                                 f"Family '{family}': Holm-adjusted within it (p_holm decides)." if family
-                                else "A single pre-registered contrast: no correction.")))
+                                else "A single pre-registered contrast: no correction.")
+                            + ("" if prim_df["converged"].all() else
+                               " WARNING: the logit did not converge (a defense with no or only target hits: "
+                               "separation); its estimates and p-values are not usable.")))
     summary = {"primary": prim_df.to_dict("records"), "reference": ref}
     for outcome in identify.OUTCOMES:
         label = LABELS[outcome]

@@ -44,6 +44,7 @@ class ClusterLogit:
     df: int  # degrees of freedom for t reference: min(#clusters) - 1
     nobs: int
     result: object
+    converged: bool = True
 
     def contrast(self, L: np.ndarray) -> tuple[float, float, float, float]:
         """Estimate, SE, t, two-sided p of L·β."""
@@ -73,7 +74,9 @@ def cluster_logit(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray
         disp=0, method="newton", maxiter=100, cov_type="cluster", cov_kwds={"groups": groups})
     G = min(len(np.unique(g1)), len(np.unique(g2)))
     cov = pd.DataFrame(np.asarray(res.cov_params()), index=X.columns, columns=X.columns)
-    return ClusterLogit(pd.Series(np.asarray(res.params), index=X.columns), cov, G - 1, int(res.nobs), res)
+    converged = bool(res.mle_retvals.get("converged", True)) and bool(np.all(np.isfinite(res.bse)))
+    return ClusterLogit(pd.Series(np.asarray(res.params), index=X.columns), cov, G - 1, int(res.nobs), res,
+                        converged)
 
 
 def treatment_design(levels: pd.Series, reference: str, prefix: str) -> pd.DataFrame:

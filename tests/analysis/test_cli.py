@@ -1,5 +1,6 @@
 """`advlegit analyze` / `advlegit power` end to end, and bad input failing cleanly."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -54,7 +55,7 @@ def test_options_from_config_file_and_companion(identify_export, tmp_path):
     assert "| alpha | 0.01 | study/CLI |" in md and "| n_boot | 100 | study/CLI |" in md
     # the study app's companion FILE.study.json supplies the pre-registered section
     export = tmp_path / "e.csv"
-    export.write_bytes(open(identify_export, "rb").read())
+    export.write_bytes(Path(identify_export).read_bytes())
     export.with_suffix(".study.json").write_text(json.dumps(
         {"design": {"analysis": {"primary_contrast": "all_pairs", "reference_defense": "adv"}}}))
     out2 = tmp_path / "r2"
