@@ -228,11 +228,14 @@ def done(token: str):
     return render_template("participant/done.html", p=p, submit=submit, info=info, redirect_url=back)
 
 
-@bp.post("/p/<token>/withdraw")
+@bp.route("/p/<token>/withdraw", methods=["GET", "POST"])
 def withdraw(token: str):
     p, away = at_state(token, "entered", "consented", "instructed", "in_task")
     if away:
         return away
+    if request.method == "GET":  # a confirmation step, so a stray tap does not end the session
+        db.session.commit()
+        return render_template("participant/withdraw.html", p=p)
     transition(p, "returned", "withdrew")
     db.session.commit()
     return message("You have left the study", "Thank you for your time. You can close this page.")

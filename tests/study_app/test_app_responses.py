@@ -215,3 +215,10 @@ def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_i
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trial)) == 0
         assert db.session.scalar(select(Participant.state).where(Participant.platform_pid == "UNLUCKY")) == "instructed"
+
+
+def test_leaving_asks_first(app, client, study_id):
+    token = start_participant(client, study_id)
+    page = client.get(f"/p/{token}/withdraw")
+    assert page.status_code == 200 and "Yes, leave the study" in page.get_data(as_text=True)
+    assert client.get(f"/api/p/{token}/state").get_json()["state"] == "in_task"
