@@ -66,7 +66,6 @@ def render_markdown(sections: list[Section], cfg: AnalysisConfig, source: str, s
     out.append("## Options\n\nPre-registered options from the study's `[analysis]` section or the command "
                "line; `default` marks values this report assumed.\n")
     opts = pd.DataFrame(cfg.as_rows(), columns=["option", "value", "source"])
-    opts = opts[~opts["option"].isin(["mixed_model"])] if cfg.mixed_model else opts
     out.append(md_table(opts))
     out.append("Multiple comparisons: Holm step-down (`multipletests(method='holm')`) within each family, "
                "stated per table. Every p-value sits next to an effect size.\n")
