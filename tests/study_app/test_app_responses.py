@@ -222,3 +222,30 @@ def test_leaving_asks_first(app, client, study_id):
     page = client.get(f"/p/{token}/withdraw")
     assert page.status_code == 200 and "Yes, leave the study" in page.get_data(as_text=True)
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "in_task"
+
+
+def test_fuzzed_bodies_never_crash_and_store_only_valid_answers(app, client, study_id):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    token = start_participant(client, study_id)
+    junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                        max_leaves=6)
+    fields = ["uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width",
+              "device_pixel_ratio"]
+
+    @given(changes=st.dictionaries(st.sampled_from(fields), junk, min_size=1, max_size=4))
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(changes):
+        before = n_responses(app)
+        state = client.get(f"/api/p/{token}/state").get_json()
+        r = post(client, token, {**answer_body(state["next_index"], "3"), **changes})
+        assert r.status_code < 500
+        if r.status_code == 201:
+            assert n_responses(app) == before + 1
+        else:
+            assert 400 <= r.status_code < 500 and r.get_json()["error"]
+            assert n_responses(app) == before
+
+    check()
