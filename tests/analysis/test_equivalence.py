@@ -14,7 +14,7 @@ from statsmodels.stats.proportion import proportion_confint
 from analysis import agreement, compare, identify, rate
 from analysis.simulate import SimDesign, simulate
 from analysis.stats import holm, wilson
-from tests.analysis.conftest import DEFENSES
+DEFENSES = ("normal", "gradreg_y", "adv")
 
 
 @pytest.fixture(scope="module")
