@@ -50,7 +50,7 @@ def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, refere
 
 
 def participant_lines(d: pd.DataFrame, outcome: str, outcome_label: str, path: Path,
-                      max_lines: int = 200, seed: int = 0) -> None:
+                      max_lines: int = 80, seed: int = 0) -> None:
     """One thin line per participant across defenses, the mean on top."""
     pm = participant_means(d, outcome, ["defense"]).pivot(index="participant_id", columns="defense",
                                                           values=outcome)

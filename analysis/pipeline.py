@@ -265,7 +265,7 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Analysi
     out.sections.append(head)
     out.summary["exclusions"] = ex.table
     if cfg.r_crosscheck == "off":
-        r_ok, why = False, "turned off (r_crosscheck = off)"
+        r_ok, why = False, "r_crosscheck = off"
     else:
         r_ok, why = rcheck.r_available()
         if cfg.r_crosscheck == "on" and not r_ok:
