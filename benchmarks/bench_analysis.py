@@ -42,12 +42,15 @@ def main() -> None:
         out = Path(args.keep) if args.keep else Path(tmp) / "report"
         cmd = [sys.executable, "-c", "import advlegit; advlegit.main()", "analyze", str(export), "-o", str(out),
                "--r-crosscheck", args.r_crosscheck]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     # ru_maxrss of children: the largest single child (the analyze process, or R if larger), in KiB
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"analyze wall time: {wall:.1f} s; peak RSS of the largest child process: {peak:.0f} MiB; "
+    print(f"analyze wall time: {wall:.1f} s; CPU time (analyze + R, user+sys): {cpu:.1f} s; peak RSS of the largest child process: {peak:.0f} MiB; "
           f"CPUs: {os.cpu_count()}; load average before/after: {os.getloadavg()[0]:.1f}")
 
 
