@@ -58,6 +58,10 @@ def render_markdown(sections: list[Section], cfg: AnalysisConfig, source: str, s
            f"Source: `{source}` · generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n"]
     if "primary" in summary:
         for p in summary["primary"]:
+            if not p.get("converged", True):
+                out.append(f"**Primary result** ({p['contrast']}, {p['outcome']}): the model did not converge "
+                           "(separation: a defense with no or only target hits); no usable estimate.\n")
+                continue
             out.append(f"**Primary result** ({p['contrast']}, {p['outcome']}): odds ratio {p['odds_ratio']:.2f} "
                        f"[95% CI {p['or_ci_low']:.2f}, {p['or_ci_high']:.2f}], {_p_eq(p['p'])}"
                        + (f", Holm {_p_eq(p['p_holm'])}" if cfg.primary_family else "")
