@@ -132,3 +132,16 @@ def test_power_from_pilot(identify_export, tmp_path):
 def test_power_bad_effect(tmp_path):
     res = CliRunner().invoke(main, ["power", "-o", str(tmp_path / "p"), "--effect", "nosuch=1"])
     assert res.exit_code != 0 and "not in --defenses" in res.output
+
+
+def test_unknown_primary_contrast(identify_df, tmp_path):
+    _bad(tmp_path, identify_df, "primary_contrast names defenses not in the data: nosuch",
+         "--primary-contrast", "nosuch", "normal")
+
+
+def test_jsonl_export(identify_df, tmp_path):
+    path = write_export(identify_df, tmp_path / "e.jsonl")
+    out = tmp_path / "r"
+    res = run("analyze", path, "-o", out, *FAST, "--primary-contrast", "adv", "normal")
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out / "tables/identify_primary.csv")["contrast"].tolist() == ["adv vs normal"]
