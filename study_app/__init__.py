@@ -59,6 +59,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
     db.init_app(app)
+    from .db import configure_engine
+
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_engine(engine)
     from flask_migrate import Migrate
 
     Migrate(app, db, directory=MIGRATIONS_DIR)

@@ -47,27 +47,29 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-@event.listens_for(Engine, "connect")
+def configure_engine(engine: Engine) -> None:
+    """SQLite settings for the app's own engine only (not every engine in the process)."""
+    if engine.dialect.name != "sqlite":
+        return
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets readers run beside the single writer; busy_timeout makes writers wait, not fail.
-    import sqlite3
-
-    if isinstance(dbapi_conn, sqlite3.Connection):
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, one fsync per checkpoint
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, one fsync per checkpoint
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
 
-@event.listens_for(Engine, "begin")
 def _sqlite_begin(conn) -> None:
     # pysqlite's own BEGIN is lazy and DEFERRED: a transaction that reads and then writes fails at
     # once with "database is locked" when another writer got in between (the busy timeout cannot help).
     # IMMEDIATE takes the write lock up front, so writers queue (busy_timeout) and allocation reads
     # fill counts no one else can change before it commits. WAL keeps plain readers unblocked.
-    if conn.dialect.name == "sqlite":
-        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
