@@ -133,6 +133,12 @@ def serve(host: str, port: int, production: bool, workers: int) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    # Production runs behind one TLS-terminating proxy: trust its X-Forwarded-* headers (scheme, host,
+    # client address) so links are https, and send the admin cookie over https only.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.config["SESSION_COOKIE_SECURE"] = os.environ.get("ADVLEGIT_INSECURE_COOKIES") != "1"
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
