@@ -131,3 +131,14 @@ def test_cochrans_q_when_one_trial_per_defense():
     ref = cochrans_q(d.pivot(index="participant_id", columns="defense", values="target_hit").to_numpy())
     assert om.loc["Cochran's Q on participant outcomes", "statistic"] == pytest.approx(ref.statistic)
     assert om.loc["Cochran's Q on participant outcomes", "p"] == pytest.approx(ref.pvalue)
+
+
+def test_holm_equals_multipletests_with_ties_and_nans():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        p = rng.choice([0.001, 0.01, 0.02, 0.04, 0.3, 0.9], size=rng.integers(1, 12))
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
+    p = np.array([0.01, np.nan, 0.03])
+    out = holm(p)
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], multipletests([0.01, 0.03], method="holm")[1])
