@@ -3,11 +3,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from advlegit import main
-from analysis.simulate import SimDesign, simulate, write_export
+from analysis.simulate import write_export
 
 FAST = ["--no-mixed-model", "--r-crosscheck", "off", "--n-boot", "100"]
 

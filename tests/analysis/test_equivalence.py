@@ -1,5 +1,4 @@
 """The package's numbers equal direct scipy/statsmodels/krippendorff calls on the same frames."""
-import itertools
 
 import krippendorff
 import numpy as np

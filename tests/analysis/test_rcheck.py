@@ -3,7 +3,6 @@
 Skipped only when R is absent AND $CI is unset; in CI a missing R is a failure."""
 import os
 
-import numpy as np
 import pytest
 
 from analysis import rcheck
