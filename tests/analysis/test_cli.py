@@ -144,3 +144,19 @@ def test_jsonl_export(identify_df, tmp_path):
     res = run("analyze", path, "-o", out, *FAST, "--primary-contrast", "adv", "normal")
     assert res.exit_code == 0, res.output
     assert pd.read_csv(out / "tables/identify_primary.csv")["contrast"].tolist() == ["adv vs normal"]
+
+
+def test_without_r_the_report_says_skipped(identify_export, tmp_path, monkeypatch):
+    import analysis.rcheck as rcheck
+
+    monkeypatch.setattr(rcheck.shutil, "which", lambda name: None)
+    out = tmp_path / "r"
+    res = run("analyze", identify_export, "-o", out, "--n-boot", "100")
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    assert "R cross-check: skipped (Rscript not found on PATH)" in md
+    assert "R cross-check (lme4) skipped: R not available." in md
+    assert "lme4_glmer_estimate" not in pd.read_csv(out / "tables/identify_mixed_model.csv").columns
+    # and asking for it explicitly is an error, not a silent skip
+    res = CliRunner().invoke(main, ["analyze", identify_export, "-o", str(tmp_path / "r2"), "--r-crosscheck", "on"])
+    assert res.exit_code != 0 and "r_crosscheck = on but R is not usable" in res.output
