@@ -1,6 +1,5 @@
 """End to end through the generation package: config -> stimulus set -> verify, on real digits."""
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -117,18 +116,24 @@ def test_verify_catches_missing_added_and_edited(stimulus_set, tmp_path, damage)
     assert res.exit_code == 1
 
 
-def test_second_run_reuses_checkpoints_and_existing_output_is_protected(stimulus_set, tmp_path, caplog):
+def test_second_run_reuses_checkpoints_and_existing_output_is_protected(stimulus_set, tmp_path):
+    from generation.train import cache_dir
+
     cfg = from_dict(MICRO)
-    with caplog.at_level(logging.INFO):
-        generate(cfg, stimulus_set)  # same config, same folder: nothing to do
-    assert "nothing to do" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        generate(cfg, tmp_path / "again")
-    assert caplog.text.count("reused cached checkpoint") == 9
-    assert "evaluation: reused cached result" in caplog.text
-    a = json.loads((stimulus_set / "manifest.json").read_text())
+    manifest = stimulus_set / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    generate(cfg, stimulus_set)  # same config, same folder: nothing to do
+    assert manifest.stat().st_mtime_ns == before
+
+    checkpoints = {p: p.stat().st_mtime_ns for p in (cache_dir() / "models").glob("*.pt")}
+    evaluations = {p: p.stat().st_mtime_ns for p in (cache_dir() / "evaluation").glob("*.json")}
+    assert len(checkpoints) >= 9 and evaluations
+    generate(cfg, tmp_path / "again")  # same config, new folder: every checkpoint reused, none written
+    assert {p: p.stat().st_mtime_ns for p in (cache_dir() / "models").glob("*.pt")} == checkpoints
+    assert {p: p.stat().st_mtime_ns for p in (cache_dir() / "evaluation").glob("*.json")} == evaluations
+    a = json.loads(manifest.read_text())
     b = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert [m["checkpoint_sha256"] for m in a["models"]] == [m["checkpoint_sha256"] for m in b["models"]]
     assert [s["sha256"] for s in a["stimuli"]] == [s["sha256"] for s in b["stimuli"]]  # deterministic
     other = from_dict({**MICRO, "name": "other"})
     with pytest.raises(OutputExistsError):
