@@ -23,14 +23,18 @@ from generation.models import build_model  # noqa: E402
 from generation.train import fit  # noqa: E402
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def best_times(fns: dict, repeats: int) -> dict:
+    """Best wall time of each function; runs are interleaved (a, b, c, a, b, c, ...) after one
+    warm-up each, so drift in machine speed hits every contender alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def bare_fgsm(model, x, y, eps):
@@ -71,21 +75,21 @@ def main() -> None:
     rows = []
 
     eps = 0.3
-    ours = best_time(lambda: fgsm(model, x, y, epsilon=eps), r)
-    ta = best_time(lambda: torchattacks.FGSM(model, eps=eps)(x, y), r)
-    bare = best_time(lambda: bare_fgsm(model, x, y, eps), r)
-    rows.append(("FGSM", args.batch, ours, ta, bare))
+    t = best_times({"ours": lambda: fgsm(model, x, y, epsilon=eps),
+                    "ta": lambda: torchattacks.FGSM(model, eps=eps)(x, y),
+                    "bare": lambda: bare_fgsm(model, x, y, eps)}, r)
+    rows.append(("FGSM", args.batch, t["ours"], t["ta"], t["bare"]))
 
-    ours = best_time(lambda: pgd_linf(model, x, y, epsilon=eps, step_size=0.01, steps=40), r)
-    ta = best_time(lambda: torchattacks.PGD(model, eps=eps, alpha=0.01, steps=40, random_start=True)(x, y), r)
-    bare = best_time(lambda: bare_pgd(model, x, y, eps, 0.01, 40), r)
-    rows.append(("PGD-40 (L-inf)", args.batch, ours, ta, bare))
+    t = best_times({"ours": lambda: pgd_linf(model, x, y, epsilon=eps, step_size=0.01, steps=40),
+                    "ta": lambda: torchattacks.PGD(model, eps=eps, alpha=0.01, steps=40, random_start=True)(x, y),
+                    "bare": lambda: bare_pgd(model, x, y, eps, 0.01, 40)}, r)
+    rows.append(("PGD-40 (L-inf)", args.batch, t["ours"], t["ta"], t["bare"]))
 
     n = args.jsma_images
     xj, yj = x[:n], y[:n]
-    ours = best_time(lambda: jsma(model, xj, yj, theta=1.0, gamma=0.1), 1)
-    ta = best_time(lambda: torchattacks.JSMA(model, theta=1.0, gamma=0.1)(xj, yj), 1)
-    rows.append(("JSMA (θ=1, γ=0.1, target y+1)", n, ours, ta, float("nan")))
+    t = best_times({"ours": lambda: jsma(model, xj, yj, theta=1.0, gamma=0.1),
+                    "ta": lambda: torchattacks.JSMA(model, theta=1.0, gamma=0.1)(xj, yj)}, 1)
+    rows.append(("JSMA (θ=1, γ=0.1, target y+1)", n, t["ours"], t["ta"], float("nan")))
 
     # Training step: double backprop (gradient regularization) vs a plain cross-entropy step.
     gen = torch.Generator().manual_seed(1)
@@ -105,12 +109,13 @@ def main() -> None:
                 opt.step()
         return run
 
-    plain = best_time(steps("normal", {}), r) / len(batches)
-    dbp = best_time(steps("gradreg", {"lambda": 110.0}), r) / len(batches)
+    t = best_times({"plain": steps("normal", {}), "dbp": steps("gradreg", {"lambda": 110.0})}, r)
+    plain, dbp = t["plain"] / len(batches), t["dbp"] / len(batches)
 
     lines = ["## Generation: attacks and training steps (`benchmarks/bench_generation.py`)", "",
              "Same model (Ross MNIST CNN, full width, 150 training steps) and same batch for every "
-             "column; best of %d runs after a warm-up; torch threads = %d." % (r, torch.get_num_threads()), "",
+             "column; best of %d interleaved runs after a warm-up (JSMA: 1 run); torch threads = %d. advlegit's "
+             "attacks also return the success mask and norms (one more forward pass than the others)." % (r, torch.get_num_threads()), "",
              "| attack | images | advlegit (s) | torchattacks (s) | bare torch loop (s) | speed-up vs torchattacks | advlegit / bare |",
              "|---|---|---|---|---|---|---|"]
     for name, count, o, t, b in rows:
