@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
-command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver fonts-dejavu-core)
 if [ "${ADVLEGIT_SKIP_R:-0}" != 1 ]; then
   command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
   [ -d /usr/lib/R/site-library/lme4 ] || need+=(r-cran-lme4)
