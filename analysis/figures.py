@@ -26,6 +26,17 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _finish_rate_lines(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Shared finish of the rate-vs-x line plots: labels, [0,1] axis, legend, grid, save."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
 def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, reference: str = "") -> None:
     """Rates per defense (all attacks pooled, and per attack) with Wilson intervals."""
     attacks = [a for a in rates["attack"].unique() if a != "(all)"]
@@ -85,13 +96,8 @@ def rate_vs_perturbation(d: pd.DataFrame, outcome: str, outcome_label: str, path
         lo, hi = wilson(agg["p"], agg["n"], alpha)
         ax.errorbar(agg["x"], agg["p"], yerr=_err(agg["p"], lo, hi), marker="o",
                     capsize=2, label=name)
-    ax.set_xlabel("L2 norm of the perturbation (bin median)")
-    ax.set_ylabel(outcome_label)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{outcome_label} vs perturbation size (responses; Wilson 95%)", fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish_rate_lines(fig, ax, "L2 norm of the perturbation (bin median)", outcome_label,
+                       f"{outcome_label} vs perturbation size (responses; Wilson 95%)", path)
 
 
 def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> None:
@@ -106,13 +112,8 @@ def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> Non
         ax.errorbar(x, g["rate"], yerr=_err(g["rate"], g["ci_low"], g["ci_high"]),
                     marker="o", capsize=2, label=name)
     ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
-    ax.set_xlabel("attack budget ε (budget column)")
-    ax.set_ylabel(outcome_label)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{outcome_label} by ε and defense (95% Wilson on participant means)", fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish_rate_lines(fig, ax, "attack budget ε (budget column)", outcome_label,
+                       f"{outcome_label} by ε and defense (95% Wilson on participant means)", path)
 
 
 def strengths(bt: pd.DataFrame, path: Path) -> None:
