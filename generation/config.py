@@ -51,6 +51,7 @@ class DefenseConfig:
     name: str                         # model name, unique; shown only to researchers
     kind: str = ""                    # registry key; defaults to name
     train_steps: int = 0              # 0 = training.steps
+    architecture: str = ""            # "" = model.architecture (e.g. gap_cnn for the CAM defenses)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -150,7 +151,8 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     raw = dict(raw)
     if cls is DefenseConfig:
-        # Defense tables are flat: every key besides name/kind/train_steps is a defense parameter.
+        # Defense tables are flat: every key besides name/kind/train_steps/architecture is a
+        # defense parameter.
         params = {k: raw.pop(k) for k in list(raw) if k not in names}
         raw.setdefault("params", {}).update(params)
     unknown = sorted(set(raw) - names)
@@ -219,6 +221,8 @@ def validate(cfg: GenerationConfig) -> None:
         dc.kind = dc.kind or dc.name
         _require(dc.kind in DEFENSES, f"{where}.kind {dc.kind!r} is not a defense; choose one of {sorted(DEFENSES)}")
         _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
+        _require(not dc.architecture or dc.architecture in ARCHITECTURES,
+                 f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
         try:
             dc.params = defense_params(dc.kind, dc.params)
         except (TypeError, ValueError) as exc:

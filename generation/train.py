@@ -61,7 +61,7 @@ def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
     data = {**asdict(cfg.data), "sha256": dataset_sha256}
     m, t = cfg.model, cfg.training
     specs = [
-        ModelSpec(d.name, "defended", d.kind, d.params, m.architecture, m.width, m.dropout,
+        ModelSpec(d.name, "defended", d.kind, d.params, d.architecture or m.architecture, m.width, m.dropout,
                   d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data)
         for d in cfg.defenses
     ]

@@ -27,7 +27,9 @@ def test_examples_load(name):
     ({"defenses": [{"name": "a", "kind": "normal"}, {"name": "a", "kind": "normal"}]}, "defenses[1].name"),
     ({"defenses": [{"name": "g", "kind": "gradreg", "lamda": 1.0}]}, "lamda"),
     ({"defenses": [{"kind": "normal"}]}, "defenses[0].name"),
-    ({"stimuli": {"attack": "deepfool"}}, "stimuli.attack"),
+    ({"stimuli": {"attack": "magic"}}, "stimuli.attack"),
+    ({"defenses": [{"name": "a", "kind": "normal", "architecture": "resnet"}]}, "defenses[0].architecture"),
+    ({"defenses": [{"name": "a", "kind": "normal", "architecture": 3}]}, "defenses[0].architecture"),
     ({"stimuli": {"attack_params": {"epsilonn": 0.1}}}, "stimuli.attack_params.epsilonn"),
     ({"stimuli": {"budgets": [0.3, 0.1]}}, "stimuli.budgets"),
     ({"evaluation": {"attacks": ["jsma"]}}, "evaluation.attacks[0]"),
@@ -52,3 +54,14 @@ def test_hash_is_stable_and_sensitive():
     b = from_dict({"training": {"steps": 10}})
     c = from_dict({"training": {"steps": 11}})
     assert a.hash() == b.hash() != c.hash()
+
+
+def test_each_defense_may_choose_its_architecture():
+    from generation.train import model_specs
+
+    cfg = from_dict({"defenses": [{"name": "plain", "kind": "normal"},
+                                  {"name": "cam", "kind": "normal", "architecture": "gap_cnn"}]})
+    assert cfg.defenses[1].params == {}  # a known field, not a defense parameter
+    specs = {s.name: s for s in model_specs(cfg, "sha")}
+    assert specs["plain"].architecture == "ross_cnn" and specs["cam"].architecture == "gap_cnn"
+    assert specs["plain"].key() != specs["cam"].key()
