@@ -11,7 +11,7 @@ import logging
 import click
 
 # (package module, attribute) of every click group merged into the top level.
-_GROUPS = ("generation.cli", "study_app.cli", "analysis.cli")
+_GROUPS = ("generation.cli", "study_app.cli", "analysis.cli", "demo.cli")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

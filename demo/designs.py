@@ -1,0 +1,77 @@
+"""Study designs for the demo: the example designs, widened to every defense the stimulus set holds.
+
+The example designs in examples/ compare the four conditions of Ross & Doshi-Velez's human study;
+the demo shows every trained defense instead, so the number of trials follows the number of
+defenses and the size of the stimulus set. The derived files are written next to the demo's output
+(so a researcher can read exactly what was run) with a header saying where they came from.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TASKS = ("identify", "rate", "compare")
+TRIALS_PER_CELL = 3  # identify/rate: 3 images per defense; compare: each defense pair once, then fill
+
+
+class DemoDesignError(ValueError):
+    """The stimulus set is too small for a demo study of some task."""
+
+
+def cells(task: str, n_defenses: int) -> int:
+    return n_defenses * (n_defenses - 1) // 2 if task == "compare" else n_defenses
+
+
+def trial_options(task: str, base: dict[str, Any], n_defenses: int, n_sources: int) -> list[int]:
+    """Trial counts to try, largest first: multiples of the cells that leave room for the clean images
+    (practice and attention checks use source digits the participant never sees attacked)."""
+    per_cell = cells(task, n_defenses)
+    clean = (base["study"]["practice"] + base["study"]["attention_checks"]) * (2 if task == "compare" else 1)
+    wanted = 1 if task == "compare" else TRIALS_PER_CELL
+    most = min(wanted, (n_sources - clean) // per_cell)
+    if most < 1:
+        raise DemoDesignError(
+            f"the {task} study needs {per_cell} + {clean} different source digits for {n_defenses} defenses; "
+            f"the stimulus set has {n_sources} (raise [stimuli] per_class in the config, or list fewer defenses)")
+    return [k * per_cell for k in range(most, 0, -1)]
+
+
+def derive(task: str, defended: list[str], trials: int) -> dict[str, Any]:
+    base = load_example(task)
+    base["study"]["defenses"] = list(defended)
+    base["study"]["trials"] = trials
+    analysis = base.setdefault("analysis", {})
+    if analysis.get("reference_defense") not in defended:
+        analysis["reference_defense"] = defended[0]
+    return base
+
+
+def load_example(task: str) -> dict[str, Any]:
+    with (EXAMPLES / f"design-{task}.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def write_toml(data: dict[str, Any], path: Path, header: str) -> Path:
+    """A TOML writer for design files (tables of strings, numbers, booleans and string lists).
+
+    JSON's string escapes are valid TOML basic strings, so json.dumps quotes strings safely."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to a design file")
+
+    lines = [f"# {line}" for line in header.splitlines()]
+    for table, fields in data.items():
+        lines += ["", f"[{table}]"] + [f"{k} = {value(v)}" for k, v in fields.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
