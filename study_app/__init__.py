@@ -35,15 +35,36 @@ def _secret_key(instance_path: str) -> str:
     return path.read_text().strip()
 
 
+def wants_json() -> bool:
+    """API paths always answer JSON; other paths do when the client sent or asked for JSON."""
+    from flask import request
+
+    if request.path.startswith("/api/") or request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app. Configuration comes from the environment (docs/study-app.md); `config` overrides it
+    (tests). With PRODUCTION (ADVLEGIT_PRODUCTION=1 or `advlegit serve --production`) it refuses a
+    missing or weak ADVLEGIT_SECRET_KEY and sends cookies over https only."""
+    from . import security
+
     config = dict(config or {})
     app = Flask(__name__, instance_path=config.pop("INSTANCE_PATH", None) or os.environ.get("ADVLEGIT_INSTANCE")
                 or None, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    production = bool(config.pop("PRODUCTION", os.environ.get("ADVLEGIT_PRODUCTION") == "1"))
     url = database_url(app.instance_path, config.pop("DATABASE_URL", None))
     engine_options: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine_options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        # Per process: size the pool to the worker's threads (serve --production does).
+        engine_options.update(pool_size=security.env_int("ADVLEGIT_DB_POOL_SIZE", 10),
+                              max_overflow=security.env_int("ADVLEGIT_DB_MAX_OVERFLOW", 10),
+                              pool_timeout=15, pool_recycle=1800, connect_args={"connect_timeout": 5})
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options,
@@ -51,12 +72,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        MAX_FORM_PARTS=100,
+        SEND_FILE_MAX_AGE_DEFAULT=365 * 24 * 3600,  # static files are linked with ?v=<content hash>
         ADMIN_PASSWORD_HASH=os.environ.get("ADVLEGIT_ADMIN_PASSWORD_HASH"),
         MTURK_SUBMIT_HOSTS=("www.mturk.com", "workersandbox.mturk.com"),
     )
+    app.config.update(security.settings(production))
     app.config.update(config)
+    if production:
+        security.check_secret_key(os.environ.get("ADVLEGIT_SECRET_KEY") or app.config["SECRET_KEY"])
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
+    app.permanent_session_lifetime = app.config["ADMIN_SESSION_SECONDS"]
+    if app.config["PROXY_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     db.init_app(app)
     from .db import configure_engine
@@ -75,23 +108,62 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
+    security.init_app(app)
+    app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf)
 
-    from flask import jsonify, render_template, request
+    from flask import jsonify, render_template
+    from sqlalchemy.exc import OperationalError
     from werkzeug.exceptions import HTTPException
+
+    def _error(code: int, name: str, text: str, headers=None):
+        if wants_json():
+            resp = jsonify({"error": name.lower().replace(" ", "_"), "message": text})
+        else:
+            resp = app.make_response(render_template("participant/message.html", title=name, text=text))
+        resp.status_code = code
+        for k, v in (headers or []):
+            if k.lower() != "content-type":
+                resp.headers[k] = v
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        # The API always answers JSON; people get a readable page. Neither shows a traceback.
-        if request.path.startswith("/api/"):
-            return jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
-                            "message": exc.description}), exc.code
-        return render_template("participant/message.html", title=exc.name, text=exc.description), exc.code
+        # JSON for the API (and JSON clients); people get a readable page. Neither shows a traceback.
+        return _error(exc.code or 500, exc.name or "error", exc.description or "", exc.get_headers())
 
-    @app.after_request
-    def _headers(resp):
-        # Participants' pages must never be cached by a shared proxy; nothing is framed but MTurk's.
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        return resp
+    @app.errorhandler(OperationalError)
+    def _db_unavailable(exc: OperationalError):
+        # The database is restarting or unreachable: nothing was stored; the client may retry as is.
+        db.session.rollback()
+        app.logger.warning("database unavailable: %s", str(exc).splitlines()[0])
+        return _error(503, "Service Unavailable", "The server is briefly unavailable; please try again.",
+                      [("Retry-After", "2")])
+
+    @app.get("/healthz")
+    def healthz():
+        # Liveness: answers without touching the database (the load test's trivial endpoint).
+        return "ok\n", 200, {"Content-Type": "text/plain", "Cache-Control": "no-store"}
+
+    @app.get("/readyz")
+    def readyz():
+        # Readiness: one round trip to the database.
+        db.session.execute(db.text("SELECT 1"))
+        db.session.commit()
+        return "ok\n", 200, {"Content-Type": "text/plain", "Cache-Control": "no-store"}
 
     return app
+
+
+_ASSET_VERSIONS: dict[str, str] = {}
+
+
+def _asset_url(filename: str) -> str:
+    """url_for('static') with ?v=<content hash>, so static files can be cached for a year."""
+    from flask import current_app, url_for
+    import hashlib
+
+    v = _ASSET_VERSIONS.get(filename)
+    if v is None:
+        data = (Path(current_app.static_folder) / filename).read_bytes()
+        v = _ASSET_VERSIONS[filename] = hashlib.sha256(data).hexdigest()[:12]
+    return url_for("static", filename=filename, v=v)

@@ -1,16 +1,24 @@
-"""Admin login: password hashes from the database (create-admin) or ADVLEGIT_ADMIN_PASSWORD_HASH."""
+"""Admin login: password hashes from the database (create-admin) or ADVLEGIT_ADMIN_PASSWORD_HASH.
+
+The admin session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure + __Host- in production).
+It is rebuilt from nothing at login (no pre-login value survives: no session fixation), expires after
+ADMIN_SESSION_SECONDS, and every admin form carries a per-session CSRF token.
+"""
 from __future__ import annotations
 
 import functools
 import hmac
 import secrets
+import time
 
 from flask import abort, current_app, redirect, request, session, url_for
 from sqlalchemy import select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import db
 from .models import AdminUser
+
+_DUMMY_HASH: list[str] = []
 
 
 def check_login(username: str, password: str) -> bool:
@@ -20,13 +28,35 @@ def check_login(username: str, password: str) -> bool:
     env_hash = current_app.config.get("ADMIN_PASSWORD_HASH")
     if env_hash and username == "admin":
         return check_password_hash(env_hash, password)
+    # Same work for an unknown user, so timing does not tell which usernames exist.
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(generate_password_hash(secrets.token_hex(8)))
+    check_password_hash(_DUMMY_HASH[0], password)
     return False
+
+
+def start_admin_session(username: str) -> None:
+    session.clear()
+    session.permanent = True
+    session["admin"] = username
+    session["login_at"] = int(time.time())
+    session["csrf"] = secrets.token_urlsafe(24)
+
+
+def is_admin() -> bool:
+    if not session.get("admin"):
+        return False
+    age = time.time() - float(session.get("login_at", 0))
+    return 0 <= age < current_app.config["ADMIN_SESSION_SECONDS"]
 
 
 def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not session.get("admin"):
+        if not is_admin():
+            session.pop("admin", None)
+            if request.method != "GET":
+                abort(403, description="Log in first.")
             return redirect(url_for("admin.login", next=request.path))
         return view(*args, **kwargs)
 
@@ -40,6 +70,7 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    sent = request.form.get("csrf", "")
-    if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-        abort(400, description="The form expired or did not come from this site; reload the page and try again.")
+    sent = request.form.get("csrf") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get("csrf", "")
+    if not sent or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(403, description="The form expired or did not come from this site; reload the page and try again.")

@@ -10,7 +10,9 @@ import html
 import logging
 import random
 import re
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -134,11 +136,41 @@ def _token(url: str) -> str:
     return m.group(1)
 
 
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def _send(s: requests.Session, method: str, url: str, retries: int, **kw) -> requests.Response:
+    """One request, retried as task.js retries: on a lost connection, 5xx or 429, with the same body
+    (for answers: the same UUID, so a retry of a stored answer is acknowledged as a duplicate)."""
+    delay = 0.2
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            r = s.request(method, url, **kw)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if last:
+                raise BotError(f"{method} {url}: {exc}") from exc
+        else:
+            if r.status_code not in RETRY_STATUS or last:
+                if r.status_code >= 400:
+                    raise BotError(f"{method} {url}: HTTP {r.status_code}: {r.text[:200]}")
+                return r
+            if r.status_code == 429:
+                delay = max(delay, float(r.headers.get("Retry-After") or 1))
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
 def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: int,
             platform: str = "prolific", session: requests.Session | None = None,
-            image_cache: dict[str, bytes] | None = None) -> BotResult:
+            image_cache: dict[str, bytes] | None = None, retries: int = 25,
+            on_ack: Callable[[str, dict[str, Any]], None] | None = None) -> BotResult:
     """One participant from the recruitment link to the completion redirect. `image_cache` shared
-    between bots skips re-downloading an image another bot already fetched (cheaper load tests)."""
+    between bots skips re-downloading an image another bot already fetched (cheaper load tests).
+    Every request is retried (`retries` times, backing off to 2 s) on connection errors, 5xx and 429;
+    `on_ack(token, body)` is called for each answer the server acknowledged (201 stored, 200 duplicate)."""
     rng = random.Random(seed)
     s = session or requests.Session()
     base = base.rstrip("/")
@@ -151,27 +183,30 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
         "anonymous": {},
     }[platform]
 
-    def ok(r: requests.Response) -> requests.Response:
-        if r.status_code >= 400:
-            raise BotError(f"{r.request.method} {r.url}: HTTP {r.status_code}: {r.text[:200]}")
-        return r
+    def send(method: str, url: str, timeout: float = 30, **kw) -> requests.Response:
+        return _send(s, method, url, retries, allow_redirects=False, timeout=timeout, **kw)
 
     # Redirects are read, not followed: each POST's 303 says where the server moved the participant.
-    r = ok(s.get(f"{base}/s/{study_id}", params=params, allow_redirects=False, timeout=30))
+    r = send("GET", f"{base}/s/{study_id}", params=params)
     token = _token(r.headers.get("Location", ""))
     p = f"{base}/p/{token}"
-    r = ok(s.post(f"{p}/consent", data={"choice": "agree"}, allow_redirects=False, timeout=30))
+    page = send("GET", f"{p}/consent")
+    m = _CSRF.search(page.text)
+    if not m:
+        raise BotError(f"no CSRF token on the consent page: HTTP {page.status_code} {page.text[:200]}")
+    csrf = html.unescape(m.group(1))
+    r = send("POST", f"{p}/consent", data={"choice": "agree", "csrf": csrf})
     if not r.headers.get("Location", "").endswith("/instructions"):
         raise BotError(f"consent did not lead to the instructions: {r.status_code} {r.headers.get('Location')}")
-    r = ok(s.post(f"{p}/instructions", allow_redirects=False, timeout=60))
+    r = send("POST", f"{p}/instructions", data={"csrf": csrf}, timeout=60)
     if not r.headers.get("Location", "").endswith("/task"):
         raise BotError(f"instructions did not lead to the task: {r.status_code} {r.headers.get('Location')}")
-    d = ok(s.get(f"{base}/api/p/{token}/trials", timeout=30)).json()
+    d = send("GET", f"{base}/api/p/{token}/trials").json()
     cache: dict[str, bytes] = {} if image_cache is None else image_cache
 
     def img(url: str) -> dict[str, Any]:
         if url not in cache:
-            cache[url] = ok(s.get(base + url, timeout=30)).content
+            cache[url] = send("GET", base + url).content
         return oracle.entry(cache[url])
 
     clock = datetime.now(timezone.utc)
@@ -189,15 +224,17 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
                 "answered_at": (shown + timedelta(milliseconds=rt)).isoformat().replace("+00:00", "Z"),
                 "screen_width": 1440, "screen_height": 900, "viewport_width": 1440, "viewport_height": 800,
                 "device_pixel_ratio": 1}
-        ok(s.post(f"{base}/api/p/{token}/responses", json=body, timeout=30))
+        send("POST", f"{base}/api/p/{token}/responses", json=body, headers={"X-CSRF-Token": d["csrf"]})
+        if on_ack:
+            on_ack(token, body)
         answered += 1
-    state = ok(s.get(f"{base}/api/p/{token}/state", timeout=30)).json()
+    state = send("GET", f"{base}/api/p/{token}/state").json()
     if state["state"] != "data_complete":
         raise BotError(f"after the last trial the server says {state}")
-    r = ok(s.post(f"{p}/debrief", data={"q0": "bot", "q1": ""}, allow_redirects=False, timeout=30))
+    r = send("POST", f"{p}/debrief", data={"q0": "bot", "q1": "", "csrf": csrf})
     if not r.headers.get("Location", "").endswith("/done"):
         raise BotError(f"debrief was not accepted: {r.status_code} {r.text[:200]}")
-    r = ok(s.get(f"{p}/done", allow_redirects=False, timeout=30))
+    r = send("GET", f"{p}/done")
     if platform == "prolific":
         m = re.search(r'id="completion-link" class="btn primary" href="([^"]+)"', r.text)
         loc = html.unescape(m.group(1)) if m else ""

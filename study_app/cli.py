@@ -120,35 +120,50 @@ def create_admin(username: str) -> None:
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--production", is_flag=True, help="gunicorn with worker threads instead of the dev server")
-@click.option("--workers", default=2, show_default=True, type=int)
-def serve(host: str, port: int, production: bool, workers: int) -> None:
-    """Serve participants and the admin pages."""
-    app = _app()
+@click.option("--production", is_flag=True,
+              help="gunicorn (gthread) instead of the dev server; needs ADVLEGIT_SECRET_KEY; https-only cookies")
+@click.option("--workers", default=None, type=int,
+              help="gunicorn worker processes [default: $WEB_CONCURRENCY or 3]")
+@click.option("--threads", default=None, type=int, help="threads per worker [default: $ADVLEGIT_THREADS or 8]")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="gunicorn access log on stdout")
+def serve(host: str, port: int, production: bool, workers: int | None, threads: int | None,
+          access_log: bool) -> None:
+    """Serve participants and the admin pages (docs/deployment.md)."""
+    from .security import ConfigError
+
     if not production:
+        try:
+            app = _app()
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
         app.run(host=host, port=port, threaded=True)
         return
-    if not os.environ.get("ADVLEGIT_SECRET_KEY"):
-        raise click.ClickException("--production needs ADVLEGIT_SECRET_KEY in the environment")
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+    workers = workers or int(os.environ.get("WEB_CONCURRENCY") or 3)
+    threads = threads or int(os.environ.get("ADVLEGIT_THREADS") or 8)
+    # Every worker builds its own app (and connection pool) after the fork, from this environment.
+    os.environ["ADVLEGIT_PRODUCTION"] = "1"
+    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads + 2))
+    from . import create_app
+
+    try:
+        probe = create_app()  # refuses a missing or weak secret before any worker starts
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if probe.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
-    # Production runs behind one TLS-terminating proxy: trust its X-Forwarded-* headers (scheme, host,
-    # client address) so links are https, and send the admin cookie over https only.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    app.config["SESSION_COOKIE_SECURE"] = os.environ.get("ADVLEGIT_INSECURE_COOKIES") != "1"
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
-            for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": 8,
-                         "worker_class": "gthread", "accesslog": "-", "timeout": 60}.items():
+            for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                         "worker_class": "gthread", "accesslog": "-" if access_log else None,
+                         "timeout": 60, "graceful_timeout": 20, "keepalive": 5, "backlog": 2048}.items():
                 self.cfg.set(k, v)
 
         def load(self):
-            return app
+            return create_app()
 
+    click.echo(f"gunicorn: {workers} workers x {threads} threads on http://{host}:{port}", err=True)
     _Gunicorn().run()
 
 
@@ -203,7 +218,7 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
 def export(study_id: str, output: str, include_platform_ids: bool) -> None:
     """Tidy export (docs/export.md) plus FILE.study.json with the design and its [analysis] section."""
     from .db import db
-    from .export import companion, stream_csv, stream_jsonl
+    from .export import companion, stream_csv, stream_debrief_csv, stream_jsonl
     from .models import Study
 
     out = Path(output)
@@ -221,5 +236,7 @@ def export(study_id: str, output: str, include_platform_ids: bool) -> None:
         tmp.replace(out)
         side = out.with_suffix(".study.json")
         side.write_text(json.dumps(companion(study), indent=2))
-    click.echo(f"wrote {out} and {side}", err=True)
+        debrief = out.with_suffix(".debrief.csv")
+        debrief.write_text("".join(stream_debrief_csv(study)), encoding="utf-8")
+    click.echo(f"wrote {out}, {side} and {debrief}", err=True)
     click.echo(str(out))

@@ -154,3 +154,33 @@ def companion(study: Study) -> dict[str, Any]:
     return {"study_id": study.id, "name": study.name, "task_type": study.task_type, "status": study.status,
             "design": study.design, "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
             "columns": columns(sset.manifest)}
+
+
+DEBRIEF_COLUMNS = ["study_id", "participant_id", "participant_state", "participant_review", "question_index",
+                   "question", "answer"]
+
+
+def debrief_rows(study: Study) -> list[dict[str, Any]]:
+    """Free-text debrief answers, one row per participant and question (answered or not)."""
+    out = []
+    for p in db.session.scalars(select(Participant).where(Participant.study_id == study.id,
+                                                          Participant.debrief_json.is_not(None))
+                                .order_by(Participant.created_at, Participant.id)):
+        try:
+            answers = json.loads(p.debrief_json or "{}")
+        except ValueError:
+            answers = {}
+        for i, (question, answer) in enumerate(answers.items()):
+            out.append({"study_id": study.id, "participant_id": p.id, "participant_state": p.state,
+                        "participant_review": p.review, "question_index": i, "question": question,
+                        "answer": answer})
+    return out
+
+
+def stream_debrief_csv(study: Study) -> Iterator[str]:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(DEBRIEF_COLUMNS)
+    for row in debrief_rows(study):
+        w.writerow([_cell(row[c]) for c in DEBRIEF_COLUMNS])
+    yield buf.getvalue()

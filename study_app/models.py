@@ -14,6 +14,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    DDL,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -212,3 +214,22 @@ class AdminUser(db.Model):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RateCounter(db.Model):
+    """A fixed-window request counter (rate limits, admin login lockout), shared by every app process.
+
+    Kept in the database so that several gunicorn workers and several app servers count together;
+    `key` names the limit, the client and the window, so a row is only ever incremented. Expired
+    rows are swept now and then (study_app/security.py). On PostgreSQL the table is UNLOGGED:
+    counters need no crash safety, and their commits need no fsync.
+    """
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+event.listen(RateCounter.__table__, "after_create",
+             DDL("ALTER TABLE rate_counters SET UNLOGGED").execute_if(dialect="postgresql"))

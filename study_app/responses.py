@@ -101,25 +101,31 @@ def _existing(p: Participant, r: dict[str, Any]) -> Stored | None:
     return Stored(True, prior.trial_index, p.next_trial_index, p.state)
 
 
-def store(p: Participant, body: Any) -> Stored:
-    r = parse(body, p.study.task_type)
-    dup = _existing(p, r)
-    if dup:
-        return dup
+def store(p: Participant, body: Any, task: str | None = None) -> Stored:
+    """Validate and store one answer in one transaction (the caller's session), or raise ResponseError.
+
+    The usual case (the next trial, in task) costs one SELECT for the trial, one INSERT and one UPDATE;
+    only a retry or an out-of-step request looks the UUID up first."""
+    r = parse(body, task or p.study.task_type)
     idx = r["trial_index"]
-    if p.state != "in_task":
-        raise ResponseError(409, "not_in_task", f"responses are not accepted in state '{p.state}'")
-    trial = db.session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.index == idx))
-    if trial is None:
-        raise ResponseError(404, "no_such_trial", f"there is no trial {idx}")
-    if idx < p.next_trial_index:
-        raise ResponseError(409, "already_answered", f"trial {idx} already has a stored answer")
-    if idx > p.next_trial_index:
+    if p.state != "in_task" or idx != p.next_trial_index:
+        dup = _existing(p, r)
+        if dup:
+            return dup
+        if p.state != "in_task":
+            raise ResponseError(409, "not_in_task", f"responses are not accepted in state '{p.state}'")
+        if idx >= p.n_trials:
+            raise ResponseError(404, "no_such_trial", f"there is no trial {idx}")
+        if idx < p.next_trial_index:
+            raise ResponseError(409, "already_answered", f"trial {idx} already has a stored answer")
         raise ResponseError(409, "out_of_order", f"trial {p.next_trial_index} must be answered first")
-    row = Response(participant_id=p.id, trial_id=trial.id, received_at=utcnow(), **r)
-    db.session.add(row)
+    trial_id = db.session.scalar(select(Trial.id).where(Trial.participant_id == p.id, Trial.index == idx))
+    if trial_id is None:
+        raise ResponseError(404, "no_such_trial", f"there is no trial {idx}")
+    now = utcnow()
+    db.session.add(Response(participant_id=p.id, trial_id=trial_id, received_at=now, **r))
     p.next_trial_index = idx + 1
-    p.last_seen_at = utcnow()
+    p.last_seen_at = now
     if p.next_trial_index >= p.n_trials:
         db.session.flush()
         n = db.session.scalar(select(db.func.count()).select_from(Response).where(Response.participant_id == p.id))
@@ -128,7 +134,8 @@ def store(p: Participant, body: Any) -> Stored:
     try:
         db.session.commit()
     except IntegrityError:
-        # A concurrent copy of this request (or another answer to this trial) won the race.
+        # A concurrent copy of this request (or another answer to this trial) won the race, or the
+        # UUID is already someone else's.
         db.session.rollback()
         db.session.refresh(p)
         dup = _existing(p, r)

@@ -5,9 +5,10 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from sqlalchemy import func, select
 
-from ..auth import check_csrf, check_login, csrf_token, login_required
+from .. import security
+from ..auth import check_csrf, check_login, csrf_token, login_required, start_admin_session
 from ..db import db
-from ..export import stream_csv, stream_jsonl
+from ..export import debrief_rows, stream_csv, stream_debrief_csv, stream_jsonl
 from ..models import REVIEWS, Participant, Response as ResponseRow, Study
 from ..states import TransitionError, transition
 from ..stats import attention_failures_by_participant, study_stats
@@ -24,12 +25,18 @@ def _csrf():
 def login():
     error = None
     if request.method == "POST":
-        if check_login(request.form.get("username", ""), request.form.get("password", "")):
-            session.clear()
-            session["admin"] = request.form["username"]
+        check_csrf()
+        username = (request.form.get("username") or "")[:100]
+        security.check_login_lockout(username)  # 429 before any password is checked
+        if check_login(username, request.form.get("password") or ""):
+            security.record_login_success(username)
+            start_admin_session(username)  # a new session: nothing from before the login survives
             nxt = request.args.get("next", "")
-            return redirect(nxt if nxt.startswith("/admin") else url_for("admin.studies"), 303)
+            safe = nxt.startswith("/admin/") and "//" not in nxt and "\\" not in nxt
+            return redirect(nxt if safe else url_for("admin.studies"), 303)
+        security.record_login_failure(username)
         session.pop("admin", None)  # a failed attempt never leaves an older login in place
+        session.pop("login_at", None)
         error = "Wrong username or password."
     return render_template("admin/login.html", error=error), (401 if error else 200)
 
@@ -66,7 +73,7 @@ def study(study_id: str):
     answered = dict(db.session.execute(select(ResponseRow.participant_id, func.count()).join(Participant)
                                        .where(Participant.study_id == st.id).group_by(ResponseRow.participant_id)).all())
     return render_template("admin/study.html", study=st, design=st.design, stats=study_stats(st),
-                           participants=participants, answered=answered,
+                           participants=participants, answered=answered, debrief=debrief_rows(st),
                            failures=attention_failures_by_participant(st), reviews=REVIEWS[1:],
                            entry_url=url_for("participant.entry", study_id=st.id, _external=True))
 
@@ -121,5 +128,15 @@ def export(study_id: str, fmt: str):
 
     resp = Response(stream_with_context(body()), mimetype=mime)
     resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-responses.{fmt}"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/studies/<study_id>/debrief.csv")
+@login_required
+def debrief_export(study_id: str):
+    st = get_study(study_id)
+    resp = Response(stream_debrief_csv(st), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-debrief.csv"'
     resp.headers["Cache-Control"] = "no-store"
     return resp

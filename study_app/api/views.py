@@ -5,12 +5,17 @@ Only the participant's own secret token addresses anything, so no one can reach 
 from __future__ import annotations
 
 import functools
+import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from .. import security
+from ..security import check_participant_csrf, participant_csrf
 
 from ..db import db
-from ..models import Participant, StudyImage, Trial
+from ..models import Participant, Study, StudyImage, Trial
 from ..responses import ResponseError, count_stored, store
 from ..states import resume_if_timed_out
 from ..tasks import KEYS_HELP, feedback, label_name, prompt
@@ -78,21 +83,40 @@ def trials(token: str):
             "feedback": feedback(task, t, classes),
         })
     return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
+                    "csrf": participant_csrf(p.access_token),
                     "debrief_url": url_for("participant.debrief", token=p.access_token)})
 
 
 @bp.post("/p/<token>/responses")
 def post_response(token: str):
-    p = load(token)
-    if p is None:
-        return error(404, "unknown_participant", "unknown participant link")
+    security.hit(*security.answer_limits(token))
+    check_participant_csrf(token)  # the X-CSRF-Token header task.js sends
     body = request.get_json(silent=True)
     if body is None:
         return error(400, "invalid_json", "send the response as a JSON object (Content-Type: application/json)")
+    # Storing is idempotent (the client's UUID), so a dropped database connection (a PostgreSQL restart,
+    # a failover) is retried here on a fresh connection before the client sees an error.
+    for attempt in range(5):
+        try:
+            return _store(token, body)
+        except OperationalError:
+            db.session.rollback()
+            if attempt == 4:
+                raise  # the app's handler answers 503 + Retry-After; the client retries the same UUID
+            current_app.logger.warning("database error while storing an answer; retrying")
+            time.sleep(0.2 * 2 ** attempt)
+
+
+def _store(token: str, body):
+    row = db.session.execute(select(Participant, Study.task_type).join(Study, Study.id == Participant.study_id)
+                             .where(Participant.access_token == token)).first()
+    if row is None:
+        return error(404, "unknown_participant", "unknown participant link")
+    p, task = row
     if p.state == "timed_out":
         resume_if_timed_out(p)
     try:
-        stored = store(p, body)
+        stored = store(p, body, task)
     except ResponseError as exc:
         db.session.rollback()
         return error(exc.status, exc.code, exc.message)

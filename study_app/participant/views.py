@@ -1,6 +1,7 @@
 """Participant pages: entry from a recruitment link, consent, instructions, task shell, debrief, completion."""
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 
@@ -10,7 +11,8 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import allocation
+from .. import allocation, security
+from ..security import check_participant_csrf
 from ..db import db, utcnow
 from ..models import Image, Participant, Study, StudyImage
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
@@ -74,6 +76,7 @@ def index():
 
 @bp.get("/s/<study_id>")
 def entry(study_id: str):
+    security.hit(*security.entry_limits())
     study = db.session.get(Study, study_id)
     if study is None:
         return message("Study not found", "This link does not lead to a study. Please check the address.", 404)
@@ -89,10 +92,15 @@ def entry(study_id: str):
             Participant.platform_pid == arrival.platform_pid))
         if prior is not None:
             # Closing a study stops new arrivals only: people already in it may finish.
-            if prior.state in ("entered", "consented", "instructed", "in_task", "data_complete", "timed_out"):
+            if prior.state in ("entered", "consented", "instructed", "in_task", "data_complete", "timed_out",
+                               "code_issued"):
+                # Coming back through the recruitment link issues a new secret link: an old one (from a
+                # shared screen, a log, a planted link) stops working. Answers are keyed by participant.
+                prior.access_token = secrets.token_urlsafe(32)
+                if prior.state == "code_issued":
+                    db.session.commit()
+                    return redirect(url_for("participant.done", token=prior.access_token), 303)
                 return goto_resumed(prior)
-            if prior.state == "code_issued":
-                return redirect(url_for("participant.done", token=prior.access_token), 303)
             return message("Already taken part", "Our records show you have already taken part in this study, "
                            "so you cannot take it again. Thank you!", 403)
     if study.status != "open":
@@ -137,6 +145,8 @@ def md(text: str) -> Markup:
 
 @bp.route("/p/<token>/consent", methods=["GET", "POST"])
 def consent(token: str):
+    if request.method == "POST":
+        check_participant_csrf(token)  # before anything is read or written
     p, away = at_state(token, "entered")
     if away:
         return away
@@ -156,6 +166,8 @@ def consent(token: str):
 
 @bp.route("/p/<token>/instructions", methods=["GET", "POST"])
 def instructions(token: str):
+    if request.method == "POST":
+        check_participant_csrf(token)  # before anything is read or written
     p, away = at_state(token, "consented", "instructed")
     if away:
         return away
@@ -194,6 +206,8 @@ def task(token: str):
 
 @bp.route("/p/<token>/debrief", methods=["GET", "POST"])
 def debrief(token: str):
+    if request.method == "POST":
+        check_participant_csrf(token)  # before anything is read or written
     p, away = at_state(token, "data_complete")
     if away:
         return away
@@ -230,6 +244,8 @@ def done(token: str):
 
 @bp.route("/p/<token>/withdraw", methods=["GET", "POST"])
 def withdraw(token: str):
+    if request.method == "POST":
+        check_participant_csrf(token)
     p, away = at_state(token, "entered", "consented", "instructed", "in_task")
     if away:
         return away
@@ -247,6 +263,8 @@ def image(token: str):
                             .where(StudyImage.token == token))
     if png is None:
         abort(404)
+    # Opaque per-study names whose bytes never change: a proxy or CDN may keep them for a year.
     resp = Response(png, mimetype="image/png")
-    resp.headers["Cache-Control"] = "private, max-age=86400"
-    return resp
+    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    resp.set_etag(hashlib.sha256(png).hexdigest()[:32])
+    return resp.make_conditional(request)

@@ -50,14 +50,17 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
     with ServerProcess(e2e_db_url, tmp_path / "srv") as server:
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
-        errors = []
+        errors, csp = [], []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        # The pages must satisfy their own Content-Security-Policy: Chromium logs every refusal.
+        page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
         completed = []
         # Nothing leaves the machine: the Prolific completion URL is answered locally.
         context.route("https://app.prolific.co/**", lambda route: (completed.append(route.request.url),
                                                                    route.fulfill(status=200, body="ok")))
-        page.goto(f"{server.url}/s/{study_id}?PROLIFIC_PID=E2E0001&STUDY_ID=PS1&SESSION_ID=SS1")
+        first = page.goto(f"{server.url}/s/{study_id}?PROLIFIC_PID=E2E0001&STUDY_ID=PS1&SESSION_ID=SS1")
         assert "/consent" in page.url
+        assert "script-src 'self'" in first.headers["content-security-policy"]
         page.screenshot(path=shots / "consent-1440.png", full_page=True)
         token = re.search(r"/p/([^/]+)/", page.url).group(1)
         page.keyboard.press("Enter")  # "I agree" has focus
@@ -105,7 +108,8 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
                 page.wait_for_function("document.getElementById('save-status').textContent.includes('waiting')")
                 page.screenshot(path=shots / "task-offline-1440.png")
                 assert stored(server, token) == 6
-                assert len(page.evaluate(f"JSON.parse(localStorage.getItem('advlegit-queue-{token}'))")) == 3
+                assert len(page.evaluate("JSON.parse(localStorage.getItem('advlegit-queue-' + "
+                                         "document.getElementById('task').dataset.queueKey))")) == 3
                 context.set_offline(False)
                 page.wait_for_function("document.getElementById('save-status').textContent.includes('All answers saved')",
                                        timeout=20000)
@@ -123,12 +127,15 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
         assert page.locator("#completion-code").inner_text() == "TESTCODE1"
         page.wait_for_url("https://app.prolific.co/**", timeout=20000)
         assert completed and completed[-1].endswith("?cc=TESTCODE1")
-        assert errors == []
+        assert errors == [] and csp == [], (errors, csp)
         context.close()
 
         # The admin export holds exactly these responses.
         s = requests.Session()
-        r = s.post(f"{server.url}/admin/login", data={"username": "admin", "password": "e2e-admin-password"})
+        login_page = s.get(f"{server.url}/admin/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login_page).group(1)
+        r = s.post(f"{server.url}/admin/login", data={"username": "admin", "password": "e2e-admin-password",
+                                                      "csrf": csrf})
         assert r.status_code == 200 and "/admin" in r.url
         page_admin = browser.new_page(viewport={"width": 1440, "height": 900})
         page_admin.goto(f"{server.url}/admin/login")

@@ -181,7 +181,7 @@ def fresh_postgres_database(admin_url: str):
 def make_app(url: str, instance: Path):
     from study_app import create_app
 
-    return create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test-secret",
+    return create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": TEST_SECRET,
                        "INSTANCE_PATH": str(instance), "SERVER_NAME": None})
 
 
@@ -202,14 +202,40 @@ def create_study(app, stimulus_dir: Path, tmp_path: Path, task: str = "identify"
         return study.id
 
 
+TEST_SECRET = "test-secret"
+
+
+def csrf_of(token: str) -> str:
+    """A participant's CSRF token as the test apps (SECRET_KEY = TEST_SECRET) compute it."""
+    from study_app.security import participant_csrf_for
+
+    return participant_csrf_for(TEST_SECRET, token)
+
+
+def page_csrf(client, path: str) -> str:
+    """The CSRF token from a rendered page's form (what a browser would send back)."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def form(token: str, **data) -> dict:
+    return {**data, "csrf": csrf_of(token)}
+
+
+def post_answer(client, token: str, body, **kw):
+    return client.post(f"/api/p/{token}/responses", json=body, headers={"X-CSRF-Token": csrf_of(token)}, **kw)
+
+
 def start_participant(client, study_id: str, pid: str = "PID1") -> str:
     """Prolific arrival -> consent -> instructions -> allocated; returns the secret token."""
     r = client.get(f"/s/{study_id}?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     assert r.status_code == 303, r.data
     token = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)
-    assert client.post(f"/p/{token}/consent", data={"choice": "agree"}).status_code == 303
+    csrf = page_csrf(client, f"/p/{token}/consent")
+    assert csrf == csrf_of(token)
+    assert client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf}).status_code == 303
     assert client.get(f"/p/{token}/instructions").status_code == 200
-    assert client.post(f"/p/{token}/instructions").status_code == 303
+    assert client.post(f"/p/{token}/instructions", data={"csrf": csrf}).status_code == 303
     return token
 
 

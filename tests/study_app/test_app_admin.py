@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from study_fixtures import answer_body, start_participant
+from study_fixtures import answer_body, form, page_csrf, post_answer, start_participant
 
 PASSWORD = "correct horse battery"
 
@@ -22,8 +22,13 @@ def login(app, client):
                              env={"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
                                   "ADVLEGIT_INSTANCE": app.instance_path, "ADVLEGIT_ADMIN_PASSWORD": PASSWORD})
     assert res.exit_code == 0, res.output
-    r = client.post("/admin/login", data={"username": "alice", "password": PASSWORD})
+    r = admin_login(client, "alice", PASSWORD)
     assert r.status_code == 303
+
+
+def admin_login(client, username, password):
+    return client.post("/admin/login", data={"username": username, "password": password,
+                                             "csrf": page_csrf(client, "/admin/login")})
 
 
 def csrf(client, path):
@@ -34,9 +39,9 @@ def complete(client, study_id, pid, answer="3", n_answer=None):
     token = start_participant(client, study_id, pid)
     trials = client.get(f"/api/p/{token}/trials").get_json()["trials"]
     for t in trials[: n_answer if n_answer is not None else len(trials)]:
-        assert client.post(f"/api/p/{token}/responses", json=answer_body(t["index"], answer)).status_code == 201
+        assert post_answer(client, token, answer_body(t["index"], answer)).status_code == 201
     if n_answer is None:
-        client.post(f"/p/{token}/debrief", data={"q0": "x"})
+        client.post(f"/p/{token}/debrief", data=form(token, **{"q0": "x"}))
     return token
 
 
@@ -44,11 +49,11 @@ def test_admin_requires_login_and_the_right_password(app, client, study_id):
     for path in ("/admin/", f"/admin/studies/{study_id}", f"/admin/studies/{study_id}/export.csv"):
         r = client.get(path)
         assert r.status_code == 302 and "/admin/login" in r.headers["Location"]
-    assert client.post("/admin/login", data={"username": "alice", "password": "nope"}).status_code == 401
+    assert admin_login(client, "alice", "nope").status_code == 401
     login(app, client)
-    assert client.post("/admin/login", data={"username": "alice", "password": "wrong"}).status_code == 401
+    assert admin_login(client, "alice", "wrong").status_code == 401
     assert client.get("/admin/").status_code == 302  # a failed login does not keep the old session
-    client.post("/admin/login", data={"username": "alice", "password": PASSWORD})
+    admin_login(client, "alice", PASSWORD)
     assert study_id in client.get("/admin/").get_data(as_text=True)
 
 
@@ -56,7 +61,7 @@ def test_password_hash_from_environment(app, client, study_id):
     from werkzeug.security import generate_password_hash
 
     app.config["ADMIN_PASSWORD_HASH"] = generate_password_hash("from-env-secret")
-    assert client.post("/admin/login", data={"username": "admin", "password": "from-env-secret"}).status_code == 303
+    assert admin_login(client, "admin", "from-env-secret").status_code == 303
     assert client.get("/admin/").status_code == 200
 
 
@@ -89,7 +94,7 @@ def test_dashboard_review_and_close(app, client, study_id):
     token = csrf(client, f"/admin/studies/{study_id}")
     # Bad input changes nothing.
     assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "banned", "csrf": token}).status_code == 400
-    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded"}).status_code == 400
+    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded"}).status_code == 403
     with app.app_context():
         assert db.session.get(Participant, p2_id).review == ""
     assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded", "csrf": token}).status_code == 303

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from study_fixtures import DEFENSES, create_study, start_participant
+from study_fixtures import DEFENSES, create_study, form, start_participant
 
 
 def participant_trials(app, study_id):
@@ -122,7 +122,7 @@ def test_abandoned_sessions_do_not_count(app, client, study_id):
 
     a = start_participant(client, study_id, "STAYS")
     b = start_participant(client, study_id, "LEAVES")
-    client.post(f"/p/{b}/withdraw")
+    client.post(f"/p/{b}/withdraw", data=form(b))
     with app.app_context():
         study = db.session.get(Study, study_id)
         counts = fill_counts(study, Design.from_dict(study.design))

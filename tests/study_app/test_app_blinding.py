@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from study_fixtures import SECRET_NAMES, answer_body, create_study
+from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_answer
 
 PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES), re.IGNORECASE)
 
@@ -26,9 +26,9 @@ def test_no_participant_facing_response_names_a_defense_attack_or_model(app, cli
     base = r.headers["Location"].rsplit("/", 1)[0]
     token = base.rsplit("/", 1)[1]
     _check(client.get(f"{base}/consent"), "consent page")
-    _check(client.post(f"{base}/consent", data={"choice": "agree"}), "consent post")
+    _check(client.post(f"{base}/consent", data=form(token, choice="agree")), "consent post")
     _check(client.get(f"{base}/instructions"), "instructions page")
-    _check(client.post(f"{base}/instructions"), "start")
+    _check(client.post(f"{base}/instructions", data=form(token)), "start")
     _check(client.get(f"{base}/task"), "task page")
     for asset in ("js/task.js", "css/app.css"):
         _check(client.get(f"/static/{asset}"), asset)
@@ -40,13 +40,13 @@ def test_no_participant_facing_response_names_a_defense_attack_or_model(app, cli
             img = _check(client.get(url), f"image {url}")
             assert img.mimetype == "image/png" and img.data.startswith(b"\x89PNG")
             assert b"tEXt" not in img.data and b"iTXt" not in img.data and b"zTXt" not in img.data
-        _check(client.post(f"/api/p/{token}/responses", json=answer_body(t["index"], answer)), "response reply")
+        _check(post_answer(client, token, answer_body(t["index"], answer)), "response reply")
     _check(client.get(f"/api/p/{token}/state"), "state")
     _check(client.get(f"{base}/debrief"), "debrief page")
-    _check(client.post(f"{base}/debrief", data={"q0": "ok"}), "debrief post")
+    _check(client.post(f"{base}/debrief", data=form(token, q0="ok")), "debrief post")
     _check(client.get(f"{base}/done"), "completion")
     # Error replies too.
-    _check(client.post(f"/api/p/{token}/responses", json={"uuid": "x"}), "error reply")
+    _check(post_answer(client, token, {"uuid": "x"}), "error reply")
 
 
 def test_templates_are_ready_for_a_strict_csp():

@@ -7,7 +7,7 @@ import sys
 
 from sqlalchemy import func, select
 
-from study_fixtures import ServerProcess, answer_body
+from study_fixtures import ServerProcess, answer_body, form, post_answer
 
 
 def n_participants(app):
@@ -20,11 +20,11 @@ def n_participants(app):
 
 def finish(client, location):
     token = re.search(r"/p/([^/]+)/", location).group(1)
-    client.post(f"/p/{token}/consent", data={"choice": "agree"})
-    client.post(f"/p/{token}/instructions")
+    client.post(f"/p/{token}/consent", data=form(token, **{"choice": "agree"}))
+    client.post(f"/p/{token}/instructions", data=form(token))
     for t in client.get(f"/api/p/{token}/trials").get_json()["trials"]:
-        assert client.post(f"/api/p/{token}/responses", json=answer_body(t["index"], "1")).status_code == 201
-    assert client.post(f"/p/{token}/debrief", data={}).status_code == 303
+        assert post_answer(client, token, answer_body(t["index"], "1")).status_code == 201
+    assert client.post(f"/p/{token}/debrief", data=form(token, **{})).status_code == 303
     return token
 
 
@@ -55,14 +55,18 @@ def test_same_platform_id_cannot_take_a_study_twice(app, client, study_id):
     first = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=1")
     # Coming back mid-study resumes the same session instead of starting a second one.
     again = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=2")
-    assert again.headers["Location"] == first.headers["Location"]
-    finish(client, first.headers["Location"])
+    # ... under a new secret link (no fixation): the old link is dead, the participant is the same one.
+    assert again.status_code == 303 and again.headers["Location"] != first.headers["Location"]
+    old = re.search(r"/p/([^/]+)/", first.headers["Location"]).group(1)
+    assert client.get(f"/p/{old}/consent").status_code == 404
+    assert n_participants(app) == 1
+    finish(client, again.headers["Location"])
     after = client.get(f"/s/{study_id}?PROLIFIC_PID=TWICE&STUDY_ID=S&SESSION_ID=3")
     assert after.status_code == 303 and after.headers["Location"].endswith("/done")  # shows their code again
     # Declined consent: a new visit is refused, not a fresh start.
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=DECLINER")
     token = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)
-    client.post(f"/p/{token}/consent", data={"choice": "decline"})
+    client.post(f"/p/{token}/consent", data=form(token, **{"choice": "decline"}))
     assert client.get(f"/s/{study_id}?PROLIFIC_PID=DECLINER").status_code == 403
     assert n_participants(app) == 2
 
@@ -126,6 +130,10 @@ def test_closing_a_study_stops_new_arrivals_but_lets_people_finish(app, client, 
         db.session.commit()
     assert client.get(f"/s/{study_id}?PROLIFIC_PID=OUTSIDE").status_code == 410
     again = client.get(f"/s/{study_id}?PROLIFIC_PID=INSIDE")
-    assert again.headers["Location"] == first.headers["Location"]
-    finish(client, first.headers["Location"])
+    # ... under a new secret link (no fixation): the old link is dead, the participant is the same one.
+    assert again.status_code == 303 and again.headers["Location"] != first.headers["Location"]
+    old = re.search(r"/p/([^/]+)/", first.headers["Location"]).group(1)
+    assert client.get(f"/p/{old}/consent").status_code == 404
+    assert n_participants(app) == 1
+    finish(client, again.headers["Location"])
     assert n_participants(app) == 1

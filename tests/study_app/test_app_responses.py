@@ -5,7 +5,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from study_fixtures import answer_body, prolific_link, start_participant
+from study_fixtures import answer_body, csrf_of, form, post_answer, prolific_link, start_participant
 
 
 def n_responses(app) -> int:
@@ -17,7 +17,7 @@ def n_responses(app) -> int:
 
 
 def post(client, token, body):
-    return client.post(f"/api/p/{token}/responses", json=body)
+    return post_answer(client, token, body)
 
 
 def test_duplicate_and_replayed_posts_store_one_row(app, client, study_id):
@@ -62,7 +62,8 @@ def test_malformed_answers_get_4xx_json_and_change_nothing(app, client, study_id
     before = client.get(f"/api/p/{token}/state").get_json()
     for name, change in BAD:
         if change is None:
-            r = client.post(f"/api/p/{token}/responses", data="{oops", content_type="application/json")
+            r = client.post(f"/api/p/{token}/responses", data="{oops", content_type="application/json",
+                            headers={"X-CSRF-Token": csrf_of(token)})
         elif isinstance(change, list):
             r = post(client, token, change)
         else:
@@ -117,12 +118,12 @@ def test_completion_code_only_after_every_response_is_stored(app, client, study_
     for path in ("debrief", "done"):
         r = client.get(f"/p/{token}/{path}")
         assert r.status_code == 303 and r.headers["Location"].endswith(f"/p/{token}/task")
-    r = client.post(f"/p/{token}/debrief", data={"q0": "x"})
+    r = client.post(f"/p/{token}/debrief", data=form(token, **{"q0": "x"}))
     assert r.status_code == 303 and "prolific" not in r.headers["Location"]
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "in_task"
     assert post(client, token, answer_body(trials[-1]["index"], "1")).status_code == 201
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "data_complete"
-    r = client.post(f"/p/{token}/debrief", data={"q0": "x"})
+    r = client.post(f"/p/{token}/debrief", data=form(token, **{"q0": "x"}))
     assert r.status_code == 303
     assert prolific_link(client, token) == "https://app.prolific.co/submissions/complete?cc=TESTCODE1"
     # After completion, further answers are refused and nothing changes.
@@ -155,7 +156,7 @@ def test_double_submitted_start_allocates_once(app, client, study_id):
     from study_app.models import Trial
 
     token = start_participant(client, study_id)
-    assert client.post(f"/p/{token}/instructions").status_code == 303  # second click
+    assert client.post(f"/p/{token}/instructions", data=form(token)).status_code == 303  # second click
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trial)) == 12
 
@@ -182,7 +183,7 @@ def test_timed_out_participant_resumes_without_losing_answers(app, client, study
 
 def test_withdraw_returns_and_ends_the_session(app, client, study_id):
     token = start_participant(client, study_id)
-    assert client.post(f"/p/{token}/withdraw").status_code == 200
+    assert client.post(f"/p/{token}/withdraw", data=form(token)).status_code == 200
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "returned"
     assert post(client, token, answer_body(0, "3")).status_code == 409
     assert n_responses(app) == 0
@@ -195,7 +196,7 @@ def test_api_errors_are_json_and_pages_errors_are_readable(app, client, study_id
     assert client.get("/api/nothing-here").get_json()["error"] == "not_found"
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=CONSENTBAD")
     other = r.headers["Location"].rsplit("/", 1)[0]
-    r = client.post(f"{other}/consent", data={"choice": "maybe"})
+    r = client.post(f"{other}/consent", data=form(other.rsplit("/", 1)[1], choice="maybe"))
     assert r.status_code == 400 and "I agree" in r.get_data(as_text=True)
     assert client.get(f"/api/p/{other.rsplit('/', 1)[1]}/state").get_json()["state"] == "entered"
 
@@ -206,11 +207,11 @@ def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_i
 
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=UNLUCKY")
     base = r.headers["Location"].rsplit("/", 1)[0]
-    client.post(f"{base}/consent", data={"choice": "agree"})
+    client.post(f"{base}/consent", data=form(base.rsplit("/", 1)[1], choice="agree"))
     with app.app_context():  # the set can no longer serve this design (as if attacks were withdrawn)
         db.session.execute(db.update(Image).where(Image.defense == "gradreg_dbp").values(success=False))
         db.session.commit()
-    r = client.post(f"{base}/instructions")
+    r = client.post(f"{base}/instructions", data=form(base.rsplit("/", 1)[1]))
     assert r.status_code == 503 and "try again later" in r.get_data(as_text=True).lower()
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trial)) == 0

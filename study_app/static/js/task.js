@@ -4,7 +4,9 @@
   "use strict";
   var root = document.getElementById("task");
   if (!root) return;
-  var QKEY = "advlegit-queue-" + root.dataset.token;
+  // Keyed by the (pseudonymous) participant id, not the secret link: re-entering through the
+  // recruitment link issues a new link, and answers still queued in this browser must go out with it.
+  var QKEY = "advlegit-queue-" + root.dataset.queueKey;
   var el = function (id) { return document.getElementById(id); };
   var data = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
   var flushing = false, retryTimer = null, finishing = false;
@@ -39,7 +41,7 @@
     if (flushing || queue.length === 0) { setStatus(); maybeFinish(); return; }
     flushing = true;
     var item = queue[0];
-    fetch(root.dataset.responsesUrl, { method: "POST", headers: { "Content-Type": "application/json" },
+    fetch(root.dataset.responsesUrl, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
                                        body: JSON.stringify(item), credentials: "same-origin" })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) { return { status: r.status, body: body }; });
@@ -51,6 +53,11 @@
           queue.shift(); saveQueue(); setStatus(); flush();
         } else if (res.status >= 500 || res.status === 429) {
           scheduleRetry(); setStatus();
+        } else if (res.status === 403 || res.status === 404) {
+          // This page's link is no longer valid (the study was re-opened from the recruitment link in
+          // another tab): keep the answers queued for that page, which sends them with its own link.
+          el("save-status").textContent = "This page is out of date: please open the study again from your link.";
+          el("save-status").className = "save-status pending";
         } else {
           // A 4xx the server will never accept: keep the page usable, say so, drop it.
           console.error("response rejected", res.status, res.body);

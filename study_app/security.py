@@ -1,0 +1,300 @@
+"""Security: response headers and the Content-Security-Policy, CSRF tokens, rate limits and the admin
+login lockout.
+
+Nothing here keeps state in process memory: rate-limit and lockout counters are rows of
+`rate_counters` in the shared database, so any number of gunicorn workers and app servers behind a
+proxy count together (docs/deployment.md). Settings come from the environment (docs/study-app.md).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from flask import Flask, abort, current_app, request
+from sqlalchemy import delete, select
+from werkzeug.exceptions import HTTPException
+
+from .db import db
+
+# Placeholder or sample secrets that production refuses (besides any key shorter than 32 characters).
+WEAK_SECRETS = {"", "dev", "development", "secret", "changeme", "change-me", "test", "test-secret",
+                "default", "please-change-me", "your-secret-key", "secret-key", "xxx"}
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a safe production configuration."""
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+def check_secret_key(key: str | None) -> None:
+    if not key or key.strip().lower() in WEAK_SECRETS or len(key) < 32:
+        raise ConfigError("production needs ADVLEGIT_SECRET_KEY: a random value of at least 32 characters, "
+                          "e.g. python -c 'import secrets; print(secrets.token_hex(32))'")
+
+
+# ---------------------------------------------------------------- headers
+
+def content_security_policy(frame_ancestors: str, form_hosts: tuple[str, ...]) -> str:
+    # Pages load only this server's own script, style and images: no inline code, no third parties.
+    # MTurk shows participant pages in its iframe and receives the final form; nothing else may.
+    forms = " ".join(["'self'"] + [f"https://{h}" for h in form_hosts])
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            f"base-uri 'none'; form-action {forms}; frame-ancestors {frame_ancestors}")
+
+
+def _set_headers(resp):
+    hosts = tuple(current_app.config["MTURK_SUBMIT_HOSTS"])
+    admin = request.path.startswith("/admin")
+    if admin:
+        frame = "'none'"
+        resp.headers["X-Frame-Options"] = "DENY"
+    else:  # X-Frame-Options cannot name MTurk, so participant pages rely on frame-ancestors alone
+        frame = " ".join(["'self'"] + [f"https://{h}" for h in hosts])
+    resp.headers.setdefault("Content-Security-Policy", content_security_policy(frame, hosts))
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")  # participant URLs carry their secret token
+    resp.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    resp.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    if request.is_secure and current_app.config.get("PRODUCTION"):
+        resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return resp
+
+
+# ---------------------------------------------------------------- CSRF
+
+def participant_csrf(access_token: str) -> str:
+    """A participant's CSRF token: an HMAC of their secret link token under the app's SECRET_KEY.
+
+    Participant pages carry their session in the URL (no cookies, so MTurk's iframe works); this token
+    proves a POST came from a page this server rendered. Stateless, so every worker and server agrees.
+    """
+    return participant_csrf_for(current_app.config["SECRET_KEY"], access_token)
+
+
+def participant_csrf_for(secret_key: str, access_token: str) -> str:
+    mac = hmac.new(secret_key.encode(), b"participant-csrf\0" + access_token.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode()
+
+
+def check_participant_csrf(access_token: str) -> None:
+    sent = request.form.get("csrf") or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(sent.encode(), participant_csrf(access_token).encode()):
+        abort(403, description="This request did not come from a page of this study (missing or wrong "
+                               "CSRF token); reload the page and try again.")
+
+
+# ---------------------------------------------------------------- rate limits
+
+class RateLimited(HTTPException):
+    code = 429
+    description = "Too many requests; please wait a moment and try again."
+
+    def __init__(self, retry_after: int, description: str | None = None):
+        super().__init__(description=description)
+        self.retry_after = max(1, retry_after)
+
+    def get_headers(self, environ=None, scope=None):
+        return [*super().get_headers(environ, scope), ("Retry-After", str(self.retry_after))]
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str      # e.g. "entry-ip"
+    ident: str     # who is counted (client address, hashed participant token, username)
+    limit: int     # requests allowed per window (0 = unlimited)
+    window: int    # seconds
+
+    def key(self, now: float) -> str:
+        return f"{self.name}:{self.ident}:{int(now // self.window)}"
+
+    def resets_in(self, now: float) -> int:
+        return math.ceil((int(now // self.window) + 1) * self.window - now)
+
+
+def client_ip() -> str:
+    # After ProxyFix (ADVLEGIT_PROXY_HOPS) this is the address the trusted proxy saw.
+    return (request.remote_addr or "unknown")[:64]
+
+
+def short_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:20]
+
+
+def _upsert(conn, rows: list[dict]):
+    from .models import RateCounter
+
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(RateCounter).values(rows)
+    stmt = stmt.on_conflict_do_update(index_elements=[RateCounter.key],
+                                      set_={"count": RateCounter.count + 1})
+    return dict(conn.execute(stmt.returning(RateCounter.key, RateCounter.count)).all())
+
+
+def _counter_transaction():
+    """A short transaction of its own on a pooled connection: counters commit at once, without waiting
+    for the request's own work, and without an fsync on PostgreSQL (the table is UNLOGGED as well)."""
+    _release_sqlite_lock()
+    conn = db.engine.connect()
+    conn.begin()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+    return conn
+
+
+def _release_sqlite_lock() -> None:
+    # SQLite has one writer: a transaction the request's session holds open (it begins IMMEDIATE)
+    # would make the counter's own connection wait for itself. Counters are only touched before or
+    # after the request's writes, so ending the session's transaction here loses nothing.
+    if db.engine.dialect.name == "sqlite":
+        db.session.commit()
+
+
+def _sweep(conn, now: float) -> None:
+    from .models import RateCounter
+
+    conn.execute(delete(RateCounter).where(RateCounter.expires_at < datetime.fromtimestamp(now, timezone.utc)))
+
+
+def hit(*limits: Limit, count: bool = True) -> None:
+    """Count one request against each limit; raise RateLimited (429) when any is over.
+
+    One statement for all limits (INSERT .. ON CONFLICT DO UPDATE .. RETURNING), keys sorted so two
+    requests always lock rows in the same order."""
+    if not current_app.config.get("RATE_LIMITS_ENABLED", True):
+        return
+    active = [lim for lim in limits if lim.limit > 0]
+    if not active:
+        return
+    now = time.time()
+    rows = sorted(({"key": lim.key(now), "count": 1,
+                    "expires_at": datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, timezone.utc)}
+                   for lim in active), key=lambda r: r["key"])
+    conn = _counter_transaction()
+    try:
+        counts = _upsert(conn, rows)
+        if random.random() < 0.002:
+            _sweep(conn, now)
+        conn.commit()
+    finally:
+        conn.close()
+    for lim in active:
+        if counts.get(lim.key(now), 0) > lim.limit:
+            raise RateLimited(lim.resets_in(now))
+
+
+def current(*limits: Limit) -> dict[Limit, int]:
+    """The counts in the current windows, without counting this request."""
+    from .models import RateCounter
+
+    now = time.time()
+    keys = {lim.key(now): lim for lim in limits}
+    _release_sqlite_lock()
+    with db.engine.connect() as conn:
+        found = dict(conn.execute(select(RateCounter.key, RateCounter.count).where(RateCounter.key.in_(keys))).all())
+    return {lim: found.get(k, 0) for k, lim in keys.items()}
+
+
+def forget(*limits: Limit) -> None:
+    from .models import RateCounter
+
+    now = time.time()
+    conn = _counter_transaction()
+    try:
+        conn.execute(delete(RateCounter).where(RateCounter.key.in_([lim.key(now) for lim in limits])))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def entry_limits() -> tuple[Limit, ...]:
+    c = current_app.config
+    return (Limit("entry-ip", client_ip(), c["RATE_ENTRY_PER_IP"], 60),)
+
+
+def answer_limits(access_token: str) -> tuple[Limit, ...]:
+    c = current_app.config
+    return (Limit("answer-ip", client_ip(), c["RATE_ANSWERS_PER_IP"], 60),
+            Limit("answer-p", short_hash(access_token), c["RATE_ANSWERS_PER_PARTICIPANT"], 60))
+
+
+def login_limits(username: str) -> tuple[Limit, Limit]:
+    c = current_app.config
+    window = c["LOGIN_LOCKOUT_SECONDS"]
+    return (Limit("login-user-ip", short_hash(f"{username}\0{client_ip()}"), c["LOGIN_MAX_FAILURES"], window),
+            Limit("login-ip", client_ip(), c["LOGIN_MAX_FAILURES_PER_IP"], window))
+
+
+def check_login_lockout(username: str) -> None:
+    """Refuse a login attempt (before checking any password) while this user+address or this address
+    has used up its failures in the current lockout window."""
+    if not current_app.config.get("RATE_LIMITS_ENABLED", True):
+        return
+    now = time.time()
+    for lim, n in current(*login_limits(username)).items():
+        if lim.limit and n >= lim.limit:
+            raise RateLimited(lim.resets_in(now), "Too many failed logins. Try again later.")
+
+
+def record_login_failure(username: str) -> None:
+    if not current_app.config.get("RATE_LIMITS_ENABLED", True):
+        return
+    try:
+        hit(*login_limits(username))
+    except RateLimited:
+        pass  # this failure is answered 401; the next attempt is refused by check_login_lockout
+
+
+def record_login_success(username: str) -> None:
+    if current_app.config.get("RATE_LIMITS_ENABLED", True):
+        forget(login_limits(username)[0])
+
+
+# ---------------------------------------------------------------- configuration
+
+def settings(production: bool) -> dict:
+    """Security settings from the environment (create_app's explicit config overrides them)."""
+    insecure = os.environ.get("ADVLEGIT_INSECURE_COOKIES") == "1"
+    out = {
+        "PRODUCTION": production,
+        "RATE_LIMITS_ENABLED": os.environ.get("ADVLEGIT_RATE_LIMITS", "1") != "0",
+        "RATE_ENTRY_PER_IP": env_int("ADVLEGIT_RATE_ENTRY_PER_IP", 600),
+        "RATE_ANSWERS_PER_IP": env_int("ADVLEGIT_RATE_ANSWERS_PER_IP", 60_000),
+        "RATE_ANSWERS_PER_PARTICIPANT": env_int("ADVLEGIT_RATE_ANSWERS_PER_PARTICIPANT", 300),
+        "LOGIN_MAX_FAILURES": env_int("ADVLEGIT_LOGIN_MAX_FAILURES", 5),
+        "LOGIN_MAX_FAILURES_PER_IP": env_int("ADVLEGIT_LOGIN_MAX_FAILURES_PER_IP", 30),
+        "LOGIN_LOCKOUT_SECONDS": max(1, env_int("ADVLEGIT_LOGIN_LOCKOUT_SECONDS", 900)),
+        "ADMIN_SESSION_SECONDS": max(60, env_int("ADVLEGIT_ADMIN_SESSION_SECONDS", 8 * 3600)),
+        "PROXY_HOPS": env_int("ADVLEGIT_PROXY_HOPS", 1 if production else 0),
+        "SESSION_COOKIE_SECURE": production and not insecure,
+    }
+    if out["SESSION_COOKIE_SECURE"]:
+        # __Host-: only ever sent over https, to this host, for the whole site.
+        out["SESSION_COOKIE_NAME"] = "__Host-advlegit"
+    return out
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_set_headers)
