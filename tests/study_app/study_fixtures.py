@@ -252,7 +252,7 @@ class ServerProcess:
     """The app under gunicorn (2 worker processes, threads) on a free loopback port: a real server,
     and the bots' client threads do not share a GIL with it."""
 
-    def __init__(self, db_url: str, instance: Path, workers: int = 2):
+    def __init__(self, db_url: str, instance: Path, workers: int = 2, env: dict[str, str] | None = None):
         import socket
         import subprocess
         import sys
@@ -262,11 +262,30 @@ class ServerProcess:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(instance),
-               "ADVLEGIT_SECRET_KEY": "test-secret"}
+               "ADVLEGIT_SECRET_KEY": TEST_SECRET, **(env or {})}
+        Path(instance).mkdir(parents=True, exist_ok=True)
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks its writers.
+        self.log_path = Path(instance) / "server.log"
+        self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
              "--threads", "4", "--worker-class", "gthread", "--log-level", "warning", "study_app.wsgi:app"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers (children of this server's master process)."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
 
     def __enter__(self):
         import time
@@ -276,7 +295,7 @@ class ServerProcess:
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log()[-2000:]}")
             try:
                 requests.get(self.url + "/", timeout=5)
                 return self
@@ -291,6 +310,62 @@ class ServerProcess:
             self.proc.wait(15)
         except Exception:
             self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL server of our own (initdb in /tmp, a free loopback port), for tests that
+    restart the database: restarting the shared test server would break whatever else is using it.
+    `restart()` is what `pg_ctlcluster VER main restart` runs: `pg_ctl restart -m fast`."""
+
+    def __init__(self):
+        import socket
+        import tempfile
+
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+        if not versions:
+            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = versions[-1].parent
+        self.root = Path(tempfile.mkdtemp(prefix="advlegit-pg-", dir="/tmp"))
+        self.data = self.root / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        import subprocess
+
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:  # the server refuses to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def __enter__(self):
+        import shutil
+
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._opts, "-l", str(self.root / "log"), "-w", "start")
+        return self
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def restart(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._opts, "-l", str(self.root / "log"),
+                  "-m", "fast", "-w", "restart")
+
+    def __exit__(self, *exc):
+        import shutil
+
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def prolific_link(client, token):
