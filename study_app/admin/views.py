@@ -136,7 +136,7 @@ def export(study_id: str, fmt: str):
 @login_required
 def debrief_export(study_id: str):
     st = get_study(study_id)
-    resp = Response(stream_debrief_csv(st), mimetype="text/csv")
+    resp = Response("".join(stream_debrief_csv(st)), mimetype="text/csv")
     resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-debrief.csv"'
     resp.headers["Cache-Control"] = "no-store"
     return resp

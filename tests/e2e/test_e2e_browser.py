@@ -38,7 +38,9 @@ def setup_study(db_url, stimuli, tmp_path):
 
 
 def wait_shown(page, index):
-    page.wait_for_function(f"document.getElementById('task').dataset.shown === '{index}'", timeout=15000)
+    # Selectors, not wait_for_function: Playwright polls a string predicate with eval(), which the
+    # pages' Content-Security-Policy (script-src 'self') refuses, as it should.
+    page.wait_for_selector(f"#task[data-shown='{index}']", state="attached", timeout=15000)
 
 
 def stored(server, token):
@@ -89,13 +91,13 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
             assert page.locator("#practice-tag").is_visible() == (i < 2)
             if i == 4:
                 # Reload mid-study: the server's pointer brings us back to the next unanswered trial.
-                page.wait_for_function("document.getElementById('save-status').textContent.includes('saved')")
+                page.locator("#save-status", has_text="saved").wait_for()
                 assert stored(server, token) == 4
                 page.reload()
                 wait_shown(page, 4)
                 assert page.locator("#progress").inner_text() == f"Trial 5 of {N_TRIALS}"
             if i == 6:
-                page.wait_for_function("document.getElementById('save-status').textContent.includes('All answers saved')")
+                page.locator("#save-status", has_text="All answers saved").wait_for()
                 context.set_offline(True)
             key = "n" if i == 7 else str(i % 10)
             page.keyboard.press(key)
@@ -105,14 +107,13 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
                 page.keyboard.press("Enter")
             if i == 8:
                 # Three answers made offline wait in the browser's queue, and say so.
-                page.wait_for_function("document.getElementById('save-status').textContent.includes('waiting')")
+                page.locator("#save-status", has_text="waiting").wait_for()
                 page.screenshot(path=shots / "task-offline-1440.png")
                 assert stored(server, token) == 6
                 assert len(page.evaluate("JSON.parse(localStorage.getItem('advlegit-queue-' + "
                                          "document.getElementById('task').dataset.queueKey))")) == 3
                 context.set_offline(False)
-                page.wait_for_function("document.getElementById('save-status').textContent.includes('All answers saved')",
-                                       timeout=20000)
+                page.locator("#save-status", has_text="All answers saved").wait_for(timeout=20000)
                 assert stored(server, token) == 9
 
         page.wait_for_url("**/debrief", timeout=20000)

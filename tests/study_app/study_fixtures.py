@@ -178,11 +178,11 @@ def fresh_postgres_database(admin_url: str):
         admin.dispose()
 
 
-def make_app(url: str, instance: Path):
+def make_app(url: str, instance: Path, **overrides):
     from study_app import create_app
 
     return create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": TEST_SECRET,
-                       "INSTANCE_PATH": str(instance), "SERVER_NAME": None})
+                       "INSTANCE_PATH": str(instance), "SERVER_NAME": None, **overrides})
 
 
 def pg_url_or_none() -> str | None:
