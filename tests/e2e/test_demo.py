@@ -111,7 +111,8 @@ def test_a_person_takes_the_printed_link_and_finds_their_answers(demo_run, brows
     page.get_by_role("button", name="Start").click()
     page.wait_for_url("**/task")
     for i in range(total):
-        page.wait_for_function(f"document.getElementById('task').dataset.shown === '{i}'", timeout=15000)
+        # A selector, not wait_for_function: the app's CSP (rightly) forbids the eval that needs.
+        page.locator(f'#task[data-shown="{i}"]').wait_for(state="attached", timeout=15000)
         page.keyboard.press(str(i % 10))
         if i < design["practice"]:
             page.locator("#feedback").wait_for(state="visible")
