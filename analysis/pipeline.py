@@ -258,7 +258,7 @@ def analyse_compare(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Secti
 
 def _defenses(d: pd.DataFrame) -> list[str]:
     cols = [c for c in ("defense", "defense_b") if c in d]
-    return sorted({x for c in cols for x in d[c].dropna().unique()})
+    return sorted({str(x) for c in cols for x in d[c].dropna().unique() if str(x)})
 
 
 def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> Analysis:

@@ -160,3 +160,19 @@ def test_without_r_the_report_says_skipped(identify_export, tmp_path, monkeypatc
     # and asking for it explicitly is an error, not a silent skip
     res = CliRunner().invoke(main, ["analyze", identify_export, "-o", str(tmp_path / "r2"), "--r-crosscheck", "on"])
     assert res.exit_code != 0 and "r_crosscheck = on but R is not usable" in res.output
+
+
+def test_too_few_participants_is_a_note_in_the_report_not_a_crash(tmp_path):
+    """A pilot with one participant per task still gets a report that says what is missing."""
+    from analysis.simulate import SimDesign, simulate
+
+    parts = [simulate(SimDesign(task=t, n_participants=n), seed=1) for t, n in
+             (("identify", 1), ("rate", 1), ("compare", 6))]
+    export = write_export(pd.concat(parts, ignore_index=True), tmp_path / "pilot.csv")
+    out = tmp_path / "r"
+    res = run("analyze", export, "-o", out, *FAST)
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    assert "## identify: not analysed" in md and "## rate: not analysed" in md
+    assert "Only 1 participant(s) left after exclusions (defenses: gradreg_y, normal)" in md
+    assert "## compare: which of two images" in md  # the task with enough people is still analysed
