@@ -189,6 +189,14 @@ def cam(model: nn.Module, x: torch.Tensor, classes: Classes = None) -> torch.Ten
     return torch.einsum("nk,nkhw->nhw", weights, maps)
 
 
+def cam_all_classes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAMs of every class, (N, K, h, w), and the logits, from one pass of a GAP-head model."""
+    _require_gap_head(model, "CAM")
+    maps = model.feature_maps(x)
+    cams = torch.einsum("ck,nkhw->nchw", model.linear.weight, maps)
+    return cams, model.linear(maps.mean(dim=(2, 3)))
+
+
 def default_gradcam_layer(model: nn.Module) -> nn.Module:
     """The output of the last convolution of `model.features`, after its activation when one follows
     directly (Grad-CAM's "last convolutional feature maps"; for a GAP head this makes Grad-CAM
@@ -241,5 +249,5 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "grad_cam": grad_cam,
 }
 
-__all__ = ["METHODS", "cam", "default_gradcam_layer", "grad_cam", "integrated_gradients", "logit_gradient",
+__all__ = ["METHODS", "cam", "cam_all_classes", "default_gradcam_layer", "grad_cam", "integrated_gradients", "logit_gradient",
            "loss_gradient", "path_integrated_gradients", "per_example_loss", "smoothgrad"]

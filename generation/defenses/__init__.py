@@ -5,16 +5,26 @@ import dataclasses
 from typing import Any
 
 from .base import Defense, TrainContext, build_params
+from .cam_int import CamInt
+from .cam_int2 import CamInt2
 from .distillation import Distillation
+from .etmann_gradreg import EtmannGradReg
 from .fgsm_adv import FGSMAdversarial
 from .gradreg import GradReg
 from .gradreg_adv import GradRegAdversarial
+from .ig_norm import IGNorm
+from .ig_sum_norm import IGSumNorm
 from .normal import Normal
 from .pgd_adv import PGDAdversarial
 
 DEFENSES: dict[str, type[Defense]] = {
     cls.name: cls
-    for cls in (Normal, Distillation, FGSMAdversarial, GradReg, GradRegAdversarial, PGDAdversarial)
+    for cls in (
+        Normal, Distillation, FGSMAdversarial, GradReg, GradRegAdversarial, PGDAdversarial,
+        EtmannGradReg,  # Etmann et al. 2019
+        IGNorm, IGSumNorm,  # Chen et al. 2019
+        CamInt, CamInt2,  # Boopathy et al. 2020
+    )
 }
 
 
