@@ -91,6 +91,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
+    app.url_map.merge_slashes = False  # "/p//consent" is not a page: 404, not a redirect to a guess
     db.init_app(app)
     from .db import configure_engine
 
@@ -112,7 +113,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf)
 
     from flask import jsonify, render_template
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DataError, OperationalError
     from werkzeug.exceptions import HTTPException
 
     def _error(code: int, name: str, text: str, headers=None):
@@ -138,6 +139,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.logger.warning("database unavailable: %s", str(exc).splitlines()[0])
         return _error(503, "Service Unavailable", "The server is briefly unavailable; please try again.",
                       [("Retry-After", "2")])
+
+    @app.errorhandler(DataError)
+    def _bad_data(exc: DataError):
+        # A value the database cannot take (a NUL byte, an over-long field) that got past validation.
+        db.session.rollback()
+        return _error(400, "Bad Request", "The request contains a value that cannot be stored or looked up.")
+
+    @app.before_request
+    def _refuse_nul():
+        # PostgreSQL text cannot hold NUL bytes and no legitimate URL, link id or form field has one.
+        from flask import abort, request
+
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            abort(400, description="The address contains an invalid character.")
+        if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+                abort(400, description="The form contains an invalid character.")
 
     @app.get("/healthz")
     def healthz():
