@@ -21,15 +21,15 @@ ALIASES = {"attention_threshold": "attention_min_pass_rate"}
 class AnalysisConfig:
     attention_min_pass_rate: float = 0.75  # participant kept if >= this share of checks passed
     rt_floor_ms: float = 200.0  # responses faster than this are removed (response-level rule)
-    complete_states: tuple[str, ...] = ("data_complete", "code_issued")
+    complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
     reference_defense: str | None = None  # None: DEFAULT_REFERENCE if present, else first defense
     primary_contrast: tuple[str, str] | None = None  # (treatment, control) on target_hit
     # study-app designs pre-register a family instead: each_vs_reference | all_pairs (Holm within it)
     primary_family: str | None = None
-    primary_outcome: str = "target_hit"
-    alpha: float = 0.05
+    primary_outcome: str = "target_hit"  # target_hit | original_hit | rating | chosen_defense
+    alpha: float = 0.05  # two-sided significance level; intervals are 1 - alpha
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
-    seed: int = 0
+    seed: int = 0  # bootstrap and subsampling seed (the report is reproducible)
     r_crosscheck: str = "auto"  # auto | on | off
     mixed_model: bool = True  # BinomialBayesMixedGLM / MixedLM fits (slowest part)
     mixed_model_max_participants: int = 100  # VB fit cost grows with rows; 0 = use everyone

@@ -1,0 +1,196 @@
+"""Write docs/config-reference.md from the configuration dataclasses themselves, so it cannot drift.
+
+    python scripts/config_reference.py          # rewrite the page
+    python scripts/config_reference.py --check  # exit 1 if the page is out of date (the test suite does this)
+
+Descriptions are the trailing `# comments` on each field's line in the source; defaults and types come
+from the dataclass fields; defense parameters from each defense's `Params`; attack parameters from the
+attack functions' keyword-only arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+import json
+import sys
+import textwrap
+import tokenize
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "config-reference.md"
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """{field name: trailing comment} from the class source (comment lines just above a field count too)."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    line_tokens: list[tokenize.TokenInfo] = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            names = [t for t in line_tokens if t.type == tokenize.NAME]
+            ops = [t for t in line_tokens if t.type == tokenize.OP]
+            text = " ".join(t.string.lstrip("#").strip() for t in line_tokens if t.type == tokenize.COMMENT)
+            if names and ops and ops[0].string == ":" and ops[0].start > names[0].start and names[0].start[1] == 4:
+                comments[names[0].string] = " ".join(pending + ([text] if text else []))
+                pending = []
+            elif text and not names:
+                pending.append(text)
+            else:
+                pending = []
+            line_tokens = []
+        elif tok.type not in (tokenize.INDENT, tokenize.DEDENT):
+            line_tokens.append(tok)
+    return comments
+
+
+def cell(text: str) -> str:
+    """Table cells: a literal | would end the cell."""
+    return text.replace("|", "\\|")
+
+
+def toml_value(v: Any) -> str:
+    if v is None:
+        return "*(unset)*"
+    if isinstance(v, bool):
+        return "`true`" if v else "`false`"
+    if isinstance(v, (list, tuple, dict, str, int, float)):
+        text = json.dumps(list(v) if isinstance(v, tuple) else v)
+        return f"`{text}`"
+    return f"`{v!r}`"
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return "required"
+
+
+def field_table(cls: type, skip: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> str:
+    rename = rename or {}
+    comments = field_comments(cls)
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if f.name in skip or dataclasses.is_dataclass(_resolved_type(cls, f)):
+            continue
+        default = default_of(f)
+        shown = "**required**" if default == "required" else toml_value(default)
+        key = rename.get(f.name, f.name)
+        rows.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
+    return "\n".join(rows)
+
+
+def _resolved_type(cls: type, f: dataclasses.Field) -> Any:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)[f.name]
+    except Exception:
+        return None
+
+
+def nested_sections(cls: type) -> list[tuple[str, type]]:
+    hints = __import__("typing").get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]
+
+
+def first_paragraph(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.split("\n\n")[0].replace("\n", " ")
+
+
+def generation_part() -> list[str]:
+    from generation import config as gc
+    from generation.attacks import ATTACKS, attack_defaults
+    from generation.defenses import DEFENSES
+
+    out = ["## Generation: `advlegit generate CONFIG.toml -o DIR`", "",
+           "A TOML file; every table and key is optional except at least one `[[defenses]]`. Unknown keys "
+           "are refused with their name. Ready examples: `examples/quick.toml`, `examples/mnist-demo.toml`.", "",
+           "### top level", "", field_table(gc.GenerationConfig, skip=("defenses",)), ""]
+    for name, cls in nested_sections(gc.GenerationConfig):
+        out += [f"### `[{name}]`", "", field_table(cls), ""]
+    out += ["### `[[defenses]]` (one table per defended model)", "",
+            "Keys besides these are the parameters of the defense `kind` (tables below), written flat in the "
+            "same table (`lambda` may be spelled as in the papers).", "",
+            field_table(gc.DefenseConfig, skip=("params",)), ""]
+    for kind, cls in sorted(DEFENSES.items()):
+        module = sys.modules[cls.__module__]
+        out += [f"#### defense `{kind}`", "", first_paragraph(module), ""]
+        params = cls.Params
+        if dataclasses.fields(params):
+            out += [field_table(params, rename={"lambda_": "lambda"}), ""]
+        else:
+            out += ["No parameters.", ""]
+    out += ["### attacks (`[stimuli] attack`, `attack_params`; `[evaluation] attacks`)", "",
+            "| attack | parameters and defaults | what it is |", "|---|---|---|"]
+    for name in sorted(ATTACKS):
+        params = ", ".join(f"`{k}` = {toml_value(v)}" for k, v in attack_defaults(name).items()) or "none"
+        out.append(f"| `{name}` | {cell(params)} | {cell(first_paragraph(ATTACKS[name]))} |")
+    return out + [""]
+
+
+def design_part() -> list[str]:
+    from study_app import design as sd
+
+    sections = sd._ALLOWED
+    names = {("consent", "text"): "consent_md", ("instructions", "text"): "instructions_md",
+             ("completion", "code"): "completion_code", ("debrief", "questions"): "debrief_questions"}
+    comments = field_comments(sd.Design)
+    fields = {f.name: f for f in dataclasses.fields(sd.Design)}
+    out = ["## Study design: `advlegit study create --stimuli DIR --design DESIGN.toml`", "",
+           first_paragraph(sd) + " Ready examples: `examples/design-identify.toml`, `design-rate.toml`, "
+           "`design-compare.toml`.", ""]
+    for section in ("study", "consent", "instructions", "completion", "debrief"):
+        out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key in sorted(sections[section], key=lambda k: list(fields).index(names.get((section, k), k))):
+            f = fields[names.get((section, key), key)]
+            default = default_of(f)
+            shown = "**required**" if default == "required" else toml_value(default)
+            out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
+        out.append("")
+    out += ["### `[analysis]` (pre-registered; carried into the export's companion `.study.json`)", "",
+            field_table(sd.Analysis), ""]
+    return out
+
+
+def analysis_part() -> list[str]:
+    from analysis import config as ac
+
+    aliases = ", ".join(f"`{k}` = `{v}`" for k, v in ac.ALIASES.items())
+    return ["## Analysis options: `advlegit analyze FILE --config FILE.toml` (an `[analysis]` table)", "",
+            "The study's own `[analysis]` section reaches the analysis through the export's companion file; "
+            "a `--config` file or command-line options override it, and the report lists every value and "
+            f"where it came from. Design-file spellings: {aliases}.", "",
+            field_table(ac.AnalysisConfig, skip=("explicit",)), ""]
+
+
+def render() -> str:
+    lines = ["# Configuration reference", "",
+             "Generated from the configuration dataclasses by `python scripts/config_reference.py`; the test "
+             "suite fails when this page and the code disagree. Environment variables are listed in "
+             "[study-app.md](study-app.md) and [deployment.md](deployment.md).", ""]
+    lines += generation_part() + design_part() + analysis_part()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--check" in argv:
+        if not PAGE.is_file() or PAGE.read_text() != text:
+            print(f"{PAGE} is out of date: run python scripts/config_reference.py", file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(text)
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main(sys.argv[1:]))
