@@ -1,6 +1,8 @@
 """`advlegit demo` (click group merged into the top-level CLI by advlegit.py)."""
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -27,6 +29,8 @@ def demo(config: Path | None, out: Path, bots: int, host: str, port: int, serve:
     studies so you can take part and watch your answers arrive."""
     from .run import DEFAULT_CONFIG, Demo, DemoError, DemoOptions, stop_server
 
+    # `kill PID` must stop the server too (it runs in its own session, so Ctrl-C reaches only us).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options = DemoOptions(config=config or DEFAULT_CONFIG, out=out, bots=bots, host=host, port=port,
                           serve=serve, device=device)
     try:
