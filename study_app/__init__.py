@@ -57,7 +57,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     production = bool(config.pop("PRODUCTION", os.environ.get("ADVLEGIT_PRODUCTION") == "1"))
     url = database_url(app.instance_path, config.pop("DATABASE_URL", None))
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    # pool_pre_ping: a connection the database dropped (restart, failover) is replaced on checkout.
+    engine_options: dict[str, Any] = {"pool_pre_ping": os.environ.get("ADVLEGIT_DB_PRE_PING", "1") != "0"}
     if url.startswith("sqlite"):
         engine_options["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:

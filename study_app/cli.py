@@ -140,15 +140,15 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
         return
     workers = workers or int(os.environ.get("WEB_CONCURRENCY") or 3)
     threads = threads or int(os.environ.get("ADVLEGIT_THREADS") or 8)
-    # Every worker builds its own app (and connection pool) after the fork, from this environment.
-    os.environ["ADVLEGIT_PRODUCTION"] = "1"
-    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads + 2))
     from . import create_app
 
     try:
-        probe = create_app()  # refuses a missing or weak secret before any worker starts
+        probe = create_app({"PRODUCTION": True})  # refuses a missing or weak secret before any worker starts
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Every worker builds its own app (and connection pool) after the fork, from this environment.
+    os.environ["ADVLEGIT_PRODUCTION"] = "1"
+    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads + 2))
     if probe.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication

@@ -8,15 +8,16 @@ import functools
 import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .. import security
 from ..security import check_participant_csrf, participant_csrf
 
 from ..db import db
-from ..models import Participant, Study, StudyImage, Trial
-from ..responses import ResponseError, count_stored, store
+from ..db import utcnow
+from ..models import Participant, Response, Study, StudyImage, Trial
+from ..responses import ResponseError, count_stored, parse, store
 from ..states import resume_if_timed_out
 from ..tasks import KEYS_HELP, feedback, label_name, prompt
 
@@ -108,11 +109,39 @@ def post_response(token: str):
 
 
 def _store(token: str, body):
-    row = db.session.execute(select(Participant, Study.task_type).join(Study, Study.id == Participant.study_id)
-                             .where(Participant.access_token == token)).first()
+    # The usual case in four statements: one SELECT (participant, task type, the trial the pointer is
+    # at), INSERT the answer, UPDATE the pointer only if it is still there (a concurrent copy of this
+    # request loses here or on the unique constraints), COMMIT. Anything else takes the careful path.
+    row = db.session.execute(
+        select(Participant.id, Participant.state, Participant.next_trial_index, Participant.n_trials,
+               Study.task_type, Trial.id)
+        .join(Study, Study.id == Participant.study_id)
+        .outerjoin(Trial, and_(Trial.participant_id == Participant.id, Trial.index == Participant.next_trial_index))
+        .where(Participant.access_token == token)).first()
     if row is None:
         return error(404, "unknown_participant", "unknown participant link")
-    p, task = row
+    pid, state, next_index, n_trials, task, trial_id = row
+    try:
+        r = parse(body, task)
+    except ResponseError as exc:
+        db.session.rollback()
+        return error(exc.status, exc.code, exc.message)
+    if state == "in_task" and trial_id is not None and r["trial_index"] == next_index and next_index + 1 < n_trials:
+        now = utcnow()
+        try:
+            db.session.execute(insert(Response).values(participant_id=pid, trial_id=trial_id, received_at=now, **r))
+            moved = db.session.execute(update(Participant)
+                                       .where(Participant.id == pid, Participant.state == "in_task",
+                                              Participant.next_trial_index == next_index)
+                                       .values(next_trial_index=next_index + 1, last_seen_at=now)).rowcount
+            if moved == 1:
+                db.session.commit()
+                return jsonify({"saved": True, "duplicate": False, "trial_index": next_index, "state": "in_task",
+                                "next_index": next_index + 1, "n_trials": n_trials}), 201
+        except IntegrityError:
+            pass
+        db.session.rollback()  # lost a race or the UUID is taken: the careful path says which
+    p = db.session.get(Participant, pid)
     if p.state == "timed_out":
         resume_if_timed_out(p)
     try:
@@ -120,7 +149,6 @@ def _store(token: str, body):
     except ResponseError as exc:
         db.session.rollback()
         return error(exc.status, exc.code, exc.message)
-    # Cheap reply (no count query): the pointer and state are what the browser needs.
     return jsonify({"saved": True, "duplicate": stored.duplicate, "trial_index": stored.trial_index,
                     "state": stored.state, "next_index": stored.next_index,
                     "n_trials": p.n_trials}), (200 if stored.duplicate else 201)

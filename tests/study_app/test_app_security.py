@@ -89,6 +89,7 @@ def test_production_refuses_weak_secrets_and_sends_secure_cookies(tmp_path, monk
             "PRODUCTION": True}
     monkeypatch.delenv("ADVLEGIT_SECRET_KEY", raising=False)
     monkeypatch.delenv("ADVLEGIT_INSECURE_COOKIES", raising=False)
+    monkeypatch.delenv("ADVLEGIT_PRODUCTION", raising=False)
     for weak in (None, "test-secret", "changeme", "short-but-random-3f9a"):
         if weak is None:
             monkeypatch.delenv("ADVLEGIT_SECRET_KEY", raising=False)
