@@ -8,6 +8,8 @@ import inspect
 from typing import Callable
 
 from .base import AttackResult, perturbation_norms
+from .carlini_wagner import cw_l2
+from .deepfool import deepfool
 from .fgsm import fgsm, tgsm
 from .jsma import jsma
 from .pgd import pgd_l2, pgd_linf, tgsm_iterative
@@ -20,6 +22,8 @@ ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "pgd_linf": pgd_linf,
     "pgd_l2": pgd_l2,
     "jsma": jsma,
+    "deepfool": deepfool,
+    "cw_l2": cw_l2,
 }
 
 
