@@ -35,6 +35,24 @@ def _secret_key(instance_path: str) -> str:
     return path.read_text().strip()
 
 
+class StudyFlask(Flask):
+    def dispatch_request(self):
+        """Run the view; if it met a database connection that had died (PostgreSQL restarted since the
+        connection was pooled), roll back and run it once more on a fresh one. Safe because nothing was
+        committed, and every view that writes is idempotent under a repeat (answers by their UUID,
+        steps by the participant's state, arrivals by the platform id)."""
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return super().dispatch_request()
+        except OperationalError as exc:
+            if not exc.connection_invalidated:
+                raise
+            db.session.rollback()
+            self.logger.warning("database connection was dropped; retrying the request on a new one")
+            return super().dispatch_request()
+
+
 def wants_json() -> bool:
     """API paths always answer JSON; other paths do when the client sent or asked for JSON."""
     from flask import request
@@ -52,13 +70,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from . import security
 
     config = dict(config or {})
-    app = Flask(__name__, instance_path=config.pop("INSTANCE_PATH", None) or os.environ.get("ADVLEGIT_INSTANCE")
+    app = StudyFlask(__name__, instance_path=config.pop("INSTANCE_PATH", None) or os.environ.get("ADVLEGIT_INSTANCE")
                 or None, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     production = bool(config.pop("PRODUCTION", os.environ.get("ADVLEGIT_PRODUCTION") == "1"))
     url = database_url(app.instance_path, config.pop("DATABASE_URL", None))
-    # pool_pre_ping: a connection the database dropped (restart, failover) is replaced on checkout.
-    engine_options: dict[str, Any] = {"pool_pre_ping": os.environ.get("ADVLEGIT_DB_PRE_PING", "1") != "0"}
+    # A connection the database dropped (restart, failover) is found when a request uses it; that
+    # request is then run once more on a fresh connection (StudyFlask.dispatch_request). Pre-pinging
+    # every checkout instead (ADVLEGIT_DB_PRE_PING=1) costs a round trip per request.
+    engine_options: dict[str, Any] = {"pool_pre_ping": os.environ.get("ADVLEGIT_DB_PRE_PING", "0") == "1"}
     if url.startswith("sqlite"):
         engine_options["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:

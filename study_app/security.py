@@ -153,19 +153,43 @@ def _upsert(conn, rows: list[dict]):
     return dict(conn.execute(stmt.returning(RateCounter.key, RateCounter.count)).all())
 
 
-def _counter_transaction():
-    """A connection of its own for the counters, so they commit at once, apart from the request's work.
+def counter_engine():
+    """PostgreSQL: a small engine of its own for the counters, in autocommit mode, so each counter
+    statement is its own transaction and a row (one client address = one hot row) is locked only while
+    the statement runs; the table is UNLOGGED, so these commits write no WAL and wait for no fsync.
+    No pre-ping: a statement that meets a dropped connection is retried once (see hit()).
+    SQLite: the app's engine (one short IMMEDIATE transaction per use)."""
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return engine
+    ext = current_app.extensions.setdefault("advlegit_counters", {})
+    if engine.url not in ext:
+        from sqlalchemy import create_engine
 
-    PostgreSQL: autocommit, so each statement is its own transaction and a counter row is locked only
-    while its statement runs (a shared client address is one hot row); the table is UNLOGGED, so these
-    commits write no WAL and wait for no fsync. SQLite: one short IMMEDIATE transaction."""
+        size = env_int("ADVLEGIT_DB_POOL_SIZE", 10)
+        ext[engine.url] = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=size, max_overflow=size,
+                                        pool_timeout=15, pool_recycle=1800, connect_args={"connect_timeout": 5})
+    return ext[engine.url]
+
+
+def _counter_transaction():
     _release_sqlite_lock()
-    conn = db.engine.connect()
-    if conn.dialect.name == "postgresql":
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-    else:
+    engine = counter_engine()
+    conn = engine.connect()
+    if engine.dialect.name != "postgresql":
         conn.begin()
     return conn
+
+
+def _with_retry(fn):
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return fn()
+    except OperationalError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return fn()  # the pool dropped every stale connection: this one is new
 
 
 def _release_sqlite_lock() -> None:
@@ -196,15 +220,16 @@ def hit(*limits: Limit, count: bool = True) -> None:
     rows = sorted(({"key": lim.key(now), "count": 1,
                     "expires_at": datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, timezone.utc)}
                    for lim in active), key=lambda r: r["key"])
-    conn = _counter_transaction()
-    try:
-        counts = _upsert(conn, rows)
-        if random.random() < 0.002:
-            _sweep(conn, now)
-        if conn.in_transaction():
-            conn.commit()
-    finally:
-        conn.close()
+    def run():
+        with _counter_transaction() as conn:
+            counts = _upsert(conn, rows)
+            if random.random() < 0.002:
+                _sweep(conn, now)
+            if conn.in_transaction():
+                conn.commit()
+            return counts
+
+    counts = _with_retry(run)
     for lim in active:
         if counts.get(lim.key(now), 0) > lim.limit:
             raise RateLimited(lim.resets_in(now))
@@ -216,9 +241,14 @@ def current(*limits: Limit) -> dict[Limit, int]:
 
     now = time.time()
     keys = {lim.key(now): lim for lim in limits}
-    _release_sqlite_lock()
-    with db.engine.connect() as conn:
-        found = dict(conn.execute(select(RateCounter.key, RateCounter.count).where(RateCounter.key.in_(keys))).all())
+    def run():
+        with _counter_transaction() as conn:
+            out = dict(conn.execute(select(RateCounter.key, RateCounter.count).where(RateCounter.key.in_(keys))).all())
+            if conn.in_transaction():
+                conn.commit()
+            return out
+
+    found = _with_retry(run)
     return {lim: found.get(k, 0) for k, lim in keys.items()}
 
 
@@ -226,13 +256,13 @@ def forget(*limits: Limit) -> None:
     from .models import RateCounter
 
     now = time.time()
-    conn = _counter_transaction()
-    try:
-        conn.execute(delete(RateCounter).where(RateCounter.key.in_([lim.key(now) for lim in limits])))
-        if conn.in_transaction():
-            conn.commit()
-    finally:
-        conn.close()
+    def run():
+        with _counter_transaction() as conn:
+            conn.execute(delete(RateCounter).where(RateCounter.key.in_([lim.key(now) for lim in limits])))
+            if conn.in_transaction():
+                conn.commit()
+
+    _with_retry(run)
 
 
 def entry_limits() -> tuple[Limit, ...]:

@@ -8,7 +8,7 @@ import functools
 import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .. import security
@@ -108,6 +108,13 @@ def post_response(token: str):
             time.sleep(0.2 * 2 ** attempt)
 
 
+_R, _P = Response.__table__, Participant.__table__
+_INSERT_RESPONSE = _R.insert()
+_MOVE_POINTER = (_P.update()
+                 .where(_P.c.id == bindparam("pid"), _P.c.state == "in_task", _P.c.next_trial_index == bindparam("idx"))
+                 .values(next_trial_index=bindparam("nxt"), last_seen_at=bindparam("now")))
+
+
 def _store(token: str, body):
     # The usual case in four statements: one SELECT (participant, task type, the trial the pointer is
     # at), INSERT the answer, UPDATE the pointer only if it is still there (a concurrent copy of this
@@ -129,11 +136,10 @@ def _store(token: str, body):
     if state == "in_task" and trial_id is not None and r["trial_index"] == next_index and next_index + 1 < n_trials:
         now = utcnow()
         try:
-            db.session.execute(insert(Response).values(participant_id=pid, trial_id=trial_id, received_at=now, **r))
-            moved = db.session.execute(update(Participant)
-                                       .where(Participant.id == pid, Participant.state == "in_task",
-                                              Participant.next_trial_index == next_index)
-                                       .values(next_trial_index=next_index + 1, last_seen_at=now)).rowcount
+            conn = db.session.connection()  # Core statements in the session's transaction: no ORM bookkeeping
+            conn.execute(_INSERT_RESPONSE, {"participant_id": pid, "trial_id": trial_id, "received_at": now, **r})
+            moved = conn.execute(_MOVE_POINTER, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
+                                                 "now": now}).rowcount
             if moved == 1:
                 db.session.commit()
                 return jsonify({"saved": True, "duplicate": False, "trial_index": next_index, "state": "in_task",

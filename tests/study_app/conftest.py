@@ -63,6 +63,8 @@ def app(db_url, _schema, tmp_path):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    for engine in app.extensions.get("advlegit_counters", {}).values():
+        engine.dispose()
 
 
 @pytest.fixture()
