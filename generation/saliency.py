@@ -86,7 +86,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, classes: Classes = None, *, n:
         raise ValueError(f"noise must have shape {(n, *x.shape)}, got {tuple(noise.shape)}")
     total = torch.zeros_like(x)
     for sample in noise:
-        total = total + logit_gradient(model, x.detach() + sample, classes, create_graph=create_graph)
+        total = total + logit_gradient(model, x + sample, classes, create_graph=create_graph)
     return total / n
 
 

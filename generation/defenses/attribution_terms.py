@@ -12,7 +12,8 @@ from ..saliency import cam_all_classes, path_integrated_gradients, per_example_l
 def ig_l1(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, steps: int) -> torch.Tensor:
     """Per-example ||IG(x -> x_adv)||_1 of the cross-entropy (Chen et al.'s regularizer), right
     Riemann sum with `steps` points (a_k = k/m, as their code). Differentiable (create_graph) for
-    the weights and for x_adv when it requires grad."""
+    the weights and for x_adv when it requires grad. In train mode with dropout every path point
+    draws its own mask (an unbiased but noisier sum); Chen et al.'s network had no dropout."""
     ig = path_integrated_gradients(per_example_loss(model, y), x, x_adv, steps=steps, create_graph=True)
     return ig.abs().flatten(1).sum(dim=1)
 

@@ -20,6 +20,7 @@ CPU-scaled defaults: PGD 10 x 0.075 (steps of 2.5 eps / 10).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,7 @@ class CamIntParams:
 class CamInt(Defense):
     name = "int"
     Params = CamIntParams
+    requires_architecture: ClassVar[str] = "gap_cnn"  # for configs and tests that pick the model
 
     def prepare(self, ctx: TrainContext) -> None:
         self.total_steps = ctx.total_steps
