@@ -86,6 +86,35 @@ class StimuliConfig:
 
 
 @dataclass
+class InterpretabilityConfig:
+    """Saliency, alignment and attribution robustness (Etmann, Chen, Boopathy). Off unless the
+    [interpretability] table is present (then `enabled` defaults to true)."""
+
+    enabled: bool = False
+    n_images: int = 100               # test digits every metric uses (the same for every model)
+    methods: list[str] = field(default_factory=lambda: ["gradient", "integrated_gradients"])
+    grid_images: int = 8              # columns of the saliency grids (CAM is added for gap_cnn models)
+    ig_steps: int = 50                # Riemann steps of integrated gradients (Chen et al.: 50)
+    alignment: bool = True            # alpha, cosine alpha and linearized rho~ per image
+    robustness_attacks: list[str] = field(default_factory=lambda: ["deepfool"])  # empirical rho; [] skips
+    pgd_epsilon: float = 0.3          # natural vs PGD accuracy in the table (Chen et al. MNIST: 0.3)
+    pgd_steps: int = 40               # Chen et al.: 40 x 0.01 (here step 2.5 eps / steps)
+    attribution_attack: bool = True   # the top-k attack (Ghorbani et al.) -> top-k intersection, Kendall tau
+    attack_images: int = 0            # 0 = n_images; the attack is the expensive part
+    attack_epsilon: float = 0.3       # Chen et al. MNIST: 0.3
+    attack_steps: int = 100           # Chen et al.: 100
+    attack_step_size: float = 0.01    # Chen et al.: 0.01
+    attack_k: int = 200               # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
+    attack_restarts: int = 3          # Chen et al.: 3
+    attack_ig_steps: int = 0          # IG steps inside the attack loss; 0 = ig_steps
+    softplus_beta: float = 10.0       # the smooth surrogate for second derivatives
+    top_k: int = 100                  # k of the reported top-k intersection (Chen et al.: 100)
+    cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
+    export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
+    seed: int = 0
+
+
+@dataclass
 class GenerationConfig:
     name: str = "study"
     seed: int = 0
@@ -96,6 +125,7 @@ class GenerationConfig:
     raters: RaterConfig = field(default_factory=RaterConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     stimuli: StimuliConfig = field(default_factory=StimuliConfig)
+    interpretability: InterpretabilityConfig = field(default_factory=InterpretabilityConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +185,8 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         # defense parameter.
         params = {k: raw.pop(k) for k in list(raw) if k not in names}
         raw.setdefault("params", {}).update(params)
+    if cls is InterpretabilityConfig:
+        raw.setdefault("enabled", True)  # writing the table asks for it
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(f"unknown field {(where + '.' if where else '')}{unknown[0]} "
@@ -196,6 +228,7 @@ def validate(cfg: GenerationConfig) -> None:
     from .attacks import ATTACKS, attack_param_names
     from .defenses import DEFENSES, defense_params
     from .models import ARCHITECTURES
+    from .saliency import METHODS
 
     d = cfg.data
     _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
@@ -223,6 +256,9 @@ def validate(cfg: GenerationConfig) -> None:
         _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
         _require(not dc.architecture or dc.architecture in ARCHITECTURES,
                  f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
+        needed = getattr(DEFENSES.get(dc.kind), "requires_architecture", None)
+        _require(not needed or (dc.architecture or cfg.model.architecture) == needed,
+                 f"{where}.architecture must be {needed!r} for defense {dc.kind!r} (it trains on CAMs)")
         try:
             dc.params = defense_params(dc.kind, dc.params)
         except (TypeError, ValueError) as exc:
@@ -246,3 +282,21 @@ def validate(cfg: GenerationConfig) -> None:
         _require(len(s.budgets) > 0, "stimuli.budgets must not be empty when until_success = true")
         _require(s.budgets == sorted(s.budgets), "stimuli.budgets must be increasing")
         _require(s.budget_param in known, f"stimuli.budget_param {s.budget_param!r} is not a parameter of {s.attack}")
+    _validate_interpretability(cfg.interpretability, METHODS, ATTACKS)
+
+
+def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks: dict) -> None:
+    w = "interpretability"
+    for key in ("methods", "export_saliency"):
+        for i, m in enumerate(getattr(c, key)):
+            _require(m in methods, f"{w}.{key}[{i}] {m!r} is not a saliency method; choose one of {sorted(methods)}")
+    for i, a in enumerate(c.robustness_attacks):
+        _require(a in ("deepfool", "cw_l2"), f"{w}.robustness_attacks[{i}] must be deepfool or cw_l2, got {a!r}")
+    for key in ("n_images", "grid_images", "ig_steps", "pgd_steps", "attack_steps", "attack_k",
+                "attack_restarts", "top_k"):
+        _require(getattr(c, key) > 0, f"{w}.{key} must be positive")
+    for key in ("attack_images", "attack_ig_steps"):
+        _require(getattr(c, key) >= 0, f"{w}.{key} must be >= 0")
+    for key in ("pgd_epsilon", "attack_epsilon", "attack_step_size"):
+        _require(0 <= getattr(c, key) <= 1, f"{w}.{key} must lie in [0, 1]")
+    _require(c.softplus_beta > 0, f"{w}.softplus_beta must be positive")

@@ -74,6 +74,9 @@ def verify(folder: str | Path) -> dict[str, Any]:
     for entry in manifest.get("sources", []) + manifest.get("stimuli", []):
         if listed.get(entry["image"]) != entry["sha256"]:
             problems.append(f"{entry['id']}: image hash disagrees with the file list")
+        for method, sal in entry.get("saliency", {}).items():
+            if listed.get(sal["image"]) != sal["sha256"]:
+                problems.append(f"{entry['id']}: {method} saliency hash disagrees with the file list")
     if problems:
         raise VerificationError(problems)
     return manifest

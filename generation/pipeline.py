@@ -21,10 +21,13 @@ import torch
 from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
+from .interpretability import evaluate_interpretability
+from .interpretability_report import plot_alignment_vs_robustness, plot_saliency_grids, write_tables
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
+from .saliency_images import export_stimulus_saliency
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
 from .train import cache_dir, model_specs, to_tensors, train_or_load
 
@@ -94,6 +97,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
                                           "data": asdict(cfg.data), "dataset": dataset.sha256},
                            lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation))
 
+    if cfg.interpretability.enabled:
+        metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
+
     log.info("making stimuli: %s against %d defenses", cfg.stimuli.attack, len(defended))
     sources = choose_sources(x_test, y_test, splits.test, defended, cfg.stimuli, num_classes)
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
@@ -105,7 +111,8 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_set(tmp, cfg, dataset, splits, trained, metrics, sources, source_predictions, stimuli)
+        _write_set(tmp, cfg, dataset, splits, trained, metrics, sources, source_predictions, stimuli,
+                   (x_test, y_test))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -118,8 +125,31 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     return out
 
 
+# Settings that only change pictures or exports, not the measured numbers: outside the cache key.
+_PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
+
+
+def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_test, y_test) -> dict[str, Any]:
+    ic = cfg.interpretability
+    log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
+    key = {"checkpoints": {n: checkpoints[n] for n in defended}, "data": asdict(cfg.data), "dataset": dataset.sha256,
+           "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
+    return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
+
+
+def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metrics, test_data) -> None:
+    ic = cfg.interpretability
+    defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
+    x, y = test_data[0][: ic.grid_images], test_data[1][: ic.grid_images]
+    plot_saliency_grids(defended, x, y, ic.methods, folder / "figures", ig_steps=ic.ig_steps)
+    interp = metrics["interpretability"]
+    if ic.alignment:
+        plot_alignment_vs_robustness(interp, folder / "figures" / "alignment_vs_robustness.png")
+    write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables")
+
+
 def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
-               stimuli: list[Stimulus]) -> None:
+               stimuli: list[Stimulus], test_data) -> None:
     images = folder / "images"
     figures = folder / "figures"
     images.mkdir()
@@ -130,6 +160,11 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         write_png(folder / rel, src.image.cpu().numpy())
         source_entries.append({"id": src.id, "image": rel, "sha256": sha256_file(folder / rel),
                                "source_index": src.index, "true_label": src.label, "predictions": preds})
+    saliency = {}
+    if cfg.interpretability.enabled and cfg.interpretability.export_saliency:
+        saliency = export_stimulus_saliency(folder, stimuli, {n: t.model for n, t in trained.items()},
+                                            cfg.interpretability.export_saliency,
+                                            ig_steps=cfg.interpretability.ig_steps)
     stimulus_entries = []
     for s in stimuli:
         rel = f"images/{s.id}.png"
@@ -144,6 +179,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
             "seed": cfg.stimuli.seed, "norms": s.norms, "success": s.success,
             "predictions": s.predictions,
         })
+        if saliency:
+            stimulus_entries[-1]["saliency"] = saliency[s.id]
 
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for attack in cfg.evaluation.attacks:
@@ -154,6 +191,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     for d in defenses:
         plot_grid_per_defense(stimuli, d, dataset.classes, figures / f"grid_{d}.png")
     plot_matched_grid(stimuli, defenses, dataset.classes, figures / "matched_stimuli.png")
+    if cfg.interpretability.enabled:
+        _write_interpretability(folder, cfg, trained, metrics, test_data)
 
     models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
                "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,

@@ -1,0 +1,96 @@
+"""What the interpretability papers measure, per defended model, on the same test digits:
+natural and PGD accuracy, Etmann's alignment and robustness, Chen's attribution robustness under
+the top-k attack, Boopathy's CAM discrepancy under PGD. Returns plain JSON (cached by the pipeline).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .alignment import alignment, empirical_robustness, linearized_robustness
+from .attacks import pgd_linf
+from .attribution_attack import top_k_attack
+from .attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_intersection
+from .config import InterpretabilityConfig
+from .metrics import accuracy
+
+
+def has_gap_head(model: nn.Module) -> bool:
+    return hasattr(model, "feature_maps") and isinstance(getattr(model, "linear", None), nn.Linear)
+
+
+def _mean(t: torch.Tensor) -> float | None:
+    t = t[torch.isfinite(t)]
+    return round(t.mean().item(), 6) if t.numel() else None
+
+
+def _list(t: torch.Tensor) -> list[float | None]:
+    return [round(v, 6) if math.isfinite(v) else None for v in t.tolist()]  # JSON has no inf/nan
+
+
+def _batched(fn, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   cfg: InterpretabilityConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"gap_head": has_gap_head(model), "n_images": len(y),
+                           "natural_accuracy": round(accuracy(model, x, y), 6)}
+    x_pgd = torch.cat([pgd_linf(model, x[i:i + 128], y[i:i + 128], epsilon=cfg.pgd_epsilon,
+                                steps=cfg.pgd_steps, seed=cfg.seed + i).images
+                       for i in range(0, len(x), 128)])
+    out["pgd_epsilon"] = cfg.pgd_epsilon
+    out["pgd_accuracy"] = round(accuracy(model, x_pgd, y), 6)
+    per_image: dict[str, list] = {}
+    if cfg.alignment:
+        a = _batched(lambda xb: alignment(model, xb), x)
+        out["alignment_mean"] = _mean(a)
+        out["alignment_cosine_mean"] = _mean(_batched(lambda xb: alignment(model, xb, cosine=True), x))
+        rt = _batched(lambda xb: linearized_robustness(model, xb), x)
+        out["linearized_robustness_mean"] = _mean(rt)
+        per_image |= {"alignment": _list(a), "linearized_robustness": _list(rt)}
+    if cfg.robustness_attacks:
+        emp = empirical_robustness(model, x, {name: {} for name in cfg.robustness_attacks})
+        finite = emp.finite()
+        out["empirical_robustness_mean"] = _mean(emp.rho)
+        out["empirical_robustness_median"] = round(finite.median().item(), 6) if finite.numel() else None
+        out["empirical_robustness_failed"] = emp.n_failed
+        per_image["empirical_robustness"] = _list(emp.rho)
+    if cfg.attribution_attack:
+        n = cfg.attack_images or len(x)
+        res = top_k_attack(model, x[:n], epsilon=cfg.attack_epsilon, steps=cfg.attack_steps,
+                           step_size=cfg.attack_step_size, k=cfg.attack_k, restarts=cfg.attack_restarts,
+                           ig_steps=cfg.attack_ig_steps or cfg.ig_steps, beta=cfg.softplus_beta, seed=cfg.seed)
+        out["attribution_attack"] = {
+            "n_images": n, "epsilon": cfg.attack_epsilon, "k_attack": cfg.attack_k, "k": cfg.top_k,
+            "label_kept": int(res.label_kept.sum()),
+            "top_k_intersection": _mean(top_k_intersection(res.original_saliency, res.attacked_saliency, cfg.top_k)),
+            "kendall_tau": _mean(kendall_tau(res.original_saliency, res.attacked_saliency)),
+            "spearman": _mean(spearman(res.original_saliency, res.attacked_saliency)),
+        }
+    if cfg.cam_discrepancy and out["gap_head"]:
+        with torch.no_grad():
+            logits_adv = model(x_pgd)
+            second = model(x).topk(2, dim=1).indices[:, 1]
+        pred_adv = logits_adv.argmax(1)
+        target = torch.where(pred_adv != y, pred_adv, second)  # the class the attack moved toward
+        out["cam_discrepancy"] = {
+            "attack": "pgd_linf", "epsilon": cfg.pgd_epsilon,
+            "two_class": _mean(cam_discrepancy(model, x, x_pgd, y, target)),
+            "one_class": _mean(cam_discrepancy(model, x, x_pgd, y)),
+        }
+    out["per_image"] = per_image
+    return out
+
+
+def evaluate_interpretability(defended: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
+                              cfg: InterpretabilityConfig) -> dict[str, Any]:
+    x, y = x[: cfg.n_images], y[: cfg.n_images]
+    models = {}
+    for name, model in tqdm(defended.items(), desc="interpretability", leave=False, dynamic_ncols=True):
+        models[name] = evaluate_model(model, x, y, cfg)
+    return {"n_images": len(y), "models": models}

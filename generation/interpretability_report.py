@@ -1,0 +1,143 @@
+"""Figures and tables of the interpretability evaluation: saliency grids (the same digits across
+defenses), alignment vs robustness scatter per model, and the per-model table in the layout of
+Chen et al. (natural / PGD accuracy, top-k intersection and Kendall's tau under attack)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .render import to_uint8  # noqa: E402
+from .saliency_images import applies, display_maps  # noqa: E402
+
+LABELS = {"gradient": "gradient", "integrated_gradients": "integrated\ngradients", "smoothgrad": "SmoothGrad",
+          "cam": "CAM", "grad_cam": "Grad-CAM"}
+
+
+def plot_saliency_grids(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, methods: list[str],
+                        figures: Path, *, ig_steps: int = 50) -> list[Path]:
+    """One figure per defense: the digits on top, one row per saliency method below (CAM added for
+    GAP-head models); the same digits in every defense's figure."""
+    paths = []
+    for name, model in models.items():
+        mine = [m for m in methods if applies(m, model)]
+        if applies("cam", model) and "cam" not in mine:
+            mine.append("cam")
+        with torch.no_grad():
+            pred = model(x).argmax(1)
+        rows = [(m, display_maps(model, x, m, pred, ig_steps=ig_steps).cpu().numpy()) for m in mine]
+        n = len(x)
+        fig, axes = plt.subplots(len(rows) + 1, n, figsize=(0.95 * n + 0.9, 1.0 * (len(rows) + 1) + 0.4),
+                                 squeeze=False)
+        for j in range(n):
+            ax = axes[0, j]
+            ax.imshow(to_uint8(x[j].cpu().numpy()), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ok = int(pred[j]) == int(y[j])
+            ax.set_title(f"{int(y[j])}→{int(pred[j])}" if not ok else f"{int(y[j])}", fontsize=8,
+                         color="black" if ok else "red", pad=2)
+            for r, (_, maps) in enumerate(rows, 1):
+                axes[r, j].imshow(maps[j], cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+        for r, (method, _) in enumerate([("image", None)] + rows):
+            axes[r, 0].set_ylabel(LABELS.get(method, method), fontsize=8, rotation=0, ha="right", va="center")
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{name}: saliency of the predicted class (red title: misclassified)", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 0.95), pad=0.3)
+        path = figures / f"saliency_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
+    """Etmann et al.'s Fig.: alignment alpha against linearized rho~ (and empirical rho), a panel per model."""
+    models = {n: r for n, r in interp["models"].items() if "alignment" in r["per_image"]}
+    cols = min(4, len(models))
+    rows = int(np.ceil(len(models) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax, (name, r) in zip(axes.flat, models.items()):
+        a = np.array([np.nan if v is None else v for v in r["per_image"]["alignment"]], dtype=float)
+        rt = np.array([np.nan if v is None else v for v in r["per_image"]["linearized_robustness"]], dtype=float)
+        ax.scatter(rt, a, s=9, alpha=0.7, label="linearized ρ̃")
+        if "empirical_robustness" in r["per_image"]:
+            re = np.array([np.nan if v is None else v for v in r["per_image"]["empirical_robustness"]], dtype=float)
+            ax.scatter(re, a, s=9, alpha=0.7, marker="x", label="empirical ρ")
+        ax.set_title(f"{name}\nmean α = {r['alignment_mean']:.2f}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(models):]:
+        ax.axis("off")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("distance to the boundary (L2)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("alignment α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
+    fig.suptitle("alignment vs robustness per model (Etmann et al. 2019)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+COLUMNS = [
+    ("model", "model"), ("architecture", "architecture"), ("natural_accuracy", "natural acc."),
+    ("pgd_accuracy", "PGD acc."), ("top_k_intersection", "top-k intersection"),
+    ("kendall_tau", "Kendall's τ"), ("spearman", "Spearman"), ("alignment_mean", "mean α"),
+    ("alignment_cosine_mean", "mean cos α"), ("linearized_robustness_mean", "mean ρ̃"),
+    ("empirical_robustness_median", "median ρ"), ("empirical_robustness_failed", "ρ failed"),
+    ("cam_discrepancy_two_class", "CAM discrepancy (2-class)"),
+    ("cam_discrepancy_one_class", "CAM discrepancy (1-class)"),
+]
+
+
+def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for name, r in interp["models"].items():
+        attack = r.get("attribution_attack", {})
+        cam = r.get("cam_discrepancy", {})
+        rows.append({
+            "model": name, "architecture": architectures.get(name, ""),
+            "natural_accuracy": r["natural_accuracy"], "pgd_accuracy": r["pgd_accuracy"],
+            "top_k_intersection": attack.get("top_k_intersection"), "kendall_tau": attack.get("kendall_tau"),
+            "spearman": attack.get("spearman"), "alignment_mean": r.get("alignment_mean"),
+            "alignment_cosine_mean": r.get("alignment_cosine_mean"),
+            "linearized_robustness_mean": r.get("linearized_robustness_mean"),
+            "empirical_robustness_median": r.get("empirical_robustness_median"),
+            "empirical_robustness_failed": r.get("empirical_robustness_failed"),
+            "cam_discrepancy_two_class": cam.get("two_class"), "cam_discrepancy_one_class": cam.get("one_class"),
+        })
+    return rows
+
+
+def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, folder: Path) -> None:
+    """tables/interpretability.csv and .md: one row per model."""
+    folder.mkdir(exist_ok=True)
+    rows = table_rows(interp, architectures)
+    keys = [k for k, _ in COLUMNS if any(r[k] is not None for r in rows)]
+    with open(folder / "interpretability.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    head = dict(COLUMNS)
+    fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Interpretability: {interp['n_images']} test digits",
+             "",
+             f"PGD: L∞ ε = {cfg.pgd_epsilon}, {cfg.pgd_steps} steps. Attribution attack (top-k, Ghorbani et al.): "
+             f"ε = {cfg.attack_epsilon}, {cfg.attack_steps} steps × {cfg.attack_step_size}, k = {cfg.attack_k}, "
+             f"{cfg.attack_restarts} restart(s); top-k intersection at k = {cfg.top_k} and Kendall's τ between "
+             "|IG| maps before and after. α, ρ̃: Etmann et al.; ρ: smallest L2 of "
+             f"{', '.join(cfg.robustness_attacks) or '—'}.",
+             "",
+             "| " + " | ".join(head[k] for k in keys) + " |",
+             "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    (folder / "interpretability.md").write_text("\n".join(lines) + "\n")
