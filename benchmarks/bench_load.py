@@ -266,7 +266,7 @@ def study_database(tmp: Path, admin_url: str | None = None, db_url: str | None =
         assert res.exit_code == 0, res.output
         stimuli = write_stimulus_set(tmp / "stimuli")
         res = CliRunner().invoke(cli, ["study", "create", "--stimuli", str(stimuli), "--design",
-                                       str(write_design(tmp / "design.toml", "identify", target=1_000_000))], env=env)
+                                       str(write_design(tmp / "design.toml", "identify", trials=20, target=1_000_000))], env=env)
         assert res.exit_code == 0, res.output
         return res.output.strip().splitlines()[-1]
 
@@ -310,7 +310,7 @@ def main() -> None:
     admin_url = os.environ.get("ADVLEGIT_TEST_DATABASE_URL")
     if not admin_url:
         sys.exit("set ADVLEGIT_TEST_DATABASE_URL (bash scripts/start-postgres.sh | tail -1)")
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
     import tempfile
 
     load_before = loadavg()
@@ -378,7 +378,7 @@ def write(args, healthz, readyz, cap, results, n_rows, n_distinct, n_acked, lost
         f"{'met' if ratio >= 0.5 else 'not met'}), {ratio_db:.0%} of `/readyz`.",
         "",
         "**Concurrent participants answering like people** (think time U(0.5, 1.5) s between answers; "
-        "all allocated first, then all answer 12 trials at once)",
+        "all allocated first, then all answer their 24 trials (2 practice, 20 main, 2 attention checks) at once)",
         "",
         "| participants | answers/s (sustained) | answer p50 / p95 / p99 (ms) | start (allocation) p50 / p95 (ms) "
         "| page p95 (ms) | client retries | load avg after |",

@@ -140,17 +140,23 @@ def short_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:20]
 
 
-def _upsert(conn, rows: list[dict]):
-    from .models import RateCounter
+_UPSERTS: dict[int, object] = {}
 
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(RateCounter).values(rows)
-    stmt = stmt.on_conflict_do_update(index_elements=[RateCounter.key],
-                                      set_={"count": RateCounter.count + 1})
-    return dict(conn.execute(stmt.returning(RateCounter.key, RateCounter.count)).all())
+
+def _upsert_statement(n: int):
+    """INSERT .. ON CONFLICT DO UPDATE .. RETURNING for n keys: plain SQL that PostgreSQL and SQLite
+    (3.35+) both take, built once per n (the hot path pays no statement construction)."""
+    if n not in _UPSERTS:
+        from sqlalchemy import bindparam, text
+
+        from .db import UTCDateTime
+
+        values = ", ".join(f"(:k{i}, 1, :e{i})" for i in range(n))
+        _UPSERTS[n] = text(
+            f"INSERT INTO rate_counters (key, count, expires_at) VALUES {values} "
+            "ON CONFLICT (key) DO UPDATE SET count = rate_counters.count + 1 RETURNING key, count"
+        ).bindparams(*[bindparam(f"e{i}", type_=UTCDateTime()) for i in range(n)])
+    return _UPSERTS[n]
 
 
 def counter_engine():
@@ -206,33 +212,55 @@ def _sweep(conn, now: float) -> None:
     conn.execute(delete(RateCounter).where(RateCounter.expires_at < datetime.fromtimestamp(now, timezone.utc)))
 
 
-def hit(*limits: Limit, count: bool = True) -> None:
-    """Count one request against each limit; raise RateLimited (429) when any is over.
-
-    One statement for all limits (INSERT .. ON CONFLICT DO UPDATE .. RETURNING), keys sorted so two
-    requests always lock rows in the same order."""
+def to_count(*limits: Limit) -> tuple[list[Limit], float, dict]:
+    """The limits that are on, the time, and bind parameters k0, e0, k1, e1 .. (key, expiry) for
+    counting them, keys sorted so concurrent requests always lock counter rows in the same order."""
     if not current_app.config.get("RATE_LIMITS_ENABLED", True):
-        return
-    active = [lim for lim in limits if lim.limit > 0]
+        return [], time.time(), {}
+    now = time.time()
+    active = sorted((lim for lim in limits if lim.limit > 0), key=lambda lim: lim.key(now))
+    params = {}
+    for i, lim in enumerate(active):
+        params[f"k{i}"] = lim.key(now)
+        params[f"e{i}"] = datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, timezone.utc)
+    return active, now, params
+
+
+def counter_cte(n: int) -> str:
+    """SQL for `c(key, count)`: the n counters of to_count() incremented (a CTE for PostgreSQL)."""
+    values = ", ".join(f"(:k{i}, 1, :e{i})" for i in range(n))
+    return (f"c AS (INSERT INTO rate_counters (key, count, expires_at) VALUES {values} "
+            "ON CONFLICT (key) DO UPDATE SET count = rate_counters.count + 1 RETURNING key, count)")
+
+
+def enforce(active: list[Limit], now: float, counts: dict[str, int]) -> None:
+    for lim in active:
+        if (counts.get(lim.key(now)) or 0) > lim.limit:
+            raise RateLimited(lim.resets_in(now))
+
+
+def hit(*limits: Limit) -> None:
+    """Count one request against each limit; raise RateLimited (429) when any is over.
+    One statement for all limits (INSERT .. ON CONFLICT DO UPDATE .. RETURNING)."""
+    active, now, params = to_count(*limits)
     if not active:
         return
-    now = time.time()
-    rows = sorted(({"key": lim.key(now), "count": 1,
-                    "expires_at": datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, timezone.utc)}
-                   for lim in active), key=lambda r: r["key"])
+
     def run():
         with _counter_transaction() as conn:
-            counts = _upsert(conn, rows)
+            counts = dict(conn.execute(_upsert_statement(len(active)), params).all())
             if random.random() < 0.002:
                 _sweep(conn, now)
             if conn.in_transaction():
                 conn.commit()
             return counts
 
-    counts = _with_retry(run)
-    for lim in active:
-        if counts.get(lim.key(now), 0) > lim.limit:
-            raise RateLimited(lim.resets_in(now))
+    enforce(active, now, _with_retry(run))
+
+
+def sweep_sometimes(conn) -> None:
+    if random.random() < 0.002:
+        _sweep(conn, time.time())
 
 
 def current(*limits: Limit) -> dict[Limit, int]:

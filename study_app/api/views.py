@@ -8,14 +8,14 @@ import functools
 import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .. import security
 from ..security import check_participant_csrf, participant_csrf
 
 from ..db import db
-from ..db import utcnow
+from ..db import UTCDateTime, utcnow
 from ..models import Participant, Response, Study, StudyImage, Trial
 from ..responses import ResponseError, count_stored, parse, store
 from ..states import resume_if_timed_out
@@ -90,16 +90,11 @@ def trials(token: str):
 
 @bp.post("/p/<token>/responses")
 def post_response(token: str):
-    security.hit(*security.answer_limits(token))
-    check_participant_csrf(token)  # the X-CSRF-Token header task.js sends
-    body = request.get_json(silent=True)
-    if body is None:
-        return error(400, "invalid_json", "send the response as a JSON object (Content-Type: application/json)")
     # Storing is idempotent (the client's UUID), so a dropped database connection (a PostgreSQL restart,
     # a failover) is retried here on a fresh connection before the client sees an error.
     for attempt in range(5):
         try:
-            return _store(token, body)
+            return _answer(token)
         except OperationalError:
             db.session.rollback()
             if attempt == 4:
@@ -115,38 +110,94 @@ _MOVE_POINTER = (_P.update()
                  .values(next_trial_index=bindparam("nxt"), last_seen_at=bindparam("now")))
 
 
-def _store(token: str, body):
-    # The usual case in four statements: one SELECT (participant, task type, the trial the pointer is
-    # at), INSERT the answer, UPDATE the pointer only if it is still there (a concurrent copy of this
-    # request loses here or on the unique constraints), COMMIT. Anything else takes the careful path.
-    row = db.session.execute(
-        select(Participant.id, Participant.state, Participant.next_trial_index, Participant.n_trials,
-               Study.task_type, Trial.id)
-        .join(Study, Study.id == Participant.study_id)
-        .outerjoin(Trial, and_(Trial.participant_id == Participant.id, Trial.index == Participant.next_trial_index))
-        .where(Participant.access_token == token)).first()
-    if row is None:
-        return error(404, "unknown_participant", "unknown participant link")
-    pid, state, next_index, n_trials, task, trial_id = row
+_T, _S = Trial.__table__, Study.__table__
+_LOOKUP = (select(_P.c.id, _P.c.state, _P.c.next_trial_index, _P.c.n_trials, _S.c.task_type, _T.c.id)
+           .select_from(_P.join(_S, _S.c.id == _P.c.study_id)
+                        .outerjoin(_T, and_(_T.c.participant_id == _P.c.id, _T.c.index == _P.c.next_trial_index)))
+           .where(_P.c.access_token == bindparam("token")))
+
+
+_COLS = ["uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width", "screen_height",
+         "viewport_width", "viewport_height", "device_pixel_ratio"]
+# PostgreSQL, one autocommit statement: move the pointer only if it is still at this trial, and insert
+# the answer only if it moved. Atomic and durable when it returns (synchronous commit); a unique
+# violation (UUID or trial already stored) undoes both parts.
+_STORE_PG = text(
+    "WITH moved AS (UPDATE participants SET next_trial_index = :nxt, last_seen_at = :now "
+    "WHERE id = :pid AND state = 'in_task' AND next_trial_index = :idx RETURNING id) "
+    f"INSERT INTO responses (participant_id, trial_id, received_at, {', '.join(_COLS)}) "
+    f"SELECT moved.id, :trial_id, :now, {', '.join(':' + c for c in _COLS)} FROM moved RETURNING id"
+).bindparams(*[bindparam(c, type_=UTCDateTime()) for c in ("now", "shown_at", "answered_at")])
+
+
+_LOOKUP_PG: dict[int, object] = {}
+
+
+def _lookup_pg(n_counters: int):
+    """PostgreSQL: count the rate limits and look the participant up in one autocommit statement."""
+    if n_counters not in _LOOKUP_PG:
+        cte = f"WITH {security.counter_cte(n_counters)} " if n_counters else ""
+        counts = "".join(f", (SELECT count FROM c WHERE key = :k{i})" for i in range(n_counters))
+        _LOOKUP_PG[n_counters] = text(
+            f"{cte}SELECT p.id, p.state, p.next_trial_index, p.n_trials, s.task_type, t.id{counts} "
+            "FROM (SELECT 1) AS one LEFT JOIN participants p ON p.access_token = :token "
+            "LEFT JOIN studies s ON s.id = p.study_id "
+            "LEFT JOIN trials t ON t.participant_id = p.id AND t.index = p.next_trial_index"
+        ).bindparams(*[bindparam(f"e{i}", type_=UTCDateTime()) for i in range(n_counters)])
+    return _LOOKUP_PG[n_counters]
+
+
+def _answer(token: str):
+    """The usual case (the next trial, in task) costs two round trips on PostgreSQL: one statement that
+    counts the rate limits and fetches participant, task type and the trial the pointer is at, one that
+    stores. Elsewhere the same steps in one transaction. Anything unusual takes the careful path."""
+    fast_pg = db.engine.dialect.name == "postgresql"
+    limits = security.answer_limits(token)
+    if not fast_pg:
+        security.hit(*limits)
+    conn = security.counter_engine().connect() if fast_pg else db.session.connection()
     try:
-        r = parse(body, task)
-    except ResponseError as exc:
-        db.session.rollback()
-        return error(exc.status, exc.code, exc.message)
-    if state == "in_task" and trial_id is not None and r["trial_index"] == next_index and next_index + 1 < n_trials:
-        now = utcnow()
+        if fast_pg:
+            active, now, params = security.to_count(*limits)
+            row = conn.execute(_lookup_pg(len(active)), {"token": token, **params}).first()
+            security.enforce(active, now, {params[f"k{i}"]: row[6 + i] for i in range(len(active))})
+            security.sweep_sometimes(conn)
+            row = row[:6]
+        check_participant_csrf(token)  # the X-CSRF-Token header task.js sends
+        body = request.get_json(silent=True)
+        if body is None:
+            return error(400, "invalid_json", "send the response as a JSON object (Content-Type: application/json)")
+        if not fast_pg:
+            row = conn.execute(_LOOKUP, {"token": token}).first()
+        if row is None or row[0] is None:
+            return error(404, "unknown_participant", "unknown participant link")
+        pid, state, next_index, n_trials, task, trial_id = row
         try:
-            conn = db.session.connection()  # Core statements in the session's transaction: no ORM bookkeeping
-            conn.execute(_INSERT_RESPONSE, {"participant_id": pid, "trial_id": trial_id, "received_at": now, **r})
-            moved = conn.execute(_MOVE_POINTER, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
-                                                 "now": now}).rowcount
-            if moved == 1:
-                db.session.commit()
-                return jsonify({"saved": True, "duplicate": False, "trial_index": next_index, "state": "in_task",
-                                "next_index": next_index + 1, "n_trials": n_trials}), 201
-        except IntegrityError:
-            pass
-        db.session.rollback()  # lost a race or the UUID is taken: the careful path says which
+            r = parse(body, task)
+        except ResponseError as exc:
+            return error(exc.status, exc.code, exc.message)
+        if state == "in_task" and trial_id is not None and r["trial_index"] == next_index and next_index + 1 < n_trials:
+            now = utcnow()
+            try:
+                if fast_pg:
+                    stored = conn.execute(_STORE_PG, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
+                                                      "trial_id": trial_id, "now": now, **r}).first() is not None
+                else:
+                    conn.execute(_INSERT_RESPONSE, {"participant_id": pid, "trial_id": trial_id, "received_at": now, **r})
+                    stored = conn.execute(_MOVE_POINTER, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
+                                                          "now": now}).rowcount == 1
+                    if stored:
+                        db.session.commit()
+                if stored:
+                    return jsonify({"saved": True, "duplicate": False, "trial_index": next_index, "state": "in_task",
+                                    "next_index": next_index + 1, "n_trials": n_trials}), 201
+            except IntegrityError:
+                pass  # lost a race or the UUID is taken: the careful path says which
+    finally:
+        if fast_pg:
+            conn.close()
+        else:
+            db.session.rollback()  # nothing of this attempt is left open (stored answers are committed)
     p = db.session.get(Participant, pid)
     if p.state == "timed_out":
         resume_if_timed_out(p)
