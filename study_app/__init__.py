@@ -84,7 +84,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     else:
         # Per process: size the pool to the worker's threads (serve --production does).
         engine_options.update(pool_size=security.env_int("ADVLEGIT_DB_POOL_SIZE", 10),
-                              max_overflow=security.env_int("ADVLEGIT_DB_MAX_OVERFLOW", 10),
+                              max_overflow=security.env_int("ADVLEGIT_DB_MAX_OVERFLOW", 2),
                               pool_timeout=15, pool_recycle=1800, connect_args={"connect_timeout": 5})
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,

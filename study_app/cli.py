@@ -148,7 +148,7 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
         raise click.ClickException(str(exc)) from exc
     # Every worker builds its own app (and connection pool) after the fork, from this environment.
     os.environ["ADVLEGIT_PRODUCTION"] = "1"
-    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads + 2))
+    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads))  # per pool; two pools per worker
     if probe.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication

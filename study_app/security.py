@@ -172,8 +172,8 @@ def counter_engine():
     if engine.url not in ext:
         from sqlalchemy import create_engine
 
-        size = env_int("ADVLEGIT_DB_POOL_SIZE", 10)
-        ext[engine.url] = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=size, max_overflow=size,
+        size, overflow = env_int("ADVLEGIT_DB_POOL_SIZE", 10), env_int("ADVLEGIT_DB_MAX_OVERFLOW", 2)
+        ext[engine.url] = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=size, max_overflow=overflow,
                                         pool_timeout=15, pool_recycle=1800, connect_args={"connect_timeout": 5})
     return ext[engine.url]
 
@@ -344,7 +344,7 @@ def settings(production: bool) -> dict:
     out = {
         "PRODUCTION": production,
         "RATE_LIMITS_ENABLED": os.environ.get("ADVLEGIT_RATE_LIMITS", "1") != "0",
-        "RATE_ENTRY_PER_IP": env_int("ADVLEGIT_RATE_ENTRY_PER_IP", 600),
+        "RATE_ENTRY_PER_IP": env_int("ADVLEGIT_RATE_ENTRY_PER_IP", 1200),
         "RATE_ANSWERS_PER_IP": env_int("ADVLEGIT_RATE_ANSWERS_PER_IP", 60_000),
         "RATE_ANSWERS_PER_PARTICIPANT": env_int("ADVLEGIT_RATE_ANSWERS_PER_PARTICIPANT", 300),
         "LOGIN_MAX_FAILURES": env_int("ADVLEGIT_LOGIN_MAX_FAILURES", 5),
