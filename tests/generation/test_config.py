@@ -65,3 +65,27 @@ def test_each_defense_may_choose_its_architecture():
     specs = {s.name: s for s in model_specs(cfg, "sha")}
     assert specs["plain"].architecture == "ross_cnn" and specs["cam"].architecture == "gap_cnn"
     assert specs["plain"].key() != specs["cam"].key()
+
+
+def test_interpretability_example_loads():
+    cfg = load_config(EXAMPLES / "mnist-interpretability.toml")
+    kinds = {d.kind for d in cfg.defenses}
+    assert {"normal", "etmann_gradreg", "ig_norm", "ig_sum_norm", "int", "int2"} <= kinds
+    assert len({d.params["lambda_"] for d in cfg.defenses if d.kind == "etmann_gradreg"}) >= 3
+    assert {d.architecture for d in cfg.defenses if d.kind in ("int", "int2")} == {"gap_cnn"}
+    assert cfg.interpretability.enabled
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"interpretability": {"methods": ["lime"]}}, "interpretability.methods[0]"),
+    ({"interpretability": {"export_saliency": ["lime"]}}, "interpretability.export_saliency[0]"),
+    ({"interpretability": {"robustness_attacks": ["pgd_linf"]}}, "interpretability.robustness_attacks[0]"),
+    ({"interpretability": {"top_k": 0}}, "interpretability.top_k"),
+    ({"interpretability": {"attack_epsilon": 2.0}}, "interpretability.attack_epsilon"),
+    ({"interpretability": {"topk": 5}}, "interpretability.topk"),
+    ({"defenses": [{"name": "i", "kind": "int"}]}, "defenses[0].architecture"),
+])
+def test_bad_interpretability_config_names_the_field(raw, field):
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw)
+    assert field in str(err.value)
