@@ -145,7 +145,7 @@ def per_example_loss(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tenso
 
 
 def integrated_gradients(model: nn.Module, x: torch.Tensor, classes: Classes = None, *,
-                         baseline: torch.Tensor | None = None, steps: int = 50,
+                         baseline: torch.Tensor | float | None = None, steps: int = 50,
                          create_graph: bool = False, method: str = "riemann_right",
                          points_per_call: int | None = None) -> torch.Tensor:
     """IG of the class logit from `baseline` (None = zeros) to x (Sundararajan et al. 2017).
@@ -153,7 +153,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, classes: Classes = N
     Riemann sum with a_k = k/m by default ("riemann_right", as Captum's method of that name);
     "riemann_middle" is also available. classes None = the class predicted at x.
     """
-    base = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).to(x)
+    base = (torch.zeros_like(x) if baseline is None
+            else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x))
     if classes is None:
         with torch.no_grad():
             classes = model(x).argmax(dim=1)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..saliency import cam_all_classes
 from .attribution_terms import cam_discrepancy, require_gap_head
 from .base import Defense, TrainContext
 from .inner_max import check_fraction, check_pgd, delayed_ramp, eval_mode, linf_pgd_maximize
@@ -68,7 +69,9 @@ class CamInt(Defense):
         """x' maximizing the CAM discrepancy D."""
         p = self.params
         with eval_mode(model):
-            return linf_pgd_maximize(lambda z: cam_discrepancy(model, x, z, y).sum(), x,
+            with torch.no_grad():
+                clean_cams = cam_all_classes(model, x)[0]
+            return linf_pgd_maximize(lambda z: cam_discrepancy(model, x, z, y, clean_cams).sum(), x,
                                      epsilon=self.epsilon_at(step), step_size=p.step_size, steps=p.steps, seed=step)
 
     def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

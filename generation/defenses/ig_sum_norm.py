@@ -5,7 +5,8 @@
 IG of the per-example cross-entropy along x -> x' (right Riemann sum). The inner max is PGD with a
 random start on the same objective with a cheap `inner_ig_steps`; the outer loss is evaluated at
 that x' with `ig_steps` points and create_graph=True. beta = 0 is exactly Madry et al.'s PGD
-adversarial training (`pgd_adv`): same random start, steps and projection, hence the same x'.
+adversarial training (`pgd_adv` with the same epsilon, steps and step_size): same random start,
+steps and projection, hence the same x' and the same loss.
 Their code sums over the batch; we average (same objective up to a constant factor).
 
 Paper (MNIST): beta = 0.1, eps = 0.3, PGD 40 x 0.01, m = 50 (inner 10), batch 50, 100k steps.
