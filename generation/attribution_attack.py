@@ -6,7 +6,7 @@ ReLU networks have zero second derivatives almost everywhere, so the gradient of
 taken through a copy of the network with every ReLU replaced by softplus(beta). A step after
 which the (real) network's label changes is rejected for that image, so the attack changes the
 explanation, never the decision. The best of `restarts` runs (lowest top-k intersection on the
-real network) is kept.
+real network) is kept. The maps compared before and after use the same `ig_steps`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .attacks.base import generator
 from .attribution_metrics import top_k_intersection, top_k_mask
@@ -68,7 +69,8 @@ def top_k_attack(model: nn.Module, x: torch.Tensor, *, epsilon: float = 0.3, ste
             with torch.no_grad():
                 keeps = model(start).argmax(1) == label
             cur = torch.where(keeps.view(view), start, x)
-        for _ in range(steps):
+        for _ in tqdm(range(steps), desc=f"top-k attack {r + 1}/{restarts}", leave=False,
+                      dynamic_ncols=True, mininterval=1.0):
             z = cur.clone().requires_grad_(True)
             sal = abs_ig(smooth, z, label, ig_steps, create_graph=True)
             share = (sal * mask).flatten(1).sum(1) / sal.flatten(1).sum(1).clamp_min(1e-12)
