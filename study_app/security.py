@@ -160,10 +160,11 @@ def _upsert_statement(n: int):
 
 
 def counter_engine():
-    """PostgreSQL: a small engine of its own for the counters, in autocommit mode, so each counter
-    statement is its own transaction and a row (one client address = one hot row) is locked only while
-    the statement runs; the table is UNLOGGED, so these commits write no WAL and wait for no fsync.
-    No pre-ping: a statement that meets a dropped connection is retried once (see hit()).
+    """PostgreSQL: a small engine of its own in autocommit mode, for the counters (and the answer fast
+    path, api/views.py). Each statement is its own transaction, so a counter row (one client address =
+    one hot row) is locked only while its statement runs; the table is UNLOGGED, so counter commits
+    write no WAL and wait for no fsync. No pre-ping: a statement that meets a dropped connection is
+    retried (see _with_retry, and the answer endpoint's own retries).
     SQLite: the app's engine (one short IMMEDIATE transaction per use)."""
     engine = db.engine
     if engine.dialect.name != "postgresql":
