@@ -305,6 +305,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each trivial-endpoint phase")
     ap.add_argument("--capacity-participants", type=int, default=48,
                     help="participants answering back to back in the answer-capacity phase")
+    ap.add_argument("--tune", default="", help="e.g. 2x8,3x8,4x4: measure capacity under each gunicorn "
+                    "workers x threads first, then run the levels under the best (by answer capacity)")
     ap.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
     args = ap.parse_args()
     admin_url = os.environ.get("ADVLEGIT_TEST_DATABASE_URL")
@@ -317,15 +319,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         with study_database(tmp, admin_url) as (db_url, study):
+            tuning, tuned_acks = [], {}
+            for k, cfg in enumerate(c for c in args.tune.split(",") if c.strip()):
+                w, t = (int(x) for x in cfg.lower().split("x"))
+                server = Server(db_url, tmp / "inst", w, t, tmp / "server.log")
+                try:
+                    h = asyncio.run(hammer(server.url + "/healthz", args.seconds / 2, 64))
+                    rz = asyncio.run(hammer(server.url + "/readyz", args.seconds / 2, 64))
+                    tune_stats = Stats()
+                    c = asyncio.run(run_participants(server.url, study, args.capacity_participants, None, tune_stats,
+                                                     offset=200_000 + 1000 * k))
+                    tuned_acks.update(tune_stats.acked)
+                finally:
+                    server.stop()
+                tuning.append((w, t, h, rz, c["answers_per_s"], loadavg()))
+                print(f"tune {w}x{t}: /healthz {h:.0f}/s, /readyz {rz:.0f}/s, answers {c['answers_per_s']:.0f}/s")
+            if tuning:
+                best = max(tuning, key=lambda x: x[4])
+                args.workers, args.threads = best[0], best[1]
+            args.tuning = tuning
             server = Server(db_url, tmp / "inst", args.workers, args.threads, tmp / "server.log")
             try:
                 stats = Stats()
+                stats.acked.update(tuned_acks)
                 print(f"server: {args.workers} workers x {args.threads} threads; load average {load_before}")
                 healthz = asyncio.run(hammer(server.url + "/healthz", args.seconds, 64))
                 readyz = asyncio.run(hammer(server.url + "/readyz", args.seconds, 64))
                 print(f"trivial: /healthz {healthz:.0f}/s, /readyz {readyz:.0f}/s")
                 cap = asyncio.run(run_participants(server.url, study, args.capacity_participants, None, stats,
                                                    offset=100_000))
+                cap.update(p50=stats.pct("answer", .5), p99=stats.pct("answer", .99))
                 print(f"answer capacity: {cap['answers_per_s']:.0f} answers/s ({cap['answers']} answers, "
                       f"{args.capacity_participants} participants back to back)")
                 results = []
@@ -372,11 +395,15 @@ def write(args, healthz, readyz, cap, results, n_rows, n_distinct, n_acked, lost
         "|---|---|",
         f"| `/healthz` (trivial, no database) | {healthz:.0f} |",
         f"| `/readyz` (trivial, one `SELECT 1`) | {readyz:.0f} |",
-        f"| answer POST ({args.capacity_participants} participants back to back) | {cap['answers_per_s']:.0f} |",
+        f"| answer POST ({args.capacity_participants} participants back to back; {cap['answers']} answers, "
+        f"p50 {cap['p50']:.0f} ms, p99 {cap['p99']:.0f} ms) | {cap['answers_per_s']:.0f} |",
         "",
         f"Answer endpoint / trivial endpoint: **{ratio:.0%}** of `/healthz` (target ≥ 50%: "
         f"{'met' if ratio >= 0.5 else 'not met'}), {ratio_db:.0%} of `/readyz`.",
         "",
+        *([f"Gunicorn configurations tried first (workers × threads: /healthz, /readyz, answers per second): "
+           + "; ".join(f"{w}×{t}: {h:.0f}, {rz:.0f}, {a:.0f}" for w, t, h, rz, a, _ in args.tuning)
+           + f" — the rest uses {args.workers}×{args.threads}.", ""] if getattr(args, "tuning", None) else []),
         "**Concurrent participants answering like people** (think time U(0.5, 1.5) s between answers; "
         "all allocated first, then all answer their 24 trials (2 practice, 20 main, 2 attention checks) at once)",
         "",
