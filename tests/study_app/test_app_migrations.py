@@ -58,3 +58,27 @@ def test_one_revision_chain():
     script = ScriptDirectory.from_config(cfg)
     assert len(script.get_heads()) == 1
     assert [r.down_revision for r in script.walk_revisions()][-1] is None
+
+
+def test_upgrade_from_the_first_revision_adds_the_rate_counters(empty_db, tmp_path):
+    """A database created before the rate limits (revision 0001) upgrades in place."""
+    from click.testing import CliRunner
+
+    from study_app.cli import cli
+
+    env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0001"], env=env).exit_code == 0
+    engine = create_engine(empty_db)
+    try:
+        with engine.connect() as conn:
+            assert "rate_counters" not in inspect(conn).get_table_names()
+        out = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
+        assert out.exit_code == 0, out.output
+        with engine.connect() as conn:
+            assert "rate_counters" in inspect(conn).get_table_names()
+            if conn.dialect.name == "postgresql":  # counters need no WAL
+                persistence = conn.exec_driver_sql(
+                    "SELECT relpersistence FROM pg_class WHERE relname = 'rate_counters'").scalar()
+                assert persistence == "u"
+    finally:
+        engine.dispose()

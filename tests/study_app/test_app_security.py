@@ -352,3 +352,54 @@ def test_health_endpoints(app, client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.data == b"ok\n"
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.slow
+def test_serve_production_over_plain_http_with_the_documented_switch(app, db_url, study_id, tmp_path):
+    """`advlegit serve --production` (gunicorn) end to end: health, headers, and an admin login over
+    plain http only with ADVLEGIT_INSECURE_COOKIES=1 (the switch for a local demo)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    admin_user(app)
+    for insecure in ("1", "0"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "srv"),
+               "ADVLEGIT_SECRET_KEY": "a" * 8 + "9f3c" * 8, "ADVLEGIT_INSECURE_COOKIES": insecure}
+        log = (tmp_path / f"serve-{insecure}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-c", "from study_app.cli import cli; cli()", "serve", "--production",
+                                 "--port", str(port), "--workers", "1", "--threads", "2", "--no-access-log"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(150):
+                try:
+                    if requests.get(base + "/healthz", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.2)
+            s = requests.Session()
+            page = s.get(base + "/admin/login", timeout=10)
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+            cookie = page.headers["Set-Cookie"]
+            assert ("Secure" in cookie) == (insecure == "0") and "HttpOnly" in cookie
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            r = s.post(base + "/admin/login", data={"username": "alice", "password": PASSWORD, "csrf": csrf},
+                       allow_redirects=False, timeout=10)
+            if insecure == "1":
+                assert r.status_code == 303 and s.get(base + "/admin/", timeout=10).status_code == 200
+            else:  # the browser keeps a Secure cookie away from http: the form cannot even be posted
+                assert r.status_code == 403
+            assert requests.get(f"{base}/s/{study_id}?PROLIFIC_PID=SRV{insecure}", allow_redirects=False,
+                                timeout=10).status_code == 303
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            log.close()
