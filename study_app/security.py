@@ -8,6 +8,7 @@ proxy count together (docs/deployment.md). Settings come from the environment (d
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import math
@@ -54,6 +55,7 @@ def check_secret_key(key: str | None) -> None:
 
 # ---------------------------------------------------------------- headers
 
+@functools.lru_cache(maxsize=8)
 def content_security_policy(frame_ancestors: str, form_hosts: tuple[str, ...]) -> str:
     # Pages load only this server's own script, style and images: no inline code, no third parties.
     # MTurk shows participant pages in its iframe and receives the final form; nothing else may.
