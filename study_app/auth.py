@@ -2,7 +2,8 @@
 
 The admin session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure + __Host- in production).
 It is rebuilt from nothing at login (no pre-login value survives: no session fixation), expires after
-ADMIN_SESSION_SECONDS, and every admin form carries a per-session CSRF token.
+ADMIN_SESSION_SECONDS, ends when the user's password is reset, and every admin form carries a
+per-session CSRF token.
 """
 from __future__ import annotations
 
@@ -35,19 +36,38 @@ def check_login(username: str, password: str) -> bool:
     return False
 
 
+def _password_hash(username: str) -> str | None:
+    user = db.session.scalar(select(AdminUser.password_hash).where(AdminUser.username == username))
+    if user is not None:
+        return user
+    env_hash = current_app.config.get("ADMIN_PASSWORD_HASH")
+    return env_hash if env_hash and username == "admin" else None
+
+
+def _auth_tag(password_hash: str) -> str:
+    # Ties the session to the current password: resetting it (create-admin) ends every session.
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, b"admin-session\0" + password_hash.encode(), "sha256").hexdigest()[:32]
+
+
 def start_admin_session(username: str) -> None:
     session.clear()
     session.permanent = True
     session["admin"] = username
     session["login_at"] = int(time.time())
+    session["auth"] = _auth_tag(_password_hash(username) or "")
     session["csrf"] = secrets.token_urlsafe(24)
 
 
 def is_admin() -> bool:
-    if not session.get("admin"):
+    username = session.get("admin")
+    if not username:
         return False
     age = time.time() - float(session.get("login_at", 0))
-    return 0 <= age < current_app.config["ADMIN_SESSION_SECONDS"]
+    if not 0 <= age < current_app.config["ADMIN_SESSION_SECONDS"]:
+        return False
+    current = _password_hash(username)
+    return current is not None and hmac.compare_digest(session.get("auth", ""), _auth_tag(current))
 
 
 def login_required(view):

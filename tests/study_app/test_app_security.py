@@ -243,6 +243,13 @@ def test_session_fixation_fails_at_login_and_at_entry(app, client, study_id):
     attacker = app.test_client()
     attacker.set_cookie("session", planted)
     assert attacker.get("/admin/").status_code == 302
+    # A logged-in cookie copied elsewhere dies when the password is reset (create-admin again).
+    thief = app.test_client()
+    thief.set_cookie("session", after)
+    assert thief.get("/admin/").status_code == 200
+    admin_user(app)
+    assert thief.get("/admin/").status_code == 302 and client.get("/admin/").status_code == 302
+    assert login(client).status_code == 303
     # Participants: coming back through the recruitment link issues a new link; the old one is dead.
     first = client.get(f"/s/{study_id}?PROLIFIC_PID=FIX1")
     old = re.search(r"/p/([^/]+)/", first.headers["Location"]).group(1)
