@@ -12,7 +12,7 @@ Paper (MNIST): lambda = 1, eps = 0.3, PGD 40 x 0.01, m = 50 (inner 10), batch 50
 CPU-scaled defaults (embedded data, two cores): PGD 3 x 0.25 (2.5 eps / steps), m = 8 outer /
 2 inner, eps ramped in over the first 30% of training so short runs do not collapse to a
 constant prediction. One IG point with create_graph costs about as much as 1.2 plain training
-steps, so a step costs ~1.2 (ig_steps + steps * inner_ig_steps) + 1 plain steps: ~15x here, ~250x
+steps, so a step costs ~1.2 (ig_steps + steps * inner_ig_steps) + 1 plain steps: ~12-15x measured here, ~250x
 at the paper's values. Measured cost per step: see BENCHMARKS.md (bench_saliency).
 """
 from __future__ import annotations
