@@ -67,8 +67,8 @@ async def scenario(base: str, study: str, n: int, stats: B.Stats, expected: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--participants", type=int, default=150)
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--system-cluster", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()

@@ -15,7 +15,7 @@ Phases, all against the same server in one run:
      answers): sustained answers/s and answer latency p50/p95/p99; allocation (the start button) and
      page latencies are reported on their own.
 
-    .venv/bin/python benchmarks/bench_load.py [--levels 50,200,500] [--workers 3] [--threads 8] [--no-write]
+    .venv/bin/python benchmarks/bench_load.py [--levels 50,200,500] [--workers 4] [--threads 4] [--tune 2x8,3x8,4x4] [--no-write]
 
 PostgreSQL: a fresh database on $ADVLEGIT_TEST_DATABASE_URL's server (scripts/start-postgres.sh), dropped
 afterwards.
@@ -300,8 +300,8 @@ def loadavg() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--levels", default="50,200,500")
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each trivial-endpoint phase")
     ap.add_argument("--capacity-participants", type=int, default=48,
                     help="participants answering back to back in the answer-capacity phase")

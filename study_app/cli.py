@@ -123,8 +123,8 @@ def create_admin(username: str) -> None:
 @click.option("--production", is_flag=True,
               help="gunicorn (gthread) instead of the dev server; needs ADVLEGIT_SECRET_KEY; https-only cookies")
 @click.option("--workers", default=None, type=int,
-              help="gunicorn worker processes [default: $WEB_CONCURRENCY or 3]")
-@click.option("--threads", default=None, type=int, help="threads per worker [default: $ADVLEGIT_THREADS or 8]")
+              help="gunicorn worker processes [default: $WEB_CONCURRENCY or 4]")
+@click.option("--threads", default=None, type=int, help="threads per worker [default: $ADVLEGIT_THREADS or 4]")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="gunicorn access log on stdout")
 def serve(host: str, port: int, production: bool, workers: int | None, threads: int | None,
           access_log: bool) -> None:
@@ -138,8 +138,8 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
             raise click.ClickException(str(exc)) from exc
         app.run(host=host, port=port, threaded=True)
         return
-    workers = workers or int(os.environ.get("WEB_CONCURRENCY") or 3)
-    threads = threads or int(os.environ.get("ADVLEGIT_THREADS") or 8)
+    workers = workers or int(os.environ.get("WEB_CONCURRENCY") or 4)
+    threads = threads or int(os.environ.get("ADVLEGIT_THREADS") or 4)
     from . import create_app
 
     try:
