@@ -6,7 +6,7 @@ ReLU networks have zero second derivatives almost everywhere, so the gradient of
 taken through a copy of the network with every ReLU replaced by softplus(beta). A step after
 which the (real) network's label changes is rejected for that image, so the attack changes the
 explanation, never the decision. The best of `restarts` runs (lowest top-k intersection on the
-real network) is kept. The maps compared before and after use the same `ig_steps`.
+real network) is kept; every restart starts from a random label-keeping point. The maps compared before and after use the same `ig_steps`.
 """
 from __future__ import annotations
 
@@ -62,13 +62,15 @@ def top_k_attack(model: nn.Module, x: torch.Tensor, *, epsilon: float = 0.3, ste
     best_score = torch.full((len(x),), float("inf"), device=x.device)
     gen = generator(seed, x.device)
     for r in range(restarts):
-        cur = x.clone()
-        if r > 0:  # later restarts start from a random point of the ball that keeps the label
-            start = (x + (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1)
-                     * epsilon).clamp(0, 1)
-            with torch.no_grad():
-                keeps = model(start).argmax(1) == label
-            cur = torch.where(keeps.view(view), start, x)
+        # Random start: the first restart only a step_size away (|IG| of a pixel at 0 has zero
+        # gradient, and an MNIST digit's IG mass sits entirely on its top-k, so from x itself the
+        # loss is flat), later ones anywhere in the ball. A start that changes the label is not used.
+        radius = step_size if r == 0 else epsilon
+        noise = 2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1
+        start = (x + noise * radius).clamp(0, 1)
+        with torch.no_grad():
+            keeps = model(start).argmax(1) == label
+        cur = torch.where(keeps.view(view), start, x)
         for _ in tqdm(range(steps), desc=f"top-k attack {r + 1}/{restarts}", leave=False,
                       dynamic_ncols=True, mininterval=1.0):
             z = cur.clone().requires_grad_(True)

@@ -18,6 +18,9 @@ from .attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_i
 from .config import InterpretabilityConfig
 from .metrics import accuracy
 
+# Part of the cache key: bump when a change to the code changes the numbers for the same config.
+RESULTS_VERSION = 2   # 2: the top-k attack starts from a random point (it was stuck at x)
+
 
 def has_gap_head(model: nn.Module) -> bool:
     return hasattr(model, "feature_maps") and isinstance(getattr(model, "linear", None), nn.Linear)

@@ -21,7 +21,7 @@ import torch
 from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
-from .interpretability import evaluate_interpretability
+from .interpretability import RESULTS_VERSION, evaluate_interpretability
 from .interpretability_report import plot_alignment_vs_robustness, plot_saliency_grids, write_tables
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
@@ -132,7 +132,7 @@ _PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
 def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_test, y_test) -> dict[str, Any]:
     ic = cfg.interpretability
     log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
-    key = {"checkpoints": {n: checkpoints[n] for n in defended}, "data": asdict(cfg.data), "dataset": dataset.sha256,
+    key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended}, "data": asdict(cfg.data), "dataset": dataset.sha256,
            "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
     return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
 
