@@ -18,11 +18,14 @@ def test_softplus_copy_replaces_every_relu_and_leaves_the_model_alone(normal_mod
 def test_top_k_attack_keeps_the_label_and_moves_the_top_pixels(normal_model, batch):
     x = batch[0][:8]
     label = normal_model(x).argmax(1)
-    res = top_k_attack(normal_model, x, epsilon=0.3, steps=8, step_size=0.04, k=60, restarts=2,
+    # k = 200 is more than a digit's lit pixels: all |IG| mass starts inside the top-k, where the
+    # loss is flat at x itself (the attack must start off x to get anywhere)
+    res = top_k_attack(normal_model, x, epsilon=0.3, steps=8, step_size=0.04, k=200, restarts=2,
                        ig_steps=6, seed=0)
     assert res.label_kept.all()
     assert torch.equal(normal_model(res.images).argmax(1), label)
     assert (res.images - x).abs().max() <= 0.3 + 1e-6
     assert res.images.min() >= 0 and res.images.max() <= 1
-    moved = top_k_intersection(res.original_saliency, res.attacked_saliency, k=60)
+    assert (res.images - x).abs().amax() > 0
+    moved = top_k_intersection(res.original_saliency, res.attacked_saliency, k=100)
     assert moved.mean() < 0.8      # identical maps would give 1.0
