@@ -27,25 +27,27 @@ def demo(config: Path | None, out: Path, bots: int, host: str, port: int, serve:
     """The whole study on the embedded defaults: train the defenses, write the stimuli, create an
     identify, a rate and a compare study, run simulated participants, export, analyse, then serve the
     studies so you can take part and watch your answers arrive."""
-    from .run import DEFAULT_CONFIG, Demo, DemoError, DemoOptions, stop_server
+    from .run import DEFAULT_CONFIG, Demo, DemoError, DemoOptions
 
     # `kill PID` must stop the server too (it runs in its own session, so Ctrl-C reaches only us).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options = DemoOptions(config=config or DEFAULT_CONFIG, out=out, bots=bots, host=host, port=port,
                           serve=serve, device=device)
+    runner = Demo(options, echo=click.echo)
     try:
-        result = Demo(options, echo=click.echo).run()
+        result = runner.run()
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
     if result.server is None:
         return
     if not serve:
-        stop_server(result.server)
+        runner.release(result.server)
         return
     click.echo(f"\nServing at {result.url} - press Ctrl-C to stop.")
     try:
-        result.server.wait()
+        code = result.server.wait()
+        click.echo(f"the server stopped (exit {code}); its log: {runner.p.server_log}")
     except KeyboardInterrupt:
         click.echo("stopping the server")
     finally:
-        stop_server(result.server)
+        runner.release(result.server)

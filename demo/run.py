@@ -133,6 +133,7 @@ class Demo:
         t = self.step("database and one study per task type")
         if self.state.get("manifest_sha256") not in (None, digest):
             self.echo("  the stimulus set changed since the last demo run: starting a fresh demo database")
+            self.retire_server()  # it holds the old database open
             for folder in (self.p.instance, self.p.designs, self.p.exports, self.p.reports):
                 shutil.rmtree(folder, ignore_errors=True)
             self.state = {}
@@ -175,7 +176,7 @@ class Demo:
             self.done(t)
         except BaseException:
             if server is not None:
-                stop_server(server)
+                self.release(server)
             raise
 
         result = DemoResult(url=url, stimuli=self.p.stimuli, studies={k: v["id"] for k, v in studies.items()},
@@ -239,6 +240,21 @@ class Demo:
         self.state["server"] = {"pid": server.pid, "url": url}
         self.save_state()
         return url, server
+
+    def retire_server(self) -> None:
+        """Stop the demo server a previous run left serving (another terminal's `advlegit demo`)."""
+        running = self.state.pop("server", None)
+        if running and _pid_alive(running["pid"]):
+            os.kill(running["pid"], signal.SIGTERM)
+            self.echo(f"  stopped the previous run's server at {running['url']}: its database is replaced")
+
+    def release(self, server: subprocess.Popen) -> None:
+        """Stop a server this run started and forget it, so the next run starts its own."""
+        stop_server(server)
+        self.load_state()
+        if self.state.get("server", {}).get("pid") == server.pid:
+            del self.state["server"]
+            self.save_state()
 
     def run_bots(self, task: str, url: str) -> None:
         study = self.state["studies"][task]
