@@ -28,22 +28,22 @@ class DataConfig:
     n_train: int = 3000               # defended models train on this split
     n_rater: int = 1000               # rater models train on this disjoint split
     n_test: int = 1000                # evaluation and stimulus sources
-    split_seed: int = 0
+    split_seed: int = 0               # seed of the train/rater/test split (fixed = same digits every run)
 
 
 @dataclass
 class ModelConfig:
     architecture: str = "ross_cnn"    # ross_cnn | gap_cnn
     width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
-    dropout: float = 0.5
+    dropout: float = 0.5              # before the last layer (ross_cnn; paper: 0.5)
 
 
 @dataclass
 class TrainingConfig:
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
+    steps: int = 300                  # optimizer steps per model (paper: 15,000)
+    batch_size: int = 64              # paper: 256
+    lr: float = 1e-3                  # Adam learning rate (paper: 2e-4)
+    seed: int = 0                     # weight initialization and batch order
 
 
 @dataclass
@@ -64,11 +64,11 @@ class RaterConfig:
 
 @dataclass
 class EvaluationConfig:
-    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd_linf"])
-    epsilons: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
-    n_images: int = 256
-    pgd_steps: int = 10
-    heatmap_epsilon: float = 0.3
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd_linf"])  # accuracy-vs-epsilon curves
+    epsilons: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])  # L-inf budgets evaluated
+    n_images: int = 256               # test digits evaluated (paper: 256)
+    pgd_steps: int = 10               # steps of pgd_linf in the evaluation
+    heatmap_epsilon: float = 0.3      # budget of the transfer matrix (source model x evaluated model)
 
 
 @dataclass
@@ -76,13 +76,13 @@ class StimuliConfig:
     per_class: int = 2                # source digits per true class (balanced)
     targets: str = "next"             # next ((y+1) mod K, as in the paper) | all | random
     n_targets: int = 1                # for targets = "random"
-    attack: str = "tgsm_iterative"
-    attack_params: dict[str, Any] = field(default_factory=dict)
+    attack: str = "tgsm_iterative"    # the attack that makes the stimuli (table of attacks below)
+    attack_params: dict[str, Any] = field(default_factory=dict)  # its parameters, e.g. { steps = 10 }
     until_success: bool = True        # grow the budget until the model predicts the target
-    budgets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5])
-    budget_param: str = "epsilon"
+    budgets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5])  # tried in order
+    budget_param: str = "epsilon"     # the attack parameter the budgets set
     require_correct: bool = True      # sources every defended model classifies correctly
-    seed: int = 0
+    seed: int = 0                     # choice of source digits and targets
 
 
 @dataclass
@@ -90,9 +90,9 @@ class InterpretabilityConfig:
     """Saliency, alignment and attribution robustness (Etmann, Chen, Boopathy). Off unless the
     [interpretability] table is present (then `enabled` defaults to true)."""
 
-    enabled: bool = False
+    enabled: bool = False             # true when the [interpretability] table is present
     n_images: int = 100               # test digits every metric uses (the same for every model)
-    methods: list[str] = field(default_factory=lambda: ["gradient", "integrated_gradients"])
+    methods: list[str] = field(default_factory=lambda: ["gradient", "integrated_gradients"])  # saliency grids: gradient | smoothgrad | integrated_gradients | grad_cam
     grid_images: int = 8              # columns of the saliency grids (CAM is added for gap_cnn models)
     ig_steps: int = 50                # Riemann steps of integrated gradients (Chen et al.: 50)
     alignment: bool = True            # alpha, cosine alpha and linearized rho~ per image
@@ -111,13 +111,13 @@ class InterpretabilityConfig:
     top_k: int = 100                  # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
-    seed: int = 0
+    seed: int = 0                     # noise of SmoothGrad and the attacks' random starts
 
 
 @dataclass
 class GenerationConfig:
-    name: str = "study"
-    seed: int = 0
+    name: str = "study"               # names the stimulus set (manifest); shown only to researchers
+    seed: int = 0                     # recorded in the manifest; each stage below has its own seed
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)

@@ -24,7 +24,16 @@ PAGE = ROOT / "docs" / "config-reference.md"
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """{field name: trailing comment} from the class source (comment lines just above a field count too)."""
+    """{field name: trailing comment} from the source of the class and its dataclass bases (comment
+    lines just above a field count too)."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            comments.update({k: v for k, v in _own_field_comments(klass).items() if v or k not in comments})
+    return comments
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
     source = textwrap.dedent(inspect.getsource(cls))
     comments: dict[str, str] = {}
     pending: list[str] = []

@@ -25,26 +25,26 @@ class DesignError(ValueError):
 class Analysis:
     attention_threshold: float = 1.0  # minimum fraction of attention checks passed
     rt_floor_ms: float = 200.0  # responses faster than this are excluded
-    primary_outcome: str = ""
-    primary_contrast: str = "each_vs_reference"
-    reference_defense: str = ""
+    primary_outcome: str = ""  # "" = the task's own: target_hit | rating | chosen_defense
+    primary_contrast: str = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within the family)
+    reference_defense: str = ""  # "" = the first of study.defenses
 
 
 @dataclass
 class Design:
-    name: str
-    task: str
-    trials: int
-    practice: int
-    attention_checks: int
-    target_sample_size: int
-    consent_md: str
-    instructions_md: str
+    name: str  # shown to participants as the study's title
+    task: str  # identify | rate | compare
+    trials: int  # main trials per participant; a multiple of the defenses (compare: defense pairs)
+    practice: int  # clean digits with feedback before the main trials
+    attention_checks: int  # clear clean digits among the main trials (exclusion rule in [analysis])
+    target_sample_size: int  # completed participants wanted; the link closes itself after that
+    consent_md: str  # Markdown shown on the consent page; participants must agree to go on
+    instructions_md: str  # Markdown shown before the first trial
     defenses: list[str] = field(default_factory=list)  # empty = every defended model
-    timeout_minutes: int = 60
-    seed: int | None = None
+    timeout_minutes: int = 60  # inactive this long: timed_out, and their trials go to others
+    seed: int | None = None  # allocation seed; unset = random
     completion_code: str = ""  # Prolific's study completion code; generated when empty
-    debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))
+    debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))  # free-text, optional
     analysis: Analysis = field(default_factory=Analysis)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,8 @@ def _margin(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
           c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
           binary_search_steps: int = 5) -> AttackResult:
+    """Carlini-Wagner L2: Adam in tanh space on ||delta||^2 + c * margin loss (kappa), binary search over c;
+    a failed image is reported as failed, never returned as the clean image."""
     x = x.detach()
     n = len(x)
     view = (-1,) + (1,) * (x.dim() - 1)

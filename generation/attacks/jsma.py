@@ -41,6 +41,8 @@ def _best_pairs(a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor, increase
 
 def jsma(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
          theta: float = 1.0, gamma: float = 0.25) -> AttackResult:
+    """Jacobian saliency map attack (Papernot et al.), batched: change pixel pairs by theta toward the
+    target, at most a gamma share of the pixels."""
     target = default_target(y) if target is None else target
     x = x.detach()
     batch, n_features = x.shape[0], x[0].numel()

@@ -34,8 +34,8 @@ from .inner_max import check_fraction, check_pgd, delayed_ramp, eval_mode, linf_
 
 @dataclass
 class CamIntParams:
-    gamma: float = 0.01
-    epsilon: float = 0.3
+    gamma: float = 0.01  # weight of the CAM discrepancy (paper: 0.01)
+    epsilon: float = 0.3  # L-inf radius of the PGD point x' (paper MNIST: 0.3, ramped)
     steps: int = 10             # paper 40
     step_size: float = 0.075    # paper 0.01
     ramp_start: float = 0.2     # eps = 0 before this fraction of training (paper: 2k of 10k steps)

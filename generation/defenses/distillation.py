@@ -20,7 +20,7 @@ class Distillation(Defense):
 
     @dataclass
     class Params:
-        temperature: float = 50.0
+        temperature: float = 50.0  # T for teacher and student (paper: 50); tested at T = 1
 
     def prepare(self, ctx: TrainContext) -> None:
         T = self.params.temperature

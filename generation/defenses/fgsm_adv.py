@@ -29,7 +29,7 @@ class FGSMAdversarial(Defense):
 
     @dataclass
     class Params:
-        epsilon: float = 0.3
+        epsilon: float = 0.3  # L-inf budget of the FGSM examples trained on (paper: 0.3)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         return half_clean_half_adversarial(model, x, y, self.params.epsilon)

@@ -13,7 +13,7 @@ from .gradreg import GradReg, GradRegParams, input_gradient_penalty
 
 @dataclass
 class GradRegAdvParams(GradRegParams):
-    epsilon: float = 0.3
+    epsilon: float = 0.3  # L-inf budget of the FGSM half of the loss (paper: 0.3)
 
 
 class GradRegAdversarial(GradReg):

@@ -30,8 +30,8 @@ from .inner_max import check_fraction, check_pgd, eval_mode, linf_pgd_maximize
 
 @dataclass
 class IGNormParams:
-    lambda_: float = 1.0
-    epsilon: float = 0.3
+    lambda_: float = 1.0  # weight of max ||IG(x -> x')||_1 (paper: 1)
+    epsilon: float = 0.3  # L-inf radius of the inner maximization (paper MNIST: 0.3)
     steps: int = 3              # paper 40
     step_size: float = 0.25     # paper 0.01 (here 2.5 eps / steps)
     ig_steps: int = 8           # paper 50

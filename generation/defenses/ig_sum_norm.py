@@ -29,8 +29,8 @@ from .inner_max import check_fraction, check_pgd, eval_mode, linf_pgd_maximize
 
 @dataclass
 class IGSumNormParams:
-    beta: float = 0.1
-    epsilon: float = 0.3
+    beta: float = 0.1  # weight of ||IG(x -> x')||_1 beside CE(x'); 0 = PGD adversarial training (paper: 0.1)
+    epsilon: float = 0.3  # L-inf radius of the inner maximization (paper MNIST: 0.3)
     steps: int = 3              # paper 40
     step_size: float = 0.25     # paper 0.01 (here 2.5 eps / steps)
     ig_steps: int = 8           # paper 50

@@ -20,10 +20,10 @@ class PGDAdversarial(Defense):
 
     @dataclass
     class Params:
-        epsilon: float = 0.3
-        steps: int = 40
-        step_size: float = 0.01
-        ramp_fraction: float = 0.0
+        epsilon: float = 0.3  # L-inf budget (Madry et al. MNIST: 0.3)
+        steps: int = 40  # PGD steps per training batch (paper: 40)
+        step_size: float = 0.01  # per PGD step (paper: 0.01)
+        ramp_fraction: float = 0.0  # epsilon rises linearly from 0 over this fraction of training
 
     def prepare(self, ctx: TrainContext) -> None:
         self.total_steps = ctx.total_steps
