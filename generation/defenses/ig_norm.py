@@ -29,8 +29,9 @@ from .inner_max import check_fraction, check_pgd, eval_mode, linf_pgd_maximize
 
 
 @dataclass
-class IGNormParams:
-    lambda_: float = 1.0  # weight of max ||IG(x -> x')||_1 (paper: 1)
+class IGInnerMaxParams:
+    """What IG-NORM and IG-SUM-NORM share: the inner PGD and the Riemann points of IG."""
+
     epsilon: float = 0.3  # L-inf radius of the inner maximization (paper MNIST: 0.3)
     steps: int = 3              # paper 40
     step_size: float = 0.25     # paper 0.01 (here 2.5 eps / steps)
@@ -38,25 +39,46 @@ class IGNormParams:
     inner_ig_steps: int = 2     # paper 10
     ramp_fraction: float = 0.3  # paper 0 (no ramp)
 
+    def check(self, name: str) -> None:
+        check_pgd(name, self.epsilon, self.steps, self.step_size)
+        if self.ig_steps < 1 or self.inner_ig_steps < 1:
+            raise ValueError(f"{name}: ig_steps and inner_ig_steps (Riemann points) must be >= 1, "
+                             f"got {self.ig_steps} and {self.inner_ig_steps}")
+        check_fraction(name, "ramp_fraction", self.ramp_fraction)
+
+
+@dataclass
+class IGNormParams(IGInnerMaxParams):
+    lambda_: float = 1.0  # weight of max ||IG(x -> x')||_1 (paper: 1)
+
     def __post_init__(self) -> None:
         if self.lambda_ < 0:
             raise ValueError(f"ig_norm: lambda_ must be >= 0, got {self.lambda_}")
-        check_pgd("ig_norm", self.epsilon, self.steps, self.step_size)
-        if self.ig_steps < 1 or self.inner_ig_steps < 1:
-            raise ValueError(f"ig_norm: ig_steps and inner_ig_steps (Riemann points) must be >= 1, "
-                             f"got {self.ig_steps} and {self.inner_ig_steps}")
-        check_fraction("ig_norm", "ramp_fraction", self.ramp_fraction)
+        self.check("ig_norm")
 
 
-class IGNorm(Defense):
-    name = "ig_norm"
-    Params = IGNormParams
+class IGInnerMaxDefense(Defense):
+    """A defense whose loss is taken at an inner-maximization point x' with a ramped epsilon."""
 
     def prepare(self, ctx: TrainContext) -> None:
         self.total_steps = ctx.total_steps
 
     def epsilon_at(self, step: int) -> float:
         return self.params.epsilon * linear_ramp(step, getattr(self, "total_steps", 0), self.params.ramp_fraction)
+
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        return self.loss_at(model, x, self.attack(model, x, y, step), y)
+
+
+class IGNorm(IGInnerMaxDefense):
+    name = "ig_norm"
+    Params = IGNormParams
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """The inner max: x' that maximizes ||IG(x -> x')||_1 (cheap m)."""
@@ -71,6 +93,3 @@ class IGNorm(Defense):
         if self.params.lambda_ == 0:
             return ce
         return ce + self.params.lambda_ * ig_l1(model, x.detach(), x_adv, y, self.params.ig_steps).mean()
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        return self.loss_at(model, x, self.attack(model, x, y, step), y)

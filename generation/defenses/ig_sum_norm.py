@@ -23,39 +23,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attribution_terms import ig_l1
-from .base import Defense, TrainContext, linear_ramp
-from .inner_max import check_fraction, check_pgd, eval_mode, linf_pgd_maximize
+from .ig_norm import IGInnerMaxDefense, IGInnerMaxParams
+from .inner_max import eval_mode, linf_pgd_maximize
 
 
 @dataclass
-class IGSumNormParams:
+class IGSumNormParams(IGInnerMaxParams):
     beta: float = 0.1  # weight of ||IG(x -> x')||_1 beside CE(x'); 0 = PGD adversarial training (paper: 0.1)
-    epsilon: float = 0.3  # L-inf radius of the inner maximization (paper MNIST: 0.3)
-    steps: int = 3              # paper 40
-    step_size: float = 0.25     # paper 0.01 (here 2.5 eps / steps)
-    ig_steps: int = 8           # paper 50
-    inner_ig_steps: int = 2     # paper 10
-    ramp_fraction: float = 0.3  # paper 0 (no ramp)
 
     def __post_init__(self) -> None:
         if self.beta < 0:
             raise ValueError(f"ig_sum_norm: beta must be >= 0, got {self.beta}")
-        check_pgd("ig_sum_norm", self.epsilon, self.steps, self.step_size)
-        if self.ig_steps < 1 or self.inner_ig_steps < 1:
-            raise ValueError(f"ig_sum_norm: ig_steps and inner_ig_steps (Riemann points) must be >= 1, "
-                             f"got {self.ig_steps} and {self.inner_ig_steps}")
-        check_fraction("ig_sum_norm", "ramp_fraction", self.ramp_fraction)
+        self.check("ig_sum_norm")
 
 
-class IGSumNorm(Defense):
+class IGSumNorm(IGInnerMaxDefense):
     name = "ig_sum_norm"
     Params = IGSumNormParams
-
-    def prepare(self, ctx: TrainContext) -> None:
-        self.total_steps = ctx.total_steps
-
-    def epsilon_at(self, step: int) -> float:
-        return self.params.epsilon * linear_ramp(step, getattr(self, "total_steps", 0), self.params.ramp_fraction)
 
     def objective(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                   ig_steps: int) -> torch.Tensor:
@@ -74,6 +58,3 @@ class IGSumNorm(Defense):
 
     def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.objective(model, x.detach(), x_adv, y, self.params.ig_steps).mean()
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        return self.loss_at(model, x, self.attack(model, x, y, step), y)
