@@ -75,6 +75,8 @@ def test_dashboard_review_and_close(app, client, study_id):
     login(app, client)
     page = client.get(f"/admin/studies/{study_id}").get_data(as_text=True)
     assert 'id="n-participants">3<' in page and 'id="n-completed">2 of 500' in page
+    assert f"<title>Study {study_id}</title>" in page  # the title is text, not a copy of a table
+    assert page.count("<h2>Debrief answers</h2>") == 1
     cells = {d: int(n) for d, n in re.findall(r"<tr><td>(\w+)</td><td>(\d+)</td></tr>", page)}
     defenses = ("undefended_ce", "gradreg_dbp", "advtrain_fgsm", "distill_t50")
     # 2 finished x 2 per defense, plus P3's one main answer after two practice trials.
