@@ -16,7 +16,8 @@ from advlegit import main  # noqa: E402
 
 
 def test_analyze_reads_the_study_database(tmp_path, tmp_path_factory):
-    from study_fixtures import answer_body, create_study, make_app, shared_stimulus_set, start_participant
+    from study_fixtures import (answer_body, create_study, csrf_of, make_app, post_answer, shared_stimulus_set,
+                                start_participant)
 
     from study_app.db import db
 
@@ -31,8 +32,8 @@ def test_analyze_reads_the_study_database(tmp_path, tmp_path_factory):
         trials = client.get(f"/api/p/{token}/trials").get_json()["trials"]
         for t in trials:
             answer = str((i + t["index"]) % 10)
-            assert client.post(f"/api/p/{token}/responses", json=answer_body(t["index"], answer)).status_code == 201
-        client.post(f"/p/{token}/debrief", data={"q0": "x"})
+            assert post_answer(client, token, answer_body(t["index"], answer)).status_code == 201
+        client.post(f"/p/{token}/debrief", data={"q0": "x", "csrf": csrf_of(token)})
     with app.app_context():
         db.engine.dispose()
     out = tmp_path / "report"
