@@ -29,8 +29,10 @@ def demo(config: Path | None, out: Path, bots: int, host: str, port: int, serve:
     studies so you can take part and watch your answers arrive."""
     from .run import DEFAULT_CONFIG, Demo, DemoError, DemoOptions
 
-    # `kill PID` must stop the server too (it runs in its own session, so Ctrl-C reaches only us).
+    # `kill PID` must stop the server too (it runs in its own session, so Ctrl-C reaches only us), and
+    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     options = DemoOptions(config=config or DEFAULT_CONFIG, out=out, bots=bots, host=host, port=port,
                           serve=serve, device=device)
     runner = Demo(options, echo=click.echo)
