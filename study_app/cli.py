@@ -229,6 +229,7 @@ def export(study_id: str, output: str, include_platform_ids: bool) -> None:
         if study is None:
             raise click.ClickException(f"no study {study_id!r}")
         stream = stream_csv if out.suffix == ".csv" else stream_jsonl
+        out.parent.mkdir(parents=True, exist_ok=True)  # `-o exports/x.csv` into a new folder just works
         tmp = out.with_name(out.name + ".partial")
         with tmp.open("w", encoding="utf-8", newline="") as f:
             for chunk in stream(study, include_platform_ids):

@@ -174,12 +174,12 @@ def test_cli_export_writes_file_and_companion(app, client, study_id, tmp_path):
 
     complete(client, study_id, "P1")
     env = {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "ADVLEGIT_INSTANCE": app.instance_path}
-    out = tmp_path / "responses.csv"
+    out = tmp_path / "new-folder" / "responses.csv"  # a folder that does not exist yet
     res = CliRunner().invoke(cli, ["export", "--study", study_id, "-o", str(out)], env=env)
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12
-    side = json.loads((tmp_path / "responses.study.json").read_text())
+    side = json.loads((out.parent / "responses.study.json").read_text())
     assert side["design"]["analysis"]["rt_floor_ms"] == 200 and side["manifest_sha256"] == rows[0]["manifest_sha256"]
     res = CliRunner().invoke(cli, ["export", "--study", "nope", "-o", str(tmp_path / "x.csv")], env=env)
     assert res.exit_code != 0 and "no study" in res.output
