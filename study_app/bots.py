@@ -148,7 +148,8 @@ def _send(s: requests.Session, method: str, url: str, retries: int, **kw) -> req
         last = attempt == retries
         try:
             r = s.request(method, url, **kw)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        # A worker killed mid-reply cuts the body off (ChunkedEncodingError): a lost connection too.
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             if last:
                 raise BotError(f"{method} {url}: {exc}") from exc
         else:
