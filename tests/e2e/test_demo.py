@@ -4,6 +4,7 @@ second `advlegit demo` (while the first still serves) finds their answers in the
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -72,10 +73,18 @@ def demo_run(tmp_path_factory):
     yield run
     # Ctrl-C stops the demo and its server.
     url = re.search(r"Serving at (\S+)", "\n".join(lines)).group(1)
+    server_pid = json.loads((out / "demo-state.json").read_text())["server"]["pid"]
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=30) == 0, "\n".join(lines[-20:])
-    with pytest.raises(requests.ConnectionError):
-        requests.get(url, timeout=2)
+    try:
+        assert proc.wait(timeout=30) == 0, "\n".join(lines[-20:])
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=2)
+    finally:  # never leave a demo or its server running after the suite, whatever failed
+        for pid in (proc.pid, server_pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_demo_reports_name_every_defense(demo_run):
