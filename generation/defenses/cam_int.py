@@ -29,7 +29,7 @@ from torch import nn
 from ..saliency import cam_all_classes
 from .attribution_terms import cam_discrepancy, require_gap_head
 from .base import Defense, TrainContext
-from .inner_max import check_fraction, check_pgd, delayed_ramp, eval_mode, linf_pgd_maximize
+from .inner_max import InnerMaximizer, check_fraction, check_pgd, delayed_ramp, eval_mode
 
 
 @dataclass
@@ -53,7 +53,7 @@ class CamIntParams:
             raise ValueError(f"{name}: ramp_end ({self.ramp_end}) must not come before ramp_start ({self.ramp_start})")
 
 
-class CamInt(Defense):
+class CamInt(InnerMaximizer, Defense):
     name = "int"
     Params = CamIntParams
     requires_architecture: ClassVar[str] = "gap_cnn"  # for configs and tests that pick the model
@@ -67,12 +67,9 @@ class CamInt(Defense):
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """x' maximizing the CAM discrepancy D."""
-        p = self.params
-        with eval_mode(model):
-            with torch.no_grad():
-                clean_cams = cam_all_classes(model, x)[0]
-            return linf_pgd_maximize(lambda z: cam_discrepancy(model, x, z, y, clean_cams).sum(), x,
-                                     epsilon=self.epsilon_at(step), step_size=p.step_size, steps=p.steps, seed=step)
+        with eval_mode(model), torch.no_grad():
+            clean_cams = cam_all_classes(model, x)[0]
+        return self.inner_max(model, x, lambda z: cam_discrepancy(model, x, z, y, clean_cams).sum(), step)
 
     def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(model(x_adv if self.params.adversarial_ce else x), y)

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cam_int import CamInt, CamIntParams
-from .inner_max import eval_mode, linf_pgd_maximize
 
 
 @dataclass
@@ -30,7 +29,4 @@ class CamInt2(CamInt):
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """x' from standard PGD on the summed cross-entropy (pgd_linf's point)."""
-        p = self.params
-        with eval_mode(model):
-            return linf_pgd_maximize(lambda z: F.cross_entropy(model(z), y, reduction="sum"), x,
-                                     epsilon=self.epsilon_at(step), step_size=p.step_size, steps=p.steps, seed=step)
+        return self.inner_max(model, x, lambda z: F.cross_entropy(model(z), y, reduction="sum"), step)

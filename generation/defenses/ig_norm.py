@@ -25,7 +25,7 @@ from torch import nn
 
 from .attribution_terms import ig_l1
 from .base import Defense, TrainContext, linear_ramp
-from .inner_max import check_fraction, check_pgd, eval_mode, linf_pgd_maximize
+from .inner_max import InnerMaximizer, check_fraction, check_pgd
 
 
 @dataclass
@@ -57,7 +57,7 @@ class IGNormParams(IGInnerMaxParams):
         self.check("ig_norm")
 
 
-class IGInnerMaxDefense(Defense):
+class IGInnerMaxDefense(InnerMaximizer, Defense):
     """A defense whose loss is taken at an inner-maximization point x' with a ramped epsilon."""
 
     def prepare(self, ctx: TrainContext) -> None:
@@ -82,11 +82,7 @@ class IGNorm(IGInnerMaxDefense):
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """The inner max: x' that maximizes ||IG(x -> x')||_1 (cheap m)."""
-        p = self.params
-        with eval_mode(model):
-            return linf_pgd_maximize(lambda z: ig_l1(model, x, z, y, p.inner_ig_steps).sum(), x,
-                                     epsilon=self.epsilon_at(step), step_size=p.step_size, steps=p.steps,
-                                     seed=step)
+        return self.inner_max(model, x, lambda z: ig_l1(model, x, z, y, self.params.inner_ig_steps).sum(), step)
 
     def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(model(x), y)

@@ -24,7 +24,6 @@ from torch import nn
 
 from .attribution_terms import ig_l1
 from .ig_norm import IGInnerMaxDefense, IGInnerMaxParams
-from .inner_max import eval_mode, linf_pgd_maximize
 
 
 @dataclass
@@ -50,11 +49,8 @@ class IGSumNorm(IGInnerMaxDefense):
         return ce + self.params.beta * ig_l1(model, x, x_adv, y, ig_steps)
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        p = self.params
-        with eval_mode(model):
-            return linf_pgd_maximize(lambda z: self.objective(model, x, z, y, p.inner_ig_steps).sum(), x,
-                                     epsilon=self.epsilon_at(step), step_size=p.step_size, steps=p.steps,
-                                     seed=step)
+        return self.inner_max(model, x, lambda z: self.objective(model, x, z, y, self.params.inner_ig_steps).sum(),
+                              step)
 
     def loss_at(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.objective(model, x.detach(), x_adv, y, self.params.ig_steps).mean()

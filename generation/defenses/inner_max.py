@@ -70,3 +70,14 @@ def check_pgd(name: str, epsilon: float, steps: int, step_size: float) -> None:
 def check_fraction(name: str, key: str, value: float) -> None:
     if not 0 <= value <= 1:
         raise ValueError(f"{name}: {key} is a fraction of training steps and must be in [0, 1], got {value}")
+
+
+class InnerMaximizer:
+    """For defenses taking their loss at an inner-maximization point: Params with `step_size` and
+    `steps`, and an `epsilon_at(step)` schedule. The PGD runs on the network in eval mode."""
+
+    def inner_max(self, model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor],
+                  step: int) -> torch.Tensor:
+        with eval_mode(model):
+            return linf_pgd_maximize(objective, x, epsilon=self.epsilon_at(step), step_size=self.params.step_size,
+                                     steps=self.params.steps, seed=step)
