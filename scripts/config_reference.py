@@ -16,6 +16,7 @@ import json
 import sys
 import textwrap
 import tokenize
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,10 @@ def default_of(f: dataclasses.Field) -> Any:
 def field_table(cls: type, skip: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> str:
     rename = rename or {}
     comments = field_comments(cls)
+    nested = dict(nested_sections(cls))  # tables of their own, documented separately
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if f.name in skip or dataclasses.is_dataclass(_resolved_type(cls, f)):
+        if f.name in skip or f.name in nested:
             continue
         default = default_of(f)
         shown = "**required**" if default == "required" else toml_value(default)
@@ -94,17 +96,8 @@ def field_table(cls: type, skip: tuple[str, ...] = (), rename: dict[str, str] | 
     return "\n".join(rows)
 
 
-def _resolved_type(cls: type, f: dataclasses.Field) -> Any:
-    import typing
-
-    try:
-        return typing.get_type_hints(cls)[f.name]
-    except Exception:
-        return None
-
-
 def nested_sections(cls: type) -> list[tuple[str, type]]:
-    hints = __import__("typing").get_type_hints(cls)
+    hints = typing.get_type_hints(cls)
     return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]
 
 
