@@ -34,7 +34,7 @@ def demo(config: Path | None, out: Path, bots: int, host: str, port: int, serve:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     options = DemoOptions(config=config or DEFAULT_CONFIG, out=out, bots=bots, host=host, port=port,
-                          serve=serve, device=device)
+                          device=device)
     runner = Demo(options, echo=click.echo)
     try:
         result = runner.run()

@@ -8,7 +8,6 @@ answered meanwhile).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -18,11 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
+
+from generation.manifest import manifest_sha256
 
 from .designs import TASKS, DemoDesignError, derive, load_example, trial_options, write_toml
 
@@ -42,7 +43,6 @@ class DemoOptions:
     bots: int = 30
     host: str = "127.0.0.1"
     port: int = 5000
-    serve: bool = True
     device: str = "cpu"
     bot_concurrency: int = 4
 
@@ -56,7 +56,6 @@ class DemoResult:
     admin_password: str
     seconds: float
     server: subprocess.Popen | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class Paths:
@@ -127,7 +126,7 @@ class Demo:
         t = self.step("train the defended models and write the stimulus set (cached after the first run)")
         self.advlegit("generate", str(self.o.config), "-o", str(self.p.stimuli), "--device", self.o.device, "--force")
         manifest = json.loads((self.p.stimuli / "manifest.json").read_text())
-        digest = hashlib.sha256((self.p.stimuli / "manifest.json").read_bytes()).hexdigest()
+        digest = manifest_sha256(self.p.stimuli)
         self.done(t)
 
         t = self.step("database and one study per task type")
@@ -227,10 +226,10 @@ class Demo:
             self.echo(f"  port {self.o.port} is busy; using {port}")
         url = f"http://{self.o.host}:{port}"
         self.echo(f"  $ advlegit serve --host {self.o.host} --port {port}   (log: {self.p.server_log})")
-        log = self.p.server_log.open("ab")
-        server = subprocess.Popen([sys.executable, "-c", "import advlegit; advlegit.main()", "serve",
-                                   "--host", self.o.host, "--port", str(port)],
-                                  env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with self.p.server_log.open("ab") as log:  # the child keeps its own copy of the descriptor
+            server = subprocess.Popen([sys.executable, "-c", "import advlegit; advlegit.main()", "serve",
+                                       "--host", self.o.host, "--port", str(port)],
+                                      env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while not _answers(url):
             if server.poll() is not None or time.monotonic() > deadline:
@@ -297,7 +296,7 @@ def stop_server(server: subprocess.Popen) -> None:
 
 def _answers(url: str) -> bool:
     try:
-        return requests.get(f"{url}/admin/login", timeout=2).status_code == 200
+        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
 
