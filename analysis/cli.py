@@ -51,6 +51,27 @@ def _export_from_database(database: str, study: str, workdir: Path) -> Path:
     return out
 
 
+def _plan_summary(plan_path, companion_doc: dict, cfg, result, design: str) -> dict | None:
+    """The plan the report names: from --plan (hash checked), else rebuilt from the companion's design."""
+    from analysis import prereg
+    if plan_path:
+        plan, h = prereg.read_plan(Path(plan_path))
+        source = f"from `{Path(plan_path).name}`"
+    else:
+        plan = prereg.plan_from_companion(companion_doc)
+        if plan is None:
+            return None
+        h = prereg.plan_hash(plan)
+        source = "rebuilt from the design in the export's companion file"
+    summ = result.summary
+    defenses = summ.get("defenses", {})
+    devs = prereg.deviations(plan, cfg, summ.get("tasks", []), defenses, design, summ.get("reference"))
+    stated = companion_doc.get("analysis_plan_sha256") or companion_doc.get("plan_sha256")
+    if stated and stated != h:
+        devs.insert(0, f"the study's companion names plan {stated}, but the plan used here hashes to {h}")
+    return {"sha256": h, "source": source, "deviations": devs}
+
+
 @cli.command("analyze")
 @click.argument("export_file", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
@@ -59,36 +80,67 @@ def _export_from_database(database: str, study: str, workdir: Path) -> Path:
 @click.option("--study", help="Study id (with --database).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with an [analysis] table (e.g. the study design file).")
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False),
+              help="Pre-registered plan from `advlegit prereg`: its hash is checked and every deviation listed.")
 @click.option("--reference-defense", help="Defense every other is contrasted with.")
 @click.option("--primary-contrast", nargs=2, help="Pre-registered primary contrast: TREATMENT CONTROL.")
-@click.option("--attention-min-pass-rate", type=float)
+@click.option("--primary-family", type=click.Choice(["each_vs_reference", "all_pairs"]),
+              help="Pre-registered primary family instead of one contrast (Holm within it).")
+@click.option("--attention-threshold", "--attention-min-pass-rate", "attention_threshold", type=float,
+              help="Keep participants passing at least this share of attention checks.")
 @click.option("--rt-floor-ms", type=float)
 @click.option("--alpha", type=float)
 @click.option("--n-boot", type=int, help="Bootstrap resamples.")
 @click.option("--seed", type=int)
 @click.option("--r-crosscheck", type=click.Choice(["auto", "on", "off"]))
 @click.option("--no-mixed-model", is_flag=True, default=None, help="Skip the mixed-model fits.")
-def analyze_cmd(export_file, output, database, study, config_path, reference_defense, primary_contrast,
-                attention_min_pass_rate, rt_floor_ms, alpha, n_boot, seed, r_crosscheck, no_mixed_model):
+def analyze_cmd(export_file, output, database, study, config_path, plan_path, reference_defense, primary_contrast,
+                primary_family, attention_threshold, rt_floor_ms, alpha, n_boot, seed, r_crosscheck,
+                no_mixed_model):
     """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
+    from analysis.config import read_companion, study_info
     from analysis.pipeline import run_analysis
     from analysis.report import atomic_dir, write_report
     import tempfile
     try:
+        if primary_contrast and primary_family:
+            raise AnalysisError("give either --primary-contrast or --primary-family, not both")
         with tempfile.TemporaryDirectory() as work:
             df, companion = _load(export_file, database, study, Path(work))
             cfg = _config(config_path, companion=companion, reference_defense=reference_defense,
-                          primary_contrast=tuple(primary_contrast) if primary_contrast else None,
-                          attention_min_pass_rate=attention_min_pass_rate, rt_floor_ms=rt_floor_ms,
+                          primary_contrast=tuple(primary_contrast) if primary_contrast else primary_family,
+                          attention_threshold=attention_threshold, rt_floor_ms=rt_floor_ms,
                           alpha=alpha, n_boot=n_boot, seed=seed, r_crosscheck=r_crosscheck,
                           mixed_model=False if no_mixed_model else None)
+            info = study_info(companion, Path(config_path) if config_path else None)
+            companion_doc, _ = read_companion(companion)
         with atomic_dir(Path(output)) as tmp:
             (tmp / "figures").mkdir()
-            result = run_analysis(df, cfg, tmp / "figures")
-            write_report(result.sections, cfg, export_file or f"{database} study {study}", result.summary, tmp)
+            result = run_analysis(df, cfg, tmp / "figures", info)
+            plan = _plan_summary(plan_path, companion_doc, cfg, result, result.summary["design"]["name"])
+            if plan is not None:
+                result.summary["plan"] = plan
+            write_report(result.sections, cfg, export_file or f"{database} study {study}", result.summary, tmp,
+                         info)
     except AnalysisError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"report written to {Path(output) / 'report.html'}")
+
+
+@cli.command("prereg")
+@click.argument("design_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The plan (Markdown).")
+def prereg_cmd(design_file, output):
+    """Write the pre-registered analysis plan of a study design, with its SHA-256."""
+    from analysis import prereg
+    try:
+        plan = prereg.plan_from_toml(Path(design_file))
+        Path(output).write_text(prereg.render(plan), encoding="utf-8")
+    except AnalysisError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc}") from None
+    click.echo(f"plan written to {output}\nSHA-256 {prereg.plan_hash(plan)}")
 
 
 @cli.command("power")

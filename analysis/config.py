@@ -1,44 +1,54 @@
-"""Analysis options: the `[analysis]` section of a study design file, plus CLI overrides."""
+"""Analysis options: one type for the study design's `[analysis]` section, the export's companion
+`.study.json`, a `--config` TOML file and the command line.
+
+Every option has one name and one default (the study design file's, study_app/design.py), and the
+report states where each value came from: `study` (the design's `[analysis]` section, read from the
+export's companion file or from `--config`), `command line`, or `default`.
+"""
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analysis.errors import AnalysisError
 
-# Defaults used when a study does not pre-register its own; the report states every value.
-DEFAULT_REFERENCE = "normal"
-DEFAULT_PRIMARY = ("gradreg_y", "normal")
+log = logging.getLogger(__name__)
 FAMILIES = ("each_vs_reference", "all_pairs")
-# the study app's design file spells some options differently (study_app/design.py)
-ALIASES = {"attention_threshold": "attention_min_pass_rate"}
+# The task's own pre-registered outcome (primary_outcome = "" means this one).
+TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
+OUTCOMES = ("", "target_hit", "original_hit", "rating", "chosen_defense")
+# Older spellings still accepted (files and command line); the report uses the names below.
+ALIASES = {"attention_min_pass_rate": "attention_threshold"}
+DEFAULT_REFERENCE = "normal"  # reference_defense = "": this defense if present, else the first
+
+SOURCES = ("study", "command line", "default")
 
 
 @dataclass
 class AnalysisConfig:
-    attention_min_pass_rate: float = 0.75  # participant kept if >= this share of checks passed
+    attention_threshold: float = 1.0  # participant kept if >= this share of attention checks passed
     rt_floor_ms: float = 200.0  # responses faster than this are removed (response-level rule)
+    primary_outcome: str = ""  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_contrast: str | tuple[str, str] = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    reference_defense: str = ""  # "" = normal if present, else the first defense in sorted order
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
-    reference_defense: str | None = None  # None: DEFAULT_REFERENCE if present, else first defense
-    primary_contrast: tuple[str, str] | None = None  # (treatment, control) on target_hit
-    # study-app designs pre-register a family instead: each_vs_reference | all_pairs (Holm within it)
-    primary_family: str | None = None
-    primary_outcome: str = "target_hit"  # target_hit | original_hit | rating | chosen_defense
-    alpha: float = 0.05  # two-sided significance level; intervals are 1 - alpha
+    alpha: float = 0.05  # two-sided significance level; every interval is 1 - alpha
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
     seed: int = 0  # bootstrap and subsampling seed (the report is reproducible)
     r_crosscheck: str = "auto"  # auto | on | off
-    mixed_model: bool = True  # BinomialBayesMixedGLM / MixedLM fits (slowest part)
-    mixed_model_max_participants: int = 100  # VB fit cost grows with rows; 0 = use everyone
-    # which options came from the user (vs defaults), so the report can say so
-    explicit: set[str] = field(default_factory=set)
+    mixed_model: bool = True  # mixed-model fits (slowest part)
+    mixed_model_max_participants: int = 100  # 0 = use everyone
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.attention_min_pass_rate <= 1.0:
-            raise AnalysisError("attention_min_pass_rate must be between 0 and 1")
+        # where each value came from; filled by load_config (not an option itself)
+        self.sources: dict[str, str] = {f: "default" for f in option_names()}
+        if not 0.0 <= self.attention_threshold <= 1.0:
+            raise AnalysisError("attention_threshold must be between 0 and 1")
         if not 0.0 < self.alpha < 1.0:
             raise AnalysisError("alpha must be between 0 and 1")
         if self.rt_floor_ms < 0:
@@ -47,82 +57,175 @@ class AnalysisConfig:
             raise AnalysisError("n_boot must be at least 50")
         if self.r_crosscheck not in ("auto", "on", "off"):
             raise AnalysisError("r_crosscheck must be auto, on or off")
-        if isinstance(self.primary_contrast, str):
-            if self.primary_contrast not in FAMILIES:
-                raise AnalysisError("primary_contrast must be two defense names or one of "
-                                    + ", ".join(FAMILIES))
-            self.primary_family, self.primary_contrast = self.primary_contrast, None
-        if self.primary_family is not None and self.primary_family not in FAMILIES:
-            raise AnalysisError("primary_family must be one of " + ", ".join(FAMILIES))
-        if self.primary_outcome not in ("target_hit", "original_hit", "rating", "chosen_defense"):
+        if self.primary_outcome is None:
+            self.primary_outcome = ""
+        if self.primary_outcome not in OUTCOMES:
             raise AnalysisError("primary_outcome must be target_hit, original_hit, rating or chosen_defense")
-        if self.reference_defense == "":
-            self.reference_defense = None
-        if self.primary_contrast is not None:
-            pc = tuple(self.primary_contrast)
+        if self.reference_defense is None:
+            self.reference_defense = ""
+        pc = self.primary_contrast
+        if pc is None:
+            self.primary_contrast = "each_vs_reference"
+        elif isinstance(pc, str):
+            if pc not in FAMILIES:
+                raise AnalysisError("primary_contrast must be two defense names or one of " + ", ".join(FAMILIES))
+        else:
+            pc = tuple(pc)
             if len(pc) != 2 or pc[0] == pc[1]:
                 raise AnalysisError("primary_contrast must name two different defenses")
             self.primary_contrast = (str(pc[0]), str(pc[1]))
         self.complete_states = tuple(self.complete_states)
 
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def primary_family(self) -> str | None:
+        """each_vs_reference | all_pairs, or None when a single contrast was pre-registered."""
+        return self.primary_contrast if isinstance(self.primary_contrast, str) else None
+
+    @property
+    def level(self) -> str:
+        """The interval level as people write it: '95%' for alpha = 0.05."""
+        return level_label(self.alpha)
+
+    @property
+    def explicit(self) -> set[str]:
+        return {k for k, v in self.sources.items() if v != "default"}
+
+    def outcome_for(self, task: str) -> str:
+        o = self.primary_outcome
+        if not o:
+            return TASK_OUTCOMES[task]
+        if task == "identify" and o in ("target_hit", "original_hit"):
+            return o
+        return TASK_OUTCOMES[task]  # another task's outcome cannot apply here
+
+    def values(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in option_names()}
+
     def as_rows(self) -> list[tuple[str, str, str]]:
         """(option, value, source) for the report's options table."""
         rows = []
-        for f in dataclasses.fields(self):
-            if f.name == "explicit":
-                continue
-            value = getattr(self, f.name)
+        for name, value in self.values().items():
             if isinstance(value, tuple):
                 value = ", ".join(map(str, value))
-            rows.append((f.name, str(value), "study/CLI" if f.name in self.explicit else "default"))
+            if value == "" and name in ("primary_outcome", "reference_defense"):
+                value = "(task's own)" if name == "primary_outcome" else "(normal if present, else first)"
+            rows.append((name, str(value), self.sources.get(name, "default")))
         return rows
 
 
-def _fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(AnalysisConfig)} - {"explicit"}
+def level_label(alpha: float) -> str:
+    pct = 100 * (1 - alpha)
+    return f"{pct:.0f}%" if abs(pct - round(pct)) < 1e-9 else f"{pct:g}%"
+
+
+def option_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(AnalysisConfig)]
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(AnalysisConfig)}
 
 
 def section_values(section: dict, source: str) -> dict[str, Any]:
     """Options from an [analysis] table (TOML design file or the export's .study.json)."""
+    if not isinstance(section, dict):
+        raise AnalysisError(f"{source}: [analysis] must be a table")
     values = {ALIASES.get(k, k): v for k, v in section.items()}
-    unknown = set(values) - _fields()
+    unknown = set(values) - set(option_names())
     if unknown:
         raise AnalysisError(f"{source}: unknown [analysis] options: {', '.join(sorted(unknown))}")
-    if "primary_contrast" in values and isinstance(values["primary_contrast"], list):
+    if isinstance(values.get("primary_contrast"), list):
         values["primary_contrast"] = tuple(values["primary_contrast"])
     return values
 
 
+@dataclass
+class StudyInfo:
+    """What the export's companion file (or the export's columns) says about the study."""
+    companion: Path | None = None  # the .study.json looked for
+    companion_found: bool = False
+    config_file: Path | None = None  # --config TOML, if given
+    stimulus_design: str = ""  # fixed_budget | matched_norm | minimal | ross | "" (unknown)
+    estimand: str = ""  # as stated by the companion, if it states one
+    plan_sha256: str = ""  # pre-registered analysis plan hash named by the companion
+    design: dict = dataclasses.field(default_factory=dict)
+
+
+def read_companion(companion: Path | None) -> tuple[dict, bool]:
+    if companion is None or not Path(companion).is_file():
+        return {}, False
+    try:
+        doc = json.loads(Path(companion).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"{companion}: not a valid study companion file: {exc}") from None
+    if not isinstance(doc, dict):
+        raise AnalysisError(f"{companion}: not a valid study companion file: expected an object")
+    return doc, True
+
+
+def study_info(companion: Path | None, config_file: Path | None = None) -> StudyInfo:
+    doc, found = read_companion(companion)
+    design = doc.get("design") or {}
+    if not isinstance(design, dict):
+        design = {}
+    stim = doc.get("stimulus_design") or design.get("stimulus_design") or ""
+    if isinstance(stim, dict):  # tolerate {"name": ..., "estimand": ...}
+        est = stim.get("estimand", "")
+        stim = stim.get("name") or stim.get("design") or ""
+    else:
+        est = ""
+    est = doc.get("estimand") or design.get("estimand") or est or ""
+    plan = doc.get("analysis_plan_sha256") or doc.get("plan_sha256") or design.get("plan_sha256") or ""
+    return StudyInfo(companion=companion, companion_found=found, config_file=config_file,
+                     stimulus_design=str(stim), estimand=str(est) if isinstance(est, str) else json.dumps(est),
+                     plan_sha256=str(plan or ""), design=design)
+
+
+def _toml_analysis(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise AnalysisError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AnalysisError(f"config file {path} is not valid TOML: {exc}") from None
+    return section_values(doc.get("analysis", {}), str(path))
+
+
 def load_config(path: Path | None = None, companion: Path | None = None, **overrides: Any) -> AnalysisConfig:
-    """Read `[analysis]` from a TOML file (if given) or else from the export's companion
-    FILE.study.json (written by `advlegit export`), then apply non-None overrides."""
+    """Read `[analysis]` from the export's companion FILE.study.json (written by `advlegit export`)
+    and a TOML file (if given; it wins), then apply non-None command-line overrides.
+
+    Sources: values from either file are `study`, overrides are `command line`, the rest `default`."""
     values: dict[str, Any] = {}
-    if path is None and companion is not None and companion.is_file():
-        import json
-        try:
-            design = json.loads(companion.read_text()).get("design") or {}
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise AnalysisError(f"{companion}: not a valid study companion file: {exc}") from None
-        values.update(section_values(design.get("analysis") or {}, str(companion)))
+    sources: dict[str, str] = {}
+    doc, found = read_companion(companion)
+    if found:
+        design = doc.get("design") or {}
+        section = design.get("analysis") if isinstance(design, dict) else None
+        section = dict(section) if isinstance(section, dict) else {}
+        # a newer study app may write options this analysis does not know: leave them, say so in the log
+        unknown = sorted(k for k in section if ALIASES.get(k, k) not in option_names())
+        if unknown:
+            log.warning("%s: [analysis] options this analysis does not use: %s", companion, ", ".join(unknown))
+        section = {k: v for k, v in section.items() if k not in unknown}
+        for k, v in section_values(section, str(companion)).items():
+            values[k], sources[k] = v, "study"
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except FileNotFoundError:
-            raise AnalysisError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise AnalysisError(f"config file {path} is not valid TOML: {exc}") from None
-        section = doc.get("analysis", {})
-        if not isinstance(section, dict):
-            raise AnalysisError(f"{path}: [analysis] must be a table")
-        values.update(section_values(section, str(path)))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(values) - _fields()
+        for k, v in _toml_analysis(Path(path)).items():
+            values[k], sources[k] = v, "study"
+    cli = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
+    unknown = set(cli) - set(option_names())
     if unknown:
         raise AnalysisError(f"unknown analysis options: {', '.join(sorted(unknown))}")
+    for k, v in cli.items():
+        values[k], sources[k] = v, "command line"
+    # the study app writes "" for "the task's own" / "the first defense": that is the default value
     try:
         cfg = AnalysisConfig(**values)
     except TypeError as exc:
         raise AnalysisError(f"bad analysis options: {exc}") from None
-    cfg.explicit = set(values)
+    cfg.sources.update(sources)
     return cfg

@@ -56,8 +56,8 @@ def apply_exclusions(df: pd.DataFrame, cfg: AnalysisConfig) -> ExclusionResult:
     drop("incomplete participant", "state not in " + "/".join(cfg.complete_states),
          ~keep["participant_state"].isin(cfg.complete_states))
     att = attention_rates(df)
-    failed = set(att.index[att["pass_rate"] < cfg.attention_min_pass_rate])
-    drop("failed attention checks", f"pass rate < {cfg.attention_min_pass_rate:g}",
+    failed = set(att.index[att["pass_rate"] < cfg.attention_threshold])
+    drop("failed attention checks", f"pass rate < {cfg.attention_threshold:g}",
          keep["participant_id"].isin(failed))
     drop("response faster than RT floor", f"rt_ms < {cfg.rt_floor_ms:g}",
          keep["rt_ms"].notna() & (keep["rt_ms"] < cfg.rt_floor_ms))

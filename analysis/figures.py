@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.config import level_label  # noqa: E402
 from analysis.identify import participant_means  # noqa: E402
 from analysis.stats import wilson  # noqa: E402
 
@@ -37,7 +38,8 @@ def _finish_rate_lines(fig, ax, xlabel: str, ylabel: str, title: str, path: Path
     _save(fig, path)
 
 
-def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, reference: str = "") -> None:
+def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, reference: str = "",
+                     alpha: float = 0.05) -> None:
     """Rates per defense (all attacks pooled, and per attack) with Wilson intervals."""
     attacks = [a for a in rates["attack"].unique() if a != "(all)"]
     series = ["(all)"] + (attacks if len(attacks) > 1 else [])
@@ -53,7 +55,7 @@ def rates_by_defense(rates: pd.DataFrame, outcome_label: str, path: Path, refere
     ax.set_xticks(np.arange(len(defenses)), names, rotation=20, ha="right")
     ax.set_ylabel(f"{outcome_label} (mean of participant rates)")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{outcome_label} by defense, 95% Wilson intervals")
+    ax.set_title(f"{outcome_label} by defense, {level_label(alpha)} Wilson intervals")
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -97,10 +99,10 @@ def rate_vs_perturbation(d: pd.DataFrame, outcome: str, outcome_label: str, path
         ax.errorbar(agg["x"], agg["p"], yerr=_err(agg["p"], lo, hi), marker="o",
                     capsize=2, label=name)
     _finish_rate_lines(fig, ax, "L2 norm of the perturbation (bin median)", outcome_label,
-                       f"{outcome_label} vs perturbation size (responses; Wilson 95%)", path)
+                       f"{outcome_label} vs perturbation size (responses; Wilson {level_label(alpha)})", path)
 
 
-def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> None:
+def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path, alpha: float = 0.05) -> None:
     """Rate per ε (budget) per defense, from the per-budget rates table."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     budgets = sorted(table["budget"].unique())
@@ -113,10 +115,10 @@ def budget_breakdown(table: pd.DataFrame, outcome_label: str, path: Path) -> Non
                     marker="o", capsize=2, label=name)
     ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
     _finish_rate_lines(fig, ax, "attack budget ε (budget column)", outcome_label,
-                       f"{outcome_label} by ε and defense (95% Wilson on participant means)", path)
+                       f"{outcome_label} by ε and defense ({level_label(alpha)} Wilson on participant means)", path)
 
 
-def strengths(bt: pd.DataFrame, path: Path) -> None:
+def strengths(bt: pd.DataFrame, path: Path, level: str = "95%") -> None:
     """Bradley–Terry strengths with bootstrap intervals."""
     bt = bt.sort_values("strength")
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(bt) + 1.5))
@@ -126,11 +128,11 @@ def strengths(bt: pd.DataFrame, path: Path) -> None:
     ax.axvline(0, color="gray", lw=0.8)
     ax.set_yticks(y, bt["defense"])
     ax.set_xlabel("Bradley-Terry strength (log-odds vs reference = 0)")
-    ax.set_title("Which defense's image is chosen: strengths, 95% bootstrap CI", fontsize=10)
+    ax.set_title(f"Which defense's image is chosen: strengths, {level} bootstrap CI", fontsize=10)
     _save(fig, path)
 
 
-def mean_ratings(desc: pd.DataFrame, path: Path) -> None:
+def mean_ratings(desc: pd.DataFrame, path: Path, level: str = "95%") -> None:
     desc = desc.sort_values("mean")
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(desc) + 2), 4))
     x = np.arange(len(desc))
@@ -139,7 +141,26 @@ def mean_ratings(desc: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(x, desc["defense"], rotation=20, ha="right")
     ax.set_ylim(1, 7)
     ax.set_ylabel("rating (1-7), mean of participant means")
-    ax.set_title("Ratings by defense, 95% t-interval over participants", fontsize=10)
+    ax.set_title(f"Ratings by defense, {level} t-interval over participants", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def controls(rates: pd.DataFrame, path: Path, level: str = "95%") -> None:
+    """Target-class rate per defense, one marker per stimulus kind (adversarial and its controls)."""
+    kinds = ["adversarial"] + sorted(set(rates["stimulus_kind"]) - {"adversarial"})
+    defenses = sorted(rates["defense"].unique())
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(defenses) + 2), 4))
+    width = 0.8 / len(kinds)
+    for i, k in enumerate(kinds):
+        r = rates[rates["stimulus_kind"] == k].set_index("defense").reindex(defenses)
+        x = np.arange(len(defenses)) + (i - (len(kinds) - 1) / 2) * width
+        ax.errorbar(x, r["rate"], yerr=_err(r["rate"], r["ci_low"], r["ci_high"]), fmt="o", capsize=3, label=k)
+    ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
+    ax.set_ylabel("target-class rate (mean of participant rates)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Adversarial images vs their controls, {level} Wilson intervals", fontsize=10)
+    ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.designs import adversarial_only
 from analysis.stats import (
     ClusterLogit, cluster_logit, codes, cohens_dz, holm, treatment_design, wilson,
 )
@@ -48,36 +50,101 @@ def rates_table(d: pd.DataFrame, outcome: str, alpha: float) -> pd.DataFrame:
         ["defense", "attack", "rate", "ci_low", "ci_high", "n_participants", "n_responses"]]
 
 
-def defense_model(d: pd.DataFrame, outcome: str, reference: str,
-                  covariates: bool = False) -> tuple[ClusterLogit, pd.DataFrame]:
-    """outcome ~ defense (+ attack + budget + norm_l2) with two-way clustering."""
+CLUSTERS = ("participant", "participant+group", "participant+image", "auto")
+
+
+def cluster_codes(d: pd.DataFrame, cluster: str = "auto") -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Cluster ids for the covariance: participant alone, or participant and a second factor.
+
+    auto: participant + (source, target) group where the export has groups (images of one group are
+    dependent: the same digit and target under every defense), else participant + image."""
+    if cluster not in CLUSTERS:
+        raise ValueError(f"cluster must be one of {', '.join(CLUSTERS)}")
+    g1 = codes(d["participant_id"])
+    if cluster == "participant":
+        return g1, None, "participant"
+    has_group = "group" in d and d["group"].notna().all() and (d["group"].astype(str) != "").all()
+    if cluster in ("participant+group", "auto") and has_group:
+        return g1, codes(d["group"].astype(str)), "participant and (source, target) group"
+    return g1, codes(d["stimulus_id"]), "participant and image"
+
+
+def covariate_columns(d: pd.DataFrame, names) -> pd.DataFrame:
+    """Numeric covariates as columns (centred, so the intercept stays the reference's rate at the mean);
+    categorical ones as treatment dummies. Missing or non-varying columns are left for clean_design."""
+    out = pd.DataFrame(index=d.index)
+    for c in names:
+        if c not in d:
+            continue
+        col = d[c]
+        if pd.api.types.is_numeric_dtype(col) and str(col.dtype) != "boolean":
+            x = col.astype(float)
+            out[c] = x - x.mean() if x.notna().all() else x
+        else:
+            vals = col.astype(str)
+            out = out.join(treatment_design(vals, sorted(vals.unique())[0], c))
+    return out
+
+
+def defense_model(d: pd.DataFrame, outcome: str, reference: str, covariates: bool | tuple = False,
+                  cluster: str = "auto") -> tuple[ClusterLogit, pd.DataFrame]:
+    """outcome ~ defense (+ covariates) with cluster-robust covariance (see cluster_codes).
+
+    covariates=True: attack + budget + norm_l2; a tuple names them. Constant or collinear columns are
+    dropped (fit.notes says which); the returned design holds the columns actually fitted."""
     X = treatment_design(d["defense"], reference, "defense")
+    if covariates is True:
+        covariates = ("attack", "budget", "norm_l2")
     if covariates:
-        if "attack" in d and d["attack"].nunique() > 1:
-            X = X.join(treatment_design(d["attack"], sorted(d["attack"].unique())[0], "attack"))
-        for num in ("budget", "norm_l2"):
-            if num in d and d[num].notna().all() and d[num].std() > 0:
-                X[num] = d[num].astype(float)
+        X = X.join(covariate_columns(d, covariates))
     X.insert(0, "Intercept", 1.0)
-    fit = cluster_logit(d[outcome].to_numpy(), X, codes(d["participant_id"]), codes(d["stimulus_id"]))
-    return fit, X
+    g1, g2, _ = cluster_codes(d, cluster)
+    fit = cluster_logit(d[outcome].to_numpy(float), X, g1, g2)
+    return fit, X[list(fit.params.index)]
 
 
-def primary_test(d: pd.DataFrame, treatment: str, control: str, outcome: str = "target_hit") -> dict:
-    """The pre-registered primary test: log-OR of treatment vs control in the two-way
-    cluster-robust logit outcome ~ defense, t reference with min(#participants, #images) - 1 df."""
-    fit, X = defense_model(d, outcome, control)
-    L = (X.columns == f"defense:{treatment}").astype(float)
-    est, se, t, p = fit.contrast(L)
-    q = stats.t.ppf(0.975, fit.df)
+def primary_test(d: pd.DataFrame, treatment: str, control: str, outcome: str = "target_hit", *,
+                 adjust_for: Sequence[str] = (), cluster: str = "auto", alpha: float = 0.05) -> dict:
+    """The pre-registered primary test: log-OR of treatment vs control in the cluster-robust logit
+    outcome ~ defense (+ adjust_for), t reference with (number of clusters of the smaller factor) - 1 df.
+
+    Only adversarial stimuli enter (rows whose `stimulus_kind` is a control are left out). `cluster`:
+    "participant", "participant+group", "participant+image", or "auto" (participant + group where
+    the export has groups, else participant + image). Returns log_or, se, t, df, p, ci_low, ci_high
+    (on the log-odds scale, level 1 - alpha), converged, notes, cluster, n."""
+    d = adversarial_only(d)
+    y = pd.to_numeric(d[outcome].astype("Float64"), errors="coerce").astype(float)
+    ok = y.notna()
+    for c in adjust_for:
+        if c in d:
+            ok &= d[c].notna()
+    d = d[ok]
+    y = y[ok]
+    X = treatment_design(d["defense"], control, "defense")
+    if len(adjust_for):
+        X = X.join(covariate_columns(d, adjust_for))
+    X.insert(0, "Intercept", 1.0)
+    g1, g2, how = cluster_codes(d, cluster)
+    fit = cluster_logit(y.to_numpy(), X, g1, g2)
+    term = f"defense:{treatment}"
+    if not fit.has(term):
+        est = se = t = p = np.nan
+    else:
+        L = (fit.params.index == term).astype(float)
+        est, se, t, p = fit.contrast(L)
+    q = stats.t.ppf(1 - alpha / 2, fit.df)
     return {"log_or": est, "se": se, "t": t, "df": fit.df, "p": p,
-            "ci_low": est - q * se, "ci_high": est + q * se, "converged": fit.converged}
+            "ci_low": est - q * se, "ci_high": est + q * se,
+            "converged": bool(fit.converged and np.isfinite(se)), "notes": fit.notes, "cluster": how,
+            "adjusted_for": [c for c in adjust_for if c in fit.params.index
+                             or any(x.startswith(c + ":") for x in fit.params.index)],
+            "n": int(len(d))}
 
 
 def odds_ratio_table(fit: ClusterLogit, alpha: float) -> pd.DataFrame:
     q = stats.t.ppf(1 - alpha / 2, fit.df)
-    se = np.sqrt(np.diag(fit.cov.to_numpy()))
-    b = fit.params.to_numpy()
+    se = np.sqrt(np.clip(np.diag(fit.cov.to_numpy()), 0, None))
+    b = np.where(np.isfinite(se), fit.params.to_numpy(), np.nan)
     t = b / se
     p = 2 * stats.t.sf(np.abs(t), fit.df)
     return pd.DataFrame({
@@ -95,10 +162,11 @@ def omnibus(d: pd.DataFrame, outcome: str, reference: str, fit: ClusterLogit, X:
     rows = []
     dcols = [c for c in X.columns if c.startswith("defense:")]
     Lm = np.vstack([(X.columns == c).astype(float) for c in dcols])
-    F, q, df2, p = fit.wald(Lm)
+    F, q, df2, p = fit.wald(Lm) if dcols else (np.nan, 0, fit.df, np.nan)
     k = d["defense"].nunique()
-    rows.append(("Wald F, two-way cluster-robust logit (primary omnibus)", F, f"{q}, {df2}", p,
-                 "max |log OR| vs reference", float(np.max(np.abs(fit.params[dcols])))))
+    est = fit.params[dcols][np.isfinite(np.diag(fit.cov.loc[dcols, dcols].to_numpy()))] if dcols else []
+    rows.append(("Wald F, cluster-robust logit (omnibus)", F, f"{q}, {df2}", p,
+                 "max |log OR| vs reference", float(np.max(np.abs(est))) if len(est) else np.nan))
     # by-participant: Friedman on participant means, participants who saw every defense
     wide = participant_means(d, outcome, ["defense"]).pivot(index="participant_id", columns="defense",
                                                              values=outcome).dropna()
@@ -180,30 +248,25 @@ def pairwise(d: pd.DataFrame, outcome: str, reference: str, fit: ClusterLogit, X
     return out[order]
 
 
-def bayes_glmm(d: pd.DataFrame, outcome: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Crossed random intercepts for participant and image (statsmodels BinomialBayesMixedGLM,
-    variational Bayes). Approximate Bayesian fit: no p-values; posterior SDs understate uncertainty."""
-    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
-    import scipy.sparse as sp
+def bayes_glmm(d: pd.DataFrame, outcome: str, reference: str, alpha: float = 0.05,
+               random: tuple[str, ...] = ("participant_id", "stimulus_id"), engine: str = "auto",
+               fixed: str | list[str] = "defense") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Crossed random intercepts for participant and image, Laplace-approximate ML
+    (analysis.mixed.fit_mixed: lme4::glmer through R where installed, else the calibrated Python
+    engine). Kept under its old name for callers; it is no longer Bayesian.
 
-    X = treatment_design(d["defense"], reference, "defense")
-    X.insert(0, "Intercept", 1.0)
-    pc, ic = codes(d["participant_id"]), codes(d["stimulus_id"])
-    n = len(d)
-    Z = sp.hstack([sp.csr_matrix((np.ones(n), (np.arange(n), pc))),
-                   sp.csr_matrix((np.ones(n), (np.arange(n), ic)))]).tocsr()
-    ident = np.r_[np.zeros(pc.max() + 1, int), np.ones(ic.max() + 1, int)]
-    model = BinomialBayesMixedGLM(d[outcome].to_numpy(float), X.to_numpy(), Z, ident,
-                                  vcp_p=1.0, fe_p=10.0)
-    model.exog_names[:] = list(X.columns)
-    res = model.fit_vb(fit_method="L-BFGS-B", minim_opts={"maxiter": 2000})
-    k = X.shape[1]
-    mean, sd = res.fe_mean, res.fe_sd
-    fe = pd.DataFrame({"term": X.columns, "post_mean_log_odds": mean, "post_sd": sd,
-                       "odds_ratio": np.exp(mean), "cri_low": np.exp(mean - 1.96 * sd),
-                       "cri_high": np.exp(mean + 1.96 * sd)})
-    vc = pd.DataFrame({"component": ["participant", "image"],
-                       "sd_post_mean": np.exp(res.vcp_mean[:2]),
-                       "log_sd_post_sd": res.vcp_sd[:2]})
-    assert len(mean) == k
+    Returns (fixed effects, variance components): ``fe`` has term, estimate (log-odds), se, z, p,
+    ci_low, ci_high, odds_ratio, or_ci_low, or_ci_high at level 1 - alpha; ``vc`` has component
+    ("participant", "image", or the column name), factor, n_levels, sd, variance. The engine and the
+    notes (dropped columns, singular fits) are in ``fe.attrs["engine"]`` / ``fe.attrs["notes"]``."""
+    from analysis.mixed import fit_mixed
+
+    res = fit_mixed(d, outcome, family="binomial", fixed=fixed, reference=reference, random=list(random),
+                    alpha=alpha, engine=engine)
+    fe = res.table.copy()
+    vc = res.random.copy()
+    vc.insert(0, "component", vc["factor"].map({"participant_id": "participant", "stimulus_id": "image"})
+              .fillna(vc["factor"]))
+    fe.attrs.update(engine=res.engine, notes=list(res.notes), alpha=alpha, nobs=res.nobs,
+                    converged=res.converged, formula=res.formula)
     return fe, vc

@@ -56,9 +56,9 @@ def design_from_pilot(df: pd.DataFrame, cfg: AnalysisConfig, trials: int | None)
     defenses = sorted(d["defense"].unique())
     _, (treat, ctrl) = resolve_defenses(cfg, defenses, "pilot")
     fe, vc = bayes_glmm(d, "target_hit", ctrl)
-    b = fe.set_index("term")["post_mean_log_odds"]
+    b = fe.set_index("term")["estimate" if "estimate" in fe else "post_mean_log_odds"]
     effects = {name: float(b[f"defense:{name}"]) for name in defenses if name != ctrl}
-    sds = vc.set_index("component")["sd_post_mean"]
+    sds = vc.set_index("component")["sd" if "sd" in vc else "sd_post_mean"]
     t = trials or int(d.groupby("participant_id").size().median())
     return PowerDesign.build(defenses, effects, float(expit(b["Intercept"])), float(sds["participant"]),
                              float(sds["image"]), t, cfg, source="pilot")

@@ -69,22 +69,23 @@ def wilcoxon_pairs(d: pd.DataFrame, reference: str) -> pd.DataFrame:
     return out
 
 
-def ordinal_model(d: pd.DataFrame, reference: str, alpha: float) -> pd.DataFrame:
-    """Proportional-odds logit rating ~ defense (no constant: the thresholds play its part),
-    standard errors clustered by participant."""
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
+def ordinal_model(d: pd.DataFrame, reference: str, alpha: float, engine: str = "auto",
+                  random: tuple[str, ...] = ("participant_id", "stimulus_id")) -> pd.DataFrame:
+    """Cumulative-logit (proportional-odds) mixed model rating ~ defense + (1|participant) + (1|image)
+    (analysis.mixed.fit_mixed, family "ordinal": ordinal::clmm through R where installed, else the
+    Python Laplace engine). Log-odds are conditional on the random effects; > 0: higher ratings.
+    Engine and notes in ``.attrs``; the thresholds in ``.attrs["thresholds"]``."""
+    from analysis.mixed import fit_mixed
 
-    X = treatment_design(d["defense"], reference, "defense")
-    y = pd.Categorical(d["rating"].astype(int), ordered=True)
-    res = OrderedModel(pd.Series(y, index=d.index), X, distr="logit").fit(
-        method="bfgs", disp=0, maxiter=500, cov_type="cluster",
-        cov_kwds={"groups": codes(d["participant_id"])})
-    k = X.shape[1]
-    b, se = np.asarray(res.params)[:k], np.asarray(res.bse)[:k]
-    z = stats.norm.ppf(1 - alpha / 2)
-    return pd.DataFrame({"term": X.columns, "log_odds": b, "se": se, "odds_ratio": np.exp(b),
-                         "or_ci_low": np.exp(b - z * se), "or_ci_high": np.exp(b + z * se),
-                         "p": np.asarray(res.pvalues)[:k]})
+    res = fit_mixed(d, "rating", family="ordinal", fixed="defense", reference=reference,
+                    random=list(random), alpha=alpha, engine=engine)
+    t = res.table
+    out = pd.DataFrame({"term": t["term"], "log_odds": t["estimate"], "se": t["se"],
+                        "odds_ratio": t["odds_ratio"], "or_ci_low": t["or_ci_low"],
+                        "or_ci_high": t["or_ci_high"], "p": t["p"]})
+    out.attrs.update(engine=res.engine, notes=list(res.notes), alpha=alpha, random=res.random,
+                     thresholds=res.thresholds, converged=res.converged, formula=res.formula)
+    return out
 
 
 def linear_mixed(d: pd.DataFrame, reference: str, alpha: float) -> pd.DataFrame:

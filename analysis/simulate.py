@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from analysis.schema import EXPORT_COLUMNS
+from analysis.schema import BOOL_COLUMNS, EXPORT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS
 
 RATE_CUTS = np.array([-2.0, -1.2, -0.4, 0.4, 1.2, 2.0])
 
@@ -48,6 +48,13 @@ class SimDesign:
     review_excluded_rate: float = 0.0  # share the researcher marked excluded
     models: tuple[str, ...] = ("normal", "rater")  # model_<name>_label columns
     study_id: str = "sim"
+    stimulus_design: str = ""  # written to the stimulus_design column ("" = an old export without it)
+    # identify: control stimuli shown besides the adversarial ones (control_flip, control_noise); each is a
+    # twin of an adversarial image with the log-odds of naming the target shifted by control_effect
+    controls: tuple[str, ...] = ()
+    control_share: float = 0.25  # share of main trials that show a control (per control kind)
+    control_effect: float = -1.5
+    simulated_share: float = 0.0  # share of participants flagged `simulated` (as `advlegit bots` would)
 
     def effect(self, d: str) -> float:
         return float(self.effects.get(d, 0.0))
@@ -182,11 +189,37 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
             lab = np.where(rng.random(n) < 0.9, target, true)
         main[f"model_{m}_label"] = lab
         main[f"model_{m}_confidence"] = np.round(rng.uniform(0.5, 1.0, n), 3)
+    main["stimulus_kind"] = "adversarial" if design.controls else ""
+    if design.controls and design.task == "identify":
+        main = _add_controls(main, design, eta, part, rng)
     frames = [main]
     if design.n_practice or design.n_attention:
         frames.append(_extra_trials(design, inattentive, rng))
     df = pd.concat(frames, ignore_index=True)
     return _finish(df, design, inattentive, rng)
+
+
+def _add_controls(main: pd.DataFrame, design: SimDesign, eta: np.ndarray, part: np.ndarray,
+                  rng) -> pd.DataFrame:
+    """Turn a share of main trials into control trials: the twin's image with its adversarial structure
+    removed (same norms), named as the target with log-odds eta + control_effect."""
+    out = main.copy()
+    kinds = np.full(len(out), "adversarial", dtype=object)
+    u = rng.random(len(out))
+    for i, k in enumerate(design.controls):
+        kinds[(u >= i * design.control_share) & (u < (i + 1) * design.control_share)] = k
+    ctrl = kinds != "adversarial"
+    hit = rng.random(len(out)) < expit(eta + design.control_effect)
+    true, target = out["true_label"].to_numpy(), out["target_label"].to_numpy()
+    label = np.where(hit, target, true).astype(float)
+    out["twin_stimulus_id"] = np.where(ctrl, out["stimulus_id"], "")
+    out["stimulus_id"] = np.where(ctrl, out["stimulus_id"].astype(str) + "-" + kinds.astype(str), out["stimulus_id"])
+    out["stimulus_kind"] = kinds
+    out.loc[ctrl, "response_label"] = label[ctrl]
+    out.loc[ctrl, "response"] = np.char.mod("%d", label[ctrl].astype(int))
+    out.loc[ctrl, "target_hit"] = hit[ctrl]
+    out.loc[ctrl, "original_hit"] = ~hit[ctrl]
+    return out
 
 
 def _extra_trials(design: SimDesign, inattentive: np.ndarray, rng) -> pd.DataFrame:
@@ -245,27 +278,40 @@ def _finish(df: pd.DataFrame, design: SimDesign, inattentive, rng) -> pd.DataFra
     df["received_at"] = df["answered_at"]
     df["screen_width"], df["screen_height"] = 1920.0, 1080.0
     df["viewport_width"], df["viewport_height"], df["device_pixel_ratio"] = 1600.0, 900.0, 1.0
+    df["stimulus_design"] = design.stimulus_design
+    bots = rng.random(P) < design.simulated_share if design.simulated_share > 0 else np.zeros(P, bool)
+    df["simulated"] = bots[pn]
     df["manifest_sha256"] = "0" * 64
     df["stimulus_set"] = "simulated"
     for c in EXPORT_COLUMNS:
-        if c not in df.columns:
-            df[c] = np.nan if c.startswith("norm_") else ""
+        if c not in df.columns:  # columns this simulator does not model: empty, of the schema's type
+            if c == "simulated":
+                df[c] = False  # no participant here is an `advlegit bots` participant
+            elif c in FLOAT_COLUMNS or c in INT_COLUMNS or c.startswith("norm_"):
+                df[c] = np.nan
+            elif c in BOOL_COLUMNS:
+                df[c] = None
+            else:
+                df[c] = ""
     model_cols = [c for c in df.columns if c.startswith("model_")]
     df = df[list(EXPORT_COLUMNS) + model_cols]
     return _types(df)
 
 
 def _types(df: pd.DataFrame) -> pd.DataFrame:
-    for c in ("target_hit", "original_hit", "attention_passed", "is_attention_check", "attack_success"):
-        df[c] = df[c].astype("boolean")
-    for c in ("trial_index", "source_index", "true_label", "target_label", "response_label", "rating"):
-        df[c] = pd.to_numeric(df[c]).astype("Int64")
+    for c in df.columns:
+        if c in BOOL_COLUMNS:
+            df[c] = df[c].astype("boolean")
+    for c in df.columns:
+        if c in INT_COLUMNS:
+            df[c] = pd.to_numeric(df[c]).astype("Int64")
     for c in df.columns:
         if c.startswith("model_") and c.endswith("_label"):
             df[c] = df[c].astype("Int64")
-    for c in ("defense", "defense_b", "stimulus_id", "stimulus_id_b", "group", "response",
-              "chosen_side", "chosen_defense", "attack"):
-        df[c] = df[c].fillna("").astype(str)
+    for c in df.columns:
+        if c in STR_COLUMNS or c in ("defense", "defense_b", "stimulus_id", "stimulus_id_b", "group", "response",
+                                     "chosen_side", "chosen_defense", "attack"):
+            df[c] = df[c].fillna("").astype(str)
     return df
 
 

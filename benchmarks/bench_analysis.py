@@ -2,6 +2,11 @@
 (1,000 participants × 100 trials, 6 defenses). Reports wall time and peak memory; not a test.
 
     .venv/bin/python benchmarks/bench_analysis.py [--r-crosscheck auto|off] [--keep DIR]
+    .venv/bin/python benchmarks/bench_analysis.py --mixed-only [--engine python|r|auto]
+
+--mixed-only times the mixed model alone (analysis.mixed.fit_mixed, target_hit ~ defense +
+(1|participant) + (1|image), every main response, no subsampling) in a child process and writes
+wall time, CPU time and the child's peak RSS to BENCHMARKS.md (section bench_analysis_mixed).
 """
 from __future__ import annotations
 
@@ -27,11 +32,58 @@ DESIGN = SimDesign(
     incomplete_rate=0.02, review_excluded_rate=0.01, models=("normal", "gradreg_y", "rater"))
 
 
+_FIT_CHILD = r"""
+import pickle, resource, sys, time
+from analysis.mixed import fit_mixed
+d = pickle.load(open(sys.argv[1], "rb"))
+t, c = time.perf_counter(), time.process_time()
+res = fit_mixed(d, "target_hit", family="binomial", fixed="defense", reference="normal",
+                random=["participant_id", "stimulus_id"], alpha=0.05, engine=sys.argv[2])
+wall, cpu = time.perf_counter() - t, time.process_time() - c
+print(res.summary())
+print(f"RESULT {wall:.1f} {cpu:.1f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} {res.nobs} "
+      f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+"""
+
+
+def mixed_only(engine: str, write: bool) -> None:
+    import pickle
+    df = simulate(DESIGN, seed=1)
+    d = df[(df["trial_kind"] == "main") & df["target_hit"].notna()]
+    d = d[["participant_id", "stimulus_id", "group", "defense", "target_hit"]].reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "d.pkl"
+        pickle.dump(d, open(f, "wb"))
+        out = subprocess.run([sys.executable, "-c", _FIT_CHILD, str(f), engine], check=True, cwd=ROOT,
+                             capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")).stdout
+    print(out)
+    wall, cpu, rss, nobs, rss_r = out.strip().splitlines()[-1].split()[1:]
+    load = os.getloadavg()[0]
+    text = (f"## Mixed model at 100k responses (benchmarks/bench_analysis.py --mixed-only --engine {engine})\n\n"
+            f"`fit_mixed(target_hit ~ defense + (1|participant) + (1|image))` on all {int(nobs):,} main "
+            f"responses of the bench_analysis design (1,000 participants, 1,800 images), no subsampling.\n\n"
+            f"| engine | wall s | CPU s (fit process) | peak RSS MiB (fit process) | peak RSS MiB (R child) | load average |\n"
+            f"|---|---|---|---|---|---|\n| {engine} | {wall} | {cpu} | {rss} | {rss_r if rss_r != '0' else '–'} | {load:.1f} |\n\n"
+            "The Python engine runs single-threaded BLAS (OPENBLAS_NUM_THREADS=1); wall time depends on the "
+            "machine's load, CPU time much less.")
+    if write:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _report import write_section
+        write_section(f"bench_analysis_mixed_{engine}", text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--r-crosscheck", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--keep", help="Write the report here instead of a temporary directory.")
+    ap.add_argument("--mixed-only", action="store_true", help="Time the full-data mixed model alone.")
+    ap.add_argument("--engine", default="python", choices=["python", "r", "auto"])
+    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.mixed_only:
+        mixed_only(args.engine, not args.no_write)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export.csv"
         t = time.perf_counter()

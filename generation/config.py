@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.stimulus_set import CONTROL_KINDS, DESIGNS
+
 
 class ConfigError(ValueError):
     """A config value a person wrote is wrong; the message names the field."""
@@ -76,13 +78,33 @@ class StimuliConfig:
     per_class: int = 2                # source digits per true class (balanced)
     targets: str = "next"             # next ((y+1) mod K, as in the paper) | all | random
     n_targets: int = 1                # for targets = "random"
+    design: str = "fixed_budget"      # fixed_budget | matched_norm | minimal | ross (docs/generation.md: each one's estimand)
     attack: str = "tgsm_iterative"    # the attack that makes the stimuli (table of attacks below)
     attack_params: dict[str, Any] = field(default_factory=dict)  # its parameters, e.g. { steps = 10 }
-    until_success: bool = True        # grow the budget until the model predicts the target
-    budgets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5])  # tried in order
-    budget_param: str = "epsilon"     # the attack parameter the budgets set
+    epsilons: list[float] = field(default_factory=lambda: [0.3])  # fixed_budget: one stimulus per epsilon
+    budget_param: str = "epsilon"     # the attack parameter a budget sets
+    max_budget: float = 0.5           # minimal, matched_norm: largest budget the bisection tries
+    resolution: float = 0.005         # minimal, matched_norm: bisection stops when the bracket is this narrow
+    norm: str = "l2"                  # matched_norm: l2 | linf, the norm made equal within a group
+    tolerance: float = 0.02           # matched_norm: largest relative norm difference kept (else the group is dropped)
+    controls: list[str] = field(default_factory=list)  # flip | noise: control twins of every adversarial stimulus
     require_correct: bool = True      # sources every defended model classifies correctly
-    seed: int = 0                     # choice of source digits and targets
+    seed: int = 0                     # choice of source digits and targets, attack seeds, control noise
+
+
+# Keys of earlier versions, refused with the replacement named (a silent reinterpretation would
+# change what a study measures).
+_RETIRED_STIMULI_KEYS = {
+    "until_success": 'stimuli.until_success was replaced by stimuli.design: until_success = true is '
+                     'design = "minimal" (budget by bisection, see resolution / max_budget), false is '
+                     'design = "fixed_budget" (see epsilons)',
+    "budgets": 'stimuli.budgets (the until-success ladder) was replaced by stimuli.design: '
+               'design = "minimal" bisects up to max_budget at resolution; design = "fixed_budget" '
+               'uses epsilons = [...]',
+}
+CONTROLS = tuple(CONTROL_KINDS)    # flip, noise
+# Attacks whose budget may be a per-image tensor (the bisection moves every image's budget at once).
+BISECTABLE_ATTACKS = ("fgsm", "tgsm", "tgsm_iterative", "pgd_linf")
 
 
 @dataclass
@@ -187,6 +209,9 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         raw.setdefault("params", {}).update(params)
     if cls is InterpretabilityConfig:
         raw.setdefault("enabled", True)  # writing the table asks for it
+    if cls is StimuliConfig:
+        for key in sorted(set(raw) & set(_RETIRED_STIMULI_KEYS)):
+            raise ConfigError(_RETIRED_STIMULI_KEYS[key])
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(f"unknown field {(where + '.' if where else '')}{unknown[0]} "
@@ -278,11 +303,39 @@ def validate(cfg: GenerationConfig) -> None:
     known = attack_param_names(s.attack)
     for k in s.attack_params:
         _require(k in known, f"stimuli.attack_params.{k} is not a parameter of {s.attack} (known: {', '.join(known)})")
-    if s.until_success:
-        _require(len(s.budgets) > 0, "stimuli.budgets must not be empty when until_success = true")
-        _require(s.budgets == sorted(s.budgets), "stimuli.budgets must be increasing")
-        _require(s.budget_param in known, f"stimuli.budget_param {s.budget_param!r} is not a parameter of {s.attack}")
+    _validate_design(s, known)
     _validate_interpretability(cfg.interpretability, METHODS, ATTACKS)
+
+
+def _validate_design(s: StimuliConfig, known: list[str]) -> None:
+    w = "stimuli"
+    _require(s.design in DESIGNS, f"{w}.design must be one of {', '.join(DESIGNS)}, got {s.design!r}")
+    for i, c in enumerate(s.controls):
+        _require(c in CONTROLS, f"{w}.controls[{i}] must be one of {', '.join(CONTROLS)}, got {c!r}")
+    _require(len(set(s.controls)) == len(s.controls), f"{w}.controls names a control twice")
+    if s.design == "ross":
+        _require(s.attack == "tgsm_iterative",
+                 f'{w}.attack must be "tgsm_iterative" for design = "ross" (iterated TGSM), got {s.attack!r}')
+        _require("epsilon" not in s.attack_params,
+                 f'{w}.attack_params.epsilon: design = "ross" has no epsilon-ball (only steps and step_size)')
+        return
+    _require(s.design == "fixed_budget" or s.attack in BISECTABLE_ATTACKS,
+             f"{w}.attack {s.attack!r} cannot be bisected for design = {s.design!r}; "
+             f"choose one of {', '.join(BISECTABLE_ATTACKS)}")
+    _require(s.budget_param in known, f"{w}.budget_param {s.budget_param!r} is not a parameter of {s.attack}")
+    _require(s.budget_param not in s.attack_params,
+             f"{w}.attack_params.{s.budget_param}: the design sets the budget "
+             + ("(use epsilons)" if s.design == "fixed_budget" else "(use max_budget / resolution)"))
+    if s.design == "fixed_budget":
+        _require(len(s.epsilons) > 0, f"{w}.epsilons must not be empty for design = \"fixed_budget\"")
+        _require(all(0 < e <= 1 for e in s.epsilons), f"{w}.epsilons must lie in (0, 1]")
+        _require(len(set(s.epsilons)) == len(s.epsilons), f"{w}.epsilons lists an epsilon twice")
+        return
+    _require(0 < s.max_budget <= 1, f"{w}.max_budget must lie in (0, 1]")
+    _require(0 < s.resolution < s.max_budget, f"{w}.resolution must lie in (0, max_budget)")
+    if s.design == "matched_norm":
+        _require(s.norm in ("l2", "linf"), f"{w}.norm must be l2 or linf, got {s.norm!r}")
+        _require(0 < s.tolerance < 1, f"{w}.tolerance must lie in (0, 1)")
 
 
 def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks: dict) -> None:

@@ -100,28 +100,32 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     if cfg.interpretability.enabled:
         metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
 
-    log.info("making stimuli: %s against %d defenses", cfg.stimuli.attack, len(defended))
+    log.info("making stimuli: design %s, %s against %d defenses", cfg.stimuli.design, cfg.stimuli.attack,
+             len(defended))
     sources = choose_sources(x_test, y_test, splits.test, defended, cfg.stimuli, num_classes)
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
-    stimuli = make_stimuli(pairs, defended, cfg.stimuli)
+    stimuli, design = make_stimuli(pairs, defended, cfg.stimuli)
     for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli]))):
         s.predictions = p
+        if s.kind != "adversarial":  # a control "succeeds" as its twin would: its model says the target
+            s.success = p[s.defense]["label"] == s.target
     source_predictions = predictions(everyone, torch.stack([s.image for s in sources]))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_set(tmp, cfg, dataset, splits, trained, metrics, sources, source_predictions, stimuli,
-                   (x_test, y_test))
+                   (x_test, y_test), design)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    n_ok = sum(s.success for s in stimuli)
-    log.info("wrote %s: %d stimuli (%d successful) from %d sources in %.0f s; manifest sha256 %s",
-             out, len(stimuli), n_ok, len(sources), time.time() - started, manifest_sha256(out)[:12])
+    adversarial = [s for s in stimuli if s.kind == "adversarial"]
+    log.info("wrote %s: %d adversarial stimuli (%d successful), %d controls, from %d sources in %.0f s; "
+             "manifest sha256 %s", out, len(adversarial), sum(s.success for s in adversarial),
+             len(stimuli) - len(adversarial), len(sources), time.time() - started, manifest_sha256(out)[:12])
     return out
 
 
@@ -149,7 +153,7 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
 
 
 def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
-               stimuli: list[Stimulus], test_data) -> None:
+               stimuli: list[Stimulus], test_data, design: dict[str, Any]) -> None:
     images = folder / "images"
     figures = folder / "figures"
     images.mkdir()
@@ -158,8 +162,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     for src, preds in zip(sources, source_predictions):
         rel = f"images/{src.id}.png"
         write_png(folder / rel, src.image.cpu().numpy())
-        source_entries.append({"id": src.id, "image": rel, "sha256": sha256_file(folder / rel),
-                               "source_index": src.index, "true_label": src.label, "predictions": preds})
+        source_entries.append({"id": src.id, "kind": "clean", "twin": None, "image": rel,
+                               "sha256": sha256_file(folder / rel), "source_index": src.index, "true_label": src.label, "predictions": preds})
     saliency = {}
     if cfg.interpretability.enabled and cfg.interpretability.export_saliency:
         saliency = export_stimulus_saliency(folder, stimuli, {n: t.model for n, t in trained.items()},
@@ -170,15 +174,15 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         rel = f"images/{s.id}.png"
         write_png(folder / rel, s.image.cpu().numpy())
         stimulus_entries.append({
-            "id": s.id, "image": rel, "sha256": sha256_file(folder / rel), "group": s.group,
-            "source_id": s.source.id, "source_index": s.source.index,
+            "id": s.id, "kind": s.kind, "twin": s.twin, "image": rel, "sha256": sha256_file(folder / rel),
+            "group": s.group, "source_id": s.source.id, "source_index": s.source.index,
             "true_label": s.source.label, "target_label": s.target, "defense": s.defense,
-            "attack": cfg.stimuli.attack, "attack_params": s.params,
-            "until_success": cfg.stimuli.until_success,
-            "budget": None if s.budget != s.budget else s.budget,  # nan -> null
+            "design": s.design, "attack": cfg.stimuli.attack, "attack_params": s.params, "budget": s.budget,
             "seed": cfg.stimuli.seed, "norms": s.norms, "success": s.success,
             "predictions": s.predictions,
         })
+        if s.control is not None:
+            stimulus_entries[-1]["control"] = s.control
         if saliency:
             stimulus_entries[-1]["saliency"] = saliency[s.id]
 
@@ -188,9 +192,10 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         if "transfer_matrix" in metrics:
             plot_transfer_heatmap(metrics, attack, figures / f"transfer_{attack}.png")
     defenses = [d.name for d in cfg.defenses]
+    adversarial = [s for s in stimuli if s.kind == "adversarial"]  # controls would overwrite their twins
     for d in defenses:
-        plot_grid_per_defense(stimuli, d, dataset.classes, figures / f"grid_{d}.png")
-    plot_matched_grid(stimuli, defenses, dataset.classes, figures / "matched_stimuli.png")
+        plot_grid_per_defense(adversarial, d, dataset.classes, figures / f"grid_{d}.png")
+    plot_matched_grid(adversarial, defenses, dataset.classes, figures / "matched_stimuli.png")
     if cfg.interpretability.enabled:
         _write_interpretability(folder, cfg, trained, metrics, test_data)
 
@@ -212,6 +217,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                     "splits": {"train": len(splits.train), "rater": len(splits.rater), "test": len(splits.test)},
                     "split_seed": cfg.data.split_seed},
         "models": models,
+        "stimulus_design": design,
         "sources": source_entries,
         "stimuli": stimulus_entries,
     })

@@ -19,7 +19,7 @@ from .manifest import sha256_file as file_sha256
 from .models import build_model
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: seeded before the model is built (1 depended on earlier RNG use)
 
 
 def cache_dir() -> Path:
@@ -108,6 +108,8 @@ def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, n
     key = spec.key()
     path = folder / f"{key}.pt"
     image_shape = tuple(images.shape[1:])
+    # Seed before building: the initial weights are the spec's, whatever ran earlier in the process.
+    torch.manual_seed(spec.seed)
     model = new_model(spec, image_shape, num_classes).to(device)
     if path.is_file():
         try:
@@ -116,8 +118,9 @@ def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, n
             return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=True)
         except (RuntimeError, EOFError, OSError) as exc:  # a corrupt cache entry is retrained, not trusted
             log.warning("model %s: cached checkpoint unreadable (%s); retraining", spec.name, exc)
+            torch.manual_seed(spec.seed)  # a fresh model, not one a failed load may have half-filled
+            model = new_model(spec, image_shape, num_classes).to(device)
 
-    torch.manual_seed(spec.seed)
     defense = build_defense(spec.defense, spec.defense_params)
 
     def train_helper(loss_fn, suffix: str) -> nn.Module:

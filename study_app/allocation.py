@@ -9,12 +9,13 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from itertools import combinations
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import defer
 
 from .db import db, utcnow
-from .design import Design
+from .design import Design, cell_of
 from .models import AllocationLock, AllocationLog, Image, Participant, Study, Trial, Transition
 from .states import ACTIVE, FINISHED
 
@@ -51,21 +52,53 @@ class TrialSpec:
     item: str | None = None
 
 
+def kind_of(image: Image) -> str:
+    return image.stimulus_kind or "adversarial"  # rows imported before controls existed
+
+
+def eligible(design: Design, images: list[Image]) -> list[Image]:
+    """The stimuli a study serves: its defenses and kinds; failed attacks only with include_failed.
+
+    A control counts as failed when its adversarial twin failed (its own `success` says whether the
+    control fooled the model, which is not a selection criterion): with include_failed off, controls
+    then come from the same groups as the adversarial images they are compared with.
+    """
+    stim = [i for i in images if i.kind == "stimulus"]
+    success = {i.key: bool(i.success) for i in stim}
+    kinds = set(design.stimuli.kinds)
+
+    def succeeded(i: Image) -> bool:
+        if kind_of(i) == "adversarial":
+            return bool(i.success)
+        return success.get(i.twin_key, True) if i.twin_key else True
+
+    return sorted((i for i in stim if i.defense in design.defenses and kind_of(i) in kinds
+                   and (design.stimuli.include_failed or succeeded(i))), key=lambda i: i.key)
+
+
+def compare_key(group: str, kind: str, a: str, b: str) -> str:
+    # Adversarial pair keys keep their pre-control form, so logged counts of older studies still match.
+    return f"{group}|{a}|{b}" if kind == "adversarial" else f"{group}|{kind}|{a}|{b}"
+
+
 def build_pool(design: Design, images: list[Image]) -> tuple[list[Item], list[Clean]]:
-    stim = sorted((i for i in images if i.kind == "stimulus" and i.success and i.defense in design.defenses),
-                  key=lambda i: i.key)
+    stim = eligible(design, images)
     clean = sorted((Clean(i.key, i.true_label) for i in images if i.kind == "source"), key=lambda c: c.key)
     if design.task != "compare":
-        return [Item(i.key, (i.defense,), i.source_key, i.key, None, i.target_label) for i in stim], clean
-    by_group: dict[str, dict[str, Image]] = {}
+        return [Item(i.key, cell_of(kind_of(i), (i.defense,)), i.source_key, i.key, None, i.target_label)
+                for i in stim], clean
+    # Like with like: a pair is two images of one group and one kind (see Design.conditions).
+    by_group: dict[tuple[str, str], dict[str, Image]] = {}
     for i in stim:
-        by_group.setdefault(i.group, {})[i.defense] = i
+        by_group.setdefault((i.group, kind_of(i)), {})[i.defense] = i
+    cells = set(design.conditions())
     items = []
-    for group, members in sorted(by_group.items()):
-        for a, b in design.conditions():
-            if a in members and b in members:
+    for (group, kind), members in sorted(by_group.items()):
+        for a, b in combinations(design.defenses, 2):
+            if a in members and b in members and cell_of(kind, (a, b)) in cells:
                 ia, ib = members[a], members[b]
-                items.append(Item(f"{group}|{a}|{b}", (a, b), ia.source_key, ia.key, ib.key, ia.target_label))
+                items.append(Item(compare_key(group, kind, a, b), cell_of(kind, (a, b)), ia.source_key, ia.key,
+                                  ib.key, ia.target_label))
     return items, clean
 
 
@@ -211,7 +244,7 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
     )
     ImageB = db.aliased(Image)
     rows = db.session.execute(
-        select(Image.key, Image.group, Image.defense, ImageB.defense)
+        select(Image.key, Image.group, Image.stimulus_kind, Image.defense, ImageB.defense)
         .select_from(Trial)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Image, Image.id == Trial.image_id)
@@ -220,11 +253,11 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
                Participant.review.notin_(("rejected", "excluded")))
     )
     counts: dict[str, int] = {}
-    cells = set(design.conditions())
-    for key, group, da, db_ in rows:
+    order = {d: n for n, d in enumerate(design.defenses)}
+    for key, group, kind, da, db_ in rows:
         if design.task == "compare":
-            pair = (da, db_) if (da, db_) in cells else (db_, da)
-            key = f"{group}|{pair[0]}|{pair[1]}"
+            pair = (da, db_) if order.get(da, 0) <= order.get(db_, 0) else (db_, da)  # sides may be swapped
+            key = compare_key(group, kind or "adversarial", *pair)
         counts[key] = counts.get(key, 0) + 1
     return counts
 

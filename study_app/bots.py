@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 log = logging.getLogger(__name__)
+SIMULATED_HEADER = "X-Advlegit-Simulated"  # = security.SIMULATED_HEADER (bots import no Flask)
 
 
 class BotError(RuntimeError):
@@ -75,7 +76,8 @@ class Oracle:
 @dataclass
 class AnswerModel:
     """rater: sample the rater model's probs (with `noise` = chance of a uniform random answer).
-    effect: answer the target class with probability effects[defense] (else the true class)."""
+    effect: answer the target class with probability effects[defense] (else the true class); a control
+    stimulus has no adversarial structure, so this observer names its true class."""
 
     kind: str = "rater"
     rater: str | None = None
@@ -91,7 +93,7 @@ class AnswerModel:
             return list(e["predictions"][name]["probs"])
         k = len(oracle.classes)
         p = [0.0] * k
-        if "defense" in e:
+        if "defense" in e and e.get("kind", "adversarial") == "adversarial":
             hit = self.effects.get(e["defense"], 0.0)
             p[e["target_label"]] += hit
             p[e["true_label"]] += 1 - hit
@@ -167,11 +169,13 @@ def _send(s: requests.Session, method: str, url: str, retries: int, **kw) -> req
 def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: int,
             platform: str = "prolific", session: requests.Session | None = None,
             image_cache: dict[str, bytes] | None = None, retries: int = 25,
-            on_ack: Callable[[str, dict[str, Any]], None] | None = None) -> BotResult:
+            on_ack: Callable[[str, dict[str, Any]], None] | None = None, *, simulated_token: str) -> BotResult:
     """One participant from the recruitment link to the completion redirect. `image_cache` shared
     between bots skips re-downloading an image another bot already fetched (cheaper load tests).
     Every request is retried (`retries` times, backing off to 2 s) on connection errors, 5xx and 429;
-    `on_ack(token, body)` is called for each answer the server acknowledged (201 stored, 200 duplicate)."""
+    `on_ack(token, body)` is called for each answer the server acknowledged (201 stored, 200 duplicate).
+    `simulated_token` (security.simulated_token_for) is required: every bot is stored as simulated, and
+    a server that does not accept the token refuses the bot rather than record it as a person."""
     rng = random.Random(seed)
     s = session or requests.Session()
     base = base.rstrip("/")
@@ -188,7 +192,14 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
         return _send(s, method, url, retries, allow_redirects=False, timeout=timeout, **kw)
 
     # Redirects are read, not followed: each POST's 303 says where the server moved the participant.
-    r = send("GET", f"{base}/s/{study_id}", params=params)
+    try:
+        r = send("GET", f"{base}/s/{study_id}", params=params, headers={SIMULATED_HEADER: simulated_token})
+    except BotError as exc:
+        if "HTTP 403" not in str(exc):
+            raise
+        raise BotError(f"the server refused this bot on arrival (HTTP 403): it does not accept the "
+                       f"{SIMULATED_HEADER} token. Run the bots with the server's ADVLEGIT_SECRET_KEY, or pass "
+                       f"--simulated-token from `advlegit study bot-token {study_id}` on the server") from exc
     token = _token(r.headers.get("Location", ""))
     p = f"{base}/p/{token}"
     page = send("GET", f"{p}/consent")
@@ -246,13 +257,14 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
     return BotResult(token, m.group(1) if m else "mturk-form", answered)
 
 
-def run_bots(base: str, study_id: str, n: int, oracle: Oracle, model: AnswerModel, *, seed: int = 0,
-             concurrency: int = 1, platform: str = "prolific", progress=None,
+def run_bots(base: str, study_id: str, n: int, oracle: Oracle, model: AnswerModel, *, simulated_token: str,
+             seed: int = 0, concurrency: int = 1, platform: str = "prolific", progress=None,
              share_images: bool = False) -> list[BotResult]:
     shared: dict[str, bytes] | None = {} if share_images else None
 
     def one(i: int) -> BotResult:
-        res = run_bot(base, study_id, oracle, model, seed * 1_000_003 + i, platform, image_cache=shared)
+        res = run_bot(base, study_id, oracle, model, seed * 1_000_003 + i, platform, image_cache=shared,
+                      simulated_token=simulated_token)
         if progress:
             progress()
         return res

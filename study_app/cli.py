@@ -167,6 +167,22 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
     _Gunicorn().run()
 
 
+@study_group.command("bot-token")
+@click.argument("study_id")
+def study_bot_token(study_id: str) -> None:
+    """Print the token `advlegit bots --simulated-token` needs to run bots against this server from
+    another machine (bots beside the server derive it from the same secret)."""
+    from .db import db
+    from .models import Study
+    from .security import simulated_token_for
+
+    app = _app()
+    with app.app_context():
+        if db.session.get(Study, study_id) is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        click.echo(simulated_token_for(app.config["SECRET_KEY"], study_id))
+
+
 @cli.command("bots")
 @click.option("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:5000")
 @click.option("--study", "study_id", required=True)
@@ -179,9 +195,14 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
 @click.option("--concurrency", default=1, show_default=True, type=int)
 @click.option("--platform", type=click.Choice(["prolific", "mturk", "anonymous"]), default="prolific")
 @click.option("--seed", default=0, show_default=True, type=int)
-def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, platform, seed) -> None:
-    """Run N simulated participants through the real HTTP flow."""
+@click.option("--simulated-token", envvar="ADVLEGIT_SIMULATED_TOKEN", default=None,
+              help="the study's token from `advlegit study bot-token` [default: derived from this machine's "
+                   "ADVLEGIT_SECRET_KEY / instance secret, i.e. the server's when run beside it]")
+def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, platform, seed,
+         simulated_token) -> None:
+    """Run N simulated participants through the real HTTP flow; the server stores them as simulated."""
     from .bots import AnswerModel, BotError, Oracle, run_bots
+    from .security import simulated_token_for
 
     parsed = {}
     for item in effects:
@@ -195,6 +216,8 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
     else:
         with _app().app_context():
             oracle = Oracle.from_database(study_id)
+    if not simulated_token:
+        simulated_token = simulated_token_for(_app().config["SECRET_KEY"], study_id)
     answer_model = AnswerModel(kind=model, rater=rater, noise=noise, effects=parsed)
     done = [0]
 
@@ -205,7 +228,7 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
 
     try:
         results = run_bots(url, study_id, n, oracle, answer_model, seed=seed, concurrency=concurrency,
-                           platform=platform, progress=tick)
+                           platform=platform, progress=tick, simulated_token=simulated_token)
     except (BotError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{len(results)} bots completed, {sum(r.answered for r in results)} responses")

@@ -7,6 +7,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from contracts.export import STIMULUS_KINDS
+
 from .models import TASK_TYPES
 
 DEFAULT_QUESTIONS = [
@@ -31,6 +33,30 @@ class Analysis:
 
 
 @dataclass
+class StimulusChoice:
+    """Which stimuli of the set a study serves ([stimuli] in the design file)."""
+
+    kinds: list[str] = field(default_factory=list)  # [] until checked = every kind the set has
+    include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
+
+
+# A study created before [stimuli] existed served successful adversarial images only.
+LEGACY_STIMULI = {"kinds": ["adversarial"], "include_failed": False}
+
+
+def cell_of(kind: str, defenses: tuple[str, ...]) -> tuple[str, ...]:
+    """A cell: the defense (compare: the defense pair), plus the kind unless it is adversarial — so a
+    control of defense D is a different cell from D's adversarial images, and old cells keep their names."""
+    return defenses if kind == "adversarial" else defenses + (kind,)
+
+
+def cell_label(cell: tuple[str, ...]) -> str:
+    kind = cell[-1] if cell[-1] in STIMULUS_KINDS else None
+    defenses = cell[:-1] if kind else cell
+    return " vs ".join(defenses) + (f" ({kind})" if kind else "")
+
+
+@dataclass
 class Design:
     name: str  # shown to participants as the study's title
     task: str  # identify | rate | compare
@@ -46,6 +72,7 @@ class Design:
     completion_code: str = ""  # Prolific's study completion code; generated when empty
     debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))  # free-text, optional
     analysis: Analysis = field(default_factory=Analysis)
+    stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,13 +81,15 @@ class Design:
     def from_dict(cls, d: dict[str, Any]) -> "Design":
         d = dict(d)
         d["analysis"] = Analysis(**d.get("analysis", {}))
+        d["stimuli"] = StimulusChoice(**d.get("stimuli", LEGACY_STIMULI))
         return cls(**d)
 
     def conditions(self) -> list[tuple[str, ...]]:
-        """Cells every participant sees equally often: one defense, or (compare) one defense pair."""
-        if self.task == "compare":
-            return list(combinations(self.defenses, 2))
-        return [(d,) for d in self.defenses]
+        """Cells every participant sees equally often: one defense, or (compare) one defense pair, for
+        each stimulus kind served. Compare pairs like with like: two adversarial images, or two controls
+        of one kind — a control beside an adversarial image would confound defense with kind."""
+        base = list(combinations(self.defenses, 2)) if self.task == "compare" else [(d,) for d in self.defenses]
+        return [cell_of(k, b) for k in self.stimuli.kinds for b in base]
 
     @property
     def n_trials_total(self) -> int:
@@ -74,6 +103,7 @@ _ALLOWED = {
     "instructions": {"text"},
     "completion": {"code"},
     "debrief": {"questions"},
+    "stimuli": {"kinds", "include_failed"},
     "analysis": {"attention_threshold", "rt_floor_ms", "primary_outcome", "primary_contrast",
                  "reference_defense"},
 }
@@ -128,6 +158,15 @@ def parse_design(data: dict[str, Any]) -> Design:
     questions = _get(data.get("debrief", {}), "debrief", "questions", list, list(DEFAULT_QUESTIONS))
     if not all(isinstance(q, str) and q.strip() for q in questions):
         raise DesignError("debrief.questions: must be a list of non-empty strings")
+    st = data.get("stimuli", {})
+    kinds = _get(st, "stimuli", "kinds", list, [])
+    if not kinds and "kinds" in st:
+        raise DesignError("stimuli.kinds: must not be empty (leave it out to serve every kind in the set)")
+    bad = [k for k in kinds if k not in STIMULUS_KINDS]
+    if bad or len(set(kinds)) != len(kinds):
+        raise DesignError(f"stimuli.kinds: must be distinct values of {', '.join(STIMULUS_KINDS)}; got {kinds!r}")
+    stimuli = StimulusChoice(kinds=[k for k in STIMULUS_KINDS if k in kinds],  # canonical order
+                             include_failed=_get(st, "stimuli", "include_failed", bool, None))
     defenses = _get(s, "study", "defenses", list, [])
     if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
         raise DesignError("study.defenses: must be a list of distinct model names")
@@ -149,6 +188,7 @@ def parse_design(data: dict[str, Any]) -> Design:
                              hint="letters and digits only"),
         debrief_questions=list(questions),
         analysis=analysis,
+        stimuli=stimuli,
     )
 
 
@@ -163,8 +203,11 @@ def load_design(path: str | Path) -> Design:
     return parse_design(data)
 
 
-def check_against_set(design: Design, defended: list[str], stimuli: list[dict], sources: list[dict]) -> Design:
+def check_against_set(design: Design, defended: list[str], stimuli: list[dict], sources: list[dict],
+                      set_design: str = "minimal") -> Design:
     """Fill in defaults that depend on the stimulus set and refuse designs it cannot serve."""
+    from .stimuli import stimulus_kind
+
     if not design.defenses:
         design.defenses = list(defended)
     unknown = [d for d in design.defenses if d not in defended]
@@ -173,25 +216,36 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
     need = 2 if design.task == "compare" else 1
     if len(design.defenses) < need:
         raise DesignError(f"study.defenses: the {design.task} task needs at least {need} defenses")
+    present = [k for k in STIMULUS_KINDS if any(stimulus_kind(s) == k for s in stimuli)]
+    if not design.stimuli.kinds:
+        design.stimuli.kinds = present
+    missing = [k for k in design.stimuli.kinds if k not in present]
+    if missing:
+        raise DesignError(f"stimuli.kinds: {missing} are not in this stimulus set (it has {present})")
+    if design.stimuli.include_failed is None:
+        # fixed_budget keeps failed attacks on purpose: P(target named | defense, eps) must not be
+        # conditioned on the model being fooled. The other designs select successes by construction.
+        design.stimuli.include_failed = set_design == "fixed_budget"
     cells = design.conditions()
     if design.trials % len(cells):
+        unit = "defense pairs" if design.task == "compare" else "defenses"
+        n_kinds = len(design.stimuli.kinds)
+        if n_kinds > 1:  # controls are cells of their own
+            raise DesignError(
+                f"study.trials: {design.trials} is not a multiple of the {len(cells)} cells "
+                f"({len(cells) // n_kinds} {unit} x {n_kinds} stimulus kinds), so cells cannot be seen equally often"
+            )
         raise DesignError(
-            f"study.trials: {design.trials} is not a multiple of the {len(cells)} "
-            f"{'defense pairs' if design.task == 'compare' else 'defenses'}, so defenses cannot be seen equally often"
+            f"study.trials: {design.trials} is not a multiple of the {len(cells)} {unit}, "
+            f"so defenses cannot be seen equally often"
         )
     ref = design.analysis.reference_defense
     if ref and ref not in design.defenses:
         raise DesignError(f"analysis.reference_defense: {ref!r} is not one of the study's defenses {design.defenses}")
     if not ref:
         design.analysis.reference_defense = design.defenses[0]
-    usable = [s for s in stimuli if s["success"] and s["defense"] in design.defenses]
-    if design.task == "compare":
-        by_group: dict[str, set] = {}
-        for s in usable:
-            by_group.setdefault(s["group"], set()).add(s["defense"])
-        main_sources = {s["source_id"] for s in usable if len(by_group[s["group"]]) >= 2}
-    else:
-        main_sources = {s["source_id"] for s in usable}
+    items, _ = _pool(design, stimuli, sources)
+    main_sources = {it.source for it in items}
     if len(main_sources) < design.trials:
         raise DesignError(
             f"study.trials: each participant needs {design.trials} different source digits but the stimulus set "
@@ -210,27 +264,39 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
     return design
 
 
-def _check_feasible(design: Design, stimuli: list[dict], sources: list[dict]) -> None:
-    """Dry-run the allocator on the manifest, so a study that cannot be served is refused at creation."""
+def _pool(design: Design, stimuli: list[dict], sources: list[dict]):
+    """The allocator's pool built from manifest entries (what the imported Image rows will hold)."""
     from types import SimpleNamespace
 
-    from .allocation import AllocationError, build_pool, plan_trials
+    from .allocation import build_pool
+    from .stimuli import stimulus_kind, twin_of
 
     images = [SimpleNamespace(kind="stimulus", key=s["id"], success=s["success"], defense=s["defense"],
                               source_key=s["source_id"], target_label=s["target_label"], group=s["group"],
-                              true_label=s["true_label"]) for s in stimuli]
-    images += [SimpleNamespace(kind="source", key=s["id"], true_label=s["true_label"], success=None, defense=None)
+                              true_label=s["true_label"], stimulus_kind=stimulus_kind(s), twin_key=twin_of(s))
+              for s in stimuli]
+    images += [SimpleNamespace(kind="source", key=s["id"], true_label=s["true_label"], success=None, defense=None,
+                               stimulus_kind=None, twin_key=None)
                for s in sources]
-    items, clean = build_pool(design, images)
+    return build_pool(design, images)
+
+
+def _check_feasible(design: Design, stimuli: list[dict], sources: list[dict]) -> None:
+    """Dry-run the allocator on the manifest, so a study that cannot be served is refused at creation."""
+    from .allocation import AllocationError, plan_trials
+
+    items, clean = _pool(design, stimuli, sources)
     per_cell = {c: 0 for c in design.conditions()}
     for it in items:
         per_cell[it.cell] += 1
     need = design.trials // len(per_cell)
-    short = {" vs ".join(c): n for c, n in per_cell.items() if n < need}
+    short = {cell_label(c): n for c, n in per_cell.items() if n < need}
     if short:
+        which = "" if design.stimuli.include_failed else "successful "
         raise DesignError(f"study.trials: each participant needs {need} stimuli per "
-                          f"{'defense pair' if design.task == 'compare' else 'defense'}, but the set has only "
-                          f"{short} successful ones; lower trials or drop those from study.defenses")
+                          f"{'defense pair' if design.task == 'compare' else 'defense'}"
+                          f"{' and kind' if len(design.stimuli.kinds) > 1 else ''}, but the set has only "
+                          f"{short} {which}ones; lower trials or drop those from study.defenses or stimuli.kinds")
     try:
         for seed in range(5):
             plan_trials(design, items, clean, {}, seed)

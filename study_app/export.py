@@ -10,31 +10,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from contracts import export as contract
+
 from .db import db
+from .stimuli import set_design, set_estimand, stimulus_kind, twin_of
 from .models import Image, Participant, Response, Study, Trial
 from .tasks import attention_passed
 
-BASE_COLUMNS = [
-    "response_uuid", "study_id", "participant_id", "participant_state", "participant_review", "task_type",
-    "trial_index", "trial_kind", "stimulus_id", "stimulus_id_b", "group", "source_id", "source_index",
-    "true_label", "target_label", "prompt_label", "defense", "defense_b", "attack", "attack_params", "budget",
-    "norm_l2", "norm_linf", "norm_l0", "norm_l2_b", "norm_linf_b", "norm_l0_b", "attack_success",
-]
-RESPONSE_COLUMNS = [
-    "response", "response_label", "rating", "chosen_side", "chosen_defense", "target_hit", "original_hit",
-    "is_attention_check", "attention_passed", "rt_ms", "shown_at", "answered_at", "received_at",
-    "screen_width", "screen_height", "viewport_width", "viewport_height", "device_pixel_ratio",
-    "manifest_sha256", "stimulus_set",
-]
-PLATFORM_COLUMNS = ["platform", "platform_pid", "platform_session"]
+# The columns and their types are contract 2 (contracts/export.py); the analysis reads the same list.
+BASE_COLUMNS = list(contract.names(contract.BASE))
+RESPONSE_COLUMNS = list(contract.names(contract.RESPONSE))
+PLATFORM_COLUMNS = list(contract.names(contract.PLATFORM))
 
 
 def columns(manifest: dict[str, Any], include_platform_ids: bool = False) -> list[str]:
-    models = []
-    for m in manifest["models"]:
-        models += [f"model_{m['name']}_label", f"model_{m['name']}_confidence"]
-    cols = BASE_COLUMNS + models + [c + "_b" for c in models] + RESPONSE_COLUMNS
-    return cols + (PLATFORM_COLUMNS if include_platform_ids else [])
+    models = [m["name"] for m in manifest["models"]]
+    return [c.name for c in contract.export_columns(models, include_platform_ids)]
 
 
 def _entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -73,20 +64,25 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         .execution_options(yield_per=batch)
     )
     task = study.task_type
+    design_of_set = set_design(manifest)
     for r, t, p, key_a, key_b in db.session.execute(stmt):
         a = entries[key_a]
         b = entries[key_b] if key_b else {}
         is_clean_a = "defense" not in a
         row: dict[str, Any] = {
             "response_uuid": r.uuid, "study_id": study.id, "participant_id": p.id,
-            "participant_state": p.state, "participant_review": p.review, "task_type": task,
-            "trial_index": r.trial_index, "trial_kind": t.kind, "stimulus_id": key_a, "stimulus_id_b": key_b,
+            "participant_state": p.state, "participant_review": p.review, "simulated": bool(p.simulated),
+            "task_type": task, "trial_index": r.trial_index, "trial_kind": t.kind,
+            "stimulus_id": key_a, "stimulus_id_b": key_b,
+            "stimulus_kind": stimulus_kind(a), "stimulus_kind_b": stimulus_kind(b) if b else None,
+            "twin_stimulus_id": twin_of(a), "twin_stimulus_id_b": twin_of(b) if b else None,
             "group": a.get("group"), "source_id": a.get("source_id", a["id"] if is_clean_a else None),
             "source_index": a.get("source_index"), "true_label": a.get("true_label"),
             "target_label": a.get("target_label"), "prompt_label": t.prompt_label,
             "defense": a.get("defense"), "defense_b": b.get("defense"), "attack": a.get("attack"),
             "attack_params": json.dumps(a["attack_params"], sort_keys=True) if "attack_params" in a else None,
             "budget": a.get("budget"), "attack_success": a.get("success"),
+            "stimulus_design": design_of_set,
         }
         row |= _image_fields(a, model_names)
         row |= _image_fields(b, model_names, "_b") if b else {k + "_b": None for k in _image_fields({}, model_names)}
@@ -151,9 +147,12 @@ def stream_jsonl(study: Study, include_platform_ids: bool = False) -> Iterator[s
 def companion(study: Study) -> dict[str, Any]:
     """The study's design (with its [analysis] section) for the analysis package, next to the export."""
     sset = study.stimulus_set
+    manifest = sset.manifest
     return {"study_id": study.id, "name": study.name, "task_type": study.task_type, "status": study.status,
             "design": study.design, "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
-            "columns": columns(sset.manifest)}
+            # the set's stimulus design and the estimand it identifies (format 1: minimal, with its standard sentence)
+            "stimulus_design": set_design(manifest), "estimand": set_estimand(manifest),
+            "columns": columns(manifest)}
 
 
 DEBRIEF_COLUMNS = ["study_id", "participant_id", "participant_state", "participant_review", "question_index",

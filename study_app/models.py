@@ -18,23 +18,15 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false as sql_false
+
+from contracts.export import PARTICIPANT_STATES, REVIEW_MARKS, TASK_TYPES, TRIAL_KINDS  # noqa: F401
 
 from .db import UTCDateTime, db, utcnow
 
-STATES = (
-    "entered",
-    "consented",
-    "instructed",
-    "in_task",
-    "data_complete",
-    "code_issued",
-    "returned",
-    "timed_out",
-    "excluded",
-)
-REVIEWS = ("", "approved", "rejected", "excluded")
-TASK_TYPES = ("identify", "rate", "compare")
-TRIAL_KINDS = ("practice", "main", "attention_check")
+# The vocabularies live once, in contracts/export.py (the analysis reads the same ones).
+STATES = PARTICIPANT_STATES
+REVIEWS = REVIEW_MARKS
 
 
 class StimulusSet(db.Model):
@@ -70,6 +62,10 @@ class Image(db.Model):
     group: Mapped[Optional[str]] = mapped_column(String(200))
     defense: Mapped[Optional[str]] = mapped_column(String(200))
     success: Mapped[Optional[bool]] = mapped_column()
+    # Stimuli only: adversarial | control_flip | control_noise (manifest v1: adversarial), and for a
+    # control the manifest id of its adversarial twin. The allocator balances kinds as their own cells.
+    stimulus_kind: Mapped[Optional[str]] = mapped_column(String(16))
+    twin_key: Mapped[Optional[str]] = mapped_column(String(200))
 
     stimulus_set: Mapped[StimulusSet] = relationship(back_populates="images")
 
@@ -125,6 +121,8 @@ class Participant(db.Model):
     platform_json: Mapped[str] = mapped_column(Text, default="{}")
     state: Mapped[str] = mapped_column(String(16), default="entered")
     review: Mapped[str] = mapped_column(String(16), default="")
+    # Created by `advlegit bots` (a signed header on arrival, see security.simulated_token_for): not a person.
+    simulated: Mapped[bool] = mapped_column(default=False, server_default=sql_false())
     next_trial_index: Mapped[int] = mapped_column(Integer, default=0)
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
     completion_code: Mapped[Optional[str]] = mapped_column(String(64))

@@ -16,8 +16,9 @@ from .tasks import attention_passed
 @dataclass
 class StudyStats:
     by_state: dict[str, int] = field(default_factory=dict)
-    cells: dict[str, int] = field(default_factory=dict)  # "defense" (or "a vs b") -> answered main trials
+    cells: dict[str, int] = field(default_factory=dict)  # "defense" (or "a vs b", + " (kind)") -> answered main trials
     n_participants: int = 0
+    n_simulated: int = 0  # created by `advlegit bots`
     n_completed: int = 0
     completion_rate: float | None = None
     median_minutes: float | None = None
@@ -31,18 +32,22 @@ def study_stats(study: Study) -> StudyStats:
         Participant.study_id == study.id).group_by(Participant.state)).all())
     s.n_participants = sum(s.by_state.values())
     s.n_completed = sum(s.by_state.get(k, 0) for k in FINISHED)
+    s.n_simulated = db.session.scalar(select(func.count()).select_from(Participant).where(
+        Participant.study_id == study.id, Participant.simulated.is_(True))) or 0
     started = s.n_participants - s.by_state.get("entered", 0)
     s.completion_rate = s.n_completed / started if started else None
 
     ImageB = aliased(Image)
     rows = db.session.execute(
-        select(Image.defense, ImageB.defense, func.count()).select_from(Response)
+        select(Image.defense, ImageB.defense, Image.stimulus_kind, func.count()).select_from(Response)
         .join(Trial, Trial.id == Response.trial_id).join(Participant, Participant.id == Response.participant_id)
         .join(Image, Image.id == Trial.image_id).outerjoin(ImageB, ImageB.id == Trial.image_b_id)
         .where(Participant.study_id == study.id, Trial.kind == "main")
-        .group_by(Image.defense, ImageB.defense)).all()
-    for da, db_, n in rows:
+        .group_by(Image.defense, ImageB.defense, Image.stimulus_kind)).all()
+    for da, db_, kind, n in rows:
         key = " vs ".join(sorted([da, db_])) if db_ else da
+        if kind and kind != "adversarial":  # controls are their own cells
+            key += f" ({kind})"
         s.cells[key] = s.cells.get(key, 0) + n
     s.cells = dict(sorted(s.cells.items()))
 

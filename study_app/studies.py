@@ -8,9 +8,10 @@ import secrets
 from sqlalchemy import select
 
 from .db import db
-from .design import Design, check_against_set
+from .design import Design, DesignError, check_against_set
 from .manifest import LoadedSet
 from .models import AllocationLock, Image, StimulusSet, Study, StudyImage
+from .stimuli import set_design, stimulus_kind, twin_of
 
 log = logging.getLogger(__name__)
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no look-alikes: ids get read aloud and typed
@@ -42,7 +43,8 @@ def import_stimulus_set(loaded: LoadedSet) -> StimulusSet:
         db.session.add(Image(stimulus_set_id=sset.id, key=s["id"], kind="stimulus", sha256=s["sha256"],
                              png=loaded.images[s["id"]], source_key=s["source_id"],
                              true_label=int(s["true_label"]), target_label=int(s["target_label"]),
-                             group=s["group"], defense=s["defense"], success=bool(s["success"])))
+                             group=s["group"], defense=s["defense"], success=bool(s["success"]),
+                             stimulus_kind=stimulus_kind(s), twin_key=twin_of(s)))
     db.session.flush()
     log.info("imported stimulus set %s: %d sources, %d stimuli", sset.name, len(m["sources"]), len(m["stimuli"]))
     return sset
@@ -50,7 +52,14 @@ def import_stimulus_set(loaded: LoadedSet) -> StimulusSet:
 
 def create_study(loaded: LoadedSet, design: Design) -> Study:
     """Check the design against the set, import the set, and create the study (caller commits)."""
-    check_against_set(design, loaded.defended, loaded.manifest["stimuli"], loaded.manifest["sources"])
+    try:  # an unknown kind or design is refused before anything is written
+        design_of_set = set_design(loaded.manifest)
+        for s in loaded.manifest["stimuli"]:
+            stimulus_kind(s)
+    except ValueError as exc:
+        raise DesignError(str(exc)) from exc
+    check_against_set(design, loaded.defended, loaded.manifest["stimuli"], loaded.manifest["sources"],
+                      set_design=design_of_set)
     sset = import_stimulus_set(loaded)
     seed = design.seed if design.seed is not None else secrets.randbelow(2**31)
     design.seed = seed

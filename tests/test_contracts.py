@@ -15,7 +15,8 @@ TINY = {
     "training": {"steps": 2, "batch_size": 16},
     "defenses": [{"name": "normal"}, {"name": "gradreg_y", "kind": "gradreg"}],
     "evaluation": {"epsilons": [0.0, 0.3], "n_images": 8, "pgd_steps": 1},
-    "stimuli": {"per_class": 1, "attack": "tgsm", "until_success": False, "require_correct": False},
+    "stimuli": {"per_class": 1, "attack": "tgsm", "design": "fixed_budget", "require_correct": False,
+                "controls": ["flip", "noise"]},
 }
 
 
@@ -30,7 +31,7 @@ def test_study_app_reads_what_generation_writes(stimulus_set):
     loaded = load_stimulus_set(stimulus_set)
     assert loaded.defended == ["normal", "gradreg_y"]
     assert loaded.raters == ["rater"]
-    assert len(loaded.manifest["stimuli"]) == 20 and len(loaded.manifest["sources"]) == 10
+    assert len(loaded.manifest["stimuli"]) == 3 * 20 and len(loaded.manifest["sources"]) == 10
     assert set(loaded.images) >= {s["id"] for s in loaded.manifest["stimuli"]}
 
 
@@ -44,4 +45,167 @@ def test_study_app_refuses_a_tampered_set(stimulus_set, tmp_path):
     data[-20] ^= 0xFF
     png.write_bytes(bytes(data))
     with pytest.raises(StimulusSetError):
+        load_stimulus_set(bad)
+
+
+# ---------------------------------------------------------------- contract 2: the export
+
+def _documented_export_columns() -> set[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    cols: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            cols |= set(re.findall(r"`([a-z_<>0-9]+)`", line.split("|")[1]))
+    return cols
+
+
+def test_app_export_header_and_analysis_schema_agree():
+    """What study_app writes is what analysis reads, column by column and type by type."""
+    from analysis import schema
+    from contracts import export as contract
+    from study_app.export import columns
+
+    manifest = {"models": [{"name": "normal"}, {"name": "rater"}]}
+    header = columns(manifest)
+    models = [c for c in header if c.startswith("model_")]
+    assert [c for c in header if not c.startswith("model_")] == list(schema.EXPORT_COLUMNS)
+    assert models == ["model_normal_label", "model_normal_confidence", "model_rater_label",
+                      "model_rater_confidence", "model_normal_label_b", "model_normal_confidence_b",
+                      "model_rater_label_b", "model_rater_confidence_b"]
+    by_type = {"str": schema.STR_COLUMNS, "int": schema.INT_COLUMNS, "float": schema.FLOAT_COLUMNS,
+               "bool": schema.BOOL_COLUMNS}
+    for c in schema.EXPORT_COLUMNS:
+        assert [t for t, cols in by_type.items() if c in cols] == [contract.dtype_of(c)], c
+    for c in models:
+        assert contract.dtype_of(c) == ("int" if "_label" in c else "float")
+    assert len(header) == len(set(header))
+    # The drift issue 11 found: prompt_label was exported but unknown to the analysis.
+    assert "prompt_label" in schema.EXPORT_COLUMNS and "prompt_label" in schema.INT_COLUMNS
+    for new in ("simulated", "stimulus_kind", "stimulus_kind_b", "twin_stimulus_id", "twin_stimulus_id_b",
+                "stimulus_design"):
+        assert new in header and new in schema.EXPORT_COLUMNS
+    with_ids = columns(manifest, include_platform_ids=True)
+    assert with_ids[len(header):] == ["platform", "platform_pid", "platform_session"]
+
+
+def test_export_vocabularies_are_shared():
+    from analysis import schema
+    from contracts import export as contract
+    from contracts import stimulus_set
+    from study_app import models
+
+    assert models.TASK_TYPES == schema.TASK_TYPES == contract.TASK_TYPES
+    assert models.TRIAL_KINDS == schema.TRIAL_KINDS == contract.TRIAL_KINDS
+    assert models.STATES == schema.PARTICIPANT_STATES == contract.PARTICIPANT_STATES
+    assert models.REVIEWS == contract.REVIEW_MARKS
+    assert set(contract.IMAGE_KINDS) == set(stimulus_set.KINDS) and contract.STIMULUS_DESIGNS == stimulus_set.DESIGNS
+
+
+def test_every_export_column_is_documented():
+    from pathlib import Path
+
+    from contracts import export as contract
+
+    documented = _documented_export_columns()
+    for c in contract.COLUMN_NAMES:
+        assert c in documented, f"docs/export.md does not document {c}"
+    text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    for c in contract.names(contract.PLATFORM):  # opt-in columns: described in the text, not the table
+        assert f"`{c}`" in text and c not in documented, c
+
+
+def test_contracts_import_no_flask_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, contracts.export, contracts.stimulus_set; "
+            "bad = {'flask', 'torch', 'sqlalchemy', 'study_app', 'analysis', 'generation'} & set(sys.modules); "
+            "sys.exit(f'imports {bad}' if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr or out.stdout
+
+
+# --- one verifier (contracts.stimulus_set) for both packages; format versions; controls -------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+from contracts.stimulus_set import ESTIMANDS, VerificationError, stimulus_fields, verify  # noqa: E402
+
+
+def _edited(stimulus_set, tmp_path, edit):
+    bad = tmp_path / "edited"
+    shutil.copytree(stimulus_set, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    edit(m)
+    (bad / "manifest.json").write_text(json.dumps(m))
+    return bad
+
+
+def _as_v1(m):
+    """What generation wrote before format 2: no kinds, twins, designs, controls."""
+    m["format_version"] = 1
+    m.pop("stimulus_design")
+    for e in m["sources"]:
+        del e["kind"], e["twin"]
+    controls = [e for e in m["stimuli"] if e["kind"] != "adversarial"]
+    for e in controls:
+        del m["files"][e["image"]]
+    m["stimuli"] = [e for e in m["stimuli"] if e["kind"] == "adversarial"]
+    for e in m["stimuli"]:
+        del e["kind"], e["twin"], e["design"]
+    return controls
+
+
+def test_format_2_manifest_fields(stimulus_set):
+    m = verify(stimulus_set)
+    assert m["format_version"] == 2 and m["stimulus_design"]["estimand"] == ESTIMANDS["fixed_budget"]
+    ids = {e["id"]: e for e in m["stimuli"]}
+    for e in m["stimuli"]:
+        f = stimulus_fields(e, m)
+        assert f["design"] == "fixed_budget" and f["budget"] == 0.3 and f["norm_l2"] > 0
+        if e["kind"] == "adversarial":
+            assert e["twin"] is None
+        else:
+            twin = ids[e["twin"]]
+            assert e["id"] == twin["id"] + "-" + e["kind"].removeprefix("control_")
+            assert abs(e["norms"]["l2"] - twin["norms"]["l2"]) <= 1e-6
+            assert set(e["predictions"]) == set(twin["predictions"])
+
+
+def test_v1_manifest_still_verifies_on_both_sides(stimulus_set, tmp_path):
+    old = tmp_path / "v1"
+    shutil.copytree(stimulus_set, old)
+    m = json.loads((old / "manifest.json").read_text())
+    for e in _as_v1(m):
+        (old / e["image"]).unlink()
+    (old / "manifest.json").write_text(json.dumps(m))
+    read = verify(old)
+    assert read["stimulus_design"]["design"] == "minimal" and read["stimulus_design"]["legacy"]
+    assert {(e["kind"], e["twin"]) for e in read["stimuli"]} == {("adversarial", None)}
+    assert stimulus_fields(m["stimuli"][0], m)["kind"] == "adversarial"
+    assert len(load_stimulus_set(old).manifest["stimuli"]) == 20
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(format_version=3), "format_version 3"),
+    (lambda m: m["stimuli"][-1].update(twin="stim-nope"), "twin 'stim-nope'"),
+    (lambda m: m["stimuli"][-1].update(kind="control_blur"), "kind 'control_blur'"),
+    (lambda m: m["stimuli"][-1].update(defense=m["stimuli"][0]["defense"] if m["stimuli"][-1]["defense"] !=
+                                       m["stimuli"][0]["defense"] else m["stimuli"][1]["defense"]),
+     "differ from its twin"),
+    (lambda m: m["files"].update({"../outside.png": "0" * 64}), "leaves the folder"),
+    (lambda m: m["stimuli"][0].update(saliency={"gradient": {"image": "images/x.png", "sha256": "1" * 64}}),
+     "saliency hash"),
+    (lambda m: m["stimuli"][0]["predictions"].pop("rater"), "no predictions"),
+])
+def test_one_verifier_refuses_on_both_sides(stimulus_set, tmp_path, edit, message):
+    bad = _edited(stimulus_set, tmp_path, edit)
+    with pytest.raises(VerificationError) as err:
+        verify(bad)
+    assert any(message in p for p in err.value.problems), err.value.problems
+    with pytest.raises(StimulusSetError, match=message.replace("(", r"\(").replace("'", ".")):
         load_stimulus_set(bad)

@@ -13,7 +13,7 @@ from .deepfool import deepfool
 from .fgsm import fgsm, tgsm
 from .jsma import jsma
 from .pgd import pgd_l2, pgd_linf, tgsm_iterative
-from .until_success import until_success
+from .until_success import bisection_rounds, minimal_budget
 
 ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "fgsm": fgsm,
@@ -46,4 +46,4 @@ def attack_defaults(name: str) -> dict:
 
 
 __all__ = ["ATTACKS", "AttackResult", "attack_defaults", "attack_param_names", "get_attack",
-           "perturbation_norms", "until_success"]
+           "bisection_rounds", "minimal_budget", "perturbation_norms"]

@@ -84,6 +84,7 @@ def entry(study_id: str):
         arrival = parse_arrival(request.args, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
     except RecruitmentError as exc:
         return message("Link problem", f"This study link is incomplete or damaged ({exc}).", 400)
+    simulated = security.arrival_is_simulated(study.id)  # before anything is written: a bad token changes nothing
     if arrival.preview:
         return render_template("participant/preview.html", study=study, design=study.design)
     if arrival.platform_pid:
@@ -111,7 +112,7 @@ def entry(study_id: str):
         return message("Study full", "This study has all the participants it needs. Thank you!", 410)
     p = Participant(id="p" + new_id(15), study_id=study.id, access_token=secrets.token_urlsafe(32),
                     platform=arrival.platform, platform_pid=arrival.platform_pid,
-                    platform_json=json.dumps(arrival.info), state="entered",
+                    platform_json=json.dumps(arrival.info), state="entered", simulated=simulated,
                     user_agent=(request.user_agent.string or "")[:500], created_at=utcnow(), last_seen_at=utcnow())
     db.session.add(p)
     enter(p, reason=arrival.platform)

@@ -30,7 +30,9 @@ def test_full_report_on_all_task_types(mixed_export, tmp_path):
         assert (out / f).is_file(), f
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
-    assert "Holm" in md and "APPROXIMATE BAYESIAN FIT" in md and "<table>" in html
+    assert "Holm" in md and "<table>" in html
+    for task in ("identify", "rate", "compare"):  # a pre-registered primary result for every task
+        assert f"**Primary result** ({task}: " in md
     # every figure the markdown links exists
     for line in md.splitlines():
         if line.startswith("!["):
@@ -51,7 +53,10 @@ def test_options_from_config_file_and_companion(identify_export, tmp_path):
     prim = pd.read_csv(out / "tables/identify_primary.csv")
     assert prim["contrast"].tolist() == ["adv vs normal"]
     md = (out / "report.md").read_text()
-    assert "| alpha | 0.01 | study/CLI |" in md and "| n_boot | 100 | study/CLI |" in md
+    # true provenance: the design file is the study's, --n-boot the command line's, the rest defaults
+    assert "| alpha | 0.01 | study |" in md and "| n_boot | 100 | command line |" in md
+    assert "| primary_contrast | adv, normal | study |" in md and "| seed | 0 | default |" in md
+    assert "No study file" in md.split("## In plain words")[0]  # analysed without its .study.json
     # the study app's companion FILE.study.json supplies the pre-registered section
     export = tmp_path / "e.csv"
     export.write_bytes(Path(identify_export).read_bytes())
@@ -61,6 +66,9 @@ def test_options_from_config_file_and_companion(identify_export, tmp_path):
     assert run("analyze", export, "-o", out2, *FAST).exit_code == 0
     prim = pd.read_csv(out2 / "tables/identify_primary.csv")
     assert len(prim) == 3 and "p_holm" in prim  # all pairs, Holm-adjusted
+    md2 = (out2 / "report.md").read_text()
+    assert "| primary_contrast | all_pairs | study |" in md2 and "| reference_defense | adv | study |" in md2
+    assert "| alpha | 0.05 | default |" in md2 and "No study file" not in md2
 
 
 def _bad(tmp_path, frame, match, *extra):

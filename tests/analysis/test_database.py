@@ -38,14 +38,14 @@ def test_analyze_reads_the_study_database(tmp_path, tmp_path_factory):
         db.engine.dispose()
     out = tmp_path / "report"
     res = CliRunner().invoke(main, ["analyze", "--database", url, "--study", study, "-o", str(out),
-                                    "--attention-min-pass-rate", "0", "--no-mixed-model", "--r-crosscheck", "off",
+                                    "--attention-threshold", "0", "--no-mixed-model", "--r-crosscheck", "off",
                                     "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     excl = pd.read_csv(out / "tables/exclusions.csv")
     assert excl["participants_left"].iloc[0] == 6
     assert (out / "tables/identify_primary.csv").is_file()
     # the study's pre-registered [analysis] section came along (export's companion .study.json)
-    assert "| rt_floor_ms | 200.0 | study/CLI |" in (out / "report.md").read_text()
+    assert "| rt_floor_ms | 200.0 | study |" in (out / "report.md").read_text()
     res = CliRunner().invoke(main, ["analyze", "--database", url, "--study", "nope", "-o", str(tmp_path / "r2")])
     assert res.exit_code != 0 and "could not export study 'nope'" in res.output
     assert not (tmp_path / "r2").exists()

@@ -23,18 +23,25 @@ def ident():
 
 
 def test_cluster_logit_matches_statsmodels_formula(ident):
-    fit, X = identify.defense_model(ident, "target_hit", "normal")
+    fit, X = identify.defense_model(ident, "target_hit", "normal", cluster="participant+image")
     groups = np.column_stack([pd.factorize(ident["participant_id"])[0], pd.factorize(ident["stimulus_id"])[0]])
     ref = smf.logit("target_hit ~ C(defense, Treatment('normal'))", ident).fit(
         disp=0, cov_type="cluster", cov_kwds={"groups": groups})
     np.testing.assert_allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.cov)), ref.bse.to_numpy(), rtol=1e-6)
-    prim = identify.primary_test(ident, "gradreg_y", "normal")
+    prim = identify.primary_test(ident, "gradreg_y", "normal", cluster="participant+image")
     j = [i for i, n in enumerate(ref.params.index) if "gradreg_y" in n][0]
     assert prim["log_or"] == pytest.approx(ref.params.iloc[j], rel=1e-6)
     # t reference with min(#clusters) - 1 df
     g = min(ident["participant_id"].nunique(), ident["stimulus_id"].nunique()) - 1
     assert prim["p"] == pytest.approx(2 * stats.t.sf(abs(ref.params.iloc[j] / ref.bse.iloc[j]), g), rel=1e-6)
+    # the default clusters by participant and (source, target) group: images of one group are dependent
+    gg = np.column_stack([pd.factorize(ident["participant_id"])[0], pd.factorize(ident["group"])[0]])
+    refg = smf.logit("target_hit ~ C(defense, Treatment('normal'))", ident).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": gg})
+    primg = identify.primary_test(ident, "gradreg_y", "normal")
+    assert primg["se"] == pytest.approx(refg.bse.iloc[j], rel=1e-6)
+    assert primg["df"] == min(ident["participant_id"].nunique(), ident["group"].nunique()) - 1
 
 
 def test_wilson_and_holm_match_statsmodels():

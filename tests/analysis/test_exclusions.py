@@ -6,7 +6,7 @@ from analysis.exclusions import apply_exclusions
 
 
 def test_each_rule_counts_what_it_removed(identify_df):
-    cfg = AnalysisConfig(attention_min_pass_rate=0.75, rt_floor_ms=800)
+    cfg = AnalysisConfig(attention_threshold=0.75, rt_floor_ms=800)
     res = apply_exclusions(identify_df, cfg)
     t = res.table.set_index("rule")
     main = identify_df[identify_df["trial_kind"] == "main"]

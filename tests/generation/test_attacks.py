@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation.attacks import ATTACKS, attack_param_names, get_attack, until_success
+from generation.attacks import ATTACKS, attack_param_names, bisection_rounds, get_attack, minimal_budget
 from generation.attacks import fgsm, jsma, pgd_l2, pgd_linf, tgsm, tgsm_iterative  # noqa: F401
 from generation.attacks.fgsm import fgsm as fgsm_fn
 from generation.attacks.jsma import jsma as jsma_fn
@@ -111,24 +111,27 @@ def test_jsma_batched_equals_one_at_a_time(normal_model, batch):
     assert torch.allclose(together, alone, atol=1e-6)
 
 
-def test_until_success_records_the_smallest_budget(normal_model, batch):
+def test_minimal_budget_bisects_to_the_resolution(normal_model, batch):
     x, y = batch
     t = (y + 1) % 10
-    budgets = [0.02, 0.05, 0.1, 0.2, 0.3]
-    res = until_success(tgsm_it, normal_model, x, y, target=t, budgets=budgets)
-    assert res.success.any()
-    for i in res.success.nonzero().flatten().tolist():
-        b = res.budget[i].item()
-        assert b in budgets
-        assert res.norms["linf"][i] <= b + 1e-6
-        k = budgets.index(b)
-        if k > 0:  # the next smaller budget failed for this image
-            smaller = tgsm_it(normal_model, x[i:i + 1], y[i:i + 1], target=t[i:i + 1], epsilon=budgets[k - 1])
-            assert not smaller.success.item()
-    failed = ~res.success
-    assert torch.isnan(res.budget[failed]).all()
+
+    def run(idx, budget):
+        return tgsm_it(normal_model, x[idx], y[idx], target=t[idx], epsilon=budget.view(-1, 1, 1, 1).float())
+
+    images, ok, budget = minimal_budget(run, len(x), max_budget=0.5, resolution=0.01, device=x.device)
+    assert ok.any()
+    width = 0.5 / 2 ** bisection_rounds(0.5, 0.01)
+    assert width <= 0.01
+    idx = ok.nonzero().flatten()
+    b = budget[idx]
+    assert torch.all((images[idx] - x[idx]).flatten(1).abs().amax(1) <= b + 1e-6)
+    assert run(idx, b).success.all()
+    # the bracket closed: one bracket width below the budget found, (nearly) every image failed
+    lower = b > width
+    assert run(idx[lower], b[lower] - width).success.float().mean() <= 0.1
+    assert torch.isnan(budget[~ok]).all()
     # a failed attack is reported as failed, never returned as the clean image
-    assert torch.all(res.norms["linf"][failed] > 0)
+    assert torch.all((images[~ok] - x[~ok]).flatten(1).abs().amax(1) > 0)
 
 
 def test_registry_signatures_are_uniform():

@@ -32,12 +32,35 @@ def test_examples_load(name):
     ({"defenses": [{"name": "a", "kind": "normal", "architecture": 3}]}, "defenses[0].architecture"),
     ({"stimuli": {"attack_params": {"epsilonn": 0.1}}}, "stimuli.attack_params.epsilonn"),
     ({"stimuli": {"budgets": [0.3, 0.1]}}, "stimuli.budgets"),
+    ({"stimuli": {"until_success": True}}, "stimuli.design"),
+    ({"stimuli": {"budgets": [0.1]}}, 'design = "minimal"'),
+    ({"stimuli": {"design": "adaptive"}}, "stimuli.design"),
+    ({"stimuli": {"design": 3}}, "stimuli.design"),
+    ({"stimuli": {"controls": ["mirror"]}}, "stimuli.controls[0]"),
+    ({"stimuli": {"controls": ["flip", "flip"]}}, "stimuli.controls"),
+    ({"stimuli": {"design": "matched_norm", "norm": "l1"}}, "stimuli.norm"),
+    ({"stimuli": {"design": "matched_norm", "tolerance": 0.0}}, "stimuli.tolerance"),
+    ({"stimuli": {"design": "minimal", "attack": "cw_l2"}}, "stimuli.attack"),
+    ({"stimuli": {"design": "minimal", "resolution": 0.9}}, "stimuli.resolution"),
+    ({"stimuli": {"design": "fixed_budget", "epsilons": []}}, "stimuli.epsilons"),
+    ({"stimuli": {"design": "fixed_budget", "epsilons": [1.5]}}, "stimuli.epsilons"),
+    ({"stimuli": {"attack_params": {"epsilon": 0.2}}}, "stimuli.attack_params.epsilon"),
+    ({"stimuli": {"design": "ross", "attack": "pgd_linf"}}, "stimuli.attack"),
+    ({"stimuli": {"design": "ross", "attack_params": {"epsilon": 0.3}}}, "stimuli.attack_params.epsilon"),
     ({"evaluation": {"attacks": ["jsma"]}}, "evaluation.attacks[0]"),
 ])
 def test_bad_config_names_the_field(raw, field):
     with pytest.raises(ConfigError) as err:
         from_dict(raw)
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize("name, design", [("quick.toml", "matched_norm"), ("mnist-demo.toml", "matched_norm"),
+                                          ("mnist-interpretability.toml", "fixed_budget")])
+def test_examples_choose_a_stimulus_design(name, design):
+    s = load_config(EXAMPLES / name).stimuli
+    assert s.design == design
+    assert s.controls == (["flip", "noise"] if design == "matched_norm" else [])
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -20,7 +20,7 @@ MICRO = {
     "raters": {"count": 0},
     "evaluation": {"attacks": ["fgsm"], "epsilons": [0.0, 0.3], "n_images": 8},
     "stimuli": {"per_class": 1, "attack": "tgsm_iterative", "attack_params": {"steps": 2},
-                "budgets": [0.3], "require_correct": False},
+                "epsilons": [0.3], "require_correct": False},
     "interpretability": {"n_images": 6, "grid_images": 4, "ig_steps": 4, "pgd_steps": 2,
                          "robustness_attacks": ["deepfool"], "attack_steps": 2, "attack_restarts": 1,
                          "attack_k": 50, "top_k": 20, "export_saliency": ["integrated_gradients", "cam"]},

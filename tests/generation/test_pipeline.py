@@ -28,12 +28,13 @@ MICRO = {
     "raters": {"count": 2},
     "evaluation": {"epsilons": [0.0, 0.3], "n_images": 16, "pgd_steps": 2},
     "stimuli": {"per_class": 1, "targets": "next", "attack": "tgsm_iterative",
-                "attack_params": {"steps": 3}, "budgets": [0.2, 0.5], "require_correct": False},
+                "attack_params": {"steps": 3}, "design": "minimal", "max_budget": 0.5, "resolution": 0.05,
+                "require_correct": False},
 }
 
-MANIFEST_STIMULUS_KEYS = {"id", "image", "sha256", "group", "source_id", "source_index", "true_label",
-                          "target_label", "defense", "attack", "attack_params", "budget", "seed", "norms",
-                          "success", "predictions"}
+MANIFEST_STIMULUS_KEYS = {"id", "kind", "twin", "image", "sha256", "group", "source_id", "source_index",
+                          "true_label", "target_label", "defense", "design", "attack", "attack_params", "budget",
+                          "seed", "norms", "success", "predictions"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,9 @@ def stimulus_set(tmp_path_factory):
 
 def test_manifest_describes_every_stimulus(stimulus_set):
     m = verify(stimulus_set)
-    assert m["format_version"] == 1 and m["config_hash"] == from_dict(MICRO).hash()
+    assert m["format_version"] == 2 and m["config_hash"] == from_dict(MICRO).hash()
+    assert m["stimulus_design"]["design"] == "minimal" and "confounded" in m["stimulus_design"]["estimand"]
+    assert {s["kind"] for s in m["sources"]} == {"clean"}
     names = [x["name"] for x in m["models"]]
     assert names == [d["name"] for d in MICRO["defenses"]] + ["rater1", "rater2"]
     assert {x["role"] for x in m["models"] if x["name"].startswith("rater")} == {"rater"}
@@ -57,8 +60,10 @@ def test_manifest_describes_every_stimulus(stimulus_set):
         assert s["target_label"] == (s["true_label"] + 1) % 10
         assert set(s["predictions"]) == set(names)
         assert s["success"] == (s["predictions"][s["defense"]]["label"] == s["target_label"])
-        assert s["success"] == (s["budget"] is not None)
-        assert s["norms"]["linf"] <= 0.5 + 1e-6
+        assert (s["kind"], s["twin"], s["design"]) == ("adversarial", None, "minimal")
+        assert s["attack_params"]["epsilon"] == s["budget"] and s["norms"]["linf"] <= s["budget"] + 1e-6
+        assert s["attack_params"]["step_size"] == pytest.approx(2.5 * s["budget"] / 3)
+        assert s["success"] or s["budget"] == 0.5
     groups = {}
     for s in m["stimuli"]:
         groups.setdefault(s["group"], set()).add(s["defense"])

@@ -10,12 +10,19 @@ import pytest
 # module has a name no package uses, so adding this folder is safe.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_fixtures import ServerProcess, create_study, fresh_postgres_database, make_app, shared_stimulus_set
+from study_fixtures import (ServerProcess, create_study, fresh_postgres_database, make_app, shared_stimulus_set,
+                            shared_stimulus_set_v2)
 
 
 @pytest.fixture(scope="session")
 def stimulus_dir(tmp_path_factory) -> Path:
     return shared_stimulus_set(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stimulus_dir_v2(tmp_path_factory) -> Path:
+    """Format 2, fixed_budget, with flip and noise controls."""
+    return shared_stimulus_set_v2(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

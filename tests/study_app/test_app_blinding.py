@@ -4,22 +4,51 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
 
 from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_answer
 
 PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES), re.IGNORECASE)
 
 
-def _check(resp, what):
+def _check_reply(resp, what, pattern: re.Pattern = PATTERN):
     blob = resp.get_data() + str(dict(resp.headers)).encode()
-    m = PATTERN.search(blob.decode("latin-1"))
+    m = pattern.search(blob.decode("latin-1"))
     assert m is None, f"{what} leaks {m.group(0)!r}"
     return resp
 
 
+# A control must not announce itself either: no kind, twin or control name reaches the participant.
+CONTROL_PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES + ["control_flip", "control_noise",
+                                                                            "adversarial", "twin", "-flip",
+                                                                            "-noise"]), re.IGNORECASE)
+
+
 @pytest.mark.parametrize("task", ["identify", "rate", "compare"])
 def test_no_participant_facing_response_names_a_defense_attack_or_model(app, client, stimulus_dir, tmp_path, task):
-    study_id = create_study(app, stimulus_dir, tmp_path, task)
+    _walk_participant(app, client, stimulus_dir, tmp_path, task)
+
+
+@pytest.mark.parametrize("task", ["identify", "compare"])
+def test_controls_are_blinded_like_every_stimulus(app, client, stimulus_dir_v2, tmp_path, task):
+    from study_app.db import db
+    from study_app.models import Image, Participant, Trial
+
+    token = _walk_participant(app, client, stimulus_dir_v2, tmp_path, task, CONTROL_PATTERN,
+                              trials=12 if task == "identify" else 18)
+    with app.app_context():  # the walk did show controls
+        kinds = db.session.scalars(select(Image.stimulus_kind).join(Trial, Trial.image_id == Image.id)
+                                   .join(Participant).where(Participant.access_token == token)).all()
+    assert {"control_flip", "control_noise"} <= set(kinds)
+
+
+def _walk_participant(app, client, stimulus_dir, tmp_path, task, pattern: re.Pattern = PATTERN, **design) -> str:
+    """One participant through every page and endpoint, checking each reply against `pattern`."""
+    study_id = create_study(app, stimulus_dir, tmp_path, task, **design)
+
+    def _check(resp, what):
+        return _check_reply(resp, what, pattern)
+
     # The fixture's PNGs carry text chunks naming the defense: the served copies must not.
     assert any(PATTERN.search(p.read_bytes().decode("latin-1")) for p in (stimulus_dir / "images").glob("stim-*"))
     r = _check(client.get(f"/s/{study_id}?PROLIFIC_PID=BLIND&STUDY_ID=S&SESSION_ID=X"), "entry")
@@ -47,6 +76,7 @@ def test_no_participant_facing_response_names_a_defense_attack_or_model(app, cli
     _check(client.get(f"{base}/done"), "completion")
     # Error replies too.
     _check(post_answer(client, token, {"uuid": "x"}), "error reply")
+    return token
 
 
 def test_templates_are_ready_for_a_strict_csp():

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from study_fixtures import PrivatePostgres, ServerProcess, write_design
+from study_fixtures import PrivatePostgres, ServerProcess, bot_token, write_design
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def test_acknowledged_answers_survive_worker_kill_and_postgres_restart(postgres_
 
             def bot(i):
                 return run_bot(srv.url, study_id, oracle, AnswerModel(kind="rater", noise=0.1), seed=1000 + i,
-                               image_cache=images, retries=40, on_ack=on_ack)
+                               image_cache=images, retries=40, on_ack=on_ack, simulated_token=bot_token(study_id))
 
             images: dict[str, bytes] = {}
             with ThreadPoolExecutor(max_workers=N_BOTS) as pool:

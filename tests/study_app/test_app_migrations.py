@@ -82,3 +82,56 @@ def test_upgrade_from_the_first_revision_adds_the_rate_counters(empty_db, tmp_pa
                 assert persistence == "u"
     finally:
         engine.dispose()
+
+
+def test_controls_and_simulated_revision_up_and_down_keeps_data(empty_db, tmp_path):
+    """0003 on a database holding a study made before it: old stimuli become adversarial, old participants
+    are not simulated; a downgrade drops exactly those columns and keeps every row."""
+    from click.testing import CliRunner
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from study_app import MIGRATIONS_DIR, create_app
+    from study_app.cli import cli
+
+    env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0002"], env=env).exit_code == 0
+    now = "2026-11-22 02:00:00+00:00"
+    engine = create_engine(empty_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO stimulus_sets (id, manifest_sha256, name, config_hash, manifest_json, "
+                              "imported_at) VALUES (1, 'a', 'set', 'c', '{}', :t)"), {"t": now})
+            for n, kind in enumerate(("source", "stimulus")):
+                conn.execute(text("INSERT INTO images (id, stimulus_set_id, key, kind, sha256, png, source_key, "
+                                  "true_label) VALUES (:id, 1, :key, :kind, 's', :png, 'src', 3)"),
+                             {"id": n + 1, "key": f"k{n}", "kind": kind, "png": b"\x89PNG"})
+            conn.execute(text("INSERT INTO studies (id, name, stimulus_set_id, task_type, design_json, status, seed, "
+                              "completion_code, created_at) VALUES ('s1', 'S', 1, 'identify', '{}', 'open', 1, "
+                              "'C', :t)"), {"t": now})
+            conn.execute(text("INSERT INTO participants (id, study_id, access_token, platform, platform_json, state, "
+                              "review, next_trial_index, n_trials, created_at, last_seen_at) VALUES ('p1', 's1', "
+                              "'tok', 'prolific', '{}', 'in_task', '', 0, 0, :t, :t)"), {"t": now})
+        assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+        with engine.connect() as conn:
+            kinds = dict(conn.execute(text("SELECT kind, stimulus_kind FROM images")).all())
+            assert kinds == {"source": None, "stimulus": "adversarial"}
+            assert conn.execute(text("SELECT simulated FROM participants")).scalar() in (False, 0)
+        app = create_app({"DATABASE_URL": empty_db, "INSTANCE_PATH": str(tmp_path / "inst")})
+        with app.app_context():
+            downgrade(directory=MIGRATIONS_DIR, revision="0002")
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            assert "simulated" not in {c["name"] for c in insp.get_columns("participants")}
+            assert not {"stimulus_kind", "twin_key"} & {c["name"] for c in insp.get_columns("images")}
+            assert conn.execute(text("SELECT count(*) FROM images")).scalar() == 2
+            assert conn.execute(text("SELECT count(*) FROM participants")).scalar() == 1
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR)
+            from study_app.db import db
+
+            db.engine.dispose()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT stimulus_kind FROM images WHERE kind = 'stimulus'")).scalar() == "adversarial"
+    finally:
+        engine.dispose()

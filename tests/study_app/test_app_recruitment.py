@@ -7,7 +7,7 @@ import sys
 
 from sqlalchemy import func, select
 
-from study_fixtures import ServerProcess, answer_body, form, post_answer
+from study_fixtures import TEST_SECRET, ServerProcess, answer_body, form, post_answer
 
 
 def n_participants(app):
@@ -98,7 +98,9 @@ def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
     from study_fixtures import create_study
 
     sid = create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=1, checks=1)
-    env_extra = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    # Bots beside the server share its secret (ServerProcess: TEST_SECRET), so they are stored as simulated.
+    env_extra = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
+                 "ADVLEGIT_SECRET_KEY": TEST_SECRET}
     code = ("import sys; from study_app.cli import cli; "
             "sys.exit(cli.main(sys.argv[1:], prog_name='advlegit', standalone_mode=True))")
     env = {**__import__("os").environ, **env_extra}

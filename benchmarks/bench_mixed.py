@@ -1,0 +1,219 @@
+"""Benchmark: are the mixed model's intervals right? Simulated crossed designs with known effects.
+
+For each outcome type (binomial = identify target_hit, ordinal = rate 1..7) it simulates N studies
+with analysis.simulate (random intercepts for participant and image, true conditional effects
+known), fits every study with the Python engine of analysis.mixed and with R (lme4::glmer,
+ordinal::clmm: all binomial studies, the first --r-sims-ordinal ordinal ones, as clmm is slow), and
+writes to BENCHMARKS.md:
+
+* the SE ratio Python / lme4 per term (mean and range over studies); for glmer both the RX-based
+  vcov that analysis.mixed's R engine reports and glmer's default Hessian-based vcov;
+* coverage of the true effect by the (1 - alpha) interval, per term and engine;
+* the rejection rate at alpha for terms whose true effect is 0.
+
+    nice .venv/bin/python benchmarks/bench_mixed.py [--n-sims 1000] [--alpha 0.05] [--families binomial,ordinal]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from analysis import mixed  # noqa: E402
+from analysis.simulate import SimDesign, simulate  # noqa: E402
+
+DESIGNS = {
+    "binomial": SimDesign(task="identify", defenses=("normal", "gradreg_y", "distilled", "adv_fgsm"),
+                          effects={"gradreg_y": 0.5, "distilled": -0.3}, baseline_rate=0.25,
+                          participant_sd=0.8, image_sd=0.5, n_participants=40, trials_per_participant=24),
+    "ordinal": SimDesign(task="rate", defenses=("normal", "gradreg_y", "distilled"),
+                         effects={"gradreg_y": 0.5}, participant_sd=0.8, image_sd=0.5,
+                         n_participants=40, trials_per_participant=24),
+}
+OUTCOME = {"binomial": "target_hit", "ordinal": "rating"}
+
+R_LOOP = r"""
+args <- commandArgs(trailingOnly = TRUE)
+fam <- args[1]; nmax <- as.integer(args[4])
+d <- read.csv(args[2], stringsAsFactors = FALSE)
+d$defense <- relevel(factor(d$defense), ref = "normal")
+d$participant_id <- factor(d$participant_id); d$stimulus_id <- factor(d$stimulus_id)
+sims <- head(sort(unique(d$sim)), nmax)
+first <- TRUE
+emit <- function(r) {
+  r$term <- sub("^defense", "defense:", r$term); r$term[r$term == "(Intercept)"] <- "Intercept"
+  write.table(r, args[3], sep = ",", row.names = FALSE, col.names = first, append = !first)
+  first <<- FALSE
+}
+for (s in sims) {
+  x <- d[d$sim == s, ]
+  if (fam == "binomial") {
+    suppressPackageStartupMessages(library(lme4))
+    m <- suppressWarnings(suppressMessages(glmer(y ~ defense + (1 | participant_id) + (1 | stimulus_id),
+                                                 family = binomial, data = x)))
+    cf <- fixef(m)
+    se_h <- sqrt(diag(as.matrix(vcov(m))))
+    se_rx <- sqrt(diag(as.matrix(vcov(m, use.hessian = FALSE))))
+    emit(data.frame(sim = s, term = names(cf), estimate = cf, se = se_rx, se_hessian = se_h))
+  } else {
+    suppressPackageStartupMessages(library(ordinal))
+    x$y <- factor(x$y, ordered = TRUE)
+    m <- suppressWarnings(clmm(y ~ defense + (1 | participant_id) + (1 | stimulus_id), data = x))
+    s2 <- coef(summary(m)); s2 <- s2[grepl("^defense", rownames(s2)), , drop = FALSE]
+    emit(data.frame(sim = s, term = rownames(s2), estimate = s2[, 1], se = s2[, 2], se_hessian = s2[, 2]))
+  }
+}
+"""
+
+
+def simulate_one(design: SimDesign, seed: int) -> pd.DataFrame:
+    df = simulate(design, seed=seed)
+    d = df[df["trial_kind"] == "main"]
+    y = d["target_hit"].astype(float) if design.task == "identify" else d["rating"].astype(int)
+    return pd.DataFrame({"y": y.to_numpy(), "defense": d["defense"].to_numpy(),
+                         "participant_id": d["participant_id"].to_numpy(),
+                         "stimulus_id": d["stimulus_id"].to_numpy()})
+
+
+def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, workdir: Path,
+               deadline: float = np.inf) -> dict:
+    design = DESIGNS[fam]
+    truth = {f"defense:{d}": design.effect(d) for d in design.defenses if d != "normal"}
+    frames = [simulate_one(design, seed0 + s).assign(sim=s) for s in range(n_sims)]
+    csv = workdir / f"{fam}.csv"
+    pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
+    # R runs over the same studies in the background (one process, all fits) while Python fits
+    ok, why = mixed.r_available()
+    proc, out, t0 = None, workdir / f"{fam}_r.csv", time.perf_counter()
+    if ok and r_sims > 0:
+        script = workdir / f"loop_{fam}.R"
+        script.write_text(R_LOOP)
+        proc = subprocess.Popen(["nice", "Rscript", str(script), fam, str(csv), str(out), str(min(r_sims, n_sims))])
+    rows, t_py = [], 0.0
+    for s, d in enumerate(frames):
+        if time.time() > deadline:
+            print(f"{fam}: deadline reached after {s} studies", flush=True)
+            break
+        t = time.perf_counter()
+        res = mixed.fit_mixed(d, "y", family=fam, fixed="defense", reference="normal", alpha=alpha,
+                              engine="python")
+        t_py += time.perf_counter() - t
+        for r in res.table.itertuples():
+            if r.term in truth:
+                rows.append({"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p})
+        if (s + 1) % 100 == 0:
+            print(f"{fam}: {s + 1}/{n_sims} Python fits ({t_py / (s + 1):.2f} s each)", flush=True)
+    py = pd.DataFrame(rows)
+    n_done = int(py["sim"].nunique())
+    rr, t_r = None, np.nan
+    if proc is not None:
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.time()) if np.isfinite(deadline) else None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = 0
+            print(f"{fam}: R stopped at the deadline", flush=True)
+        if rc != 0:
+            raise RuntimeError("the R loop failed")
+        rr = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=["sim", "term", "estimate", "se", "se_hessian"])
+        t_r = (time.perf_counter() - t0) / max(1, rr["sim"].nunique())
+        rr = rr[rr["term"].isin(list(truth))]
+        print(f"{fam}: R fits done ({t_r:.2f} s each, wall incl. startup, sharing the CPU with Python)", flush=True)
+    z = stats.norm.ppf(1 - alpha / 2)
+    per_term = []
+    for term, true in truth.items():
+        p = py[py["term"] == term]
+        row = {"term": term, "true": true, "n_py": len(p),
+               "cover_py": float((np.abs(p["estimate"] - true) <= z * p["se"]).mean()),
+               "reject_py": float((p["p"] < alpha).mean())}
+        if rr is not None:
+            r = rr[rr["term"] == term]
+            m = p.merge(r, on="sim", suffixes=("", "_r"))
+            ratio = m["se"] / m["se_r"]
+            ratio_h = m["se"] / m["se_hessian"]
+            row.update(n_r=len(r), cover_r=float((np.abs(r["estimate"] - true) <= z * r["se"]).mean()),
+                       cover_r_hess=float((np.abs(r["estimate"] - true) <= z * r["se_hessian"]).mean()),
+                       reject_r=float((2 * stats.norm.sf(np.abs(r["estimate"] / r["se"])) < alpha).mean()),
+                       se_ratio_mean=float(ratio.mean()), se_ratio_min=float(ratio.min()),
+                       se_ratio_max=float(ratio.max()), se_ratio_hess_mean=float(ratio_h.mean()),
+                       est_diff_max=float((m["estimate"] - m["estimate_r"]).abs().max()))
+        per_term.append(row)
+    return {"family": fam, "n_sims": n_done, "alpha": alpha, "design": repr(design), "terms": per_term,
+            "python_s_per_fit": t_py / max(1, n_done), "r_s_per_fit": t_r,
+            "r_sims": int(rr["sim"].nunique()) if rr is not None else 0,
+            "r_reason": "" if ok else why}
+
+
+def render(results: list[dict], alpha: float) -> str:
+    lvl = f"{100 * (1 - alpha):g}%"
+    lines = ["## Mixed model calibration (benchmarks/bench_mixed.py)", "",
+             f"Simulated crossed designs (40 participants × 24 trials, random intercepts participant SD 0.8 and "
+             f"image SD 0.5, true conditional effects known). Python = `analysis.mixed` engine='python' "
+             f"(Laplace GLMM); R = lme4::glmer (binomial) / ordinal::clmm (ordinal). Coverage: share of "
+             f"studies whose {lvl} interval holds the true effect (its Monte-Carlo SE is about "
+             f"{np.sqrt(0.95 * 0.05 / max(r['n_sims'] for r in results)):.3f}). Rejection at α = {alpha:g} "
+             f"is the false-positive rate where the true effect is 0, power otherwise.", ""]
+    for res in results:
+        lines += [f"### {res['family']} ({res['n_sims']} studies; R on {res['r_sims']} of them)", "",
+                  f"Python {res['python_s_per_fit']:.2f} s per fit; R {res['r_s_per_fit']:.2f} s per fit."
+                  + (f" R not run: {res['r_reason']}" if res["r_reason"] else ""), "",
+                  "| term | true | SE ratio Py/R mean [min, max] | SE ratio Py/R (Hessian vcov) | max abs. est. diff | "
+                  f"coverage Py | coverage R | coverage R (Hessian) | rejection Py | rejection R |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for t in res["terms"]:
+            g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: E731
+            lines.append(f"| {t['term']} | {t['true']:g} | {g('se_ratio_mean')} [{g('se_ratio_min')}, "
+                         f"{g('se_ratio_max')}] | {g('se_ratio_hess_mean')} | {g('est_diff_max')} | "
+                         f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} | {g('reject_r')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-sims", type=int, default=1000)
+    ap.add_argument("--r-sims-binomial", type=int, default=1000)
+    ap.add_argument("--r-sims-ordinal", type=int, default=100)
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--families", default="binomial,ordinal")
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--json", help="also write the raw summary here")
+    ap.add_argument("--max-minutes", type=float, default=np.inf,
+                    help="stop fitting after this long and report the studies done (the table says how many)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--render-from", help="comma-separated --json files of earlier runs: combine, write, exit")
+    args = ap.parse_args()
+    results = []
+    if args.render_from:
+        for f in args.render_from.split(","):
+            results += json.loads(Path(f).read_text())
+        args.families = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        for fam in filter(None, args.families.split(",")):
+            r_sims = args.r_sims_binomial if fam == "binomial" else args.r_sims_ordinal
+            results.append(run_family(fam, args.n_sims, r_sims, args.alpha, args.seed, Path(tmp),
+                                      deadline=time.time() + 60 * args.max_minutes))
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
+    text = render(results, args.alpha)
+    print(text)
+    if not args.no_write:
+        from _report import write_section
+        write_section("bench_mixed", text)
+
+
+if __name__ == "__main__":
+    main()
