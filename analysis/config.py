@@ -40,9 +40,9 @@ class AnalysisConfig:
     alpha: float = 0.05  # two-sided significance level; every interval is 1 - alpha
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
     seed: int = 0  # bootstrap and subsampling seed (the report is reproducible)
-    r_crosscheck: str = "auto"  # auto | on | off
+    r_crosscheck: str = "auto"  # auto: lme4/ordinal beside the Python engine when R is installed and the data are small | on | off
     mixed_model: bool = True  # mixed-model fits (slowest part)
-    mixed_model_max_participants: int = 100  # 0 = use everyone
+    mixed_model_max_participants: int = 0  # 0 = everyone (the default); a cap is announced at the top of the report
 
     def __post_init__(self) -> None:
         # where each value came from; filled by load_config (not an option itself)

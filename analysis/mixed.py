@@ -26,8 +26,6 @@ Everything interval-shaped derives from ``alpha``. The data are never subsampled
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -150,12 +148,6 @@ def design(d: pd.DataFrame, fixed: str | list[str], reference: str | None, inter
 
 
 # ---------------------------------------------------------------- Python Laplace engine
-
-
-def _logistic_parts(x: np.ndarray):
-    F = expit(x)
-    f = F * (1 - F)
-    return F, f, f * (1 - 2 * F)
 
 
 def _groupsum(codes: np.ndarray, q: int, W: np.ndarray) -> np.ndarray:

@@ -64,6 +64,20 @@ def resolve_defenses(cfg: AnalysisConfig, defenses: list[str], task: str) -> tup
     return ref, contrasts_for(cfg, defenses, ref)[0]
 
 
+# R refits the Python engine's model as a cross-check only where it is quick: glmer took > 5 min of CPU
+# at 100k responses and clmm 15-90 s at 960 ratings (BENCHMARKS.md, bench_mixed). r_crosscheck = "on"
+# runs it whatever the size.
+R_CROSSCHECK_MAX_ROWS = {"identify": 20_000, "rate": 2_000}
+
+
+def _r_wanted(cfg: AnalysisConfig, r_ok: bool, n_rows: int, task: str) -> tuple[bool, str]:
+    if not r_ok:
+        return False, ("not run: r_crosscheck = off." if cfg.r_crosscheck == "off" else "skipped: R not available.")
+    if cfg.r_crosscheck != "on" and n_rows > R_CROSSCHECK_MAX_ROWS[task]:
+        return False, (f"skipped: {n_rows} responses > {R_CROSSCHECK_MAX_ROWS[task]} (r_crosscheck = on forces it).")
+    return True, ""
+
+
 def _subsample(d: pd.DataFrame, cap: int, seed: int) -> tuple[pd.DataFrame, str]:
     pids = d["participant_id"].unique()
     if cap <= 0 or len(pids) <= cap:
@@ -237,6 +251,7 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
     r_job, r_err = None, None
     if cfg.mixed_model:
         sub, who = _subsample(d, cfg.mixed_model_max_participants, cfg.seed)
+        r_ok, r_why = _r_wanted(cfg, r_ok, len(sub), "identify")
         if r_ok:  # start R now so it runs on the other core while Python works
             try:
                 r_job = rcheck.start_glmer(sub, "target_hit", ref)
@@ -321,11 +336,6 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
             note += " " + " ".join(str(n).rstrip(".") + "." for n in fe.attrs["notes"])
         if who.startswith("a random subsample"):
             summary["subsample"] = f"the identify mixed model was fitted on {who} (mixed_model_max_participants)"
-        if "post_mean_log_odds" in fe:
-            note = ("APPROXIMATE BAYESIAN FIT (statsmodels BinomialBayesMixedGLM, variational Bayes): crossed "
-                    "random intercepts for participant and image. No p-values; the posterior SDs are known to "
-                    "understate uncertainty, so the intervals are not confidence intervals. "
-                    f"Fitted on {who}.")
         if r_ok:
             try:
                 if r_err is not None:
@@ -333,15 +343,13 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                 rt_ = r_job.result()
                 fe = fe.merge(rt_.rename(columns={"estimate": "lme4_glmer_estimate", "se": "lme4_glmer_se"}),
                               on="term", how="left")
-                est_col = "post_mean_log_odds" if "post_mean_log_odds" in fe else "estimate"
-                if est_col in fe:
-                    fe["difference_logit"] = fe[est_col] - fe["lme4_glmer_estimate"]
+                if "estimate" in fe:
+                    fe["difference_logit"] = fe["estimate"] - fe["lme4_glmer_estimate"]
                 note += " lme4::glmer (Laplace ML) on the same rows is shown beside it."
             except Exception as exc:  # R is optional: report, never fail the analysis
                 note += f" R cross-check failed: {exc}"
         else:
-            note += (" R cross-check (lme4) not run: r_crosscheck = off." if cfg.r_crosscheck == "off"
-                     else " R cross-check (lme4) skipped: R not available.")
+            note += f" R cross-check (lme4) {r_why}"
         sec.tables.append(Table("identify_mixed_model", "Mixed model target_hit ~ defense + (1|participant) "
                                 "+ (1|image)" + (" + (1|group)" if "group" in random else ""), fe, note))
         sec.tables.append(Table("identify_mixed_model_variance", "Mixed model: random-effect SDs", vc,
@@ -450,19 +458,17 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
     if cfg.mixed_model:  # the ordinal model has crossed random effects (analysis.mixed): the slow part
         ordm = rate.ordinal_model(d, ref, cfg.alpha)
         note = (f"Proportional-odds logit, {lv} intervals. Odds ratio > 1: higher ratings.")
-        if r_ok and cfg.mixed_model:
+        r_run, r_why = _r_wanted(cfg, r_ok, len(d), "rate")
+        if r_run:
             try:
-                sub, who = _subsample(d, cfg.mixed_model_max_participants, cfg.seed)
-                rr = rcheck.clmm(sub, ref)
+                rr = rcheck.clmm(d, ref)
                 ordm = ordm.merge(rr.rename(columns={"estimate": "clmm_estimate", "se": "clmm_se"}),
                                   on="term", how="left")
-                note += (f" ordinal::clmm (crossed random intercepts, on {who}) beside it: its conditional "
-                         "log-odds are larger in size than the marginal ones by design.")
+                note += " ordinal::clmm (the same model in R) on the same rows is shown beside it."
             except Exception as exc:
                 note += f" R cross-check failed: {exc}"
         else:
-            note += (" R cross-check (ordinal::clmm) not run: r_crosscheck = off." if cfg.r_crosscheck == "off"
-                     else " R cross-check (ordinal::clmm) skipped: R not available.")
+            note += f" R cross-check (ordinal::clmm) {r_why}"
         sec.tables.append(Table("rate_ordinal", "Ordinal (proportional-odds) model", ordm, note))
     if cfg.mixed_model:
         sec.tables.append(Table("rate_lmm", "Linear mixed model (sensitivity check)",

@@ -21,20 +21,31 @@ class DemoDesignError(ValueError):
     """The stimulus set is too small for a demo study of some task."""
 
 
-def cells(task: str, n_defenses: int) -> int:
-    return n_defenses * (n_defenses - 1) // 2 if task == "compare" else n_defenses
+def cells(task: str, n_defenses: int, n_kinds: int = 1) -> int:
+    """Cells the allocator balances: defenses (compare: defense pairs) x stimulus kinds, since the
+    study app makes each control kind (control_flip, control_noise) a cell of its own."""
+    return (n_defenses * (n_defenses - 1) // 2 if task == "compare" else n_defenses) * n_kinds
 
 
-def trial_options(task: str, base: dict[str, Any], n_defenses: int, n_sources: int) -> list[int]:
+def kinds_served(base: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """How many stimulus kinds the design serves: its [stimuli] kinds, else every kind in the set."""
+    listed = base.get("stimuli", {}).get("kinds")
+    if listed:
+        return len(listed)
+    return len({s.get("kind", "adversarial") for s in manifest.get("stimuli", [])}) or 1
+
+
+def trial_options(task: str, base: dict[str, Any], n_defenses: int, n_sources: int, n_kinds: int = 1) -> list[int]:
     """Trial counts to try, largest first: multiples of the cells that leave room for the clean images
     (practice and attention checks use source digits the participant never sees attacked)."""
-    per_cell = cells(task, n_defenses)
+    per_cell = cells(task, n_defenses, n_kinds)
     clean = (base["study"]["practice"] + base["study"]["attention_checks"]) * (2 if task == "compare" else 1)
     wanted = 1 if task == "compare" else TRIALS_PER_CELL
     most = min(wanted, (n_sources - clean) // per_cell)
     if most < 1:
         raise DemoDesignError(
-            f"the {task} study needs {per_cell} + {clean} different source digits for {n_defenses} defenses; "
+            f"the {task} study needs {per_cell} + {clean} different source digits for {n_defenses} defenses "
+            f"x {n_kinds} stimulus kinds; "
             f"the stimulus set has {n_sources} (raise [stimuli] per_class in the config, or list fewer defenses)")
     return [k * per_cell for k in range(most, 0, -1)]
 

@@ -25,7 +25,7 @@ import requests
 
 from generation.manifest import manifest_sha256
 
-from .designs import TASKS, DemoDesignError, derive, load_example, trial_options, write_toml
+from .designs import TASKS, DemoDesignError, derive, kinds_served, load_example, trial_options, write_toml
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES / "mnist-demo.toml"
@@ -189,7 +189,9 @@ class Demo:
         path = self.p.designs / f"{task}.toml"
         last = ""
         try:
-            options = trial_options(task, load_example(task), len(defended), len(manifest["sources"]))
+            base = load_example(task)
+            options = trial_options(task, base, len(defended), len(manifest["sources"]),
+                                    kinds_served(base, manifest))
         except DemoDesignError as exc:
             raise DemoError(str(exc)) from None
         for trials in options:  # largest first; the study app refuses what the set cannot serve

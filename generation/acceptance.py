@@ -50,7 +50,9 @@ def summarize(folder: Path) -> dict[str, Any]:
         "median_budget": {d: statistics.median(s["budget"] for s in adversarial if s["defense"] == d)
                           for d in defenses if all(s["budget"] is not None for s in adversarial)},
         "groups_one_epsilon": all(len({s["budget"] for s in g}) == 1 for g in groups.values()),
-        "group_l2_max_relative_spread": round(max(max(s["norms"]["l2"] for s in g) / min(s["norms"]["l2"] for s in g) - 1
+        # (a zero perturbation, e.g. a source its model already calls the target, counts as 1e-12)
+        "group_l2_max_relative_spread": round(max(max(s["norms"]["l2"] for s in g)
+                                                  / max(min(s["norms"]["l2"] for s in g), 1e-12) - 1
                                                   for g in groups.values()), 5),
     }
     if out["design"] == "matched_norm":

@@ -9,8 +9,9 @@ after the PNG is written: there is no quantization step left to lose them.
   [0,1] clipping cuts a value that lands on a pixel it does not fit (e.g. +0.4 onto a stroke at 1.0,
   or a stroke-darkening value onto the black background). Such a value is swapped with the nearest
   pixel where it fits and whose value fits in its place, which keeps the multiset of values (so the
-  norms) exactly; `control.moved_pixels` counts them. If no such pixel exists, the clipped value is
-  kept and `control.norms_matched` is false.
+  norms) exactly; `control.moved_pixels` counts them. If no such pixel exists (large perturbations
+  leave few), the horizontal flip and then the 180-degree rotation are tried (`control.transform`);
+  if none keeps the norms, the vertical flip is kept clipped and `control.norms_matched` is false.
 - noise: k pixels at +-eps (eps = the twin's L-inf) on a random support, signs random among those
   that fit, plus up to four pixels whose squared values make up the rest of the twin's squared L2
   (Lagrange: every integer is a sum of four squares), all below eps. L2 and L-inf equal the twin's;
@@ -18,6 +19,7 @@ after the PNG is written: there is no quantization step left to lose them.
 """
 from __future__ import annotations
 
+import logging
 import math
 from functools import lru_cache
 
@@ -27,18 +29,38 @@ import torch
 from .config import StimuliConfig
 from .stimuli import Stimulus, stimulus_norms
 
+log = logging.getLogger(__name__)
+
 
 def _ints(img: torch.Tensor) -> np.ndarray:
     return np.rint(img.detach().cpu().double().numpy() * 255).astype(np.int64)
 
 
-def flip_delta(x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, int, bool]:
+FLIPS = {"vertical": lambda d: d[:, ::-1, :], "horizontal": lambda d: d[:, :, ::-1],
+         "rotate180": lambda d: d[:, ::-1, ::-1]}
+
+
+def flip_control(x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The vertical flip; where it cannot keep the norms (a large perturbation leaves no pixel to
+    swap with), the horizontal flip, then the 180-degree rotation: also permutations without the
+    adversarial structure."""
+    for name, transform in FLIPS.items():
+        delta, moved, matched = flip_delta(x, d, transform)
+        if matched:
+            break
+    else:
+        name = "vertical"
+        delta, moved, matched = flip_delta(x, d, FLIPS[name])
+    return delta, {"method": "flip", "transform": name, "moved_pixels": moved, "norms_matched": matched}
+
+
+def flip_delta(x: np.ndarray, d: np.ndarray, transform=FLIPS["vertical"]) -> tuple[np.ndarray, int, bool]:
     """(C,H,W) integer source and perturbation -> (flipped perturbation that fits, moved, matched).
 
     A flipped value that does not fit its pixel (clipping would cut it) is swapped with the nearest
     pixel q where it fits and whose own value fits where it came from: a swap keeps the multiset of
     values, so every norm. Swapped pixels are not moved again."""
-    f = d[:, ::-1, :].copy()
+    f = transform(d).copy()
     fits = lambda pos, v: 0 <= x[pos] + v <= 255  # noqa: E731
     bad = [tuple(p) for p in np.argwhere((x + f > 255) | (x + f < 0))]
     locked = np.zeros(f.shape, dtype=bool)
@@ -106,8 +128,7 @@ def make_controls(stimuli: list[Stimulus], cfg: StimuliConfig) -> list[Stimulus]
             src = s.source.image
             x, d = _ints(src), _ints(s.image) - _ints(src)
             if kind == "flip":
-                delta, moved, matched = flip_delta(x, d)
-                info = {"method": "flip", "moved_pixels": moved, "norms_matched": matched}
+                delta, info = flip_control(x, d)
             else:
                 rng = np.random.default_rng([cfg.seed, s.source.index, s.target, n])
                 delta, matched = noise_delta(x, d, rng)
@@ -116,4 +137,8 @@ def make_controls(stimuli: list[Stimulus], cfg: StimuliConfig) -> list[Stimulus]
             (norms,) = stimulus_norms(src[None], image[None])
             out.append(Stimulus(s.source, s.target, s.defense, image, False, s.budget, norms, dict(s.params),
                                 design=s.design, kind=f"control_{kind}", twin=s.id, tag=s.tag, control=info))
+    unmatched = [c.id for c in out if not c.control["norms_matched"]]
+    if unmatched:
+        log.warning("%d of %d controls could not keep their twin's norms (flagged control.norms_matched = "
+                    "false): %s", len(unmatched), len(out), ", ".join(unmatched))
     return out

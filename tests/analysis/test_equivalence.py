@@ -22,26 +22,39 @@ def ident():
                                                       attacks=("tgsm", "fgsm"), budgets=(0.1, 0.3)), 5))
 
 
+def _floored_se(frame, formula, g1, g2):
+    """statsmodels' two-way CRV1 SEs, each raised to the larger one-way CRV1 SE (analysis.stats)."""
+    fit = lambda groups: smf.logit(formula, frame).fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})  # noqa: E731
+    two, one1, one2 = fit(np.column_stack([g1, g2])), fit(g1), fit(g2)
+    return two, np.maximum.reduce([two.bse.to_numpy(), one1.bse.to_numpy(), one2.bse.to_numpy()])
+
+
 def test_cluster_logit_matches_statsmodels_formula(ident):
+    formula = "target_hit ~ C(defense, Treatment('normal'))"
     fit, X = identify.defense_model(ident, "target_hit", "normal", cluster="participant+image")
-    groups = np.column_stack([pd.factorize(ident["participant_id"])[0], pd.factorize(ident["stimulus_id"])[0]])
-    ref = smf.logit("target_hit ~ C(defense, Treatment('normal'))", ident).fit(
-        disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+    p_codes = pd.factorize(ident["participant_id"])[0]
+    ref, se = _floored_se(ident, formula, p_codes, pd.factorize(ident["stimulus_id"])[0])
     np.testing.assert_allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-6)
-    np.testing.assert_allclose(np.sqrt(np.diag(fit.cov)), ref.bse.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.cov)), se, rtol=1e-6)
     prim = identify.primary_test(ident, "gradreg_y", "normal", cluster="participant+image")
     j = [i for i, n in enumerate(ref.params.index) if "gradreg_y" in n][0]
     assert prim["log_or"] == pytest.approx(ref.params.iloc[j], rel=1e-6)
     # t reference with min(#clusters) - 1 df
     g = min(ident["participant_id"].nunique(), ident["stimulus_id"].nunique()) - 1
-    assert prim["p"] == pytest.approx(2 * stats.t.sf(abs(ref.params.iloc[j] / ref.bse.iloc[j]), g), rel=1e-6)
+    assert prim["p"] == pytest.approx(2 * stats.t.sf(abs(ref.params.iloc[j] / se[j]), g), rel=1e-6)
     # the default clusters by participant and (source, target) group: images of one group are dependent
-    gg = np.column_stack([pd.factorize(ident["participant_id"])[0], pd.factorize(ident["group"])[0]])
-    refg = smf.logit("target_hit ~ C(defense, Treatment('normal'))", ident).fit(
-        disp=0, cov_type="cluster", cov_kwds={"groups": gg})
+    _, seg = _floored_se(ident, formula, p_codes, pd.factorize(ident["group"])[0])
     primg = identify.primary_test(ident, "gradreg_y", "normal")
-    assert primg["se"] == pytest.approx(refg.bse.iloc[j], rel=1e-6)
+    assert primg["se"] == pytest.approx(seg[j], rel=1e-6)
     assert primg["df"] == min(ident["participant_id"].nunique(), ident["group"].nunique()) - 1
+
+
+def test_two_way_variance_never_below_either_one_way(ident):
+    """Two-way CRV1 can undercut a one-way variance when a factor's scores cancel within clusters (a
+    balanced matched design); the package's covariance never does, for any term."""
+    fit, _ = identify.defense_model(ident, "target_hit", "normal", cluster="participant+group")
+    fp, _ = identify.defense_model(ident, "target_hit", "normal", cluster="participant")
+    assert (np.diag(fit.cov) >= np.diag(fp.cov) - 1e-12).all()
 
 
 def test_wilson_and_holm_match_statsmodels():
