@@ -183,15 +183,19 @@ def study_info(companion: Path | None, config_file: Path | None = None) -> Study
                      plan_sha256=str(plan or ""), design=design)
 
 
-def _toml_analysis(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML document, or an AnalysisError naming the file and what is wrong with it."""
     try:
         with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise AnalysisError(f"config file not found: {path}") from None
+        raise AnalysisError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise AnalysisError(f"config file {path} is not valid TOML: {exc}") from None
-    return section_values(doc.get("analysis", {}), str(path))
+        raise AnalysisError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def _toml_analysis(path: Path) -> dict[str, Any]:
+    return section_values(read_toml(path).get("analysis", {}), str(path))
 
 
 def load_config(path: Path | None = None, companion: Path | None = None, **overrides: Any) -> AnalysisConfig:

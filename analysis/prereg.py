@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from analysis import designs
-from analysis.config import AnalysisConfig, option_names, section_values
+from analysis.config import AnalysisConfig, option_names, read_toml, section_values
 from analysis.errors import AnalysisError
 
 FORMAT = "advlegit-analysis-plan/1"
@@ -58,13 +57,7 @@ def normalise(name: str, task: str, defenses: list[str], analysis: dict, stimulu
 
 
 def plan_from_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise AnalysisError(f"design file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AnalysisError(f"design file {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path, "design file")
     study = doc.get("study") or {}
     stim = study.get("stimulus_design") or (doc.get("stimuli") or {}).get("design") or ""
     return normalise(str(study.get("name", "")), str(study.get("task", "")), list(study.get("defenses") or []),

@@ -19,13 +19,11 @@ rates to BENCHMARKS.md.
 from __future__ import annotations
 
 import json
-
-import numpy as np
-import pandas as pd
-import pytest
-
 import sys
 from pathlib import Path
+
+import pandas as pd
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # importlib mode: repo root for benchmarks/
 from benchmarks.design_confound import generate_sets, rejection_rate  # noqa: E402
