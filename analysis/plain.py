@@ -62,7 +62,8 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
         text = (f"The most target-class answers came with **{top.defense}**: {fmt_num(diff, 0)} percentage points "
                 f"more than the reference **{ref}** ({pct(top.rate)} vs {pct(base.rate)}).")
         row, sign = _find(prim, top.defense, ref)
-        if row is not None and math.isfinite(row.get("odds_ratio", float("nan"))):
+        estimable = row is not None and row.get("converged", True) and math.isfinite(row.get("p", float("nan")))
+        if estimable and math.isfinite(row.get("odds_ratio", float("nan"))):
             orr, lo, hi = row["odds_ratio"], row["or_ci_low"], row["or_ci_high"]
             if sign < 0:
                 orr, lo, hi = 1 / orr, 1 / hi, 1 / lo
@@ -70,7 +71,7 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
                      f"of {ref} ({row.get('ci_level', lv)} CI {fmt_num(lo)} to {fmt_num(hi)}"
                      + (f", adjusted for {row['adjusted_for']}" if row.get("adjusted_for") not in (None, "nothing")
                         else "") + f"): {_sig(row, cfg)}.")
-        elif row is not None:
+        elif row is not None:  # no odds ratio next to "could not be estimated"
             text += f" The pre-registered test {_sig(row, cfg)}."
         parts.append(text)
     return [" ".join(parts)]
