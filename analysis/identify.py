@@ -118,14 +118,9 @@ def primary_test(d: pd.DataFrame, treatment: str, control: str, outcome: str = "
     for c in adjust_for:
         if c in d:
             ok &= d[c].notna()
-    d = d[ok]
-    y = y[ok]
-    X = treatment_design(d["defense"], control, "defense")
-    if len(adjust_for):
-        X = X.join(covariate_columns(d, adjust_for))
-    X.insert(0, "Intercept", 1.0)
-    g1, g2, how = cluster_codes(d, cluster)
-    fit = cluster_logit(y.to_numpy(), X, g1, g2)
+    d = d[ok].assign(**{outcome: y[ok]})
+    fit, _ = defense_model(d, outcome, control, covariates=tuple(adjust_for), cluster=cluster)
+    how = cluster_codes(d, cluster)[2]
     term = f"defense:{treatment}"
     if not fit.has(term):
         est = se = t = p = np.nan

@@ -55,7 +55,7 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
                          f"{pct(r.ci_high)})" for r in rates.itertuples()) + "."]
     top = rates.iloc[0]
     base = rates.set_index("defense").loc[ref]
-    if top.defense == ref:
+    if top.defense == ref or top.rate <= base.rate:  # a tie with the reference is not "more"
         parts.append(f"No defense produced more target-class answers than the reference, **{ref}**.")
     else:
         diff = 100 * (top.rate - base.rate)

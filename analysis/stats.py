@@ -119,6 +119,13 @@ def clean_design(X: pd.DataFrame, protect: tuple[str, ...] = ("Intercept",)) -> 
     return X[keep], notes
 
 
+def _cluster_cov(res, g1: np.ndarray, g2: np.ndarray | None) -> np.ndarray:
+    """The covariance every cluster-robust fit here reports (logit and least squares alike): CRV1
+    one-way, or two-way floored at the larger one-way variance (_at_least_one_way)."""
+    V = np.asarray(res.cov_params(), float)
+    return V if g2 is None else _at_least_one_way(res, V, g1, g2)
+
+
 def _at_least_one_way(res, V: np.ndarray, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
     """Two-way CRV1 whose every coefficient variance is at least its larger one-way CRV1 variance.
 
@@ -168,9 +175,8 @@ def cluster_logit(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray
             bse = np.asarray(res.bse, float)
     except (np.linalg.LinAlgError, ZeroDivisionError, ValueError) as exc:
         return _unestimable(X, notes + [f"not estimable ({type(exc).__name__}: {exc})"], G, len(yv))
-    V = np.asarray(res.cov_params(), float)
+    V = _cluster_cov(res, g1, g2)
     if g2 is not None:
-        V = _at_least_one_way(res, V, g1, g2)
         bse = np.sqrt(np.clip(np.diag(V), 0, None))
     cov = pd.DataFrame(V, index=X.columns, columns=X.columns)
     params = np.asarray(res.params, float)
@@ -205,7 +211,7 @@ def _unestimable(X: pd.DataFrame, notes: list[str], G: int, n: int) -> ClusterLo
 
 
 def cluster_ols(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray | None = None) -> ClusterLogit:
-    """Least squares with CRV1 one- or two-way cluster-robust covariance (same result type)."""
+    """Least squares with the same cluster-robust covariance as cluster_logit (same result type)."""
     X, notes = clean_design(X)
     groups = np.asarray(g1) if g2 is None else np.column_stack([g1, g2])
     G = len(np.unique(g1)) if g2 is None else min(len(np.unique(g1)), len(np.unique(g2)))
@@ -218,7 +224,7 @@ def cluster_ols(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray |
             res = sm.OLS(np.asarray(y, float), X).fit(cov_type="cluster", cov_kwds={"groups": groups})
     except (np.linalg.LinAlgError, ZeroDivisionError, ValueError) as exc:
         return _unestimable(X, notes + [f"not estimable ({type(exc).__name__}: {exc})"], G, len(y))
-    cov = pd.DataFrame(np.asarray(res.cov_params()), index=X.columns, columns=X.columns)
+    cov = pd.DataFrame(_cluster_cov(res, g1, g2), index=X.columns, columns=X.columns)
     return ClusterLogit(pd.Series(np.asarray(res.params), index=X.columns), cov, max(G - 1, 1), int(res.nobs),
                         res, True, notes, [])
 

@@ -123,8 +123,10 @@ def plot_matched_grid(stimuli: list, defenses: list[str], classes: list[str], pa
               f"{classes[first.source.label]}→{classes[first.target]}")
         for c, d in enumerate(defenses):
             s = by_key.get((g, d))
-            size = f"L2={s.norms['l2']:.1f}" if s is not None and s.budget is None else f"ε={getattr(s, 'budget', 0) or 0:.2f}"
-            status = "" if s is None else (size if s.success else f"failed {size}")
+            status = ""
+            if s is not None:  # design "ross" has no epsilon: its size is the L2 norm
+                size = f"L2={s.norms['l2']:.1f}" if s.budget is None else f"ε={s.budget:.2f}"
+                status = size if s.success else f"failed {size}"
             title = (d + "\n" if r == 0 else "") + status
             _show(axes[r, c + 1], s.image.cpu().numpy() if s else None, title,
                   "black" if s is not None and s.success else "red")

@@ -41,20 +41,6 @@ class LoadedSet:
         return [m["name"] for m in self.manifest["models"] if m.get("role") == "rater"]
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _require(d: dict, key: str, where: str) -> Any:
-    if key not in d:
-        raise StimulusSetError(f"manifest.json: {where} has no '{key}'")
-    return d[key]
-
-
 def load_stimulus_set(directory: str | Path) -> LoadedSet:
     """Load DIR/manifest.json and verify it with the one shared verifier (contracts.stimulus_set:
     files, hashes, paths inside the folder, saliency, kinds, twins); raise on any problem.

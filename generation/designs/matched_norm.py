@@ -94,7 +94,8 @@ def matched_norm(pairs: list[tuple[Source, int]], defended: dict[str, nn.Module]
     if dropped:
         log.warning("matched_norm: %d of %d groups could not be matched within %.1f%% (%s) and are dropped: %s",
                     len(dropped), len(pairs), 100 * cfg.tolerance, cfg.norm, ", ".join(dropped))
-    out = [s for s in out if s.group not in set(dropped)]
+    dropped_set = set(dropped)
+    out = [s for s in out if s.group not in dropped_set]
     return out, design_record(cfg, norm=cfg.norm, tolerance=cfg.tolerance, max_budget=cfg.max_budget,
                               resolution=cfg.resolution, budget_param=cfg.budget_param,
                               groups_total=len(pairs), groups_matched=len(pairs) - len(dropped),
