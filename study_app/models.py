@@ -135,6 +135,7 @@ class Participant(db.Model):
     transitions: Mapped[list["Transition"]] = relationship(
         back_populates="participant", order_by="Transition.id"
     )
+    review_events: Mapped[list["ReviewEvent"]] = relationship(order_by="ReviewEvent.id")
 
     @property
     def platform_info(self) -> dict[str, Any]:
@@ -151,6 +152,19 @@ class Transition(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     participant: Mapped[Participant] = relationship(back_populates="transitions")
+
+
+class ReviewEvent(db.Model):
+    """One row per change of a participant's review mark: who, when, from what, why. Never updated."""
+
+    __tablename__ = "review_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    previous: Mapped[str] = mapped_column(String(16), default="")
+    mark: Mapped[str] = mapped_column(String(16), default="")
+    by: Mapped[str] = mapped_column(String(100), default="")
+    note: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Trial(db.Model):

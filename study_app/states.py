@@ -45,3 +45,17 @@ def resume_if_timed_out(p: Participant) -> None:
     before = [t for t in p.transitions if t.to_state == "timed_out"]
     previous = before[-1].from_state if before and before[-1].from_state else "entered"
     transition(p, previous, "resumed after timeout")
+
+
+def reinstate(p: Participant, reason: str) -> None:
+    """Undo an exclusion: back to the state the participant was excluded from, as a recorded transition.
+
+    Not in ALLOWED on purpose: only a researcher's review may leave `excluded`, never a participant's page.
+    """
+    if p.state != "excluded":
+        raise TransitionError(f"cannot reinstate from {p.state}")
+    before = [t for t in p.transitions if t.to_state == "excluded"]
+    previous = before[-1].from_state if before and before[-1].from_state else "entered"
+    now = utcnow()
+    db.session.add(Transition(participant_id=p.id, from_state="excluded", to_state=previous, reason=reason, at=now))
+    p.state = previous

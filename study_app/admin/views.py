@@ -5,12 +5,11 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from sqlalchemy import func, select
 
-from .. import security
+from .. import review, security
 from ..auth import check_csrf, check_login, csrf_token, login_required, start_admin_session
 from ..db import db
 from ..export import debrief_rows, stream_csv, stream_debrief_csv, stream_jsonl
 from ..models import REVIEWS, Participant, Response as ResponseRow, Study
-from ..states import TransitionError, transition
 from ..stats import attention_failures_by_participant, study_stats
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -74,7 +73,7 @@ def study(study_id: str):
                                        .where(Participant.study_id == st.id).group_by(ResponseRow.participant_id)).all())
     return render_template("admin/study.html", study=st, design=st.design, stats=study_stats(st),
                            participants=participants, answered=answered, debrief=debrief_rows(st),
-                           failures=attention_failures_by_participant(st), reviews=REVIEWS[1:],
+                           failures=attention_failures_by_participant(st), reviews=REVIEWS, labels=review.LABELS,
                            entry_url=url_for("participant.entry", study_id=st.id, _external=True))
 
 
@@ -92,25 +91,49 @@ def set_status(study_id: str):
     return redirect(url_for("admin.study", study_id=st.id), 303)
 
 
-@bp.post("/participants/<participant_id>/review")
-@login_required
-def review(participant_id: str):
-    check_csrf()
+def get_participant(participant_id: str) -> Participant:
     p = db.session.get(Participant, participant_id)
     if p is None:
         abort(404)
-    mark = request.form.get("review")
-    if mark not in REVIEWS[1:]:
-        abort(400, description=f"review must be one of {', '.join(REVIEWS[1:])}")
-    if mark == "excluded" and p.state != "excluded":
-        try:
-            transition(p, "excluded", f"excluded by {session.get('admin')}")
-        except TransitionError as exc:
-            abort(400, description=str(exc))
-    p.review = mark
+    return p
+
+
+@bp.get("/participants/<participant_id>")
+@login_required
+def participant(participant_id: str):
+    p = get_participant(participant_id)
+    answered = db.session.scalar(select(func.count()).select_from(ResponseRow)
+                                 .where(ResponseRow.participant_id == p.id))
+    return render_template("admin/participant.html", p=p, study=p.study, answered=answered,
+                           failures=attention_failures_by_participant(p.study).get(p.id, 0),
+                           reviews=REVIEWS, labels=review.LABELS)
+
+
+@bp.post("/participants/<participant_id>/review")
+@login_required
+def set_review(participant_id: str):
+    check_csrf()
+    p = get_participant(participant_id)
+    mark = request.form.get("review")  # "" clears the mark; a missing field is an error, not a clear
+    note = request.form.get("note") or ""
+    if mark is None or mark not in REVIEWS:
+        abort(400, description=f"review must be one of: {', '.join(review.LABELS[m] for m in REVIEWS)}")
+    back = url_for("admin.study", study_id=p.study_id, _anchor=f"p-{p.id}")
+    if request.form.get("from") == "participant":
+        back = url_for("admin.participant", participant_id=p.id)
+    if mark in review.NEEDS_CONFIRMATION and mark != p.review and request.form.get("confirm") != "yes":
+        # Nothing changes until the researcher confirms on this page.
+        return render_template("admin/confirm_review.html", p=p, mark=mark, note=note, back=back,
+                               label=review.LABELS[mark], labels=review.LABELS)
+    try:
+        changed = review.set_mark(p, mark, session.get("admin", ""), note)
+    except review.ReviewError as exc:
+        db.session.rollback()
+        abort(400, description=str(exc))
     db.session.commit()
-    flash(f"Participant {p.id} marked {mark}.")
-    return redirect(url_for("admin.study", study_id=p.study_id), 303)
+    flash(f"Participant {p.id}: {review.LABELS[mark]}." if changed
+          else f"Participant {p.id} was already marked {review.LABELS[mark]}; nothing changed.")
+    return redirect(back, 303)
 
 
 @bp.get("/studies/<study_id>/export.<fmt>")

@@ -99,7 +99,12 @@ def test_dashboard_review_and_close(app, client, study_id):
     assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded"}).status_code == 403
     with app.app_context():
         assert db.session.get(Participant, p2_id).review == ""
-    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded", "csrf": token}).status_code == 303
+    # Exclusion asks for confirmation first (nothing changes), then applies.
+    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded", "csrf": token}).status_code == 200
+    with app.app_context():
+        assert db.session.get(Participant, p2_id).review == ""
+    assert client.post(f"/admin/participants/{p2_id}/review",
+                       data={"review": "excluded", "csrf": token, "confirm": "yes"}).status_code == 303
     with app.app_context():
         p2 = db.session.get(Participant, p2_id)
         assert (p2.review, p2.state) == ("excluded", "excluded")

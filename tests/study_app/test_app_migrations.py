@@ -135,3 +135,42 @@ def test_controls_and_simulated_revision_up_and_down_keeps_data(empty_db, tmp_pa
             assert conn.execute(text("SELECT stimulus_kind FROM images WHERE kind = 'stimulus'")).scalar() == "adversarial"
     finally:
         engine.dispose()
+
+
+def test_review_history_revision_backfills_marks_and_makes_them_coherent(empty_db, tmp_path):
+    """0004 on a database from before review history: every existing mark gets a history row, and an
+    excluded participant the old pages left marked 'approved' is marked 'excluded' (what every count and
+    the analysis already honoured), with a row saying so. Nothing else changes."""
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from study_app.cli import cli
+
+    env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0003"], env=env).exit_code == 0
+    now = "2026-12-01 02:00:00+00:00"
+    engine = create_engine(empty_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO stimulus_sets (id, manifest_sha256, name, config_hash, manifest_json, "
+                              "imported_at) VALUES (1, 'a', 'set', 'c', '{}', :t)"), {"t": now})
+            conn.execute(text("INSERT INTO studies (id, name, stimulus_set_id, task_type, design_json, status, seed, "
+                              "completion_code, created_at) VALUES ('s1', 'S', 1, 'identify', '{}', 'open', 1, "
+                              "'C', :t)"), {"t": now})
+            for pid, state, review in (("p1", "in_task", ""), ("p2", "code_issued", "approved"),
+                                       ("p3", "excluded", "approved"), ("p4", "excluded", "excluded")):
+                conn.execute(text("INSERT INTO participants (id, study_id, access_token, platform, platform_json, "
+                                  "state, review, next_trial_index, n_trials, created_at, last_seen_at) VALUES "
+                                  "(:id, 's1', :tok, 'prolific', '{}', :state, :review, 0, 0, :t, :t)"),
+                             {"id": pid, "tok": f"tok-{pid}", "state": state, "review": review, "t": now})
+        assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+        with engine.connect() as conn:
+            marks = dict(conn.execute(text("SELECT id, state || '/' || review FROM participants")).all())
+            assert marks == {"p1": "in_task/", "p2": "code_issued/approved", "p3": "excluded/excluded",
+                             "p4": "excluded/excluded"}
+            events = conn.execute(text("SELECT participant_id, previous, mark FROM review_events "
+                                       "ORDER BY participant_id, id")).all()
+            assert [tuple(e) for e in events] == [("p2", "", "approved"), ("p3", "", "approved"),
+                                                  ("p3", "approved", "excluded"), ("p4", "", "excluded")]
+    finally:
+        engine.dispose()
