@@ -42,10 +42,30 @@ def load(token: str) -> Participant:
     return p
 
 
+# What someone who left must still do on their recruitment platform, so they are not timed out there and
+# their place goes to someone else.
+RETURN_ON_PLATFORM = {
+    "prolific": "On Prolific, please return your submission: open this study on Prolific and choose "
+                "“Stop without completing” (or “Return submission”). That frees your place for someone else.",
+    "mturk": "On MTurk, please return the HIT (the “Return” button), so that it is not held for you.",
+}
+
+
+def ended(p: Participant, status: int = 410):
+    """The page for a participant whose session is over without a completion code."""
+    if p.state != "returned":
+        return message("Thank you", "This session has ended. You can close this page.", status)
+    declined = any(t.reason == "declined consent" for t in p.transitions if t.to_state == "returned")
+    first = ("You chose not to take part, so this study has ended for you." if declined
+             else "You have left the study.")
+    text = f"{first} Thank you for your time. {RETURN_ON_PLATFORM.get(p.platform, 'You can close this page.')}"
+    return message("You have left the study", text, status)
+
+
 def goto(p: Participant):
     endpoint = PAGE_FOR_STATE.get(p.state)
     if endpoint is None:
-        return message("Thank you", "This session has ended. You can close this page.", 410)
+        return ended(p)
     return redirect(url_for(endpoint, token=p.access_token), 303)
 
 
@@ -102,6 +122,8 @@ def entry(study_id: str):
                     db.session.commit()
                     return redirect(url_for("participant.done", token=prior.access_token), 303)
                 return goto_resumed(prior)
+            if prior.state == "returned":  # they declined or withdrew: say so, and what to do on the platform
+                return ended(prior, 403)
             return message("Already taken part", "Our records show you have already taken part in this study, "
                            "so you cannot take it again. Thank you!", 403)
     if study.status != "open":
@@ -255,7 +277,7 @@ def withdraw(token: str):
         return render_template("participant/withdraw.html", p=p)
     transition(p, "returned", "withdrew")
     db.session.commit()
-    return message("You have left the study", "Thank you for your time. You can close this page.")
+    return ended(p, 200)
 
 
 @bp.get("/img/<token>")

@@ -92,3 +92,33 @@ def test_study_page_lists_platform_ids_and_offers_the_export_with_them(app, clie
     body = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
     assert "platform_pid" in body.splitlines()[0] and "PAYME" in body
     assert "PAYME" not in client.get(f"/admin/studies/{study_id}/export.csv").get_data(as_text=True)
+
+
+def test_people_who_leave_are_told_to_return_their_submission_and_see_it_again(app, client, study_id):
+    """Item 18: decline and withdraw on Prolific say to return the submission, now and on a later visit."""
+    from study_fixtures import form, page_csrf
+
+    r = client.get(f"/s/{study_id}?PROLIFIC_PID=NOPE&STUDY_ID=S1&SESSION_ID=X1")
+    token = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)
+    page_csrf(client, f"/p/{token}/consent")
+    r = client.post(f"/p/{token}/consent", data=form(token, choice="decline"), follow_redirects=True)
+    text = r.get_data(as_text=True)
+    assert "chose not to take part" in text and "return your submission" in text
+    again = client.get(f"/s/{study_id}?PROLIFIC_PID=NOPE&STUDY_ID=S1&SESSION_ID=X1").get_data(as_text=True)
+    assert "chose not to take part" in again and "already taken part" not in again
+
+    token = start_participant(client, study_id, "QUITTER")
+    r = client.post(f"/p/{token}/withdraw", data=form(token))
+    assert r.status_code == 200 and "return your submission" in r.get_data(as_text=True)
+    again = client.get(f"/s/{study_id}?PROLIFIC_PID=QUITTER&STUDY_ID=S1&SESSION_ID=XQ").get_data(as_text=True)
+    assert "You have left the study" in again and "return your submission" in again
+
+
+def test_completion_page_keeps_the_code_without_redirecting(app, client, study_id):
+    """Item 17: no automatic navigation away from the code; a copy button and a manual link."""
+    token = complete(client, study_id, "FINISHER")
+    page = client.get(f"/p/{token}/done").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in page
+    assert 'id="completion-code"' in page and 'id="copy-code"' in page
+    assert re.search(r'id="completion-link" class="btn primary" href="https://app\.prolific\.co/submissions/'
+                     r'complete\?cc=[A-Z0-9]+"', page)
