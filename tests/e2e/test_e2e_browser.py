@@ -126,6 +126,10 @@ def test_participant_journey_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_p
         page.wait_for_url("**/done")
         page.screenshot(path=shots / "done-1440.png")
         assert page.locator("#completion-code").inner_text() == "TESTCODE1"
+        assert page.locator("#copy-code").is_visible()  # loopback is a secure context: the clipboard works
+        page.wait_for_timeout(1500)
+        assert "/done" in page.url  # no automatic redirect: the code stays on screen until the person clicks
+        page.click("#completion-link")
         page.wait_for_url("https://app.prolific.co/**", timeout=20000)
         assert completed and completed[-1].endswith("?cc=TESTCODE1")
         assert errors == [] and csp == [], (errors, csp)
