@@ -220,7 +220,7 @@ def test_vocabularies_are_str_enums_whose_values_are_unchanged():
     from contracts import export as contract
     from contracts.vocabularies import ParticipantState, ReviewMark, TaskType, TrialKind
 
-    assert contract.TASK_TYPES == ("identify", "rate", "compare")
+    assert contract.TASK_TYPES[:3] == ("identify", "rate", "compare")  # new task types come after these
     assert contract.TRIAL_KINDS == ("practice", "main", "attention_check")
     assert contract.PARTICIPANT_STATES == ("entered", "consented", "instructed", "in_task", "data_complete",
                                            "code_issued", "returned", "timed_out", "excluded")
@@ -268,6 +268,7 @@ def test_task_outcome_columns_are_contract_columns_the_analysis_reads(task):
     response_cols = set(contract.names(contract.RESPONSE))
     assert set(plugin.outcome_columns) <= response_cols
     assert plugin.primary_outcome in plugin.outcome_columns
+    assert task in schema.REQUIRED_BY_TASK, f"analysis/schema.py: REQUIRED_BY_TASK has no {task!r}"
     needed = {c for c in schema.REQUIRED_BY_TASK[task] if c in OUTCOME_COLUMNS}
     assert needed <= set(plugin.outcome_columns), needed - set(plugin.outcome_columns)
     a = {"id": "stim-a", "true_label": 3, "target_label": 5, "defense": "normal"}
