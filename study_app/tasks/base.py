@@ -5,6 +5,11 @@ cells and trials (through its pairing: one image, or two matched images side by 
 attention check is passed, which outcome columns of the export it fills, and how a simulated
 participant answers. The rest of the app asks the task and never branches on its name.
 No defense/attack/model names in anything a participant sees, ever.
+
+Where later needs go: a per-study presentation protocol or a confidence rating is the same for every
+task, so it belongs to the runner (js/task.js) and responses.py, not here; a task whose trials show
+other images (a saliency map beside its digit) overrides `pool`/`main_trial`, and one that adds export
+columns lists them in `outcome_columns` (and contracts/export.py) and fills them in `outcomes`.
 """
 from __future__ import annotations
 
