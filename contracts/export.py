@@ -10,17 +10,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import stimulus_set as _set
+from .vocabularies import ParticipantState, ReviewMark, TaskType, TrialKind, values
 
 DType = Literal["str", "int", "float", "bool"]
 
-# Vocabularies (the values a column may hold).
-TASK_TYPES = ("identify", "rate", "compare")
-TRIAL_KINDS = ("practice", "main", "attention_check")
-PARTICIPANT_STATES = (
-    "entered", "consented", "instructed", "in_task", "data_complete", "code_issued",
-    "returned", "timed_out", "excluded",
-)
-REVIEW_MARKS = ("", "approved", "rejected", "excluded")
+# Vocabularies (the values a column may hold): the enums of contracts/vocabularies.py as plain tuples.
+TASK_TYPES = values(TaskType)
+TRIAL_KINDS = values(TrialKind)
+PARTICIPANT_STATES = values(ParticipantState)
+REVIEW_MARKS = values(ReviewMark)
 # What an image is (stimulus_kind): a generated stimulus (adversarial or one of its controls) or a clean
 # source digit; and how the set chose perturbation sizes (stimulus_design). Both are contract 1's words.
 IMAGE_KINDS = _set.KINDS

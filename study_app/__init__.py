@@ -126,12 +126,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .admin.views import bp as admin_bp
     from .api.views import bp as api_bp
     from .participant.views import bp as participant_bp
+    from .tasks import task_of
 
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
     security.init_app(app)
-    app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf)
+    app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf, task_plugin=task_of)
 
     from flask import jsonify, render_template
     from sqlalchemy.exc import DataError, OperationalError

@@ -7,53 +7,18 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
-from itertools import combinations
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import defer
 
 from .db import db, utcnow
-from .design import Design, cell_of
+from .design import Design
 from .models import AllocationLock, AllocationLog, Image, Participant, Study, Trial, Transition
+from .planning import AllocationError, Clean, Item, TrialSpec, kind_of  # noqa: F401  (kept importable from here)
 from .states import ACTIVE, FINISHED
-
-
-class AllocationError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Item:
-    """One fillable slot kind: an adversarial image (identify/rate) or a matched pair (compare)."""
-
-    key: str
-    cell: tuple[str, ...]
-    source: str
-    image: str
-    image_b: str | None
-    prompt_label: int
-
-
-@dataclass(frozen=True)
-class Clean:
-    key: str
-    label: int
-
-
-@dataclass
-class TrialSpec:
-    kind: str
-    image: str
-    image_b: str | None = None
-    prompt_label: int | None = None
-    expected: str | None = None
-    item: str | None = None
-
-
-def kind_of(image: Image) -> str:
-    return image.stimulus_kind or "adversarial"  # rows imported before controls existed
+from .tasks import task_of
 
 
 def eligible(design: Design, images: list[Image]) -> list[Image]:
@@ -76,30 +41,11 @@ def eligible(design: Design, images: list[Image]) -> list[Image]:
                    and (design.stimuli.include_failed or succeeded(i))), key=lambda i: i.key)
 
 
-def compare_key(group: str, kind: str, a: str, b: str) -> str:
-    # Adversarial pair keys keep their pre-control form, so logged counts of older studies still match.
-    return f"{group}|{a}|{b}" if kind == "adversarial" else f"{group}|{kind}|{a}|{b}"
-
-
 def build_pool(design: Design, images: list[Image]) -> tuple[list[Item], list[Clean]]:
     stim = eligible(design, images)
     clean = sorted((Clean(i.key, i.true_label) for i in images if i.kind == "source"), key=lambda c: c.key)
-    if design.task != "compare":
-        return [Item(i.key, cell_of(kind_of(i), (i.defense,)), i.source_key, i.key, None, i.target_label)
-                for i in stim], clean
-    # Like with like: a pair is two images of one group and one kind (see Design.conditions).
-    by_group: dict[tuple[str, str], dict[str, Image]] = {}
-    for i in stim:
-        by_group.setdefault((i.group, kind_of(i)), {})[i.defense] = i
-    cells = set(design.conditions())
-    items = []
-    for (group, kind), members in sorted(by_group.items()):
-        for a, b in combinations(design.defenses, 2):
-            if a in members and b in members and cell_of(kind, (a, b)) in cells:
-                ia, ib = members[a], members[b]
-                items.append(Item(compare_key(group, kind, a, b), cell_of(kind, (a, b)), ia.source_key, ia.key,
-                                  ib.key, ia.target_label))
-    return items, clean
+    # The task's pairing makes the items: single images, or like-with-like pairs (see Design.conditions).
+    return task_of(design.task).pool(stim, design.defenses, set(design.conditions())), clean
 
 
 def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], seed: int,
@@ -193,34 +139,15 @@ def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[st
     rng.shuffle(chosen)
     main: list[TrialSpec] = []
     flips: dict[tuple[str, ...], bool] = {c: rng.random() < 0.5 for c in cells}
+    task = task_of(design.task)
     for it in chosen:
-        if design.task == "compare":
-            # Alternate sides within each pair so each defense is on the left half the time.
-            swap = flips[it.cell]
-            flips[it.cell] = not swap
-            left, right = (it.image_b, it.image) if swap else (it.image, it.image_b)
-            main.append(TrialSpec("main", left, right, it.prompt_label, None, it.key))
-        else:
-            main.append(TrialSpec("main", it.image, None, it.prompt_label if design.task == "rate" else None, None, it.key))
+        main.append(task.main_trial(it, flips))
 
     free_clean = [c for c in clean if c.key not in used_sources]
     rng.shuffle(free_clean)
 
     def clean_trial(kind: str, n: int) -> TrialSpec:
-        a = free_clean.pop()
-        if design.task == "identify":
-            return TrialSpec(kind, a.key, None, None, str(a.label))
-        if design.task == "rate":
-            if kind == "practice" and n % 2 == 1:  # odd practice trials ask about a wrong class
-                return TrialSpec(kind, a.key, None, (a.label + 1 + rng.randrange(9)) % 10, "low")
-            return TrialSpec(kind, a.key, None, a.label, "high")
-        other = next((c for c in reversed(free_clean) if c.label != a.label), None)
-        if other is None:
-            raise AllocationError("compare needs clean digits of two classes")
-        free_clean.remove(other)
-        if rng.random() < 0.5:
-            return TrialSpec(kind, a.key, other.key, a.label, "left")
-        return TrialSpec(kind, other.key, a.key, a.label, "right")
+        return task.clean_trial(kind, n, free_clean.pop(), free_clean, rng)
 
     try:
         practice = [clean_trial("practice", n) for n in range(design.practice)]
@@ -254,10 +181,9 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
     )
     counts: dict[str, int] = {}
     order = {d: n for n, d in enumerate(design.defenses)}
+    task = task_of(design.task)
     for key, group, kind, da, db_ in rows:
-        if design.task == "compare":
-            pair = (da, db_) if order.get(da, 0) <= order.get(db_, 0) else (db_, da)  # sides may be swapped
-            key = compare_key(group, kind or "adversarial", *pair)
+        key = task.fill_key(key, group, kind, da, db_, order)
         counts[key] = counts.get(key, 0) + 1
     return counts
 

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from .tasks import task_of
+
 log = logging.getLogger(__name__)
 SIMULATED_HEADER = "X-Advlegit-Simulated"  # = security.SIMULATED_HEADER (bots import no Flask)
 
@@ -103,22 +105,11 @@ class AnswerModel:
 
     def answer(self, task: str, entries: list[dict[str, Any]], prompt_label: int | None, oracle: Oracle,
                rng: random.Random) -> str:
+        plugin = task_of(task)  # how the task turns an observer's class probabilities into an answer
         careless = rng.random() < self.noise or rng.random() < self.fail_attention
-        if task == "identify":
-            if careless:
-                return rng.choice([str(d) for d in range(10)] + ["none"])
-            p = self.probs(entries[0], oracle)
-            return str(rng.choices(range(len(p)), weights=p)[0])
-        if task == "rate":
-            if careless:
-                return str(rng.randint(1, 7))
-            p = self.probs(entries[0], oracle)[prompt_label]
-            return str(min(7, max(1, round(1 + 6 * p + rng.gauss(0, 0.5)))))
         if careless:
-            return rng.choice(["left", "right"])
-        pl = self.probs(entries[0], oracle)[prompt_label]
-        pr = self.probs(entries[1], oracle)[prompt_label]
-        return "left" if rng.random() < (pl / (pl + pr) if pl + pr > 0 else 0.5) else "right"
+            return plugin.careless_answer(rng)
+        return plugin.bot_answer(lambda e: self.probs(e, oracle), entries, prompt_label, rng)
 
 
 @dataclass

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from contracts.export import STIMULUS_KINDS
 
-from .models import TASK_TYPES
+from .planning import cell_of  # noqa: F401  (kept importable from here)
+from .tasks import TASKS, task_of
 
 DEFAULT_QUESTIONS = [
     "Were the images clear enough to judge? Anything that got in the way?",
     "Any other comments for the researchers?",
 ]
-PRIMARY_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
+PRIMARY_OUTCOMES = {name: t.primary_outcome for name, t in TASKS.items()}
 CONTRASTS = ("each_vs_reference", "all_pairs")
 
 
@@ -42,12 +42,6 @@ class StimulusChoice:
 
 # A study created before [stimuli] existed served successful adversarial images only.
 LEGACY_STIMULI = {"kinds": ["adversarial"], "include_failed": False}
-
-
-def cell_of(kind: str, defenses: tuple[str, ...]) -> tuple[str, ...]:
-    """A cell: the defense (compare: the defense pair), plus the kind unless it is adversarial — so a
-    control of defense D is a different cell from D's adversarial images, and old cells keep their names."""
-    return defenses if kind == "adversarial" else defenses + (kind,)
 
 
 def cell_label(cell: tuple[str, ...]) -> str:
@@ -88,7 +82,7 @@ class Design:
         """Cells every participant sees equally often: one defense, or (compare) one defense pair, for
         each stimulus kind served. Compare pairs like with like: two adversarial images, or two controls
         of one kind — a control beside an adversarial image would confound defense with kind."""
-        base = list(combinations(self.defenses, 2)) if self.task == "compare" else [(d,) for d in self.defenses]
+        base = task_of(self.task).base_cells(self.defenses)
         return [cell_of(k, b) for k in self.stimuli.kinds for b in base]
 
     @property
@@ -141,7 +135,7 @@ def parse_design(data: dict[str, Any]) -> Design:
     s = data["study"]
     pos = lambda v: v > 0  # noqa: E731
     nonneg = lambda v: v >= 0  # noqa: E731
-    task = _get(s, "study", "task", str, check=lambda v: v in TASK_TYPES, hint="one of " + ", ".join(TASK_TYPES))
+    task = _get(s, "study", "task", str, check=lambda v: v in TASKS, hint="one of " + ", ".join(TASKS))
     nonempty = lambda v: v.strip() != ""  # noqa: E731
     a = data.get("analysis", {})
     analysis = Analysis(
@@ -213,7 +207,8 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
     unknown = [d for d in design.defenses if d not in defended]
     if unknown:
         raise DesignError(f"study.defenses: {unknown} are not defended models in the stimulus set ({defended})")
-    need = 2 if design.task == "compare" else 1
+    task = task_of(design.task)
+    need = task.min_defenses
     if len(design.defenses) < need:
         raise DesignError(f"study.defenses: the {design.task} task needs at least {need} defenses")
     present = [k for k in STIMULUS_KINDS if any(stimulus_kind(s) == k for s in stimuli)]
@@ -228,7 +223,7 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
         design.stimuli.include_failed = set_design == "fixed_budget"
     cells = design.conditions()
     if design.trials % len(cells):
-        unit = "defense pairs" if design.task == "compare" else "defenses"
+        unit = task.cell_unit + "s"
         n_kinds = len(design.stimuli.kinds)
         if n_kinds > 1:  # controls are cells of their own
             raise DesignError(
@@ -251,15 +246,16 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
             f"study.trials: each participant needs {design.trials} different source digits but the stimulus set "
             f"has only {len(main_sources)} usable ones"
         )
-    clean_needed = (design.practice + design.attention_checks) * (2 if design.task == "compare" else 1)
+    clean_needed = (design.practice + design.attention_checks) * task.n_images
     # Practice and attention checks use clean digits the participant never sees attacked.
     if design.trials + clean_needed > len(sources):
         raise DesignError(
             f"study.practice/attention_checks: {design.trials} trials + {clean_needed} clean images need "
             f"{design.trials + clean_needed} different source digits; the set has {len(sources)}"
         )
-    if design.task == "compare" and clean_needed and len({s["true_label"] for s in sources}) < 2:
-        raise DesignError("study.practice/attention_checks: compare needs clean digits of at least two classes")
+    problem = task.source_problem(sources) if clean_needed else None
+    if problem:
+        raise DesignError(f"study.practice/attention_checks: {problem}")
     _check_feasible(design, stimuli, sources)
     return design
 
@@ -294,7 +290,7 @@ def _check_feasible(design: Design, stimuli: list[dict], sources: list[dict]) ->
     if short:
         which = "" if design.stimuli.include_failed else "successful "
         raise DesignError(f"study.trials: each participant needs {need} stimuli per "
-                          f"{'defense pair' if design.task == 'compare' else 'defense'}"
+                          f"{task_of(design.task).cell_unit}"
                           f"{' and kind' if len(design.stimuli.kinds) > 1 else ''}, but the set has only "
                           f"{short} {which}ones; lower trials or drop those from study.defenses or stimuli.kinds")
     try:

@@ -15,7 +15,7 @@ from contracts import export as contract
 from .db import db
 from .stimuli import set_design, set_estimand, stimulus_kind, twin_of
 from .models import Image, Participant, Response, Study, Trial
-from .tasks import attention_passed
+from .tasks import OUTCOME_COLUMNS, task_of
 
 # The columns and their types are contract 2 (contracts/export.py); the analysis reads the same list.
 BASE_COLUMNS = list(contract.names(contract.BASE))
@@ -64,6 +64,8 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         .execution_options(yield_per=batch)
     )
     task = study.task_type
+    plugin = task_of(task)
+    no_outcomes = dict.fromkeys(OUTCOME_COLUMNS)  # another task's outcome columns stay empty
     design_of_set = set_design(manifest)
     for r, t, p, key_a, key_b in db.session.execute(stmt):
         a = entries[key_a]
@@ -87,21 +89,11 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         row |= _image_fields(a, model_names)
         row |= _image_fields(b, model_names, "_b") if b else {k + "_b": None for k in _image_fields({}, model_names)}
         resp = r.response
-        label = int(resp) if task == "identify" and resp != "none" else None
-        side_defense = None
-        if task == "compare":
-            side_defense = (a if resp == "left" else b).get("defense")
         is_check = t.kind == "attention_check"
+        row |= {"response": resp} | no_outcomes | plugin.outcomes(resp, a, b)
         row |= {
-            "response": resp,
-            "response_label": label,
-            "rating": int(resp) if task == "rate" else None,
-            "chosen_side": resp if task == "compare" else None,
-            "chosen_defense": side_defense,
-            "target_hit": (label == a["target_label"]) if task == "identify" and a.get("target_label") is not None else None,
-            "original_hit": (label == a["true_label"]) if task == "identify" else None,
             "is_attention_check": is_check,
-            "attention_passed": attention_passed(task, t, resp) if is_check else None,
+            "attention_passed": plugin.attention_passed(t, resp) if is_check else None,
             "rt_ms": r.rt_ms, "shown_at": _iso(r.shown_at), "answered_at": _iso(r.answered_at),
             "received_at": _iso(r.received_at),
             "screen_width": r.screen_width, "screen_height": r.screen_height,

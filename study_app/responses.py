@@ -12,13 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from .db import db, utcnow
 from .models import Participant, Response, Trial
 from .states import transition
+from .tasks import TASKS
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-VALID = {
-    "identify": {str(d) for d in range(10)} | {"none"},
-    "rate": {str(d) for d in range(1, 8)},
-    "compare": {"left", "right"},
-}
+VALID = {name: t.responses for name, t in TASKS.items()}  # the answers each task accepts
 
 
 class ResponseError(Exception):

@@ -209,3 +209,89 @@ def test_one_verifier_refuses_on_both_sides(stimulus_set, tmp_path, edit, messag
     assert any(message in p for p in err.value.problems), err.value.problems
     with pytest.raises(StimulusSetError, match=message.replace("(", r"\(").replace("'", ".")):
         load_stimulus_set(bad)
+
+
+# --- issue 12: the vocabularies as enums; the task registries of both sides agree with the contract ---------
+
+from contracts.vocabularies import TaskType  # noqa: E402
+
+def test_vocabularies_are_str_enums_whose_values_are_unchanged():
+    """A member is its string: the database, the JSON API and the export hold the same values as before."""
+    from contracts import export as contract
+    from contracts.vocabularies import ParticipantState, ReviewMark, TaskType, TrialKind
+
+    assert contract.TASK_TYPES[:3] == ("identify", "rate", "compare")  # new task types come after these
+    assert contract.TRIAL_KINDS == ("practice", "main", "attention_check")
+    assert contract.PARTICIPANT_STATES == ("entered", "consented", "instructed", "in_task", "data_complete",
+                                           "code_issued", "returned", "timed_out", "excluded")
+    assert contract.REVIEW_MARKS == ("", "approved", "rejected", "excluded")
+    for enum, values in ((TaskType, contract.TASK_TYPES), (TrialKind, contract.TRIAL_KINDS),
+                         (ParticipantState, contract.PARTICIPANT_STATES), (ReviewMark, contract.REVIEW_MARKS)):
+        assert [m.value for m in enum] == list(values)
+        for m in enum:
+            assert m == m.value and str(m) == m.value and f"{m}" == m.value and json.dumps(m) == json.dumps(m.value)
+            assert {m.value: 1}[m] == 1  # a plain-string key finds an enum key and back
+
+
+def test_state_machine_covers_exactly_the_contract_states():
+    from contracts.vocabularies import ParticipantState
+    from study_app.states import ACTIVE, ALLOWED, FINISHED
+
+    assert set(ALLOWED) == set(ParticipantState)
+    assert set().union(*ALLOWED.values()) <= set(ParticipantState)
+    assert set(ACTIVE) | set(FINISHED) <= set(ParticipantState)
+
+
+def test_both_sides_know_every_task_type():
+    """A TaskType without its study-app plugin, or without the analysis' columns and outcome, fails here."""
+    from analysis import config, schema
+    from contracts.vocabularies import TaskType
+    from study_app.design import PRIMARY_OUTCOMES
+    from study_app.tasks import TASKS
+
+    assert list(TASKS) == list(TaskType)
+    assert all(TASKS[t].name == t for t in TASKS)
+    assert set(schema.REQUIRED_BY_TASK) == set(TaskType) == set(config.TASK_OUTCOMES)
+    for t in TaskType:
+        assert PRIMARY_OUTCOMES[t] == TASKS[t].primary_outcome == config.TASK_OUTCOMES[t]
+
+
+@pytest.mark.parametrize("task", [t.value for t in TaskType])
+def test_task_outcome_columns_are_contract_columns_the_analysis_reads(task):
+    """Each plugin fills contract columns only, including every outcome column the analysis requires
+    for its task; and the values it writes have the contract's types."""
+    from analysis import schema
+    from contracts import export as contract
+    from study_app.tasks import OUTCOME_COLUMNS, TASKS
+
+    plugin = TASKS[task]
+    response_cols = set(contract.names(contract.RESPONSE))
+    assert set(plugin.outcome_columns) <= response_cols
+    assert plugin.primary_outcome in plugin.outcome_columns
+    assert task in schema.REQUIRED_BY_TASK, f"analysis/schema.py: REQUIRED_BY_TASK has no {task!r}"
+    needed = {c for c in schema.REQUIRED_BY_TASK[task] if c in OUTCOME_COLUMNS}
+    assert needed <= set(plugin.outcome_columns), needed - set(plugin.outcome_columns)
+    a = {"id": "stim-a", "true_label": 3, "target_label": 5, "defense": "normal"}
+    b = {"id": "stim-b", "true_label": 3, "target_label": 5, "defense": "gradreg"}
+    python_type = {"str": str, "int": int, "float": float, "bool": bool}
+    filled = set()
+    for response in sorted(plugin.responses):
+        out = plugin.outcomes(response, a, b if plugin.n_images == 2 else {})
+        assert set(out) == set(plugin.outcome_columns), response
+        for col, value in out.items():
+            if value is not None:
+                filled.add(col)
+                assert type(value) is python_type[contract.dtype_of(col)], (col, value)
+    assert filled == set(plugin.outcome_columns)
+
+
+@pytest.mark.parametrize("task", [t.value for t in TaskType])
+def test_every_task_has_its_browser_renderer(task):
+    from pathlib import Path
+
+    import study_app
+    from study_app.tasks import TASKS
+
+    js = (Path(study_app.__file__).parent / "static" / TASKS[task].renderer).read_text()
+    assert f"(window.advlegitTasks = window.advlegitTasks || {{}}).{task} = {{" in js
+    assert "answers:" in js and "key:" in js

@@ -183,8 +183,10 @@ reference_defense = "undefended_ce"
 def write_design(path: Path, task: str = "identify", trials: int | None = None, practice: int = 2,
                  checks: int = 2, target: int = 500, extra: str = "") -> Path:
     """`extra`: more TOML appended (e.g. a [stimuli] table)."""
-    if trials is None:
-        trials = 6 if task == "compare" else 8
+    if trials is None:  # one trial per defense pair (4 defenses: 6 pairs), two per defense
+        from study_app.tasks import task_of
+
+        trials = 6 if task_of(task).n_images == 2 else 8
     path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target)
                     + extra)
     return path
@@ -271,6 +273,13 @@ def start_participant(client, study_id: str, pid: str = "PID1") -> str:
     assert client.get(f"/p/{token}/instructions").status_code == 200
     assert client.post(f"/p/{token}/instructions", data={"csrf": csrf}).status_code == 303
     return token
+
+
+def valid_answers(task: str) -> list[str]:
+    """Every answer the task accepts, in a fixed order (tests answer with these, whatever the task)."""
+    from study_app.tasks import task_of
+
+    return sorted(task_of(task).responses)
 
 
 def answer_body(index: int, response: str, uid: str | None = None) -> dict:

@@ -6,7 +6,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_answer
+from study_app.tasks import TASKS
+from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_answer, valid_answers
 
 PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES), re.IGNORECASE)
 
@@ -24,7 +25,7 @@ CONTROL_PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES + ["con
                                                                             "-noise"]), re.IGNORECASE)
 
 
-@pytest.mark.parametrize("task", ["identify", "rate", "compare"])
+@pytest.mark.parametrize("task", [str(t) for t in TASKS])
 def test_no_participant_facing_response_names_a_defense_attack_or_model(app, client, stimulus_dir, tmp_path, task):
     _walk_participant(app, client, stimulus_dir, tmp_path, task)
 
@@ -59,10 +60,11 @@ def _walk_participant(app, client, stimulus_dir, tmp_path, task, pattern: re.Pat
     _check(client.get(f"{base}/instructions"), "instructions page")
     _check(client.post(f"{base}/instructions", data=form(token)), "start")
     _check(client.get(f"{base}/task"), "task page")
-    for asset in ("js/task.js", "css/app.css"):
+    for asset in ("js/task.js", TASKS[task].renderer, "css/app.css"):
         _check(client.get(f"/static/{asset}"), asset)
     trials = _check(client.get(f"/api/p/{token}/trials"), "trial list").get_json()
-    answer = {"identify": "3", "rate": "4", "compare": "left"}[task]
+    answers = valid_answers(task)
+    answer = answers[len(answers) // 2]
     for t in trials["trials"]:
         for url in filter(None, (t["image"], t["image_b"])):
             assert re.fullmatch(r"/img/[A-Za-z0-9_-]{20,}", url), url  # opaque, no manifest id

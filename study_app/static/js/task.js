@@ -1,5 +1,7 @@
-// The trial runner. The server owns the sequence and the pointer; this file shows trials, measures
-// reaction times, and delivers every answer exactly once (queue in localStorage, sent in order).
+// The trial runner, shared by every task type. The server owns the sequence and the pointer; this file
+// shows trials, measures reaction times, and delivers every answer exactly once (queue in localStorage,
+// sent in order). What differs per task (answer buttons, keys, practice feedback) is the task's
+// renderer, js/tasks/<task>.js, loaded before this file; it registers itself in window.advlegitTasks.
 (function () {
   "use strict";
   var root = document.getElementById("task");
@@ -8,7 +10,7 @@
   // recruitment link issues a new link, and answers still queued in this browser must go out with it.
   var QKEY = "advlegit-queue-" + root.dataset.queueKey;
   var el = function (id) { return document.getElementById(id); };
-  var data = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
+  var data = null, renderer = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
   var flushing = false, retryTimer = null, finishing = false;
 
   function loadQueue() {
@@ -89,33 +91,22 @@
     return b;
   }
 
+  // What a renderer may do: make buttons that answer, put them in the answer box, put one element
+  // (a scale's labels) below it; the runner removes that element before the next trial.
   function buildAnswers(t) {
     var box = el("answers");
     box.textContent = "";
-    var old = document.querySelector(".rate-scale");
-    if (old) old.remove();
-    if (data.task === "identify") {
-      for (var d = 0; d < 10; d++) box.appendChild(button(String(d), String(d)));
-      var n = button("Not a digit", "none", "none");
-      n.setAttribute("aria-keyshortcuts", "N");
-      box.appendChild(n);
-    } else if (data.task === "rate") {
-      for (var r = 1; r <= 7; r++) {
-        var b = button(String(r), String(r));
-        b.setAttribute("aria-label", r + (r === 1 ? " (not at all like a " + t.label + ")" : r === 7 ? " (exactly like a " + t.label + ")" : ""));
-        box.appendChild(b);
-      }
-      var scale = document.createElement("div");
-      scale.className = "rate-scale";
-      scale.innerHTML = "<span></span><span></span>";
-      scale.children[0].textContent = "1 = not at all";
-      scale.children[1].textContent = "7 = exactly like a " + t.label;
-      box.after(scale);
-    } else {
-      box.appendChild(button("← Left", "left"));
-      box.appendChild(button("Right →", "right"));
-    }
+    Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.remove(); });
+    renderer.answers(t, {
+      button: button,
+      add: function (b) { box.appendChild(b); },
+      below: function (x) { x.classList.add("answers-extra"); box.after(x); }
+    });
     setEnabled(false);
+  }
+
+  function isCorrect(t, value) {
+    return renderer.correct ? renderer.correct(t, value) : t.expected === value;
   }
 
   function setEnabled(on) {
@@ -180,9 +171,7 @@
     });
     saveQueue(); setStatus(); flush();
     if (t.practice && t.feedback) {
-      var right = t.expected === value ||
-        (t.expected === "high" && Number(value) >= 5) || (t.expected === "low" && Number(value) <= 3);
-      el("feedback-text").textContent = (right ? "Well done. " : "Not quite. ") + t.feedback;
+      el("feedback-text").textContent = (isCorrect(t, value) ? "Well done. " : "Not quite. ") + t.feedback;
       el("feedback").hidden = false;
       el("continue").focus();
       el("feedback").scrollIntoView({ block: "nearest" });  // below the buttons on a phone
@@ -201,7 +190,7 @@
     finishing = true;
     current = data.n_trials;
     ["stage", "answers", "keys", "practice-tag"].forEach(function (id) { el(id).hidden = true; });
-    var sc = document.querySelector(".rate-scale"); if (sc) sc.hidden = true;
+    Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
     el("prompt").textContent = "Thank you — that was the last one.";
     el("progress").textContent = "";
     el("finishing").hidden = false;
@@ -231,15 +220,8 @@
       return;
     }
     if (!data || !accepting) return;
-    var v = null;
-    if (data.task === "identify") {
-      if (/^[0-9]$/.test(e.key)) v = e.key;
-      else if (e.key === "n" || e.key === "N") v = "none";
-    } else if (data.task === "rate") {
-      if (/^[1-7]$/.test(e.key)) v = e.key;
-    } else if (e.key === "ArrowLeft") v = "left";
-    else if (e.key === "ArrowRight") v = "right";
-    if (v !== null) { e.preventDefault(); answer(v); }
+    var v = renderer.key(e.key);
+    if (v !== null && v !== undefined) { e.preventDefault(); answer(v); }
   });
   el("continue").addEventListener("click", next);
 
@@ -248,6 +230,11 @@
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (d) {
+      renderer = (window.advlegitTasks || {})[d.task];
+      if (!renderer) {  // a deployment without this task's js/tasks/<task>.js: say so, record nothing
+        el("progress").textContent = "This study cannot be shown in this page (no renderer for '" + d.task + "').";
+        return;
+      }
       data = d;
       data.trials.forEach(function (t) { preload(t.image); preload(t.image_b); });
       // Resume after the server's pointer, or after answers still waiting in this browser's queue.

@@ -1,0 +1,14 @@
+// identify: name the digit. A task renderer tells the trial runner (js/task.js) which answer buttons
+// to show, which key means which answer, and (for practice feedback) whether an answer was right.
+(window.advlegitTasks = window.advlegitTasks || {}).identify = {
+  answers: function (t, ui) {
+    for (var d = 0; d < 10; d++) ui.add(ui.button(String(d), String(d)));
+    var n = ui.button("Not a digit", "none", "none");
+    n.setAttribute("aria-keyshortcuts", "N");
+    ui.add(n);
+  },
+  key: function (key) {
+    if (/^[0-9]$/.test(key)) return key;
+    return key === "n" || key === "N" ? "none" : null;
+  }
+};
