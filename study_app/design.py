@@ -1,6 +1,8 @@
 """Study design files (TOML): parse, validate field by field, and check against a stimulus set."""
 from __future__ import annotations
 
+import math
+
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,6 +90,20 @@ class Design:
     @property
     def n_trials_total(self) -> int:
         return self.practice + self.trials + self.attention_checks
+
+
+# Consent, instructions and debrief: reading and answering, about three minutes together.
+FIXED_MINUTES = 3
+
+
+def estimated_minutes(design: dict[str, Any]) -> int:
+    """The one time estimate participants see (preview, and `{minutes}` in consent and instructions)."""
+    n = design["practice"] + design["trials"] + design["attention_checks"]
+    return FIXED_MINUTES + math.ceil(n * task_of(design["task"]).seconds_per_trial / 60)
+
+
+def with_minutes(text: str, design: dict[str, Any]) -> str:
+    return text.replace("{minutes}", str(estimated_minutes(design)))
 
 
 _ALLOWED = {

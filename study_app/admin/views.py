@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from .. import review, security
 from ..auth import check_csrf, check_login, csrf_token, login_required, start_admin_session
 from ..db import db
+from ..design import estimated_minutes
 from ..export import debrief_rows, stream_csv, stream_debrief_csv, stream_jsonl
 from ..models import REVIEWS, Participant, Response as ResponseRow, Study
 from ..stats import attention_failures_by_participant, study_stats
@@ -74,7 +75,8 @@ def study(study_id: str):
     return render_template("admin/study.html", study=st, design=st.design, stats=study_stats(st),
                            participants=participants, answered=answered, debrief=debrief_rows(st),
                            failures=attention_failures_by_participant(st), reviews=REVIEWS, labels=review.LABELS,
-                           entry_url=url_for("participant.entry", study_id=st.id, _external=True))
+                           entry_url=url_for("participant.entry", study_id=st.id, _external=True),
+                           minutes=estimated_minutes(st.design))
 
 
 @bp.post("/studies/<study_id>/status")

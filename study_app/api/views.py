@@ -19,7 +19,7 @@ from ..db import UTCDateTime, utcnow
 from ..models import Participant, Response, Study, StudyImage, Trial
 from ..responses import ResponseError, count_stored, parse, store
 from ..states import resume_if_timed_out
-from ..tasks import KEYS_HELP, feedback, label_name, prompt
+from ..tasks import KEYS_HELP, article, feedback, label_name, prompt
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -80,6 +80,7 @@ def trials(token: str):
             "image_b": img(t.image_b_id),
             "prompt": prompt(task, t, classes),
             "label": label_name(classes, t.prompt_label),
+            "label_article": article(label_name(classes, t.prompt_label)),  # "an 8": the renderer's wording
             "expected": t.expected if practice else None,
             "feedback": feedback(task, t, classes),
         })

@@ -17,6 +17,7 @@ from ..db import db, utcnow
 from ..models import Image, Participant, Study, StudyImage
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
 from ..states import FINISHED, enter, resume_if_timed_out, transition
+from ..design import estimated_minutes, with_minutes
 from ..studies import new_id
 
 bp = Blueprint("participant", __name__)
@@ -37,8 +38,10 @@ def message(title: str, text: str, status: int = 200):
 
 def load(token: str) -> Participant:
     p = db.session.scalar(select(Participant).where(Participant.access_token == token))
-    if p is None:
-        abort(404)
+    if p is None:  # most often an older tab after the recruitment link was opened again (a new link)
+        abort(404, description="This link is no longer valid. If you opened the study again from Prolific or "
+                               "MTurk, please continue in the newest tab or window; otherwise open the study "
+                               "again from your recruitment link, and you will continue where you left off.")
     return p
 
 
@@ -106,7 +109,8 @@ def entry(study_id: str):
         return message("Link problem", f"This study link is incomplete or damaged ({exc}).", 400)
     simulated = security.arrival_is_simulated(study.id)  # before anything is written: a bad token changes nothing
     if arrival.preview:
-        return render_template("participant/preview.html", study=study, design=study.design)
+        return render_template("participant/preview.html", study=study, design=study.design,
+                               minutes=estimated_minutes(study.design))
     if arrival.platform_pid:
         prior = db.session.scalar(select(Participant).where(
             Participant.study_id == study.id, Participant.platform == arrival.platform,
@@ -184,7 +188,8 @@ def consent(token: str):
         db.session.commit()
         return goto(p)
     db.session.commit()
-    return render_template("participant/consent.html", p=p, text=md(p.study.design["consent_md"]))
+    design = p.study.design
+    return render_template("participant/consent.html", p=p, text=md(with_minutes(design["consent_md"], design)))
 
 
 @bp.route("/p/<token>/instructions", methods=["GET", "POST"])
@@ -214,7 +219,7 @@ def instructions(token: str):
         return goto(p)
     db.session.commit()
     design = p.study.design
-    return render_template("participant/instructions.html", p=p, text=md(design["instructions_md"]),
+    return render_template("participant/instructions.html", p=p, text=md(with_minutes(design["instructions_md"], design)),
                            design=design, task=p.study.task_type)
 
 

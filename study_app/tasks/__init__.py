@@ -9,7 +9,7 @@ from __future__ import annotations
 from contracts.vocabularies import TaskType
 
 from . import compare, identify, rate
-from .base import ImagePair, SingleImage, Task, label_name  # noqa: F401  (the plugin API)
+from .base import ImagePair, SingleImage, Task, article, label_name, with_article  # noqa: F401  (the plugin API)
 
 TASKS: dict[str, Task] = {
     TaskType.IDENTIFY: identify.TASK,

@@ -28,12 +28,32 @@ def label_name(classes: list[str], label: int | None) -> str:
     return classes[label] if label is not None and 0 <= label < len(classes) else ""
 
 
+def article(word: str) -> str:
+    """'a' or 'an' as the word is spoken: an 8, an 11, an 18, an 80, an ankle boot; a 1, a 7, a unicorn."""
+    w = word.strip().lower()
+    if not w:
+        return "a"
+    if w.isdigit():  # read aloud: eight…, eleven, eighteen, eighty…, eight hundred…
+        n = int(w)
+        return "an" if w.startswith("8") or n in (11, 18) or 11_000 <= n < 12_000 or 18_000 <= n < 19_000 else "a"
+    if w.startswith(("uni", "use", "usu", "one", "eu")):
+        return "a"
+    return "an" if w[0] in "aeiou" or w.startswith(("hour", "honest")) else "a"
+
+
+def with_article(word: str) -> str:
+    return f"{article(word)} {word}"
+
+
 class Task:
     """A task type. Subclasses set the class attributes and implement the methods marked abstract."""
 
     name: ClassVar[str]  # a contracts.vocabularies.TaskType value
     responses: ClassVar[frozenset[str]]  # every valid `response` string
     keys_help: ClassVar[str]  # the keyboard line under the answers
+    # For the time estimate people are told (design.estimated_minutes): a generous per-trial time, image
+    # load and practice feedback included. Compare shows two images, rate asks for a judgement on a scale.
+    seconds_per_trial: ClassVar[float] = 4.0
     primary_outcome: ClassVar[str]  # the export column the primary test is about ([analysis].primary_outcome)
     outcome_columns: ClassVar[tuple[str, ...]]  # export columns this task fills (the rest stay empty)
     n_images: ClassVar[int]  # images per trial (set by the pairing)

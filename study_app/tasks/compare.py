@@ -5,18 +5,19 @@ from __future__ import annotations
 from contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import ImagePair, label_name
+from .base import ImagePair, label_name, with_article
 
 
 class Compare(ImagePair):
     name = TaskType.COMPARE
     responses = frozenset({"left", "right"})
     keys_help = "Press ← for the left image or → for the right image."
+    seconds_per_trial = 5.0
     primary_outcome = "chosen_defense"
     outcome_columns = ("chosen_side", "chosen_defense")
 
     def prompt(self, trial, classes):
-        return f"Which looks more like a {label_name(classes, trial.prompt_label)}?"
+        return f"Which looks more like {with_article(label_name(classes, trial.prompt_label))}?"
 
     def practice_feedback(self, trial, label):
         return f"The {trial.expected} image is the clearer {label}."

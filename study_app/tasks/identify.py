@@ -5,7 +5,7 @@ from __future__ import annotations
 from contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import SingleImage
+from .base import SingleImage, with_article
 
 
 class Identify(SingleImage):
@@ -19,7 +19,7 @@ class Identify(SingleImage):
         return "Which digit is this?"
 
     def practice_feedback(self, trial, label):
-        return f"This one is a {trial.expected}."
+        return f"This one is {with_article(trial.expected)}."
 
     def clean_trial(self, kind, n, first, free_clean, rng):
         return TrialSpec(kind, first.key, None, None, str(first.label))

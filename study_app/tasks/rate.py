@@ -5,24 +5,25 @@ from __future__ import annotations
 from contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import SingleImage, label_name
+from .base import SingleImage, label_name, with_article
 
 
 class Rate(SingleImage):
     name = TaskType.RATE
     responses = frozenset(str(d) for d in range(1, 8))
     keys_help = "Press 1–7."
+    seconds_per_trial = 5.0
     primary_outcome = "rating"
     outcome_columns = ("rating",)
     prompt_on_main = True
 
     def prompt(self, trial, classes):
-        return f"How much does this look like a {label_name(classes, trial.prompt_label)}?"
+        return f"How much does this look like {with_article(label_name(classes, trial.prompt_label))}?"
 
     def practice_feedback(self, trial, label):
         if trial.expected == "high":
             return f"This is a clear {label}: most people choose 6 or 7 here."
-        return f"This is not a {label}: most people choose 1 or 2 here."
+        return f"This is not {with_article(label)}: most people choose 1 or 2 here."
 
     def attention_passed(self, trial, response):
         return int(response) >= 5 if trial.expected == "high" else int(response) <= 3

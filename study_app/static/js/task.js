@@ -11,7 +11,7 @@
   var QKEY = "advlegit-queue-" + root.dataset.queueKey;
   var el = function (id) { return document.getElementById(id); };
   var data = null, renderer = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
-  var flushing = false, retryTimer = null, finishing = false;
+  var flushing = false, retryTimer = null, finishing = false, stopped = false;
 
   function loadQueue() {
     try { return JSON.parse(localStorage.getItem(QKEY) || "[]"); } catch (e) { return []; }
@@ -40,6 +40,7 @@
 
   // Send queued answers one at a time, in order; stop at the first network failure and retry later.
   function flush() {
+    if (stopped) return;  // the newer page sends what is queued (the queue is per participant)
     if (flushing || queue.length === 0) { setStatus(); maybeFinish(); return; }
     flushing = true;
     var item = queue[0];
@@ -58,8 +59,7 @@
         } else if (res.status === 403 || res.status === 404) {
           // This page's link is no longer valid (the study was re-opened from the recruitment link in
           // another tab): keep the answers queued for that page, which sends them with its own link.
-          el("save-status").textContent = "This page is out of date: please open the study again from your link.";
-          el("save-status").className = "save-status pending";
+          superseded();
         } else {
           // A 4xx the server will never accept: keep the page usable, say so, drop it.
           console.error("response rejected", res.status, res.body);
@@ -70,6 +70,19 @@
   }
   window.addEventListener("online", flush);
   window.addEventListener("offline", setStatus);
+
+  // Another tab or window took over this participant (the recruitment link was opened again, which issues
+  // a new secret link): stop here, take no more answers, and say where to go on.
+  function superseded() {
+    stopped = true; accepting = false; finishing = false; current = data ? data.n_trials : current;
+    ["stage", "answers", "keys", "practice-tag", "feedback", "finishing", "save-status"].forEach(function (id) {
+      el(id).hidden = true;
+    });
+    Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
+    el("prompt").textContent = "This page has stopped";
+    el("progress").textContent = "";
+    el("superseded").hidden = false;
+  }
 
   function preload(url) {
     if (!url || images[url]) return images[url];
@@ -200,7 +213,10 @@
   // Leave the page only when the server confirms it has every answer.
   function maybeFinish() {
     if (!finishing || queue.length > 0) return;
-    fetch(root.dataset.stateUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); })
+    fetch(root.dataset.stateUrl, { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 403 || r.status === 404) { superseded(); throw new Error("superseded"); }
+      return r.json();
+    })
       .then(function (s) {
         if (s.state === "data_complete" || s.state === "code_issued") {
           el("finishing-text").textContent = "All answers saved. One moment…";
@@ -210,11 +226,20 @@
           scheduleRetry();
         }
       })
-      .catch(function () { el("finishing-text").textContent = "Waiting for the connection to save your answers…"; scheduleRetry(); });
+      .catch(function () {
+        if (stopped) return;
+        el("finishing-text").textContent = "Waiting for the connection to save your answers…"; scheduleRetry();
+      });
   }
 
+  // A held key answers once: auto-repeat is ignored and a key must be released before it answers again.
+  var held = {};
+  document.addEventListener("keyup", function (e) { delete held[e.key]; });
+  window.addEventListener("blur", function () { held = {}; });  // its keyup goes elsewhere
   document.addEventListener("keydown", function (e) {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.repeat || held[e.key]) { if (accepting || !el("feedback").hidden) e.preventDefault(); return; }
+    held[e.key] = true;
     if (!el("feedback").hidden) {
       if (e.key === "Enter" || e.key === " ") { e.preventDefault(); next(); }
       return;
@@ -227,6 +252,7 @@
 
   function start() {
     fetch(root.dataset.trialsUrl, { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 403 || r.status === 404) { superseded(); throw new Error("superseded"); }
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (d) {
@@ -243,6 +269,7 @@
       setStatus(); flush();
       if (resumeAt >= d.n_trials) finish(); else show(resumeAt);
     }).catch(function () {
+      if (stopped) return;
       el("progress").textContent = "Cannot reach the server; retrying…";
       setTimeout(start, 2000);
     });
