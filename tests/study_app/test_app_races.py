@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from sqlalchemy import event, func, select, text, update
 
-from study_fixtures import ServerProcess, answer_body, bot_token, create_study, csrf_of
+from study_fixtures import ServerProcess, answer_body, bot_token, create_study, csrf_of, write_design
 
 POOL = 16  # client threads: more than the server's 2 workers x 4 threads, so requests really overlap
 _local = threading.local()
@@ -34,8 +34,24 @@ def parallel(calls):
 
 
 def small_study(app, stimulus_dir, tmp_path):
-    # Four main trials, nothing else: the cheapest participant that still goes through every state.
+    # Four main trials (one per defense), nothing else.
     return create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=0, checks=0)
+
+
+def one_trial_study(app, stimulus_dir, tmp_path):
+    """One defense, one trial: the cheapest participant that still goes through every state (its first
+    answer is its last), so the race tests spend their time on the race, not on getting there."""
+    from study_app.db import db
+    from study_app.design import load_design
+    from study_app.manifest import load_stimulus_set
+    from study_app.studies import create_study as create
+
+    path = write_design(tmp_path / "one-trial.toml", "identify", trials=1, practice=0, checks=0)
+    path.write_text(path.read_text().replace("[study]\n", '[study]\ndefenses = ["undefended_ce"]\n', 1))
+    with app.app_context():
+        study = create(load_stimulus_set(stimulus_dir), load_design(path))
+        db.session.commit()
+        return study.id
 
 
 def arrive(base, study_id, pid=None) -> str:
@@ -100,7 +116,7 @@ def test_double_submitted_start_allocates_once(app, server_process, stimulus_dir
     from study_app.models import AllocationLog, Trial
 
     base = server_process.url
-    study_id = small_study(app, stimulus_dir, tmp_path)
+    study_id = one_trial_study(app, stimulus_dir, tmp_path)
     tokens = consented(base, study_id, 70)
     replies = parallel([lambda t=t: post(base, "instructions", t) for t in tokens for _ in range(3)])
     no_server_errors(replies, server_process)
@@ -110,7 +126,7 @@ def test_double_submitted_start_allocates_once(app, server_process, stimulus_dir
         logs = dict(db.session.execute(select(AllocationLog.participant_id, func.count())
                                        .group_by(AllocationLog.participant_id)).all())
         trials = dict(db.session.execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all())
-    assert len(logs) == 70 and set(logs.values()) == {1} and set(trials.values()) == {4}
+    assert len(logs) == 70 and set(logs.values()) == {1} and set(trials.values()) == {1}
     for state, _code, _n, moves in db_state.values():
         assert state == "in_task"
         assert moves == [(None, "entered"), ("entered", "consented"), ("consented", "instructed"),
@@ -122,11 +138,11 @@ def test_withdraw_racing_the_last_answer_never_contradicts_what_was_stored(app, 
     """Item 3: withdraw and the last answer at once (100 participants, 200 requests): whichever wins,
     the other is told so, and the loser changes nothing."""
     base = server_process.url
-    study_id = small_study(app, stimulus_dir, tmp_path)
-    tokens = in_task(base, study_id, 100, answered=3)
+    study_id = one_trial_study(app, stimulus_dir, tmp_path)
+    tokens = in_task(base, study_id, 100, answered=0)
     calls = []
     for t in tokens:
-        calls += [lambda t=t: ("withdraw", t, post(base, "withdraw", t)), lambda t=t: ("answer", t, answer(base, t, 3))]
+        calls += [lambda t=t: ("withdraw", t, post(base, "withdraw", t)), lambda t=t: ("answer", t, answer(base, t, 0))]
     replies = parallel(calls)
     no_server_errors([r for _k, _t, r in replies], server_process)
     db_state = stored(app, tokens)
@@ -146,14 +162,14 @@ def test_withdraw_racing_the_last_answer_never_contradicts_what_was_stored(app, 
             assert saved == (state == "data_complete"), (r.status_code, r.text[:200], state)
             if not saved:
                 assert r.status_code == 409 and r.json()["error"] == "not_in_task"
-            assert n == (4 if saved else 3)
+            assert n == (1 if saved else 0)
     assert outcomes  # at least one kind of outcome seen (which wins is up to the scheduler)
 
 
 def test_agree_racing_decline_never_contradicts_what_was_stored(app, server_process, stimulus_dir, tmp_path):
     """Item 3: "I agree" and "I do not agree" at once (100 participants, 200 requests)."""
     base = server_process.url
-    study_id = small_study(app, stimulus_dir, tmp_path)
+    study_id = one_trial_study(app, stimulus_dir, tmp_path)
     tokens = parallel([lambda i=i: arrive(base, study_id, f"AD{i}") for i in range(100)])
     replies = parallel([lambda t=t, c=c: (c, t, post(base, "consent", t, choice=c))
                         for t in tokens for c in ("agree", "decline")])
@@ -173,8 +189,8 @@ def test_triple_debrief_submit_issues_one_code(app, server_process, stimulus_dir
     """Item 3: three debrief submits at once (70 anonymous participants, whose codes are generated per
     person, 210 requests): one code_issued step, and every reply leads to the one stored code."""
     base = server_process.url
-    study_id = small_study(app, stimulus_dir, tmp_path)
-    tokens = in_task(base, study_id, 70, answered=4, anonymous=True)
+    study_id = one_trial_study(app, stimulus_dir, tmp_path)
+    tokens = in_task(base, study_id, 70, answered=1, anonymous=True)
     replies = parallel([lambda t=t: (t, post(base, "debrief", t, q0="x")) for t in tokens for _ in range(3)])
     no_server_errors([r for _t, r in replies], server_process)
     assert all(r.status_code == 303 and r.headers["Location"].endswith("/done") for _t, r in replies)
