@@ -296,23 +296,6 @@ def sweep_sometimes(conn) -> None:
         _sweep(conn, time.time())
 
 
-def current(*limits: Limit) -> dict[Limit, int]:
-    """The counts in the current windows, without counting this request."""
-    from .models import RateCounter
-
-    now = time.time()
-    keys = {lim.key(now): lim for lim in limits}
-    def run():
-        with _counter_transaction() as conn:
-            out = dict(conn.execute(select(RateCounter.key, RateCounter.count).where(RateCounter.key.in_(keys))).all())
-            if conn.in_transaction():
-                conn.commit()
-            return out
-
-    found = _with_retry(run)
-    return {lim: found.get(k, 0) for k, lim in keys.items()}
-
-
 def forget(*limits: Limit) -> None:
     from .models import RateCounter
 
