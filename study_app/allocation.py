@@ -10,10 +10,10 @@ import random
 from dataclasses import asdict
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, update
 from sqlalchemy.orm import defer
 
-from .db import db, utcnow
+from .db import UTCDateTime, db, utcnow
 from .design import Design
 from .models import AllocationLock, AllocationLog, Image, Participant, Study, Trial, Transition
 from .planning import AllocationError, Clean, Item, TrialSpec, kind_of  # noqa: F401  (kept importable from here)
@@ -188,17 +188,36 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
     return counts
 
 
+# PostgreSQL, one statement: rows another transaction holds (a participant acting right now) are
+# skipped, never waited for, so concurrent Starts cannot deadlock here; a skipped row is taken next time.
+_TIME_OUT_PG = text(
+    "WITH stale AS (SELECT id, state FROM participants WHERE study_id = :study AND state IN :active "
+    "AND last_seen_at < :cutoff FOR UPDATE SKIP LOCKED), "
+    "moved AS (UPDATE participants SET state = 'timed_out' FROM stale WHERE participants.id = stale.id "
+    "RETURNING participants.id, stale.state) "
+    "INSERT INTO transitions (participant_id, from_state, to_state, reason, at) "
+    "SELECT id, state, 'timed_out', 'no activity', :now FROM moved"
+).bindparams(bindparam("active", expanding=True), bindparam("cutoff", type_=UTCDateTime()),
+             bindparam("now", type_=UTCDateTime()))
+
+
 def time_out_stale(study: Study, design: Design) -> None:
-    cutoff = utcnow() - timedelta(minutes=design.timeout_minutes)
-    stale = db.session.scalars(
-        select(Participant).where(Participant.study_id == study.id, Participant.state.in_(ACTIVE),
-                                  Participant.last_seen_at < cutoff)
-    ).all()
-    now = utcnow()
-    for p in stale:
-        db.session.add(Transition(participant_id=p.id, from_state=p.state, to_state="timed_out",
-                                  reason="no activity", at=now))
-        p.state = "timed_out"  # last_seen_at kept: it says when they were last here
+    """Time out the study's inactive sessions in bulk, inside the caller's transaction (the caller
+    commits). A constant number of statements however many there are, and run before the allocation
+    lock is taken (participant/views.py), so a backlog never holds up other people's Starts."""
+    cutoff, now = utcnow() - timedelta(minutes=design.timeout_minutes), utcnow()
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(_TIME_OUT_PG, {"study": study.id, "active": list(ACTIVE), "cutoff": cutoff, "now": now})
+        return
+    # SQLite: the transaction holds the database's one write lock, so both statements see the same rows.
+    stale = and_(Participant.study_id == study.id, Participant.state.in_(ACTIVE), Participant.last_seen_at < cutoff)
+    cols = ["participant_id", "from_state", "to_state", "reason", "at"]
+    db.session.execute(insert(Transition).from_select(cols, select(
+        Participant.id, Participant.state, literal("timed_out"), literal("no activity"), literal(now, UTCDateTime()))
+        .where(stale)))
+    # last_seen_at kept: it says when they were last here
+    db.session.execute(update(Participant).where(stale).values(state="timed_out")
+                       .execution_options(synchronize_session=False))
 
 
 def lock_study(study_id: str) -> AllocationLock:
@@ -217,8 +236,6 @@ def allocate(participant: Participant) -> list[Trial]:
     study = participant.study
     design = Design.from_dict(study.design)
     lock = lock_study(study.id)
-    time_out_stale(study, design)
-    db.session.flush()
     images = db.session.scalars(select(Image).options(defer(Image.png))  # pixels are not needed here
                                 .where(Image.stimulus_set_id == study.stimulus_set_id)).all()
     items, clean = build_pool(design, images)

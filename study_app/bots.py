@@ -170,7 +170,7 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
     rng = random.Random(seed)
     s = session or requests.Session()
     base = base.rstrip("/")
-    # Answers follow the seed; the platform id is new every run (a platform id takes a study once).
+    # Answers follow the seed; the platform id and answer UUIDs are new every run (each takes a study once).
     pid = f"bot{seed:x}x{uuid.uuid4().hex[:12]}"
     params = {
         "prolific": {"PROLIFIC_PID": pid, "STUDY_ID": "botstudy", "SESSION_ID": f"s{pid}"},
@@ -221,7 +221,10 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
         rt = max(150.0, rng.lognormvariate(7.0, 0.4))
         shown = clock
         clock = clock + timedelta(milliseconds=rt + 300)
-        body = {"uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "trial_index": t["index"],
+        # The UUID names this answer in the database, so it is new every run (a seeded one collides with
+        # the last run's: 409 uuid_conflict). The draw stays, so a seed gives the same answers as before.
+        rng.getrandbits(128)
+        body = {"uuid": str(uuid.uuid4()), "trial_index": t["index"],
                 "response": answer, "rt_ms": round(rt, 1),
                 "shown_at": shown.isoformat().replace("+00:00", "Z"),
                 "answered_at": (shown + timedelta(milliseconds=rt)).isoformat().replace("+00:00", "Z"),

@@ -296,23 +296,6 @@ def sweep_sometimes(conn) -> None:
         _sweep(conn, time.time())
 
 
-def current(*limits: Limit) -> dict[Limit, int]:
-    """The counts in the current windows, without counting this request."""
-    from .models import RateCounter
-
-    now = time.time()
-    keys = {lim.key(now): lim for lim in limits}
-    def run():
-        with _counter_transaction() as conn:
-            out = dict(conn.execute(select(RateCounter.key, RateCounter.count).where(RateCounter.key.in_(keys))).all())
-            if conn.in_transaction():
-                conn.commit()
-            return out
-
-    found = _with_retry(run)
-    return {lim: found.get(k, 0) for k, lim in keys.items()}
-
-
 def forget(*limits: Limit) -> None:
     from .models import RateCounter
 
@@ -344,29 +327,43 @@ def login_limits(username: str) -> tuple[Limit, Limit]:
             Limit("login-ip", client_ip(), c["LOGIN_MAX_FAILURES_PER_IP"], window))
 
 
-def check_login_lockout(username: str) -> None:
-    """Refuse a login attempt (before checking any password) while this user+address or this address
-    has used up its failures in the current lockout window."""
-    if not current_app.config.get("RATE_LIMITS_ENABLED", True):
-        return
-    now = time.time()
-    for lim, n in current(*login_limits(username)).items():
-        if lim.limit and n >= lim.limit:
-            raise RateLimited(lim.resets_in(now), "Too many failed logins. Try again later.")
-
-
-def record_login_failure(username: str) -> None:
-    if not current_app.config.get("RATE_LIMITS_ENABLED", True):
-        return
+def count_login_attempt(username: str) -> None:
+    """Count this login attempt first, then refuse it (429, no password checked) when it is past the
+    limit of this user+address or this address in the current lockout window. The count is one atomic
+    statement (INSERT .. ON CONFLICT .. RETURNING), so however many attempts arrive at once, at most
+    the limit's number of passwords are checked (reading the count, checking, then recording let
+    simultaneous attempts all pass the check)."""
     try:
         hit(*login_limits(username))
-    except RateLimited:
-        pass  # this failure is answered 401; the next attempt is refused by check_login_lockout
+    except RateLimited as exc:
+        raise RateLimited(exc.retry_after, "Too many failed logins. Try again later.") from None
 
 
 def record_login_success(username: str) -> None:
+    """The attempt that succeeded was counted like a failure: the user+address count starts over, and
+    the address gets its attempt back (its limit counts failures, e.g. many researchers behind one NAT)."""
     if current_app.config.get("RATE_LIMITS_ENABLED", True):
-        forget(login_limits(username)[0])
+        per_user, per_address = login_limits(username)
+        forget(per_user)
+        give_back(per_address)
+
+
+def give_back(*limits: Limit) -> None:
+    """Undo one count of each limit in the current window."""
+    from sqlalchemy import update
+
+    from .models import RateCounter
+
+    now = time.time()
+
+    def run():
+        with _counter_transaction() as conn:
+            conn.execute(update(RateCounter).where(RateCounter.key.in_([lim.key(now) for lim in limits]),
+                                                   RateCounter.count > 0).values(count=RateCounter.count - 1))
+            if conn.in_transaction():
+                conn.commit()
+
+    _with_retry(run)
 
 
 # ---------------------------------------------------------------- configuration

@@ -27,14 +27,13 @@ def login():
     if request.method == "POST":
         check_csrf()
         username = (request.form.get("username") or "")[:100]
-        security.check_login_lockout(username)  # 429 before any password is checked
+        security.count_login_attempt(username)  # counted first; 429 past the limit, before any password is checked
         if check_login(username, request.form.get("password") or ""):
             security.record_login_success(username)
             start_admin_session(username)  # a new session: nothing from before the login survives
             nxt = request.args.get("next", "")
             safe = nxt.startswith("/admin/") and "//" not in nxt and "\\" not in nxt
             return redirect(nxt if safe else url_for("admin.studies"), 303)
-        security.record_login_failure(username)
         session.pop("admin", None)  # a failed attempt never leaves an older login in place
         session.pop("login_at", None)
         error = "Wrong username or password."

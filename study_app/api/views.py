@@ -199,7 +199,10 @@ def _answer(token: str):
             conn.close()
         else:
             db.session.rollback()  # nothing of this attempt is left open (stored answers are committed)
-    p = db.session.get(Participant, pid)
+    # The row stays locked until store() commits (PostgreSQL), so a withdraw or another last answer
+    # arriving at once waits, then sees the state this answer left (participant/views.py at_state).
+    p = db.session.scalar(select(Participant).where(Participant.id == pid).with_for_update()
+                          .execution_options(populate_existing=True))
     if p.state == "timed_out":
         resume_if_timed_out(p)
     try:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import allocation, security
 from ..security import check_participant_csrf
 from ..db import db, utcnow
+from ..design import Design
 from ..models import Image, Participant, Study, StudyImage
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
 from ..states import FINISHED, enter, resume_if_timed_out, transition
@@ -36,8 +37,14 @@ def message(title: str, text: str, status: int = 200):
     return render_template("participant/message.html", title=title, text=text), status
 
 
-def load(token: str) -> Participant:
-    p = db.session.scalar(select(Participant).where(Participant.access_token == token))
+def load(token: str, lock: bool = False) -> Participant:
+    stmt = select(Participant).where(Participant.access_token == token)
+    if lock:
+        # PostgreSQL: the row stays locked until commit, so two steps at once (a double click, withdraw
+        # beside the last answer) queue and the second sees what the first stored. SQLite needs no
+        # lock: its transactions begin IMMEDIATE and hold the one write lock.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    p = db.session.scalar(stmt)
     if p is None:  # most often an older tab after the recruitment link was opened again (a new link)
         abort(404, description="This link is no longer valid. If you opened the study again from Prolific or "
                                "MTurk, please continue in the newest tab or window; otherwise open the study "
@@ -73,11 +80,15 @@ def goto(p: Participant):
 
 
 def at_state(token: str, *states: str) -> tuple[Participant, object | None]:
-    """The participant, plus a redirect when they are not on this page's step."""
-    p = load(token)
+    """The participant, plus a redirect when they are not on this page's step. A POST holds the
+    participant's row until it commits: the state checked here is the state it changes."""
+    lock = request.method == "POST"
+    p = load(token, lock)
     if p.state == "timed_out":
         resume_if_timed_out(p)
         db.session.commit()
+        if lock:
+            p = load(token, lock)  # the commit let go of the row
     if p.state not in states:
         return p, goto(p)
     p.last_seen_at = utcnow()
@@ -202,9 +213,13 @@ def instructions(token: str):
     if p.state == "consented":
         transition(p, "instructed", "instructions shown")
     if request.method == "POST":
-        allocation.begin_allocation()  # commits the line above, then takes the study's write lock
-        db.session.refresh(p)
-        if p.state != "instructed":  # a double-submitted form already allocated
+        study = p.study
+        db.session.commit()  # the step above, and the row lock: the study's lock is always taken first
+        allocation.time_out_stale(study, Design.from_dict(study.design))  # in bulk, before the study's lock
+        allocation.begin_allocation()  # commits the line above, then takes SQLite's write lock
+        allocation.lock_study(study.id)
+        p = load(token, lock=True)  # read after the study lock: a double-submitted form already allocated
+        if p.state != "instructed":
             db.session.commit()
             return goto(p)
         try:
