@@ -92,8 +92,13 @@ def set_status(study_id: str):
     return redirect(url_for("admin.study", study_id=st.id), 303)
 
 
-def get_participant(participant_id: str) -> Participant:
-    p = db.session.get(Participant, participant_id)
+def get_participant(participant_id: str, lock: bool = False) -> Participant:
+    # lock: a review changes the state too, so it queues behind the participant's own step (PostgreSQL;
+    # SQLite has one writer), as participant/views.load does.
+    stmt = select(Participant).where(Participant.id == participant_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    p = db.session.scalar(stmt)
     if p is None:
         abort(404)
     return p
@@ -114,7 +119,7 @@ def participant(participant_id: str):
 @login_required
 def set_review(participant_id: str):
     check_csrf()
-    p = get_participant(participant_id)
+    p = get_participant(participant_id, lock=True)
     mark = request.form.get("review")  # "" clears the mark; a missing field is an error, not a clear
     note = request.form.get("note") or ""
     if mark is None or mark not in REVIEWS:
