@@ -49,8 +49,8 @@ def test_pages_carry_a_strict_csp_and_security_headers(app, client, study_id):
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "style-src 'self'" in csp and "default-src 'none'" in csp
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
-        # MTurk shows participant pages in its frame and receives the final form; no one else.
-        assert "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com" in csp
+        # MTurk's worker sites show participant pages in their frame; its submit hosts receive the final form.
+        assert "frame-ancestors 'self' https://worker.mturk.com https://workersandbox.mturk.com" in csp
         assert "form-action 'self' https://www.mturk.com https://workersandbox.mturk.com" in csp
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Referrer-Policy"] == "no-referrer"
