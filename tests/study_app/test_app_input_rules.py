@@ -255,3 +255,57 @@ def test_admin_pages_are_never_cached(app, client, study_id):
         r = client.get(path)
         assert r.status_code == 200, path
         assert r.headers["Cache-Control"] == "no-store", path
+
+
+# ------------------------------------------------------------------ item 13: the access log
+
+def test_production_access_log_holds_no_participant_token_or_platform_id(app, db_url, study_id, tmp_path):
+    """The real `advlegit serve --production` (gunicorn) writes its access log without the secret link
+    tokens and the Prolific/MTurk ids it served."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pytest
+    import requests
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the access log does not depend on the database")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
+           "ADVLEGIT_SECRET_KEY": "k" * 40}
+    log = (tmp_path / "access.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(root / "advlegit.py"), "serve", "--production", "--port", str(port),
+                             "--workers", "1", "--threads", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(base + "/healthz", timeout=2)
+                break
+            except requests.RequestException:
+                assert proc.poll() is None, (tmp_path / "access.log").read_text()
+                time.sleep(0.1)
+        r = requests.get(f"{base}/s/{study_id}?PROLIFIC_PID=pidsecret42&STUDY_ID=S&SESSION_ID=sesssecret7",
+                         allow_redirects=False, timeout=10)
+        assert r.status_code == 303
+        token = token_of(r.headers["Location"])
+        assert requests.get(f"{base}/p/{token}/consent", timeout=10).status_code == 200
+        assert requests.get(f"{base}/api/p/{token}/state", timeout=10).status_code == 200
+        mturk = "assignmentId=asgsecret&hitId=H1&workerId=WKSECRET9&turkSubmitTo=https%3A%2F%2Fwww.mturk.com"
+        assert requests.get(f"{base}/s/{study_id}?{mturk}", allow_redirects=False, timeout=10).status_code == 303
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+    text = (tmp_path / "access.log").read_text()
+    assert f"/s/{study_id}?[redacted]" in text and "/p/[redacted]/consent" in text, text
+    assert "/api/p/[redacted]/state" in text
+    for secret in (token, "pidsecret42", "sesssecret7", "WKSECRET9", "asgsecret"):
+        assert secret not in text and secret.lower() not in text, secret
