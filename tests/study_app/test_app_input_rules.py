@@ -309,3 +309,28 @@ def test_production_access_log_holds_no_participant_token_or_platform_id(app, db
     assert "/api/p/[redacted]/state" in text
     for secret in (token, "pidsecret42", "sesssecret7", "WKSECRET9", "asgsecret"):
         assert secret not in text and secret.lower() not in text, secret
+
+
+# ------------------------------------------------------------------ item 20: commands print what was asked
+
+def test_study_list_prints_only_the_studies(app, db_url, study_id, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("logging does not depend on the database")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    quiet = subprocess.run([sys.executable, str(root / "advlegit.py"), "study", "list"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # no "INFO alembic.runtime.plugins: setup plugin ..." lines
+    assert [line.split("\t")[0] for line in quiet.stdout.splitlines()] == [study_id]
+    loud = subprocess.run([sys.executable, str(root / "advlegit.py"), "-v", "study", "list"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert loud.returncode == 0 and "alembic" in loud.stderr  # library logs on -v
+    assert loud.stdout == quiet.stdout
