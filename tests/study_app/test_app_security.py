@@ -203,7 +203,7 @@ def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id
     with app.app_context():
         ids = dict(db.session.execute(select(Participant.platform_pid, Participant.id)).all())
     # B's pseudonymous id, B's study-level ids or a guessed token reach nothing; A's token is A's only.
-    for fake in (ids["BOB"], ids["ALICE"], study_id, "' OR '1'='1", "%27%20OR%201=1--"):
+    for fake in (ids["bob"], ids["alice"], study_id, "' OR '1'='1", "%27%20OR%201=1--"):
         assert client.get(f"/api/p/{fake}/trials").status_code == 404
         assert client.get(f"/api/p/{fake}/state").status_code == 404
         assert client.post(f"/api/p/{fake}/responses", json=answer_body(1, "1"),
