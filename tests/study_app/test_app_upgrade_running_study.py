@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, select, text
 
-from study_fixtures import (TEST_SECRET, ServerProcess, answer_body, create_study, csrf_of, form,
+from study_fixtures import (ServerProcess, answer_body, create_study, csrf_of, form,
                             fresh_postgres_database, make_app, page_csrf)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,7 +286,7 @@ def test_a_running_study_survives_the_upgrade_from(revision, reference, old_db, 
     _migrate(old_db, tmp_path / "migrate")
     _assert_same(reference_url, old_db)
 
-    with ServerProcess(old_db, tmp_path / "server") as srv:
+    with ServerProcess(old_db, tmp_path / "server", workers=1) as srv:
         codes = {token: _finish_over_http(srv.url, token, info["queue"]) for token, info in unfinished.items()}
         assert "Traceback" not in srv.log(), srv.log()[-3000:]
     assert all(codes.values())
