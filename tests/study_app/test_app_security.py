@@ -212,12 +212,12 @@ def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id
     # A cannot act on B with A's credentials, nor take over B's answer.
     r = client.post(f"/api/p/{b}/responses", json=answer_body(1, "1"), headers={"X-CSRF-Token": csrf_of(a)})
     assert r.status_code == 403
-    r = post_answer(client, a, {**answer_body(0, "7"), "uuid": _uuid_of(app, ids["BOB"])})
+    r = post_answer(client, a, {**answer_body(0, "7"), "uuid": _uuid_of(app, ids["bob"])})
     assert r.status_code == 409 and r.get_json()["error"] == "uuid_conflict"
     ta = client.get(f"/api/p/{a}/trials").get_json()
     assert ta["stored"] == 0 and not {t["image"] for t in ta["trials"]} & {None}
     with app.app_context():
-        assert db.session.execute(select(Response.participant_id, Response.response)).all() == [(ids["BOB"], "7")]
+        assert db.session.execute(select(Response.participant_id, Response.response)).all() == [(ids["bob"], "7")]
 
 
 def _uuid_of(app, participant_id):
