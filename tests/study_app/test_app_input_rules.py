@@ -253,6 +253,8 @@ def test_admin_pages_are_never_cached(app, client, study_id):
     for path in ("/admin/", f"/admin/studies/{study_id}", f"/admin/studies/{study_id}/debrief.csv",
                  f"/admin/studies/{study_id}/export.csv"):
         r = client.get(path)
+        r.get_data()  # read streamed downloads to the end: their database cursor closes with them
+        r.close()
         assert r.status_code == 200, path
         assert r.headers["Cache-Control"] == "no-store", path
 
