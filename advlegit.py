@@ -12,16 +12,22 @@ import click
 
 # (package module, attribute) of every click group merged into the top level.
 _GROUPS = ("generation.cli", "study_app.cli", "analysis.cli", "demo.cli")
+_PACKAGES = tuple(g.split(".")[0] for g in _GROUPS)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages (ours and the libraries').")
 def main(verbose: bool) -> None:
     """advlegit: human-subject studies of adversarial examples against defended classifiers."""
+    # Libraries (Alembic's "setup plugin" lines, ...) log only warnings unless -v: a command prints
+    # what was asked for. Our own packages keep their progress messages at INFO, on stderr.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for package in _PACKAGES:
+            logging.getLogger(package).setLevel(logging.INFO)
 
 
 def _compose() -> None:

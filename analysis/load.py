@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.schema import (
-    BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, REQUIRED_ALWAYS, REQUIRED_BY_TASK, STR_COLUMNS,
+    BOOL_COLUMNS, COLUMN_NAMES, FLOAT_COLUMNS, INT_COLUMNS, REQUIRED_ALWAYS, REQUIRED_BY_TASK, STR_COLUMNS,
     TASK_TYPES, TRIAL_KINDS,
 )
 
@@ -107,4 +107,29 @@ def coerce(raw: pd.DataFrame, source: str = "export") -> pd.DataFrame:
                 f"{source}: {task} responses need columns that are missing: {', '.join(need)}")
     if (df["participant_id"] == "").any():
         raise AnalysisError(f"{source}: some rows have an empty participant_id")
-    return df
+    return _add_optional(df)
+
+
+def _absent(name: str, n: int) -> pd.Series:
+    """An optional column the export lacks, as if every cell were empty (simulated: nobody is a bot)."""
+    if name == "simulated":
+        return pd.Series([False] * n, dtype="boolean")
+    if name in BOOL_COLUMNS:
+        return pd.Series([pd.NA] * n, dtype="boolean")
+    if name in INT_COLUMNS:
+        return pd.Series([pd.NA] * n, dtype="Int64")
+    if name in FLOAT_COLUMNS:
+        return pd.Series(np.nan, index=range(n), dtype=float)
+    return pd.Series([""] * n, dtype=object)
+
+
+def _add_optional(df: pd.DataFrame) -> pd.DataFrame:
+    """Every contract column is required (checked above, named when missing) or optional: an optional
+    one the export lacks (an older or hand-made export without `attack`, `budget`, ...) is added empty,
+    so every analysis step can read it and proceeds without its information."""
+    missing = [c for c in COLUMN_NAMES if c not in df.columns]
+    if not missing:
+        return df
+    extra = pd.DataFrame({c: _absent(c, len(df)) for c in missing})
+    extra.index = df.index
+    return pd.concat([df, extra], axis=1)

@@ -102,9 +102,27 @@ def run_migrations_online():
             target_metadata=get_metadata(),
             **conf_args
         )
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table (copy, drop, rename). With foreign keys enforced, dropping a
+            # table that other rows point to (participants, with their trials and answers) fails, so a
+            # database holding a study could not be upgraded. Off for the migration, on the raw DBAPI
+            # connection (the pragma is ignored inside a transaction); checked before the commit below.
+            _sqlite_foreign_keys(connection, False)
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows pointing nowhere (rolled back): {broken[:5]}")
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, True)
 
-        with context.begin_transaction():
-            context.run_migrations()
+
+def _sqlite_foreign_keys(connection, on: bool):
+    connection.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 if context.is_offline_mode():

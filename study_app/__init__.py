@@ -67,7 +67,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """The app. Configuration comes from the environment (docs/study-app.md); `config` overrides it
     (tests). With PRODUCTION (ADVLEGIT_PRODUCTION=1 or `advlegit serve --production`) it refuses a
     missing or weak ADVLEGIT_SECRET_KEY and sends cookies over https only."""
-    from . import security
+    from . import recruitment, security
 
     config = dict(config or {})
     app = StudyFlask(__name__, instance_path=config.pop("INSTANCE_PATH", None) or os.environ.get("ADVLEGIT_INSTANCE")
@@ -97,7 +97,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_FORM_PARTS=100,
         SEND_FILE_MAX_AGE_DEFAULT=365 * 24 * 3600,  # static files are linked with ?v=<content hash>
         ADMIN_PASSWORD_HASH=os.environ.get("ADVLEGIT_ADMIN_PASSWORD_HASH"),
-        MTURK_SUBMIT_HOSTS=("www.mturk.com", "workersandbox.mturk.com"),
+        MTURK_SUBMIT_HOSTS=recruitment.MTURK_SUBMIT_HOSTS,  # where the final form may be POSTed
+        MTURK_FRAME_HOSTS=recruitment.MTURK_FRAME_HOSTS,  # who may show participant pages in a frame
     )
     app.config.update(security.settings(production))
     app.config.update(config)

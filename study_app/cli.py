@@ -125,7 +125,8 @@ def create_admin(username: str) -> None:
 @click.option("--workers", default=None, type=int,
               help="gunicorn worker processes [default: $WEB_CONCURRENCY or 4]")
 @click.option("--threads", default=None, type=int, help="threads per worker [default: $ADVLEGIT_THREADS or 4]")
-@click.option("--access-log/--no-access-log", default=True, show_default=True, help="gunicorn access log on stdout")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="gunicorn access log on stdout (participant tokens and platform ids redacted)")
 def serve(host: str, port: int, production: bool, workers: int | None, threads: int | None,
           access_log: bool) -> None:
     """Serve participants and the admin pages (docs/deployment.md)."""
@@ -157,6 +158,8 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
         def load_config(self):
             for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "accesslog": "-" if access_log else None,
+                         # participant tokens and platform ids never reach the log (study_app/accesslog.py)
+                         "logger_class": "study_app.accesslog.RedactingLogger",
                          "timeout": 60, "graceful_timeout": 20, "keepalive": 5, "backlog": 2048}.items():
                 self.cfg.set(k, v)
 

@@ -108,12 +108,19 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         yield row
 
 
+# A text cell starting with one of these is run as a formula by Excel, LibreOffice and Google Sheets
+# (`=HYPERLINK(…)` typed into a debrief box). CSV cells get a leading apostrophe; JSONL stays raw.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    return str(v)
+    if isinstance(v, str):
+        return "'" + v if v.startswith(FORMULA_PREFIXES) else v
+    return str(v)  # numbers stay numbers: -0.5 is a value, not a formula
 
 
 def stream_csv(study: Study, include_platform_ids: bool = False) -> Iterator[str]:

@@ -14,7 +14,8 @@ from .models import Participant, Response, Trial
 from .states import transition
 from .tasks import TASKS
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# fullmatch, not `$`: "$" also matches before a final newline, so "<uuid>\n" (37 characters) would pass.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 VALID = {name: t.responses for name, t in TASKS.items()}  # the answers each task accepts
 
 
@@ -60,16 +61,20 @@ def _time(body: dict, key: str) -> datetime:
         t = datetime.fromisoformat(v.replace("Z", "+00:00"))
         if t.tzinfo is None:
             raise ValueError
-    except ValueError:
+        # Times near year 1 or 9999 cannot move to UTC (OverflowError), and none is a real answer time.
+        t = t.astimezone(timezone.utc)
+        if not 2000 <= t.year <= 9000:
+            raise ValueError
+    except (ValueError, OverflowError):
         raise ResponseError(400, "invalid_field", f"'{key}' must be an ISO-8601 time with a zone") from None
-    return t.astimezone(timezone.utc)
+    return t
 
 
 def parse(body: Any, task: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ResponseError(400, "invalid_json", "the request body must be a JSON object")
     uuid = body.get("uuid")
-    if not isinstance(uuid, str) or not _UUID.match(uuid):
+    if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
         raise ResponseError(400, "invalid_field", "'uuid' must be a lowercase UUID")
     answer = body.get("response")
     if not isinstance(answer, str) or answer not in VALID[task]:

@@ -58,7 +58,8 @@ def check_secret_key(key: str | None) -> None:
 @functools.lru_cache(maxsize=8)
 def content_security_policy(frame_ancestors: str, form_hosts: tuple[str, ...]) -> str:
     # Pages load only this server's own script, style and images: no inline code, no third parties.
-    # MTurk shows participant pages in its iframe and receives the final form; nothing else may.
+    # MTurk's worker sites show participant pages in their iframe (frame_ancestors) and MTurk's submit
+    # hosts receive the final form (form_hosts): two different lists; nothing else may do either.
     forms = " ".join(["'self'"] + [f"https://{h}" for h in form_hosts])
     return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
             f"base-uri 'none'; form-action {forms}; frame-ancestors {frame_ancestors}")
@@ -70,8 +71,10 @@ def _set_headers(resp):
     if admin:
         frame = "'none'"
         resp.headers["X-Frame-Options"] = "DENY"
+        # Admin pages show participants and exports: never kept by the browser or a proxy.
+        resp.headers["Cache-Control"] = "no-store"
     else:  # X-Frame-Options cannot name MTurk, so participant pages rely on frame-ancestors alone
-        frame = " ".join(["'self'"] + [f"https://{h}" for h in hosts])
+        frame = " ".join(["'self'"] + [f"https://{h}" for h in current_app.config["MTURK_FRAME_HOSTS"]])
     resp.headers.setdefault("Content-Security-Policy", content_security_policy(frame, hosts))
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")  # participant URLs carry their secret token

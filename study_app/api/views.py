@@ -104,6 +104,15 @@ def post_response(token: str):
             time.sleep(0.2 * 2 ** attempt)
 
 
+def json_body():
+    """The request's JSON, or None when it is not JSON. Deeply nested arrays (`[[[[…]]]]`, a few KB)
+    make the parser raise RecursionError rather than ValueError: that is bad input too, not a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 _R, _P = Response.__table__, Participant.__table__
 _INSERT_RESPONSE = _R.insert()
 _MOVE_POINTER = (_P.update()
@@ -165,7 +174,7 @@ def _answer(token: str):
             security.sweep_sometimes(conn)
             row = row[:6]
         check_participant_csrf(token)  # the X-CSRF-Token header task.js sends
-        body = request.get_json(silent=True)
+        body = json_body()
         if body is None:
             return error(400, "invalid_json", "send the response as a JSON object (Content-Type: application/json)")
         if not fast_pg:

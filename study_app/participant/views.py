@@ -133,6 +133,7 @@ def entry(study_id: str):
                 # Coming back through the recruitment link issues a new secret link: an old one (from a
                 # shared screen, a log, a planted link) stops working. Answers are keyed by participant.
                 prior.access_token = secrets.token_urlsafe(32)
+                refresh_platform_info(prior, arrival.info)
                 if prior.state == "code_issued":
                     db.session.commit()
                     return redirect(url_for("participant.done", token=prior.access_token), 303)
@@ -164,6 +165,17 @@ def entry(study_id: str):
             raise
         return goto_resumed(prior)
     return redirect(url_for("participant.consent", token=p.access_token), 303)
+
+
+def refresh_platform_info(p: Participant, info: dict[str, str]) -> None:
+    """A returning worker's newest assignment wins: MTurk gives a new assignmentId (and maybe another
+    turkSubmitTo) when a HIT is accepted again, and only that one can be submitted and paid. The ids
+    seen before are kept under "previous" for the record."""
+    old = p.platform_info
+    current = {k: v for k, v in old.items() if k != "previous"}
+    if not info or info == current:
+        return
+    p.platform_json = json.dumps({**info, "previous": [*old.get("previous", []), current][-20:]})
 
 
 def goto_resumed(p: Participant):
@@ -278,7 +290,13 @@ def done(token: str):
         return away
     db.session.commit()
     info = p.platform_info
-    submit = mturk_submit_url(info) if p.platform == "mturk" else None
+    submit = None
+    if p.platform == "mturk":
+        try:
+            submit = mturk_submit_url(info, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+        except RecruitmentError:  # a row stored before the stricter check: the HIT link gives a good one
+            return message("Link problem", f"Your completion code is {p.completion_code}. Please open the HIT "
+                           "again from MTurk to submit it.", 400)
     # Prolific: a page that shows the code and then navigates on (meta refresh, no script needed), so
     # a failed redirect still leaves the person with their code.
     back = prolific_redirect(p.completion_code) if p.platform == "prolific" else None

@@ -184,3 +184,22 @@ def test_too_few_participants_is_a_note_in_the_report_not_a_crash(tmp_path):
     assert "## identify: not analysed" in md and "## rate: not analysed" in md
     assert "Only 1 participant(s) left after exclusions (defenses: gradreg_y, normal)" in md
     assert "## compare: which of two images" in md  # the task with enough people is still analysed
+
+
+def test_every_contract_column_is_required_or_optional(mixed_export, tmp_path):
+    """An export without any of the columns the schema does not require (attack, budget, norms, group,
+    simulated, ...) is analysed, not a KeyError: absent optional columns count as empty."""
+    from analysis.schema import COLUMN_NAMES, REQUIRED_ALWAYS, REQUIRED_BY_TASK
+
+    required = set(REQUIRED_ALWAYS).union(*REQUIRED_BY_TASK.values())
+    full = pd.read_csv(mixed_export, dtype=str, keep_default_na=False)
+    optional = [c for c in COLUMN_NAMES if c not in required]
+    assert "attack" in optional
+    for name, frame in (("no-attack", full.drop(columns=["attack"])),
+                        ("required-only", full.drop(columns=optional + [c for c in full if c.startswith("model_")]))):
+        path = tmp_path / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        res = CliRunner().invoke(main, ["analyze", str(path), "-o", str(tmp_path / name), *FAST])
+        assert res.exit_code == 0, (name, res.output, res.exception)
+        assert "Traceback" not in res.output
+        assert (tmp_path / name / "report.md").exists()

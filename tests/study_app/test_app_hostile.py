@@ -105,8 +105,8 @@ def hostile_requests(w):
     unknown = st.one_of(st.sampled_from(list(w["ids"].values()) + [w["study"], w["a"][:-1]]), free_text)
     a_body = st.fixed_dictionaries({}).flatmap(lambda _: st.sampled_from(sorted(INVALID_FIELDS)).flatmap(
         lambda f: INVALID_FIELDS[f].map(lambda v, f=f: {**answer_body(3, "5"), f: v})))
-    stored_a = [s for s in w["stored"] if s[3] == w["ids"]["HOSTILE_A"]]
-    stored_c = [s for s in w["stored"] if s[3] == w["ids"]["HOSTILE_C"]]
+    stored_a = [s for s in w["stored"] if s[3] == w["ids"]["hostile_a"]]
+    stored_c = [s for s in w["stored"] if s[3] == w["ids"]["hostile_c"]]
 
     def answer(uuid, index, response):
         return {**answer_body(index, response), "uuid": uuid}
@@ -200,7 +200,7 @@ def hostile_requests(w):
             lambda f: ("admin", "get", f"/admin/studies/{w['study']}/export.{f}", {}, False)),
         # Admin forms with no, stale or someone else's form token; the login form with injections.
         st.tuples(st.sampled_from([f"/admin/studies/{w['study']}/status", "/admin/logout",
-                                   f"/admin/participants/{w['ids']['HOSTILE_A']}/review"]),
+                                   f"/admin/participants/{w['ids']['hostile_a']}/review"]),
                   st.one_of(st.none(), free_text, st.just(csrf_of(w["a"]))),
                   st.sampled_from(["admin", "anon"]))
           .map(lambda t: (t[2], "post", t[0], {"data": {"status": "closed", "review": "excluded",

@@ -97,7 +97,7 @@ def test_participants_cannot_touch_each_others_trials(app, client, study_id):
     assert r.status_code == 409 and r.get_json()["error"] == "uuid_conflict"
     # Unknown or guessed tokens (including B's pseudonymous id) reach nothing.
     with app.app_context():
-        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "BOB"))
+        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "bob"))  # Prolific ids are stored in lower case
     for fake in (pid_b, "x" * 43, a[:-1] + ("A" if a[-1] != "A" else "B")):
         assert client.get(f"/api/p/{fake}/trials").status_code == 404
         assert post(client, fake, answer_body(1, "1")).status_code == 404
@@ -215,7 +215,7 @@ def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_i
     assert r.status_code == 503 and "try again later" in r.get_data(as_text=True).lower()
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trial)) == 0
-        assert db.session.scalar(select(Participant.state).where(Participant.platform_pid == "UNLUCKY")) == "instructed"
+        assert db.session.scalar(select(Participant.state).where(Participant.platform_pid == "unlucky")) == "instructed"
 
 
 def test_leaving_asks_first(app, client, study_id):

@@ -49,8 +49,8 @@ def test_pages_carry_a_strict_csp_and_security_headers(app, client, study_id):
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "style-src 'self'" in csp and "default-src 'none'" in csp
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
-        # MTurk shows participant pages in its frame and receives the final form; no one else.
-        assert "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com" in csp
+        # MTurk's worker sites show participant pages in their frame; its submit hosts receive the final form.
+        assert "frame-ancestors 'self' https://worker.mturk.com https://workersandbox.mturk.com" in csp
         assert "form-action 'self' https://www.mturk.com https://workersandbox.mturk.com" in csp
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Referrer-Policy"] == "no-referrer"
@@ -203,7 +203,7 @@ def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id
     with app.app_context():
         ids = dict(db.session.execute(select(Participant.platform_pid, Participant.id)).all())
     # B's pseudonymous id, B's study-level ids or a guessed token reach nothing; A's token is A's only.
-    for fake in (ids["BOB"], ids["ALICE"], study_id, "' OR '1'='1", "%27%20OR%201=1--"):
+    for fake in (ids["bob"], ids["alice"], study_id, "' OR '1'='1", "%27%20OR%201=1--"):
         assert client.get(f"/api/p/{fake}/trials").status_code == 404
         assert client.get(f"/api/p/{fake}/state").status_code == 404
         assert client.post(f"/api/p/{fake}/responses", json=answer_body(1, "1"),
@@ -212,12 +212,12 @@ def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id
     # A cannot act on B with A's credentials, nor take over B's answer.
     r = client.post(f"/api/p/{b}/responses", json=answer_body(1, "1"), headers={"X-CSRF-Token": csrf_of(a)})
     assert r.status_code == 403
-    r = post_answer(client, a, {**answer_body(0, "7"), "uuid": _uuid_of(app, ids["BOB"])})
+    r = post_answer(client, a, {**answer_body(0, "7"), "uuid": _uuid_of(app, ids["bob"])})
     assert r.status_code == 409 and r.get_json()["error"] == "uuid_conflict"
     ta = client.get(f"/api/p/{a}/trials").get_json()
     assert ta["stored"] == 0 and not {t["image"] for t in ta["trials"]} & {None}
     with app.app_context():
-        assert db.session.execute(select(Response.participant_id, Response.response)).all() == [(ids["BOB"], "7")]
+        assert db.session.execute(select(Response.participant_id, Response.response)).all() == [(ids["bob"], "7")]
 
 
 def _uuid_of(app, participant_id):

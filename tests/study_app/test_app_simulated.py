@@ -67,7 +67,7 @@ def test_a_wrong_or_foreign_token_is_refused_and_stores_nothing(app, client, sti
     client.get(f"/s/{sid}?PROLIFIC_PID=HUMAN3&STUDY_ID=S&SESSION_ID=X&simulated=1&{SIMULATED_HEADER}={bot_token(sid)}")
     with app.app_context():
         flags = dict(db.session.execute(select(Participant.platform_pid, Participant.simulated)).all())
-    assert flags == {"BOTY": True, "HUMAN2": False, "HUMAN3": False}
+    assert flags == {"boty": True, "human2": False, "human3": False}  # Prolific ids in lower case
 
 
 def test_bots_command_refuses_to_run_unlabelled(app, db_url, stimulus_dir, tmp_path):
