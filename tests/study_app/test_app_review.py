@@ -15,7 +15,8 @@ def _participant(app, pid):
     from study_app.models import Participant
 
     with app.app_context():
-        p = db.session.scalar(select(Participant).where(Participant.platform_pid == pid))
+        # Prolific ids are stored in lower case (recruitment.py), whatever case the link used.
+        p = db.session.scalar(select(Participant).where(Participant.platform_pid == pid.lower()))
         return p.id, p.state, p.review, [(e.previous, e.mark, e.by, e.note) for e in p.review_events]
 
 
@@ -55,7 +56,7 @@ def test_exclusion_needs_confirmation_then_is_reversible_with_history(app, clien
 
     # The participant page shows platform ids and both histories.
     page = client.get(f"/admin/participants/{pid}").get_data(as_text=True)
-    assert "<code>MIDWAY</code>" in page and "<code>XMIDWAY</code>" in page  # PROLIFIC_PID, SESSION_ID
+    assert "<code>midway</code>" in page and "XMIDWAY</code>" in page  # PROLIFIC_PID, SESSION_ID
     assert "fast clicker" in page and "exclusion undone by alice" in page
     assert page.count("<tr><td>") >= 3 + 4
 
@@ -87,11 +88,11 @@ def test_study_page_lists_platform_ids_and_offers_the_export_with_them(app, clie
     complete(client, study_id, "PAYME")
     login(app, client)
     page = client.get(f"/admin/studies/{study_id}").get_data(as_text=True)
-    assert "<code>PAYME</code>" in page
+    assert "<code>payme</code>" in page
     link = re.search(r'href="([^"]*export\.csv\?platform_ids=1)"', page).group(1)
     body = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
-    assert "platform_pid" in body.splitlines()[0] and "PAYME" in body
-    assert "PAYME" not in client.get(f"/admin/studies/{study_id}/export.csv").get_data(as_text=True)
+    assert "platform_pid" in body.splitlines()[0] and "payme" in body
+    assert "payme" not in client.get(f"/admin/studies/{study_id}/export.csv").get_data(as_text=True)
 
 
 def test_people_who_leave_are_told_to_return_their_submission_and_see_it_again(app, client, study_id):

@@ -84,6 +84,7 @@ def _run_study(app, client, study_id) -> dict[str, dict]:
     for everyone who has not finished."""
     from study_app.db import db
     from study_app.models import Participant
+    from study_app import review
     from study_app.states import transition
 
     unfinished: dict[str, dict] = {}
@@ -136,8 +137,7 @@ def _run_study(app, client, study_id) -> dict[str, dict]:
     token, bodies = to_task("excluded1")
     with app.app_context():
         p = db.session.scalar(select(Participant).where(Participant.access_token == token))
-        transition(p, "excluded", "researcher")
-        p.review = "excluded"
+        review.set_mark(p, "excluded", "researcher", "excluded before the upgrade")  # as the admin page does
         db.session.commit()
     with app.app_context():
         states = set(db.session.scalars(select(Participant.state)))
@@ -210,6 +210,11 @@ def _copy(src_url: str, dst_url: str) -> dict[str, int]:
     return copied
 
 
+# History rows a revision creates for data that predates it cannot know what only the app at that revision
+# records (who made the change, the reason typed, the moment): those columns are not compared.
+BACKFILL_CANNOT_KNOW = {"review_events": ("by", "note", "at")}
+
+
 def _assert_same(reference_url: str, upgraded_url: str) -> None:
     ref, up = create_engine(reference_url), create_engine(upgraded_url)
     try:
@@ -219,6 +224,7 @@ def _assert_same(reference_url: str, upgraded_url: str) -> None:
             for table in tables:
                 cols = [c["name"] for c in inspect(r).get_columns(table)]
                 assert cols == [c["name"] for c in inspect(u).get_columns(table)], table
+                cols = [c for c in cols if c not in BACKFILL_CANNOT_KNOW.get(table, ())]
                 want, got = _rows(r, table, cols), _rows(u, table, cols)
                 assert len(got) == len(want), f"{table}: {len(got)} rows after the upgrade, {len(want)} before"
                 for w, g in zip(want, got):
