@@ -19,7 +19,7 @@ from .config import InterpretabilityConfig
 from .metrics import accuracy
 
 # Part of the cache key: bump when a change to the code changes the numbers for the same config.
-RESULTS_VERSION = 2   # 2: the top-k attack starts from a random point (it was stuck at x)
+RESULTS_VERSION = 3   # 3: Chen's attack (true label, correct images only, best iterate); 2: random start
 
 
 def has_gap_head(model: nn.Module) -> bool:
@@ -65,15 +65,21 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         per_image["empirical_robustness"] = _list(emp.rho)
     if cfg.attribution_attack:
         n = cfg.attack_images or len(x)
-        res = top_k_attack(model, x[:n], epsilon=cfg.attack_epsilon, steps=cfg.attack_steps,
+        res = top_k_attack(model, x[:n], y[:n], epsilon=cfg.attack_epsilon, steps=cfg.attack_steps,
                            step_size=cfg.attack_step_size, k=cfg.attack_k, restarts=cfg.attack_restarts,
-                           ig_steps=cfg.attack_ig_steps or cfg.ig_steps, beta=cfg.softplus_beta, seed=cfg.seed)
+                           ig_steps=cfg.attack_ig_steps or cfg.ig_steps, beta=cfg.softplus_beta,
+                           select=cfg.attack_select, seed=cfg.seed)
+        # Chen et al. average over the correctly classified images only (the others are not attacked)
+        done = res.attacked.cpu()
+        before, after = res.original_saliency[res.attacked], res.attacked_saliency[res.attacked]
         out["attribution_attack"] = {
-            "n_images": n, "epsilon": cfg.attack_epsilon, "k_attack": cfg.attack_k, "k": cfg.top_k,
-            "label_kept": int(res.label_kept.sum()),
-            "top_k_intersection": _mean(top_k_intersection(res.original_saliency, res.attacked_saliency, cfg.top_k)),
-            "kendall_tau": _mean(kendall_tau(res.original_saliency, res.attacked_saliency)),
-            "spearman": _mean(spearman(res.original_saliency, res.attacked_saliency)),
+            "n_images": n, "n_attacked": int(done.sum()), "n_misclassified_skipped": int((~done).sum()),
+            "epsilon": cfg.attack_epsilon, "k_attack": cfg.attack_k, "k": cfg.top_k,
+            "select": cfg.attack_select, "softplus_beta": cfg.softplus_beta,
+            "label_kept": int(res.label_kept[res.attacked].sum()),
+            "top_k_intersection": _mean(top_k_intersection(before, after, cfg.top_k)) if done.any() else None,
+            "kendall_tau": _mean(kendall_tau(before, after)) if done.any() else None,
+            "spearman": _mean(spearman(before, after)) if done.any() else None,
         }
     if cfg.cam_discrepancy and out["gap_head"]:
         with torch.no_grad():
