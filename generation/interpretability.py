@@ -14,12 +14,14 @@ from tqdm.auto import tqdm
 from .alignment import alignment, empirical_robustness, linearized_robustness
 from .attacks import pgd_linf
 from .attribution_attack import top_k_attack
-from .attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_intersection
+from .attribution_metrics import (cam_discrepancy, cam_size, kendall_tau, logit_margin, spearman,
+                                  top_k_intersection)
 from .config import InterpretabilityConfig
 from .metrics import accuracy
 
 # Part of the cache key: bump when a change to the code changes the numbers for the same config.
-RESULTS_VERSION = 3   # 3: Chen's attack (true label, correct images only, best iterate); 2: random start
+RESULTS_VERSION = 3   # 3: Chen's attack (true label, correct images only, best iterate), relative CAM
+                      # discrepancy and margin; 2: the top-k attack's random start
 
 
 def has_gap_head(model: nn.Module) -> bool:
@@ -87,10 +89,15 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             second = model(x).topk(2, dim=1).indices[:, 1]
         pred_adv = logits_adv.argmax(1)
         target = torch.where(pred_adv != y, pred_adv, second)  # the class the attack moved toward
+        two, one = cam_discrepancy(model, x, x_pgd, y, target), cam_discrepancy(model, x, x_pgd, y)
+        size = cam_size(model, x, y)
         out["cam_discrepancy"] = {
             "attack": "pgd_linf", "epsilon": cfg.pgd_epsilon,
-            "two_class": _mean(cam_discrepancy(model, x, x_pgd, y, target)),
-            "one_class": _mean(cam_discrepancy(model, x, x_pgd, y)),
+            "two_class": _mean(two), "one_class": _mean(one),
+            # divided by the clean true-class CAM's mean |value| (scale-free), beside the margin
+            "two_class_relative": _mean(two / size.clamp_min(1e-12)),
+            "one_class_relative": _mean(one / size.clamp_min(1e-12)),
+            "margin_median": round(logit_margin(model, x, y, target).median().item(), 6),
         }
     out["per_image"] = per_image
     return out

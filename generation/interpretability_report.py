@@ -97,6 +97,8 @@ COLUMNS = [
     ("empirical_robustness_median", "median ρ"), ("empirical_robustness_failed", "ρ failed"),
     ("cam_discrepancy_two_class", "CAM discrepancy (2-class)"),
     ("cam_discrepancy_one_class", "CAM discrepancy (1-class)"),
+    ("cam_discrepancy_two_class_relative", "CAM disc. ÷ CAM size (2-class)"),
+    ("cam_margin_median", "median margin ½(f_y − f_t)"),
 ]
 
 
@@ -116,6 +118,8 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
             "empirical_robustness_median": r.get("empirical_robustness_median"),
             "empirical_robustness_failed": r.get("empirical_robustness_failed"),
             "cam_discrepancy_two_class": cam.get("two_class"), "cam_discrepancy_one_class": cam.get("one_class"),
+            "cam_discrepancy_two_class_relative": cam.get("two_class_relative"),
+            "cam_margin_median": cam.get("margin_median"),
         })
     return rows
 

@@ -19,7 +19,7 @@ from .manifest import sha256_file as file_sha256
 from .models import build_model
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 3  # 3: paper-faithful gap_cnn, gradreg_adv and Int-Adv objectives; 2: seeded before the model is built
+CHECKPOINT_FORMAT = 3  # 3: paper gap_cnn, gradreg_adv and Int-Adv; 2: seeded before the model is built
 
 
 def cache_dir() -> Path:

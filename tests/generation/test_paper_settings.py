@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generation import attribution_metrics as am
 from generation.attribution_attack import top_k_attack
 from generation.attribution_metrics import kendall_tau
 from generation.config import ConfigError, InterpretabilityConfig, from_dict
@@ -76,7 +77,8 @@ def test_one_class_int_keeps_only_the_true_class_term(data):
     diff = (cam_all_classes(model, x_adv)[0] - cam_all_classes(model, x)[0]).abs().flatten(2).sum(2)
     true_term = diff.gather(1, y[:, None]).squeeze(1)
     defense = _defense("int", one_class=True, steps=2, step_size=0.1)
-    torch.testing.assert_close(defense.loss_at(model, x, x_adv, y), F.cross_entropy(model(x), y) + 0.01 * true_term.mean())
+    expected = F.cross_entropy(model(x), y) + 0.01 * true_term.mean()
+    torch.testing.assert_close(defense.loss_at(model, x, x_adv, y), expected)
     assert (cam_discrepancy(model, x, x_adv, y) > true_term).all()  # the full D adds the other classes
 
 
@@ -89,6 +91,26 @@ def test_gap_net_has_signed_cams_and_no_head_bias():
     cams, logits = cam_all_classes(model, x)
     torch.testing.assert_close(cams.mean(dim=(2, 3)), model(x), rtol=1e-12, atol=1e-12)
     assert (model.feature_maps(x) < 0).any()
+
+
+def test_relative_cam_discrepancy_and_margin_do_not_reward_small_logits():
+    """The audit: in raw units a model with small logits looks robust for that reason alone.
+    Scaling the head by c scales the raw discrepancy and the margin by c; the relative one stays."""
+    torch.manual_seed(4)
+    model = GapCNN(width=0.25).double().eval()
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    x_adv = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    y, t = torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8])
+    raw, size = am.cam_discrepancy(model, x, x_adv, y, t), am.cam_size(model, x, y)
+    margin = am.logit_margin(model, x, y, t)
+    with torch.no_grad():
+        model.linear.weight.mul_(0.01)
+    torch.testing.assert_close(am.cam_discrepancy(model, x, x_adv, y, t), 0.01 * raw)
+    torch.testing.assert_close(am.cam_discrepancy(model, x, x_adv, y, t) / am.cam_size(model, x, y), raw / size)
+    torch.testing.assert_close(am.logit_margin(model, x, y, t), 0.01 * margin)
+    logits = model(x)
+    torch.testing.assert_close(am.logit_margin(model, x, y, t),
+                               0.5 * (logits[torch.arange(4), y] - logits[torch.arange(4), t]))
 
 
 # --- Chen et al. ----------------------------------------------------------------------------------
