@@ -50,3 +50,18 @@ def cam_discrepancy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: t
         if target is not None:
             d = 0.5 * (d + (cam(model, x, target) - cam(model, x_adv, target)).abs().flatten(1).sum(1))
     return d / area
+
+
+def cam_size(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Mean |CAM_c(x)| over the map's cells, (N,): the scale a discrepancy is divided by so a model
+    with small logits does not look robust for that reason alone."""
+    with torch.no_grad():
+        return cam(model, x, classes).abs().flatten(1).mean(1)
+
+
+def logit_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Boopathy et al.'s classification margin 1/2 (f_y(x) - f_t(x)), in the same logit units as the
+    discrepancy, reported beside it."""
+    with torch.no_grad():
+        logits = model(x)
+    return 0.5 * (logits.gather(1, y[:, None]) - logits.gather(1, target[:, None])).squeeze(1)

@@ -38,6 +38,7 @@ class ModelConfig:
     architecture: str = "ross_cnn"    # ross_cnn | gap_cnn
     width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
     dropout: float = 0.5              # before the last layer (ross_cnn; paper: 0.5)
+    batch_norm: bool = False          # ross_cnn: batch norm on its hidden layers (Ross's code: on); gap_cnn never
 
 
 @dataclass
@@ -128,8 +129,9 @@ class InterpretabilityConfig:
     attack_step_size: float = 0.01    # Chen et al.: 0.01
     attack_k: int = 200               # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
     attack_restarts: int = 3          # Chen et al.: 3
-    attack_ig_steps: int = 0          # IG steps inside the attack loss; 0 = ig_steps
-    softplus_beta: float = 10.0       # the smooth surrogate for second derivatives
+    attack_ig_steps: int = 100        # IG steps of the attack's maps and loss (Chen et al.: 100); 0 = ig_steps
+    attack_select: str = "kendall_tau"  # best iterate kept by: kendall_tau (Chen et al.) | top_k_intersection
+    softplus_beta: float = 1.0        # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
     top_k: int = 100                  # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
@@ -268,6 +270,8 @@ def validate(cfg: GenerationConfig) -> None:
     t = cfg.training
     _require(t.steps > 0, "training.steps must be positive")
     _require(t.batch_size > 0, "training.batch_size must be positive")
+    _require(not cfg.model.batch_norm or t.batch_size >= 2,
+             "training.batch_size must be at least 2 with model.batch_norm (batch statistics of one image)")
     _require(t.lr > 0, "training.lr must be positive")
     _require(len(cfg.defenses) > 0, "defenses: at least one [[defenses]] table is needed")
     seen: set[str] = set()
@@ -353,3 +357,5 @@ def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks
     for key in ("pgd_epsilon", "attack_epsilon", "attack_step_size"):
         _require(0 <= getattr(c, key) <= 1, f"{w}.{key} must lie in [0, 1]")
     _require(c.softplus_beta > 0, f"{w}.softplus_beta must be positive")
+    _require(c.attack_select in ("kendall_tau", "top_k_intersection"),
+             f"{w}.attack_select must be kendall_tau or top_k_intersection, got {c.attack_select!r}")

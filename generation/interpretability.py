@@ -14,12 +14,14 @@ from tqdm.auto import tqdm
 from .alignment import alignment, empirical_robustness, linearized_robustness
 from .attacks import pgd_linf
 from .attribution_attack import top_k_attack
-from .attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_intersection
+from .attribution_metrics import (cam_discrepancy, cam_size, kendall_tau, logit_margin, spearman,
+                                  top_k_intersection)
 from .config import InterpretabilityConfig
 from .metrics import accuracy
 
 # Part of the cache key: bump when a change to the code changes the numbers for the same config.
-RESULTS_VERSION = 2   # 2: the top-k attack starts from a random point (it was stuck at x)
+RESULTS_VERSION = 3   # 3: Chen's attack (true label, correct images only, best iterate), relative CAM
+                      # discrepancy and margin; 2: the top-k attack's random start
 
 
 def has_gap_head(model: nn.Module) -> bool:
@@ -65,15 +67,21 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         per_image["empirical_robustness"] = _list(emp.rho)
     if cfg.attribution_attack:
         n = cfg.attack_images or len(x)
-        res = top_k_attack(model, x[:n], epsilon=cfg.attack_epsilon, steps=cfg.attack_steps,
+        res = top_k_attack(model, x[:n], y[:n], epsilon=cfg.attack_epsilon, steps=cfg.attack_steps,
                            step_size=cfg.attack_step_size, k=cfg.attack_k, restarts=cfg.attack_restarts,
-                           ig_steps=cfg.attack_ig_steps or cfg.ig_steps, beta=cfg.softplus_beta, seed=cfg.seed)
+                           ig_steps=cfg.attack_ig_steps or cfg.ig_steps, beta=cfg.softplus_beta,
+                           select=cfg.attack_select, seed=cfg.seed)
+        # Chen et al. average over the correctly classified images only (the others are not attacked)
+        done = res.attacked.cpu()
+        before, after = res.original_saliency[res.attacked], res.attacked_saliency[res.attacked]
         out["attribution_attack"] = {
-            "n_images": n, "epsilon": cfg.attack_epsilon, "k_attack": cfg.attack_k, "k": cfg.top_k,
-            "label_kept": int(res.label_kept.sum()),
-            "top_k_intersection": _mean(top_k_intersection(res.original_saliency, res.attacked_saliency, cfg.top_k)),
-            "kendall_tau": _mean(kendall_tau(res.original_saliency, res.attacked_saliency)),
-            "spearman": _mean(spearman(res.original_saliency, res.attacked_saliency)),
+            "n_images": n, "n_attacked": int(done.sum()), "n_misclassified_skipped": int((~done).sum()),
+            "epsilon": cfg.attack_epsilon, "k_attack": cfg.attack_k, "k": cfg.top_k,
+            "select": cfg.attack_select, "softplus_beta": cfg.softplus_beta,
+            "label_kept": int(res.label_kept[res.attacked].sum()),
+            "top_k_intersection": _mean(top_k_intersection(before, after, cfg.top_k)) if done.any() else None,
+            "kendall_tau": _mean(kendall_tau(before, after)) if done.any() else None,
+            "spearman": _mean(spearman(before, after)) if done.any() else None,
         }
     if cfg.cam_discrepancy and out["gap_head"]:
         with torch.no_grad():
@@ -81,10 +89,15 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             second = model(x).topk(2, dim=1).indices[:, 1]
         pred_adv = logits_adv.argmax(1)
         target = torch.where(pred_adv != y, pred_adv, second)  # the class the attack moved toward
+        two, one = cam_discrepancy(model, x, x_pgd, y, target), cam_discrepancy(model, x, x_pgd, y)
+        size = cam_size(model, x, y)
         out["cam_discrepancy"] = {
             "attack": "pgd_linf", "epsilon": cfg.pgd_epsilon,
-            "two_class": _mean(cam_discrepancy(model, x, x_pgd, y, target)),
-            "one_class": _mean(cam_discrepancy(model, x, x_pgd, y)),
+            "two_class": _mean(two), "one_class": _mean(one),
+            # divided by the clean true-class CAM's mean |value| (scale-free), beside the margin
+            "two_class_relative": _mean(two / size.clamp_min(1e-12)),
+            "one_class_relative": _mean(one / size.clamp_min(1e-12)),
+            "margin_median": round(logit_margin(model, x, y, target).median().item(), 6),
         }
     out["per_image"] = per_image
     return out

@@ -90,12 +90,15 @@ def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
 
 COLUMNS = [
     ("model", "model"), ("architecture", "architecture"), ("natural_accuracy", "natural acc."),
-    ("pgd_accuracy", "PGD acc."), ("top_k_intersection", "top-k intersection"),
+    ("pgd_accuracy", "PGD acc."), ("attack_n_attacked", "attacked (correct)"),
+    ("top_k_intersection", "top-k intersection"),
     ("kendall_tau", "Kendall's τ"), ("spearman", "Spearman"), ("alignment_mean", "mean α"),
     ("alignment_cosine_mean", "mean cos α"), ("linearized_robustness_mean", "mean ρ̃"),
     ("empirical_robustness_median", "median ρ"), ("empirical_robustness_failed", "ρ failed"),
     ("cam_discrepancy_two_class", "CAM discrepancy (2-class)"),
     ("cam_discrepancy_one_class", "CAM discrepancy (1-class)"),
+    ("cam_discrepancy_two_class_relative", "CAM disc. ÷ CAM size (2-class)"),
+    ("cam_margin_median", "median margin ½(f_y − f_t)"),
 ]
 
 
@@ -107,6 +110,7 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
         rows.append({
             "model": name, "architecture": architectures.get(name, ""),
             "natural_accuracy": r["natural_accuracy"], "pgd_accuracy": r["pgd_accuracy"],
+            "attack_n_attacked": attack.get("n_attacked"),
             "top_k_intersection": attack.get("top_k_intersection"), "kendall_tau": attack.get("kendall_tau"),
             "spearman": attack.get("spearman"), "alignment_mean": r.get("alignment_mean"),
             "alignment_cosine_mean": r.get("alignment_cosine_mean"),
@@ -114,6 +118,8 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
             "empirical_robustness_median": r.get("empirical_robustness_median"),
             "empirical_robustness_failed": r.get("empirical_robustness_failed"),
             "cam_discrepancy_two_class": cam.get("two_class"), "cam_discrepancy_one_class": cam.get("one_class"),
+            "cam_discrepancy_two_class_relative": cam.get("two_class_relative"),
+            "cam_margin_median": cam.get("margin_median"),
         })
     return rows
 
@@ -133,8 +139,9 @@ def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, fol
              "",
              f"PGD: L∞ ε = {cfg.pgd_epsilon}, {cfg.pgd_steps} steps. Attribution attack (top-k, Ghorbani et al.): "
              f"ε = {cfg.attack_epsilon}, {cfg.attack_steps} steps × {cfg.attack_step_size}, k = {cfg.attack_k}, "
-             f"{cfg.attack_restarts} restart(s); top-k intersection at k = {cfg.top_k} and Kendall's τ between "
-             "|IG| maps before and after. α, ρ̃: Etmann et al.; ρ: smallest L2 of "
+             f"{cfg.attack_restarts} restart(s), softplus β = {cfg.softplus_beta}, best iterate by "
+             f"{cfg.attack_select}; top-k intersection at k = {cfg.top_k} and Kendall's τ between the "
+             "true label's |IG| maps before and after, over the correctly classified digits only. α, ρ̃: Etmann et al.; ρ: smallest L2 of "
              f"{', '.join(cfg.robustness_attacks) or '—'}.",
              "",
              "| " + " | ".join(head[k] for k in keys) + " |",

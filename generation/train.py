@@ -19,7 +19,7 @@ from .manifest import sha256_file as file_sha256
 from .models import build_model
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 2  # 2: seeded before the model is built (1 depended on earlier RNG use)
+CHECKPOINT_FORMAT = 3  # 3: paper gap_cnn, gradreg_adv and Int-Adv; 2: seeded before the model is built
 
 
 def cache_dir() -> Path:
@@ -43,6 +43,7 @@ class ModelSpec:
     seed: int
     split: str                     # which data split it trains on
     data: dict[str, Any]           # data config + dataset hash
+    batch_norm: bool = False       # ross_cnn only (model.batch_norm)
 
     def key(self) -> str:
         return sha256_json({"format": CHECKPOINT_FORMAT, **asdict(self), "name": None})
@@ -60,22 +61,24 @@ class TrainedModel:
 def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
     data = {**asdict(cfg.data), "sha256": dataset_sha256}
     m, t = cfg.model, cfg.training
-    specs = [
-        ModelSpec(d.name, "defended", d.kind, d.params, d.architecture or m.architecture, m.width, m.dropout,
-                  d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data)
-        for d in cfg.defenses
-    ]
+    bn = lambda arch: m.batch_norm and arch == "ross_cnn"  # noqa: E731  (gap_cnn has none)
+    specs = []
+    for d in cfg.defenses:
+        arch = d.architecture or m.architecture
+        specs.append(ModelSpec(d.name, "defended", d.kind, d.params, arch, m.width, m.dropout,
+                               d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data, bn(arch)))
     for i in range(cfg.raters.count):
+        arch = cfg.raters.architecture or m.architecture
         specs.append(ModelSpec(f"rater{i + 1}" if cfg.raters.count > 1 else "rater", "rater", "normal", {},
-                               cfg.raters.architecture or m.architecture, m.width, m.dropout,
-                               cfg.raters.steps or t.steps, t.batch_size, t.lr, t.seed + 1000 + i,
-                               "rater", data))
+                               arch, m.width, m.dropout, cfg.raters.steps or t.steps, t.batch_size, t.lr,
+                               t.seed + 1000 + i, "rater", data, bn(arch)))
     return specs
 
 
 def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return build_model(spec.architecture, in_channels=image_shape[0], num_classes=num_classes,
-                       image_size=image_shape[-1], width=spec.width, dropout=spec.dropout)
+                       image_size=image_shape[-1], width=spec.width, dropout=spec.dropout,
+                       batch_norm=spec.batch_norm)
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor,

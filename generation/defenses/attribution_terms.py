@@ -26,7 +26,7 @@ def require_gap_head(model: nn.Module, defense: str) -> None:
 
 
 def cam_discrepancy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-                    clean_cams: torch.Tensor | None = None) -> torch.Tensor:
+                    clean_cams: torch.Tensor | None = None, one_class: bool = False) -> torch.Tensor:
     """Boopathy et al.'s Int regularizer per example, as their code computes it:
 
         ||CAM_y(x') - CAM_y(x)||_1 + sum_{c != y} p~_c ||CAM_c(x') - CAM_c(x)||_1,
@@ -34,11 +34,14 @@ def cam_discrepancy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: t
     p~ = softmax(f(x')) with the true class zeroed and renormalized over the others (kept in the
     graph, as theirs). L1 norms are sums over the CAM's h*w cells, not divided by h*w.
     `clean_cams` (the CAMs of x, detached) saves a pass per step inside an attack, where x is fixed.
+    `one_class` keeps only the true class's term (their "intone" variant).
     """
     cams_adv, logits_adv = cam_all_classes(model, x_adv)
     cams = cam_all_classes(model, x)[0] if clean_cams is None else clean_cams
     diff = (cams_adv - cams).abs().flatten(2).sum(dim=2)               # (N, K)
     true = F.one_hot(y, diff.shape[1]).to(diff.dtype)
+    if one_class:
+        return (diff * true).sum(dim=1)
     others = F.softmax(logits_adv, dim=1) * (1 - true)
     others = others / others.sum(dim=1, keepdim=True).clamp_min(1e-12)
     return (diff * true).sum(dim=1) + (diff * others).sum(dim=1)

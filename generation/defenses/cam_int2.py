@@ -2,10 +2,9 @@
 
     L = CE(x) + gamma * mean_i D_i(x, x'),   x' = PGD on CE(x') (Madry et al.),
 
-which their paper found as robust as Int at a lower cost of finding x'. Same eps schedule (0 for
-the first 20% of training, then linear to eps), same D, same GAP-head requirement
-(architecture = "gap_cnn"). Paper (MNIST): gamma = 0.01, eps = 0.3, PGD 40 x 0.01.
-CPU-scaled defaults: PGD 10 x 0.075.
+which their paper found as robust as Int at a lower cost of finding x'. Same eps schedule (0 until
+step 2k of 110k, linear to eps at 10k), same D (and `one_class`), same GAP-head requirement
+(architecture = "gap_cnn"). Paper (MNIST): gamma = 0.01, eps = 0.3, PGD 40 x 0.01 -- the defaults.
 """
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""Both defenses together: input-gradient regularization plus FGSM adversarial training."""
+"""Both defenses together: input-gradient regularization plus FGSM adversarial training, as
+Ross & Doshi-Velez's code trains it (`train_models.py`):
+
+    L = 1/2 [ CE(x) + lambda * mean_i ||d/dx_i CE_i||^2 + CE(x_adv) ],
+
+the penalty halved with the two cross-entropies. `lambda_` therefore means what it means for
+`gradreg` (the paper's lambda_R / 2B, 110 for MNIST) and the penalty's effective weight is half of
+it (~55 per example at the default), the paper's. x_adv is FGSM from the predicted labels.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,5 +33,5 @@ class GradRegAdversarial(GradReg):
         x = x.detach().requires_grad_(True)
         logits = model(x)
         penalty = input_gradient_penalty(logits, x, y, self.params.variant)
-        adv = 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(model(x_adv), y))
-        return adv + self.lambda_at(step) * penalty
+        return 0.5 * (F.cross_entropy(logits, y) + self.lambda_at(step) * penalty
+                      + F.cross_entropy(model(x_adv), y))

@@ -8,12 +8,11 @@ a_k = k/m). The inner max is PGD with a random start on ||IG||_1 with a cheap `i
 create_graph=True so it trains the weights. Their code sums CE and ||IG||_1 over the batch; we
 average both, the same objective up to a constant factor.
 
-Paper (MNIST): lambda = 1, eps = 0.3, PGD 40 x 0.01, m = 50 (inner 10), batch 50, 100k steps.
-CPU-scaled defaults (embedded data, two cores): PGD 3 x 0.25 (2.5 eps / steps), m = 8 outer /
-2 inner, eps ramped in over the first 30% of training so short runs do not collapse to a
-constant prediction. One IG point with create_graph costs about as much as 1.2 plain training
-steps, so a step costs ~1.2 (ig_steps + steps * inner_ig_steps) + 1 plain steps: ~12-15x measured here, ~250x
-at the paper's values. Measured cost per step: see BENCHMARKS.md (bench_saliency).
+Paper (MNIST): lambda = 1, eps = 0.3, PGD 40 x 0.01 with a random start, m = 50 (inner 10),
+batch 50, 100k steps, no eps ramp -- the defaults. One IG point with create_graph costs about as
+much as 1.2 plain training steps, so a step costs ~1.2 (ig_steps + steps * inner_ig_steps) + 1
+plain steps: ~500x at the paper's values, a GPU job. examples/mnist-interpretability.toml runs a
+reduced inner maximization on CPU and says so. Measured cost per step: see BENCHMARKS.md (bench_saliency).
 """
 from __future__ import annotations
 
@@ -33,11 +32,11 @@ class IGInnerMaxParams:
     """What IG-NORM and IG-SUM-NORM share: the inner PGD and the Riemann points of IG."""
 
     epsilon: float = 0.3  # L-inf radius of the inner maximization (paper MNIST: 0.3)
-    steps: int = 3              # paper 40
-    step_size: float = 0.25     # paper 0.01 (here 2.5 eps / steps)
-    ig_steps: int = 8           # paper 50
-    inner_ig_steps: int = 2     # paper 10
-    ramp_fraction: float = 0.3  # paper 0 (no ramp)
+    steps: int = 40             # inner PGD steps (paper: 40)
+    step_size: float = 0.01     # per inner step (paper: 0.01)
+    ig_steps: int = 50          # Riemann points of the trained IG term (paper: m = 50)
+    inner_ig_steps: int = 10    # points inside the inner maximization (paper: 10, approx_factor 5)
+    ramp_fraction: float = 0.0  # eps rises from 0 over this fraction of training (paper: 0, no ramp)
 
     def check(self, name: str) -> None:
         check_pgd(name, self.epsilon, self.steps, self.step_size)

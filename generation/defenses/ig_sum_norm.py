@@ -9,10 +9,8 @@ adversarial training (`pgd_adv` with the same epsilon, steps and step_size): sam
 steps and projection, hence the same x' and the same loss.
 Their code sums over the batch; we average (same objective up to a constant factor).
 
-Paper (MNIST): beta = 0.1, eps = 0.3, PGD 40 x 0.01, m = 50 (inner 10), batch 50, 100k steps.
-CPU-scaled defaults: PGD 3 x 0.25 (2.5 eps / steps), m = 8 outer / 2 inner, eps ramped in over
-the first 30% of training. A step costs ~1.2 (ig_steps + steps * inner_ig_steps) + 1 plain steps:
-~12-15x measured, ~250x at the paper's values. Measured cost per step: see BENCHMARKS.md (bench_saliency).
+Paper (MNIST): beta = 0.1, eps = 0.3, PGD 40 x 0.01, m = 50 (inner 10), batch 50, 100k steps,
+no eps ramp -- the defaults (cost: see ig_norm; examples/mnist-interpretability.toml reduces them).
 """
 from __future__ import annotations
 

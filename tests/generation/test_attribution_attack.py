@@ -20,8 +20,9 @@ def test_top_k_attack_keeps_the_label_and_moves_the_top_pixels(normal_model, bat
     label = normal_model(x).argmax(1)
     # k = 200 is more than a digit's lit pixels: all |IG| mass starts inside the top-k, where the
     # loss is flat at x itself (the attack must start off x to get anywhere)
-    res = top_k_attack(normal_model, x, epsilon=0.3, steps=8, step_size=0.04, k=200, restarts=2,
+    res = top_k_attack(normal_model, x, label, epsilon=0.3, steps=8, step_size=0.04, k=200, restarts=2,
                        ig_steps=6, seed=0)
+    assert res.attacked.all()  # the labels are the model's own: every image is attacked
     assert res.label_kept.all()
     assert torch.equal(normal_model(res.images).argmax(1), label)
     assert (res.images - x).abs().max() <= 0.3 + 1e-6

@@ -6,7 +6,11 @@ from generation.defenses import DEFENSES, TrainContext, build_defense, defense_p
 from generation.metrics import accuracy, input_gradient_norms
 from generation.models import build_model
 
-SMALL_PARAMS = {"pgd_adv": {"steps": 2, "step_size": 0.15}}
+# Few inner steps: the defaults are the papers' (40 PGD steps, 50 IG points), far too slow for a test.
+SMALL_PARAMS = {"pgd_adv": {"steps": 2, "step_size": 0.15},
+                "ig_norm": {"steps": 2, "step_size": 0.15, "ig_steps": 3, "inner_ig_steps": 2},
+                "ig_sum_norm": {"steps": 2, "step_size": 0.15, "ig_steps": 3, "inner_ig_steps": 2},
+                "int": {"steps": 2, "step_size": 0.15}, "int2": {"steps": 2, "step_size": 0.15}}
 
 
 @pytest.mark.parametrize("kind", sorted(DEFENSES))

@@ -137,9 +137,10 @@ def test_cam_discrepancy_matches_a_hand_computation(data):
     torch.testing.assert_close(cam_discrepancy(model, x, x_adv, y), torch.stack(expected))
 
 
-def test_int_epsilon_schedule_is_the_papers():
-    """0 for the first 20% of training, then linear to eps at the end."""
-    defense = _defense("int", total_steps=100)
+def test_int_epsilon_schedule_fractions_are_configurable():
+    """ramp_start = 0.2, ramp_end = 1.0 (the reduced CPU schedule): 0 for the first 20% of
+    training, then linear to eps at the end. The paper's default: tests/generation/test_paper_settings.py."""
+    defense = _defense("int", total_steps=100, ramp_start=0.2, ramp_end=1.0)
     assert defense.epsilon_at(0) == 0 and defense.epsilon_at(19) == 0
     assert defense.epsilon_at(59) == pytest.approx(0.3 * 0.5)
     assert defense.epsilon_at(99) == pytest.approx(0.3)
