@@ -87,8 +87,42 @@ def simulate_one(design: SimDesign, seed: int) -> pd.DataFrame:
                          "stimulus_id": d["stimulus_id"].to_numpy()})
 
 
+def fit_python(fam: str, frames: list[pd.DataFrame], sims, alpha: float, truth: dict, deadline: float,
+               raw: Path | None) -> tuple[pd.DataFrame, float]:
+    """Fit each study in ``sims`` with the Python engine. With ``raw`` (a CSV), each study's rows are
+    appended as soon as it is fitted and studies already there are skipped: a stopped run resumes."""
+    done = set()
+    if raw is not None and raw.exists():
+        done = set(pd.read_csv(raw)["sim"].unique())
+    rows, t_py, n = [], 0.0, 0
+    for s in sims:
+        if s in done:
+            continue
+        if time.time() > deadline:
+            print(f"{fam}: deadline reached before study {s}", flush=True)
+            break
+        t = time.perf_counter()
+        res = mixed.fit_mixed(frames[s], "y", family=fam, fixed="defense", reference="normal", alpha=alpha,
+                              engine="python")
+        dt = time.perf_counter() - t
+        t_py, n = t_py + dt, n + 1
+        sd = dict(zip(res.random["factor"], res.random["sd"]))
+        new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p,
+                "sd_participant": sd.get("participant_id", np.nan), "sd_image": sd.get("stimulus_id", np.nan),
+                "converged": res.converged, "seconds": dt}
+               for r in res.table.itertuples() if r.term in truth]
+        rows += new
+        if raw is not None:
+            pd.DataFrame(new).to_csv(raw, mode="a", header=not raw.exists(), index=False)
+        if n % 50 == 0:
+            print(f"{fam}: {n} Python fits this run, study {s} ({t_py / n:.2f} s each)", flush=True)
+    if raw is not None:
+        return pd.read_csv(raw), (pd.read_csv(raw).groupby("sim")["seconds"].first().mean())
+    return pd.DataFrame(rows), t_py
+
+
 def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, workdir: Path,
-               deadline: float = np.inf) -> dict:
+               deadline: float = np.inf, raw: Path | None = None) -> dict:
     design = DESIGNS[fam]
     truth = {f"defense:{d}": design.effect(d) for d in design.defenses if d != "normal"}
     frames = [simulate_one(design, seed0 + s).assign(sim=s) for s in range(n_sims)]
@@ -101,21 +135,7 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
         script = workdir / f"loop_{fam}.R"
         script.write_text(R_LOOP)
         proc = subprocess.Popen(["nice", "Rscript", str(script), fam, str(csv), str(out), str(min(r_sims, n_sims))])
-    rows, t_py = [], 0.0
-    for s, d in enumerate(frames):
-        if time.time() > deadline:
-            print(f"{fam}: deadline reached after {s} studies", flush=True)
-            break
-        t = time.perf_counter()
-        res = mixed.fit_mixed(d, "y", family=fam, fixed="defense", reference="normal", alpha=alpha,
-                              engine="python")
-        t_py += time.perf_counter() - t
-        for r in res.table.itertuples():
-            if r.term in truth:
-                rows.append({"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p})
-        if (s + 1) % 100 == 0:
-            print(f"{fam}: {s + 1}/{n_sims} Python fits ({t_py / (s + 1):.2f} s each)", flush=True)
-    py = pd.DataFrame(rows)
+    py, t_py = fit_python(fam, frames, range(n_sims), alpha, truth, deadline, raw)
     n_done = int(py["sim"].nunique())
     rr, t_r = None, np.nan
     if proc is not None:
@@ -153,7 +173,7 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
                        est_diff_max=float((m["estimate"] - m["estimate_r"]).abs().max()))
         per_term.append(row)
     return {"family": fam, "n_sims": n_done, "alpha": alpha, "design": repr(design), "terms": per_term,
-            "python_s_per_fit": t_py / max(1, n_done), "r_s_per_fit": t_r,
+            "python_s_per_fit": t_py if raw is not None else t_py / max(1, n_done), "r_s_per_fit": t_r,
             "r_sims": int(rr["sim"].nunique()) if rr is not None else 0,
             "r_reason": "" if ok else why}
 
@@ -202,6 +222,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the raw summary here")
     ap.add_argument("--max-minutes", type=float, default=np.inf,
                     help="stop fitting after this long and report the studies done (the table says how many)")
+    ap.add_argument("--raw-dir", help="append each Python fit to <dir>/<family>_py.csv and skip studies "
+                    "already there (resumable; run the families as separate processes, then once more with "
+                    "--families both to write)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--render-from", help="comma-separated --json files of earlier runs: combine, write, exit")
     args = ap.parse_args()
@@ -214,7 +237,8 @@ def main() -> None:
         for fam in filter(None, args.families.split(",")):
             r_sims = args.r_sims_binomial if fam == "binomial" else args.r_sims_ordinal
             results.append(run_family(fam, args.n_sims, r_sims, args.alpha, args.seed, Path(tmp),
-                                      deadline=time.time() + 60 * args.max_minutes))
+                                      deadline=time.time() + 60 * args.max_minutes,
+                                      raw=Path(args.raw_dir) / f"{fam}_py.csv" if args.raw_dir else None))
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     text = render(results, args.alpha)
