@@ -87,7 +87,7 @@ def simulate_one(design: SimDesign, seed: int) -> pd.DataFrame:
                          "stimulus_id": d["stimulus_id"].to_numpy()})
 
 
-def fit_python(fam: str, frames: list[pd.DataFrame], sims, alpha: float, truth: dict, deadline: float,
+def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float,
                raw: Path | None) -> tuple[pd.DataFrame, float]:
     """Fit each study in ``sims`` with the Python engine. With ``raw`` (a CSV), each study's rows are
     appended as soon as it is fitted and studies already there are skipped: a stopped run resumes."""
@@ -102,7 +102,7 @@ def fit_python(fam: str, frames: list[pd.DataFrame], sims, alpha: float, truth: 
             print(f"{fam}: deadline reached before study {s}", flush=True)
             break
         t = time.perf_counter()
-        res = mixed.fit_mixed(frames[s], "y", family=fam, fixed="defense", reference="normal", alpha=alpha,
+        res = mixed.fit_mixed(study(s), "y", family=fam, fixed="defense", reference="normal", alpha=alpha,
                               engine="python")
         dt = time.perf_counter() - t
         t_py, n = t_py + dt, n + 1
@@ -122,20 +122,22 @@ def fit_python(fam: str, frames: list[pd.DataFrame], sims, alpha: float, truth: 
 
 
 def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, workdir: Path,
-               deadline: float = np.inf, raw: Path | None = None) -> dict:
+               deadline: float = np.inf, raw: Path | None = None, first: int = 0) -> dict:
+    """Studies first..n_sims-1 (study s is simulated with seed seed0 + s, so a range continues an
+    earlier run of the same code)."""
     design = DESIGNS[fam]
     truth = {f"defense:{d}": design.effect(d) for d in design.defenses if d != "normal"}
-    frames = [simulate_one(design, seed0 + s).assign(sim=s) for s in range(n_sims)]
+    study = lambda s: simulate_one(design, seed0 + s).assign(sim=s)  # noqa: E731
     csv = workdir / f"{fam}.csv"
-    pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
     # R runs over the same studies in the background (one process, all fits) while Python fits
     ok, why = mixed.r_available()
     proc, out, t0 = None, workdir / f"{fam}_r.csv", time.perf_counter()
     if ok and r_sims > 0:
+        pd.concat([study(s) for s in range(first, min(n_sims, first + r_sims))], ignore_index=True).to_csv(csv, index=False)
         script = workdir / f"loop_{fam}.R"
         script.write_text(R_LOOP)
         proc = subprocess.Popen(["nice", "Rscript", str(script), fam, str(csv), str(out), str(min(r_sims, n_sims))])
-    py, t_py = fit_python(fam, frames, range(n_sims), alpha, truth, deadline, raw)
+    py, t_py = fit_python(fam, study, range(first, n_sims), alpha, truth, deadline, raw)
     n_done = int(py["sim"].nunique())
     rr, t_r = None, np.nan
     if proc is not None:
@@ -225,6 +227,9 @@ def main() -> None:
     ap.add_argument("--raw-dir", help="append each Python fit to <dir>/<family>_py.csv and skip studies "
                     "already there (resumable; run the families as separate processes, then once more with "
                     "--families both to write)")
+    ap.add_argument("--first", type=int, default=0, help="fit studies FIRST..N-1 only (continue an earlier run)")
+    ap.add_argument("--combine-with", help="a --json file of an earlier run of studies 0..FIRST-1 (same seeds): "
+                    "its Python counts are added to this run's, its R columns kept")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--render-from", help="comma-separated --json files of earlier runs: combine, write, exit")
     args = ap.parse_args()
@@ -238,7 +243,8 @@ def main() -> None:
             r_sims = args.r_sims_binomial if fam == "binomial" else args.r_sims_ordinal
             results.append(run_family(fam, args.n_sims, r_sims, args.alpha, args.seed, Path(tmp),
                                       deadline=time.time() + 60 * args.max_minutes,
-                                      raw=Path(args.raw_dir) / f"{fam}_py.csv" if args.raw_dir else None))
+                                      raw=Path(args.raw_dir) / f"{fam}_py.csv" if args.raw_dir else None,
+                                      first=args.first))
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     text = render(results, args.alpha)
