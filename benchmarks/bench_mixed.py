@@ -12,6 +12,14 @@ writes to BENCHMARKS.md:
 * the rejection rate at alpha for terms whose true effect is 0.
 
     nice .venv/bin/python benchmarks/bench_mixed.py [--n-sims 1000] [--alpha 0.05] [--families binomial,ordinal]
+
+Long runs in resumable pieces, one process per family, continuing the stored earlier run (its R
+columns are kept; Python studies from where it stopped), then one call that only reads and writes:
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_mixed.py --families ordinal \
+        --r-sims-binomial 0 --r-sims-ordinal 0 --raw-dir RAW --combine-with benchmarks/data/bench_mixed_2026-12-01.json --no-write
+    .venv/bin/python benchmarks/bench_mixed.py --r-sims-binomial 0 --r-sims-ordinal 0 --raw-dir RAW \
+        --combine-with benchmarks/data/bench_mixed_2026-12-01.json --max-minutes 0
 """
 from __future__ import annotations
 
@@ -116,8 +124,11 @@ def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float
             pd.DataFrame(new).to_csv(raw, mode="a", header=not raw.exists(), index=False)
         if n % 50 == 0:
             print(f"{fam}: {n} Python fits this run, study {s} ({t_py / n:.2f} s each)", flush=True)
+    if raw is not None and raw.exists():
+        every = pd.read_csv(raw)
+        return every, float(every.groupby("sim")["seconds"].first().mean())
     if raw is not None:
-        return pd.read_csv(raw), (pd.read_csv(raw).groupby("sim")["seconds"].first().mean())
+        return pd.DataFrame(columns=["sim", "term", "estimate", "se", "p"]), np.nan
     return pd.DataFrame(rows), t_py
 
 
@@ -180,6 +191,24 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
             "r_reason": "" if ok else why}
 
 
+def combine(old: dict, new: dict) -> dict:
+    """An earlier run's summary of studies 0..k-1 plus this run's of studies k.. (same seeds and code):
+    Python counts add up; R columns stay the earlier run's (R is not rerun)."""
+    n_old, n_new = old["n_sims"], new["n_sims"]
+    out = dict(old, n_sims=n_old + n_new, python_s_per_fit=new["python_s_per_fit"],
+               parts=f"studies 0–{n_old - 1} from the run of {old.get('measured', '2026-12-01')} and "
+                     f"{n_old}–{n_old + n_new - 1} from this run (same seeds and model code)")
+    terms = []
+    for t_old in old["terms"]:
+        t_new = next(t for t in new["terms"] if t["term"] == t_old["term"])
+        t = dict(t_old, n_py=t_old["n_py"] + t_new["n_py"])
+        for k in ("cover_py", "reject_py"):
+            t[k] = (t_old[k] * t_old["n_py"] + t_new[k] * t_new["n_py"]) / t["n_py"]
+        terms.append(t)
+    out["terms"] = terms
+    return out
+
+
 def render(results: list[dict], alpha: float) -> str:
     lvl = f"{100 * (1 - alpha):g}%"
     lines = ["## Mixed model calibration (benchmarks/bench_mixed.py)", "",
@@ -193,7 +222,8 @@ def render(results: list[dict], alpha: float) -> str:
         lines += [f"### {res['family']} ({res['n_sims']} studies; R on {res['r_sims']} of them)", "",
                   f"Python {res['python_s_per_fit']:.2f} s per fit; R {res['r_s_per_fit']:.2f} s per fit (wall, "
                   "machine shared with other jobs)."
-                  + (" Fewer than 1,000 studies: the run was stopped by --max-minutes." if res["n_sims"] < 1000 else "")
+                  + (f" Python results: {res['parts']}." if res.get("parts") else "")
+                  + (" Fewer than 1,000 studies: the run was stopped before the end." if res["n_sims"] < 1000 else "")
                   + (f" R not run: {res['r_reason']}" if res["r_reason"] else ""), "",
                   "| term | true | SE ratio Py/R mean [min, max] | SE ratio Py/R (Hessian vcov; median, older runs mean) | max abs. est. diff | "
                   f"coverage Py | coverage R | coverage R (Hessian) | rejection Py | rejection R |",
@@ -238,15 +268,18 @@ def main() -> None:
         for f in args.render_from.split(","):
             results += json.loads(Path(f).read_text())
         args.families = ""
+    old = {r["family"]: r for r in json.loads(Path(args.combine_with).read_text())} if args.combine_with else {}
     with tempfile.TemporaryDirectory() as tmp:
         for fam in filter(None, args.families.split(",")):
+            first = old[fam]["n_sims"] if fam in old else args.first
             r_sims = args.r_sims_binomial if fam == "binomial" else args.r_sims_ordinal
             results.append(run_family(fam, args.n_sims, r_sims, args.alpha, args.seed, Path(tmp),
                                       deadline=time.time() + 60 * args.max_minutes,
                                       raw=Path(args.raw_dir) / f"{fam}_py.csv" if args.raw_dir else None,
-                                      first=args.first))
+                                      first=first))
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
+    results = [combine(old[r["family"]], r) if r["family"] in old else r for r in results]
     text = render(results, args.alpha)
     print(text)
     if not args.no_write:
