@@ -140,6 +140,8 @@ def full_report(r_crosscheck: str, keep: str | None, write: bool, participants: 
         "| wall s | CPU s (user+sys, analyze process and its children) | peak RSS MiB | cores | load average before (1/5/15 min) | after |",
         "|---|---|---|---|---|---|",
         f"| {wall:.1f} | {cpu:.1f} | {peak:.0f} | {os.cpu_count()} | {la(load_before)} | {la(load_after)} |", "",
+        f"BLAS threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; niceness "
+        f"{os.nice(0)}.", "",
         "Acceptance: under 30 s wall on an idle 2-core machine, peak under 1 GiB. The machine was not idle "
         "(load average above); the CPU time is the better guide to an idle machine's wall time (the analysis is "
         "mostly single-threaded, so idle wall ≈ CPU time).", "",

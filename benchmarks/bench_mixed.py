@@ -170,6 +170,9 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
     for term, true in truth.items():
         p = py[py["term"] == term]
         row = {"term": term, "true": true, "n_py": len(p),
+               # calibration diagnostics: SEs too small (ratio < 1) or estimates biased
+               "se_over_sd_py": float(p["se"].mean() / p["estimate"].std()) if len(p) > 1 else np.nan,
+               "bias_py": float(p["estimate"].mean() - true) if len(p) else np.nan,
                "cover_py": float((np.abs(p["estimate"] - true) <= z * p["se"]).mean()),
                "reject_py": float((p["p"] < alpha).mean())}
         if rr is not None:
@@ -185,7 +188,11 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
                        se_ratio_hess_median=float(ratio_h.median()),
                        est_diff_max=float((m["estimate"] - m["estimate_r"]).abs().max()))
         per_term.append(row)
+    sds = {k: float(py.groupby("sim")[k].first().mean()) for k in ("sd_participant", "sd_image") if k in py}
     return {"family": fam, "n_sims": n_done, "alpha": alpha, "design": repr(design), "terms": per_term,
+            "diagnostics": {"n": n_done, "first": first, "sd_hat": sds,
+                            "sd_true": {"sd_participant": design.participant_sd, "sd_image": design.image_sd},
+                            "terms": {t["term"]: {k: t[k] for k in ("se_over_sd_py", "bias_py")} for t in per_term}},
             "python_s_per_fit": t_py if raw is not None else t_py / max(1, n_done), "r_s_per_fit": t_r,
             "r_sims": int(rr["sim"].nunique()) if rr is not None else 0,
             "r_reason": "" if ok else why}
@@ -195,7 +202,7 @@ def combine(old: dict, new: dict) -> dict:
     """An earlier run's summary of studies 0..k-1 plus this run's of studies k.. (same seeds and code):
     Python counts add up; R columns stay the earlier run's (R is not rerun)."""
     n_old, n_new = old["n_sims"], new["n_sims"]
-    out = dict(old, n_sims=n_old + n_new, python_s_per_fit=new["python_s_per_fit"],
+    out = dict(old, n_sims=n_old + n_new, python_s_per_fit=new["python_s_per_fit"], diagnostics=new.get("diagnostics"),
                parts=f"studies 0–{n_old - 1} from the run of {old.get('measured', '2026-12-01')} and "
                      f"{n_old}–{n_old + n_new - 1} from this run (same seeds and model code)")
     terms = []
@@ -233,6 +240,14 @@ def render(results: list[dict], alpha: float) -> str:
             lines.append(f"| {t['term']} | {t['true']:g} | {g('se_ratio_mean')} [{g('se_ratio_min')}, "
                          f"{g('se_ratio_max')}] | {g('se_ratio_hess_median') if 'se_ratio_hess_median' in t else g('se_ratio_hess_mean')} | {g('est_diff_max')} | "
                          f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} | {g('reject_r')} |")
+        dg = res.get("diagnostics")
+        if dg and dg["n"] > 1:
+            lines += ["", f"Diagnostics over this run's {dg['n']} studies ({dg['first']}–{dg['first'] + dg['n'] - 1}): "
+                      + "; ".join(f"{t}: mean SE / SD of the estimates {v['se_over_sd_py']:.3f}, bias {v['bias_py']:+.3f}"
+                                  for t, v in dg["terms"].items())
+                      + ". Mean estimated random-intercept SDs: "
+                      + ", ".join(f"{k.removeprefix('sd_')} {dg['sd_hat'][k]:.3f} (true {dg['sd_true'][k]:g})"
+                                  for k in dg["sd_hat"]) + "."]
         if any(t.get("se_ratio_hess_mean", 0) > 1.5 for t in res["terms"]):
             lines.append("")
             lines.append("The Hessian-vcov ratio is a mean over studies; it is dominated by the few studies where "
