@@ -110,8 +110,12 @@ def test_every_task_has_a_primary_result(tmp_path):
         parts.append(d)
     path = write_export(pd.concat(parts, ignore_index=True), tmp_path / "mixed.csv")
     out = tmp_path / "r"
-    assert run("analyze", path, "-o", out, *FAST).exit_code == 0
+    assert run("analyze", path, "-o", out, *FAST, "--alpha", "0.01").exit_code == 0
     md = _md(out)
+    assert "95%" not in md  # every section states the level alpha gives, none the habitual 95%
+    for section in md.split("\n## ")[1:]:
+        if section.startswith(("identify", "rate", "compare")):
+            assert "99%" in section, section.splitlines()[0]
     for task in ("identify", "rate", "compare"):
         assert re.search(rf"\*\*Primary result\*\* \({task}: ", md), task
         prim = pd.read_csv(out / f"tables/{task}_primary.csv")
