@@ -204,7 +204,9 @@ def combine(old: dict, new: dict) -> dict:
     n_old, n_new = old["n_sims"], new["n_sims"]
     out = dict(old, n_sims=n_old + n_new, python_s_per_fit=new["python_s_per_fit"], diagnostics=new.get("diagnostics"),
                parts=f"studies 0–{n_old - 1} from the run of {old.get('measured', '2026-12-01')} and "
-                     f"{n_old}–{n_old + n_new - 1} from this run (same seeds and model code)")
+                     f"{n_old}–{n_old + n_new - 1} from this run (same seeds and model code); the R columns "
+                     f"and SE ratios are the earlier run's alone (R on its first {old.get('r_sims', 0)} studies), "
+                     "not rerun")
     terms = []
     for t_old in old["terms"]:
         t_new = next(t for t in new["terms"] if t["term"] == t_old["term"])
