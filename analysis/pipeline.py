@@ -329,8 +329,8 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         else:
             fe, vc = _mixed_call(identify.bayes_glmm, sub, "target_hit", ref, alpha=cfg.alpha)
         note = (f"Crossed random intercepts for participant and image"
-                + (" and (source, target) group" if "group" in random else "") + f"; {lv} intervals where the engine gives "
-                f"intervals. Fitted on {who}.")
+                + (" and (source, target) group" if "group" in random else "") + f"; {lv} Wald intervals with a t "
+                f"reference (df: containment degrees of freedom, e.g. images - defenses). Fitted on {who}.")
         if fe.attrs.get("engine"):
             note += f" Engine: {fe.attrs['engine']}."
         if fe.attrs.get("notes"):
@@ -459,7 +459,7 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
     if cfg.mixed_model:  # the ordinal model has crossed random effects (analysis.mixed): the slow part
         ordm = rate.ordinal_model(d, ref, cfg.alpha)
         note = (f"Proportional-odds (cumulative) logit with crossed random intercepts for participant and image; "
-                f"{lv} intervals. Odds ratio > 1: higher ratings.")
+                f"{lv} Wald intervals with a t reference (df: containment degrees of freedom). Odds ratio > 1: higher ratings.")
         if ordm.attrs.get("engine"):
             note += f" Engine: {ordm.attrs['engine']}."
         if ordm.attrs.get("notes"):

@@ -84,7 +84,7 @@ def ordinal_model(d: pd.DataFrame, reference: str, alpha: float, engine: str = "
     res = fit_mixed(d, "rating", family="ordinal", fixed="defense", reference=reference,
                     random=list(random), alpha=alpha, engine=engine)
     t = res.table
-    out = pd.DataFrame({"term": t["term"], "log_odds": t["estimate"], "se": t["se"],
+    out = pd.DataFrame({"term": t["term"], "log_odds": t["estimate"], "se": t["se"], "df": t["df"],
                         "odds_ratio": t["odds_ratio"], "or_ci_low": t["or_ci_low"],
                         "or_ci_high": t["or_ci_high"], "p": t["p"]})
     out.attrs.update(engine=res.engine, notes=list(res.notes), alpha=alpha, random=res.random,
