@@ -115,7 +115,7 @@ def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float
         dt = time.perf_counter() - t
         t_py, n = t_py + dt, n + 1
         sd = dict(zip(res.random["factor"], res.random["sd"]))
-        new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p,
+        new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p, "df": r.df,
                 "sd_participant": sd.get("participant_id", np.nan), "sd_image": sd.get("stimulus_id", np.nan),
                 "converged": res.converged, "seconds": dt}
                for r in res.table.itertuples() if r.term in truth]
@@ -218,6 +218,73 @@ def combine(old: dict, new: dict) -> dict:
     return out
 
 
+def study_df(fam: str, s: int, seed0: int) -> float:
+    """The containment df analysis.mixed gives the defense terms of study s (for rows stored before
+    the engine reported df): the study is simulated again from its seed."""
+    d = simulate_one(DESIGNS[fam], seed0 + s)
+    X, _ = mixed.design(d, ["defense"], "normal", intercept=(fam == "binomial"))
+    f = {c: pd.factorize(d[c])[0] for c in ("participant_id", "stimulus_id")}
+    df = mixed.containment_df(X, f, len(d), fam)
+    return float(df[np.asarray(X.columns).astype(str) != "Intercept"].min())
+
+
+def reference_check(fam: str, raws: list[Path], alpha: float, seed0: int) -> dict:
+    """Coverage and rejection with the z and the t (containment df) reference, on the same studies:
+    every study whose estimate and SE are stored in ``raws``."""
+    py = pd.concat([pd.read_csv(r) for r in raws if r.exists()], ignore_index=True)
+    py = py.drop_duplicates(["sim", "term"], keep="last")
+    if "df" not in py:
+        py["df"] = np.nan
+    miss = sorted(py.loc[py["df"].isna(), "sim"].unique())
+    dfs = {s: study_df(fam, int(s), seed0) for s in miss}
+    py["df"] = py["df"].fillna(py["sim"].map(dfs))
+    design = DESIGNS[fam]
+    truth = {f"defense:{d}": design.effect(d) for d in design.defenses if d != "normal"}
+    zq, rows = stats.norm.ppf(1 - alpha / 2), []
+    for term, true in truth.items():
+        p = py[py["term"] == term]
+        tq = stats.t.ppf(1 - alpha / 2, p["df"])
+        a = np.abs(p["estimate"] - true) / p["se"]
+        b = np.abs(p["estimate"]) / p["se"]
+        rows.append({"term": term, "true": true, "n": len(p), "df_median": float(p["df"].median()),
+                     "cover_z": float((a <= zq).mean()), "cover_t": float((a <= tq).mean()),
+                     "reject_z": float((b > zq).mean()), "reject_t": float((b > tq).mean())})
+    sims = sorted(py["sim"].unique())
+    return {"family": fam, "n": len(sims), "rows": rows,
+            "ranges": _ranges(sims)}
+
+
+def _ranges(sims: list[int]) -> str:
+    out, start, prev = [], None, None
+    for s in sims:
+        if start is None:
+            start = prev = s
+        elif s == prev + 1:
+            prev = s
+        else:
+            out.append(f"{start}–{prev}")
+            start = prev = s
+    if start is not None:
+        out.append(f"{start}–{prev}")
+    return ", ".join(out)
+
+
+def render_reference(checks: list[dict], alpha: float) -> str:
+    lvl = f"{100 * (1 - alpha):g}%"
+    lines = ["### z or t reference (analysis.mixed now uses t with containment df)", "",
+             f"The same studies' {lvl} intervals and tests at α = {alpha:g} with the z quantile (as above) and with "
+             "the t quantile at the containment df that analysis.mixed reports (images − defenses for the defense "
+             "terms). Only studies whose per-study estimates are stored: the earlier run kept counts only.", "",
+             "| family | term | true | studies | df (median) | coverage z | coverage t | rejection z | rejection t |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in checks:
+        for r in c["rows"]:
+            lines.append(f"| {c['family']} | {r['term']} | {r['true']:g} | {r['n']} | {r['df_median']:g} | "
+                         f"{r['cover_z']:.3f} | {r['cover_t']:.3f} | {r['reject_z']:.3f} | {r['reject_t']:.3f} |")
+    lines += [""] + [f"{c['family']}: studies {c['ranges']}." for c in checks]
+    return "\n".join(lines)
+
+
 def render(results: list[dict], alpha: float) -> str:
     lvl = f"{100 * (1 - alpha):g}%"
     lines = ["## Mixed model calibration (benchmarks/bench_mixed.py)", "",
@@ -277,6 +344,8 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="fit studies FIRST..N-1 only (continue an earlier run)")
     ap.add_argument("--combine-with", help="a --json file of an earlier run of studies 0..FIRST-1 (same seeds): "
                     "its Python counts are added to this run's, its R columns kept")
+    ap.add_argument("--reference-check", help="comma-separated raw dirs: add coverage with z and t reference "
+                    "on every study stored there")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--render-from", help="comma-separated --json files of earlier runs: combine, write, exit")
     args = ap.parse_args()
@@ -298,6 +367,11 @@ def main() -> None:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     results = [combine(old[r["family"]], r) if r["family"] in old else r for r in results]
     text = render(results, args.alpha)
+    if args.reference_check:
+        raws = [Path(x) for x in args.reference_check.split(",")]
+        checks = [reference_check(fam, [r / f"{fam}_py.csv" for r in raws], args.alpha, args.seed)
+                  for fam in ("binomial", "ordinal") if any((r / f"{fam}_py.csv").exists() for r in raws)]
+        text += "\n" + render_reference(checks, args.alpha)
     print(text)
     if not args.no_write:
         from _report import write_section
