@@ -729,7 +729,7 @@ def tidy(terms: list[str], est: np.ndarray, se: np.ndarray, alpha: float,
     """Wald table at level 1 - alpha: t reference with ``df`` (containment df) where given, else z."""
     if df is None:
         crit, sf = stats.norm.ppf(1 - alpha / 2), stats.norm.sf
-        df = np.full(len(terms), np.inf)
+        df = np.full(len(terms), np.nan)  # z reference: no df
     else:
         df = np.asarray(df, float)
         crit, sf = stats.t.ppf(1 - alpha / 2, df), (lambda x: stats.t.sf(x, df))
