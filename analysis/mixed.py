@@ -21,7 +21,9 @@ Two engines, one result type:
 thousandths of a logit in the estimates (tests/analysis/test_mixed.py checks this on every run where
 R is installed), and it fits the whole 100k-response data set in a fraction of glmer's time
 (docs/analysis.md, "Mixed model", has the measurements). ``engine="r"`` runs lme4/ordinal itself.
-Everything interval-shaped derives from ``alpha``. The data are never subsampled here.
+Everything interval-shaped derives from ``alpha``; intervals and p-values use a t reference with
+containment degrees of freedom (``containment_df``; the same for both engines). The data are never
+subsampled here.
 """
 from __future__ import annotations
 
