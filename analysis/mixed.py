@@ -49,7 +49,7 @@ MAX_DENSE = 8000  # largest dense block (fixed + all but the largest random fact
 @dataclass
 class MixedResult:
     """Fixed effects (``table``), variance components (``random``), provenance (``engine``,
-    ``notes``). ``table`` columns: term, estimate (log-odds), se, z, p, ci_low, ci_high,
+    ``notes``). ``table`` columns: term, estimate (log-odds), se, z, df (containment), p, ci_low, ci_high,
     odds_ratio, or_ci_low, or_ci_high."""
     table: pd.DataFrame
     random: pd.DataFrame
