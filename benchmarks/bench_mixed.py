@@ -13,13 +13,14 @@ writes to BENCHMARKS.md:
 
     nice .venv/bin/python benchmarks/bench_mixed.py [--n-sims 1000] [--alpha 0.05] [--families binomial,ordinal]
 
-Long runs in resumable pieces, one process per family, continuing the stored earlier run (its R
-columns are kept; Python studies from where it stopped), then one call that only reads and writes:
+Long runs in resumable pieces (one process per family and range of studies, --first/--n-sims; each
+appends to RAW/<family>_py.csv and skips studies already there), then one call that only reads the
+stored fits and writes, with the earlier run's R columns beside them and the z/t reference check:
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_mixed.py --families ordinal \
-        --r-sims-binomial 0 --r-sims-ordinal 0 --raw-dir RAW --combine-with benchmarks/data/bench_mixed_2026-12-01.json --no-write
+        --r-sims-binomial 0 --r-sims-ordinal 0 --raw-dir RAW --no-write
     .venv/bin/python benchmarks/bench_mixed.py --r-sims-binomial 0 --r-sims-ordinal 0 --raw-dir RAW \
-        --combine-with benchmarks/data/bench_mixed_2026-12-01.json --max-minutes 0
+        --combine-with benchmarks/data/bench_mixed_2026-12-01.json --reference-check RAW --max-minutes 0
 """
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
         per_term.append(row)
     sds = {k: float(py.groupby("sim")[k].first().mean()) for k in ("sd_participant", "sd_image") if k in py}
     return {"family": fam, "n_sims": n_done, "alpha": alpha, "design": repr(design), "terms": per_term,
-            "diagnostics": {"n": n_done, "first": first, "sd_hat": sds,
+            "diagnostics": {"n": n_done, "studies": _ranges(sorted(int(x) for x in py["sim"].unique())), "sd_hat": sds,
                             "sd_true": {"sd_participant": design.participant_sd, "sd_image": design.image_sd},
                             "terms": {t["term"]: {k: t[k] for k in ("se_over_sd_py", "bias_py")} for t in per_term}},
             "python_s_per_fit": t_py if raw is not None else t_py / max(1, n_done), "r_s_per_fit": t_r,
@@ -198,22 +199,21 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
             "r_reason": "" if ok else why}
 
 
+R_KEYS = ("n_r", "cover_r", "cover_r_hess", "reject_r", "se_ratio_mean", "se_ratio_min", "se_ratio_max",
+          "se_ratio_hess_mean", "se_ratio_hess_median", "est_diff_max")
+
+
 def combine(old: dict, new: dict) -> dict:
-    """An earlier run's summary of studies 0..k-1 plus this run's of studies k.. (same seeds and code):
-    Python counts add up; R columns stay the earlier run's (R is not rerun)."""
-    n_old, n_new = old["n_sims"], new["n_sims"]
-    out = dict(old, n_sims=n_old + n_new, python_s_per_fit=new["python_s_per_fit"], diagnostics=new.get("diagnostics"),
-               parts=f"studies 0–{n_old - 1} from the run of {old.get('measured', '2026-12-01')} and "
-                     f"{n_old}–{n_old + n_new - 1} from this run (same seeds and model code); the R columns "
-                     f"and SE ratios are the earlier run's alone (R on its first {old.get('r_sims', 0)} studies), "
-                     "not rerun")
+    """This run's Python results with an earlier run's R columns (R is not rerun). The earlier run's
+    Python counts are not added: its studies came from the code of that day, and refitting its seeds
+    with today's code did not reproduce its counts exactly (2026-12-02)."""
+    out = dict(new, r_sims=old.get("r_sims", 0), r_s_per_fit=old.get("r_s_per_fit", np.nan),
+               parts=f"R columns and SE ratios: the run of {old.get('measured', '2026-12-01')} (R on its first "
+                     f"{old.get('r_sims', 0)} studies, simulated by that day's code), not rerun")
     terms = []
-    for t_old in old["terms"]:
-        t_new = next(t for t in new["terms"] if t["term"] == t_old["term"])
-        t = dict(t_old, n_py=t_old["n_py"] + t_new["n_py"])
-        for k in ("cover_py", "reject_py"):
-            t[k] = (t_old[k] * t_old["n_py"] + t_new[k] * t_new["n_py"]) / t["n_py"]
-        terms.append(t)
+    for t_new in new["terms"]:
+        t_old = next((t for t in old["terms"] if t["term"] == t_new["term"]), {})
+        terms.append(dict(t_new, **{k: t_old[k] for k in R_KEYS if k in t_old}))
     out["terms"] = terms
     return out
 
@@ -298,7 +298,7 @@ def render(results: list[dict], alpha: float) -> str:
         lines += [f"### {res['family']} ({res['n_sims']} studies; R on {res['r_sims']} of them)", "",
                   f"Python {res['python_s_per_fit']:.2f} s per fit; R {res['r_s_per_fit']:.2f} s per fit (wall, "
                   "machine shared with other jobs)."
-                  + (f" Python results: {res['parts']}." if res.get("parts") else "")
+                  + (f" {res['parts']}." if res.get("parts") else "")
                   + (" Fewer than 1,000 studies: the run was stopped before the end." if res["n_sims"] < 1000 else "")
                   + (f" R not run: {res['r_reason']}" if res["r_reason"] else ""), "",
                   "| term | true | SE ratio Py/R mean [min, max] | SE ratio Py/R (Hessian vcov; median, older runs mean) | max abs. est. diff | "
@@ -311,7 +311,7 @@ def render(results: list[dict], alpha: float) -> str:
                          f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} | {g('reject_r')} |")
         dg = res.get("diagnostics")
         if dg and dg["n"] > 1:
-            lines += ["", f"Diagnostics over this run's {dg['n']} studies ({dg['first']}–{dg['first'] + dg['n'] - 1}): "
+            lines += ["", f"Diagnostics over these {dg['n']} studies ({dg['studies']}): "
                       + "; ".join(f"{t}: mean SE / SD of the estimates {v['se_over_sd_py']:.3f}, bias {v['bias_py']:+.3f}"
                                   for t, v in dg["terms"].items())
                       + ". Mean estimated random-intercept SDs: "
@@ -342,8 +342,8 @@ def main() -> None:
                     "already there (resumable; run the families as separate processes, then once more with "
                     "--families both to write)")
     ap.add_argument("--first", type=int, default=0, help="fit studies FIRST..N-1 only (continue an earlier run)")
-    ap.add_argument("--combine-with", help="a --json file of an earlier run of studies 0..FIRST-1 (same seeds): "
-                    "its Python counts are added to this run's, its R columns kept")
+    ap.add_argument("--combine-with", help="a --json file of an earlier run: its R columns are shown beside "
+                    "this run's Python results")
     ap.add_argument("--reference-check", help="comma-separated raw dirs: add coverage with z and t reference "
                     "on every study stored there")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -357,7 +357,7 @@ def main() -> None:
     old = {r["family"]: r for r in json.loads(Path(args.combine_with).read_text())} if args.combine_with else {}
     with tempfile.TemporaryDirectory() as tmp:
         for fam in filter(None, args.families.split(",")):
-            first = old[fam]["n_sims"] if fam in old else args.first
+            first = args.first
             r_sims = args.r_sims_binomial if fam == "binomial" else args.r_sims_ordinal
             results.append(run_family(fam, args.n_sims, r_sims, args.alpha, args.seed, Path(tmp),
                                       deadline=time.time() + 60 * args.max_minutes,
