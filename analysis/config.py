@@ -1,9 +1,10 @@
-"""Analysis options: one type for the study design's `[analysis]` section, the export's companion
-`.study.json`, a `--config` TOML file and the command line.
+"""Analysis options: the study design's pre-registered `[analysis]` options (contracts/analysis_options.py,
+shared with the study app's design parser) plus the analysis's computational ones, read from the export's
+companion `.study.json`, a `--config` TOML file and the command line.
 
-Every option has one name and one default (the study design file's, study_app/design.py), and the
-report states where each value came from: `study` (the design's `[analysis]` section, read from the
-export's companion file or from `--config`), `command line`, or `default`.
+Every option has one name and one default, and the report states where each value came from: `study`
+(set by the design's `[analysis]` section, read from the export's companion file, or by `--config`),
+`command line`, or `default`.
 """
 from __future__ import annotations
 
@@ -16,26 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from analysis.errors import AnalysisError
+from contracts import analysis_options as opt
+from contracts.analysis_options import ALIASES, DEFAULT_REFERENCE, TASK_OUTCOMES  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-FAMILIES = ("each_vs_reference", "all_pairs")
-# The task's own pre-registered outcome (primary_outcome = "" means this one).
-TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
-OUTCOMES = ("", "target_hit", "original_hit", "rating", "chosen_defense")
-# Older spellings still accepted (files and command line); the report uses the names below.
-ALIASES = {"attention_min_pass_rate": "attention_threshold"}
-DEFAULT_REFERENCE = "normal"  # reference_defense = "": this defense if present, else the first
+FAMILIES = opt.CONTRASTS
+OUTCOMES = opt.OUTCOMES
+_D = opt.DEFAULTS
 
 SOURCES = ("study", "command line", "default")
 
 
 @dataclass
 class AnalysisConfig:
-    attention_threshold: float = 1.0  # participant kept if >= this share of attention checks passed
-    rt_floor_ms: float = 200.0  # responses faster than this are removed (response-level rule)
-    primary_outcome: str = ""  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
-    primary_contrast: str | tuple[str, str] = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
-    reference_defense: str = ""  # "" = normal if present, else the first defense in sorted order
+    """The design's [analysis] options (the first five: names, defaults and checks from
+    contracts/analysis_options.py), then the analysis's own computational options."""
+    attention_threshold: float = _D["attention_threshold"]  # participant kept if >= this share of attention checks passed
+    rt_floor_ms: float = _D["rt_floor_ms"]  # responses faster than this are removed (response-level rule)
+    primary_outcome: str = _D["primary_outcome"]  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_contrast: str | tuple[str, str] = _D["primary_contrast"]  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    reference_defense: str = _D["reference_defense"]  # "" = normal if present, else the first defense in sorted order
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
     alpha: float = 0.05  # two-sided significance level; every interval is 1 - alpha
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
@@ -47,33 +48,17 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         # where each value came from; filled by load_config (not an option itself)
         self.sources: dict[str, str] = {f: "default" for f in option_names()}
-        if not 0.0 <= self.attention_threshold <= 1.0:
-            raise AnalysisError("attention_threshold must be between 0 and 1")
+        for name in opt.OPTION_NAMES:
+            try:
+                setattr(self, name, opt.check(name, getattr(self, name)))
+            except opt.OptionError as exc:
+                raise AnalysisError(str(exc)) from None
         if not 0.0 < self.alpha < 1.0:
             raise AnalysisError("alpha must be between 0 and 1")
-        if self.rt_floor_ms < 0:
-            raise AnalysisError("rt_floor_ms must be >= 0")
         if self.n_boot < 50:
             raise AnalysisError("n_boot must be at least 50")
         if self.r_crosscheck not in ("auto", "on", "off"):
             raise AnalysisError("r_crosscheck must be auto, on or off")
-        if self.primary_outcome is None:
-            self.primary_outcome = ""
-        if self.primary_outcome not in OUTCOMES:
-            raise AnalysisError("primary_outcome must be target_hit, original_hit, rating or chosen_defense")
-        if self.reference_defense is None:
-            self.reference_defense = ""
-        pc = self.primary_contrast
-        if pc is None:
-            self.primary_contrast = "each_vs_reference"
-        elif isinstance(pc, str):
-            if pc not in FAMILIES:
-                raise AnalysisError("primary_contrast must be two defense names or one of " + ", ".join(FAMILIES))
-        else:
-            pc = tuple(pc)
-            if len(pc) != 2 or pc[0] == pc[1]:
-                raise AnalysisError("primary_contrast must name two different defenses")
-            self.primary_contrast = (str(pc[0]), str(pc[1]))
         self.complete_states = tuple(self.complete_states)
 
     # --- views -----------------------------------------------------------------------------
@@ -210,13 +195,18 @@ def load_config(path: Path | None = None, companion: Path | None = None, **overr
         design = doc.get("design") or {}
         section = design.get("analysis") if isinstance(design, dict) else None
         section = dict(section) if isinstance(section, dict) else {}
+        # which options the design file set (contracts/analysis_options.py); the study app stores every
+        # option, so the others are its defaults. Companions from before set_in_design: all "study".
+        set_in = section.pop("set_in_design", None)
+        set_in = {ALIASES.get(k, k) for k in set_in} if isinstance(set_in, list) else None
         # a newer study app may write options this analysis does not know: leave them, say so in the log
         unknown = sorted(k for k in section if ALIASES.get(k, k) not in option_names())
         if unknown:
             log.warning("%s: [analysis] options this analysis does not use: %s", companion, ", ".join(unknown))
         section = {k: v for k, v in section.items() if k not in unknown}
         for k, v in section_values(section, str(companion)).items():
-            values[k], sources[k] = v, "study"
+            values[k] = v
+            sources[k] = "study" if set_in is None or k in set_in else "default"
     if path is not None:
         for k, v in _toml_analysis(Path(path)).items():
             values[k], sources[k] = v, "study"

@@ -21,7 +21,9 @@ Two engines, one result type:
 thousandths of a logit in the estimates (tests/analysis/test_mixed.py checks this on every run where
 R is installed), and it fits the whole 100k-response data set in a fraction of glmer's time
 (docs/analysis.md, "Mixed model", has the measurements). ``engine="r"`` runs lme4/ordinal itself.
-Everything interval-shaped derives from ``alpha``. The data are never subsampled here.
+Everything interval-shaped derives from ``alpha``; intervals and p-values use a t reference with
+containment degrees of freedom (``containment_df``; the same for both engines). The data are never
+subsampled here.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ MAX_DENSE = 8000  # largest dense block (fixed + all but the largest random fact
 @dataclass
 class MixedResult:
     """Fixed effects (``table``), variance components (``random``), provenance (``engine``,
-    ``notes``). ``table`` columns: term, estimate (log-odds), se, z, p, ci_low, ci_high,
+    ``notes``). ``table`` columns: term, estimate (log-odds), se, z, df (containment), p, ci_low, ci_high,
     odds_ratio, or_ci_low, or_ci_high."""
     table: pd.DataFrame
     random: pd.DataFrame
@@ -69,7 +71,8 @@ class MixedResult:
     def summary(self) -> str:
         pct = f"{100 * self.level:g}%"
         lines = [f"Mixed model ({self.family}): {self.formula}",
-                 f"engine: {self.engine}; observations: {self.nobs:,}; intervals: {pct} (alpha = {self.alpha:g})"]
+                 f"engine: {self.engine}; observations: {self.nobs:,}; intervals: {pct} (alpha = {self.alpha:g}), "
+                 "t reference with containment df"]
         if self.subsample:
             lines.insert(0, f"SUBSAMPLE: {self.subsample}")
         t = self.table
@@ -686,7 +689,7 @@ def fit_mixed(d: pd.DataFrame, outcome: str, *, family: str = "binomial",
                      "log-odds); estimate and interval not reported")
     est = np.where(bad, np.nan, est)
     se = np.where(bad, np.nan, se)
-    table = tidy(list(X.columns), est, se, alpha)
+    table = tidy(list(X.columns), est, se, alpha, df=containment_df(X, factors, len(d), family))
     rnd = pd.DataFrame({"factor": list(factors), "n_levels": [int(c.max()) + 1 for c in factors.values()],
                         "sd": sds, "variance": np.asarray(sds) ** 2})
     return MixedResult(table=table, random=rnd, engine=engine_name, family=family, outcome=outcome,
@@ -694,11 +697,47 @@ def fit_mixed(d: pd.DataFrame, outcome: str, *, family: str = "binomial",
                        converged=bool(converged), formula=formula)
 
 
-def tidy(terms: list[str], est: np.ndarray, se: np.ndarray, alpha: float) -> pd.DataFrame:
-    z = stats.norm.ppf(1 - alpha / 2)
+def containment_df(X: pd.DataFrame, factors: dict[str, np.ndarray], nobs: int, family: str) -> np.ndarray:
+    """Denominator degrees of freedom per fixed-effect column by the containment rule (as SAS PROC
+    GLIMMIX's default DDFM=CONTAIN): a column that is constant within every level of a random factor
+    varies only between that factor's levels, so its information comes from those levels, not from the
+    rows. For a defense whose images each belong to one defense that is the image factor: df = number of
+    images - rank of the between-image columns (with the intercept, or the thresholds that stand for it
+    in the ordinal model). The smallest such df over the factors containing the column; a column no
+    factor contains gets the residual df, rows - rank(X) - sum(levels - 1) (at least 1)."""
+    A = X.to_numpy(float)
+    if family == "ordinal":  # the thresholds act as the intercept
+        A = np.column_stack([np.ones(len(A)), A])
+    k = A.shape[1]
+    resid = max(1.0, float(nobs - np.linalg.matrix_rank(A) - sum(int(c.max()) for c in factors.values())))
+    df = np.full(X.shape[1], resid)
+    off = k - X.shape[1]
+    for codes in factors.values():
+        q = int(codes.max()) + 1
+        lo, hi = np.full((q, k), np.inf), np.full((q, k), -np.inf)
+        np.minimum.at(lo, codes, A)
+        np.maximum.at(hi, codes, A)
+        between = np.all(hi - lo < 1e-12, axis=0)  # constant within every level
+        if not between[off:].any():
+            continue
+        agg = lo[:, between]  # the level-wise values of the between columns
+        dfF = max(1.0, float(q - np.linalg.matrix_rank(agg)))
+        df = np.where(between[off:], np.minimum(df, dfF), df)
+    return df
+
+
+def tidy(terms: list[str], est: np.ndarray, se: np.ndarray, alpha: float,
+         df: np.ndarray | None = None) -> pd.DataFrame:
+    """Wald table at level 1 - alpha: t reference with ``df`` (containment df) where given, else z."""
+    if df is None:
+        crit, sf = stats.norm.ppf(1 - alpha / 2), stats.norm.sf
+        df = np.full(len(terms), np.nan)  # z reference: no df
+    else:
+        df = np.asarray(df, float)
+        crit, sf = stats.t.ppf(1 - alpha / 2, df), (lambda x: stats.t.sf(x, df))
     with np.errstate(divide="ignore", invalid="ignore"):
         zs = est / se
-    lo, hi = est - z * se, est + z * se
-    return pd.DataFrame({"term": terms, "estimate": est, "se": se, "z": zs,
-                         "p": 2 * stats.norm.sf(np.abs(zs)), "ci_low": lo, "ci_high": hi,
+    lo, hi = est - crit * se, est + crit * se
+    return pd.DataFrame({"term": terms, "estimate": est, "se": se, "z": zs, "df": df,
+                         "p": 2 * sf(np.abs(zs)), "ci_low": lo, "ci_high": hi,
                          "odds_ratio": np.exp(est), "or_ci_low": np.exp(lo), "or_ci_high": np.exp(hi)})

@@ -12,11 +12,12 @@ from scipy import stats
 from scipy.special import expit
 
 from analysis import agreement, compare, designs, figures, identify, rate, rcheck
-from analysis.config import DEFAULT_REFERENCE, AnalysisConfig, StudyInfo
+from analysis.config import AnalysisConfig, StudyInfo
 from analysis.errors import AnalysisError
 from analysis.exclusions import apply_exclusions
 from analysis.results import Section, Table
 from analysis.stats import cluster_logit, cluster_ols, holm, treatment_design
+from contracts import analysis_options
 
 log = logging.getLogger(__name__)
 MIN_PARTICIPANTS = 2
@@ -31,8 +32,8 @@ class Analysis:
 
 def reference_for(cfg: AnalysisConfig, defenses: list[str]) -> str:
     ref = cfg.reference_defense
-    if not ref:
-        return DEFAULT_REFERENCE if DEFAULT_REFERENCE in defenses else defenses[0]
+    if not ref:  # the one rule, shared with the study app
+        return analysis_options.reference_for(defenses)
     if ref not in defenses:
         raise AnalysisError(f"reference_defense {ref!r} is not among the defenses: {', '.join(defenses)}")
     return ref
@@ -328,8 +329,8 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         else:
             fe, vc = _mixed_call(identify.bayes_glmm, sub, "target_hit", ref, alpha=cfg.alpha)
         note = (f"Crossed random intercepts for participant and image"
-                + (" and (source, target) group" if "group" in random else "") + f"; {lv} intervals where the engine gives "
-                f"intervals. Fitted on {who}.")
+                + (" and (source, target) group" if "group" in random else "") + f"; {lv} Wald intervals with a t "
+                f"reference (df: containment degrees of freedom, e.g. images - defenses). Fitted on {who}.")
         if fe.attrs.get("engine"):
             note += f" Engine: {fe.attrs['engine']}."
         if fe.attrs.get("notes"):
@@ -457,7 +458,12 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
                             "Effect size: matched-pairs rank-biserial r. Holm within each family."))
     if cfg.mixed_model:  # the ordinal model has crossed random effects (analysis.mixed): the slow part
         ordm = rate.ordinal_model(d, ref, cfg.alpha)
-        note = (f"Proportional-odds logit, {lv} intervals. Odds ratio > 1: higher ratings.")
+        note = (f"Proportional-odds (cumulative) logit with crossed random intercepts for participant and image; "
+                f"{lv} Wald intervals with a t reference (df: containment degrees of freedom). Odds ratio > 1: higher ratings.")
+        if ordm.attrs.get("engine"):
+            note += f" Engine: {ordm.attrs['engine']}."
+        if ordm.attrs.get("notes"):
+            note += " " + " ".join(str(n).rstrip(".") + "." for n in ordm.attrs["notes"])
         r_run, r_why = _r_wanted(cfg, r_ok, len(d), "rate")
         if r_run:
             try:
@@ -470,11 +476,6 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
         else:
             note += f" R cross-check (ordinal::clmm) {r_why}"
         sec.tables.append(Table("rate_ordinal", "Ordinal (proportional-odds) model", ordm, note))
-    if cfg.mixed_model:
-        sec.tables.append(Table("rate_lmm", "Linear mixed model (sensitivity check)",
-                                rate.linear_mixed(d, ref, cfg.alpha),
-                                f"rating ~ defense with random intercepts; treats ratings as interval; {lv} "
-                                "intervals."))
     rng = np.random.default_rng(cfg.seed)
     sec.tables.append(Table("rate_agreement", "Agreement between people (same image)",
                             agreement.rater_agreement(d, "rate", cfg.n_boot, cfg.alpha, rng),

@@ -1,5 +1,9 @@
-"""rate task (1-7): descriptives, Friedman + Kendall's W, Wilcoxon + rank-biserial,
-proportional-odds model, linear mixed model (sensitivity)."""
+"""rate task (1-7): descriptives, Friedman + Kendall's W, Wilcoxon + rank-biserial, and the
+proportional-odds mixed model with crossed random intercepts for participant and image.
+
+There is no linear mixed model: statsmodels' MixedLM takes one grouping factor, and a participant-only
+intercept ignores that every image is rated by many people. The interval-scale analysis is the primary
+test (least squares on rating points, cluster-robust by participant and group)."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.stats import codes, holm, rank_biserial_paired, treatment_design
+from analysis.stats import holm, rank_biserial_paired
 
 
 def rate_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -80,27 +84,9 @@ def ordinal_model(d: pd.DataFrame, reference: str, alpha: float, engine: str = "
     res = fit_mixed(d, "rating", family="ordinal", fixed="defense", reference=reference,
                     random=list(random), alpha=alpha, engine=engine)
     t = res.table
-    out = pd.DataFrame({"term": t["term"], "log_odds": t["estimate"], "se": t["se"],
+    out = pd.DataFrame({"term": t["term"], "log_odds": t["estimate"], "se": t["se"], "df": t["df"],
                         "odds_ratio": t["odds_ratio"], "or_ci_low": t["or_ci_low"],
                         "or_ci_high": t["or_ci_high"], "p": t["p"]})
     out.attrs.update(engine=res.engine, notes=list(res.notes), alpha=alpha, random=res.random,
                      thresholds=res.thresholds, converged=res.converged, formula=res.formula)
     return out
-
-
-def linear_mixed(d: pd.DataFrame, reference: str, alpha: float) -> pd.DataFrame:
-    """rating ~ defense with a random intercept per participant (sensitivity check; treats the
-    rating as interval-scaled)."""
-    import statsmodels.api as sm
-
-    X = treatment_design(d["defense"], reference, "defense")
-    X.insert(0, "Intercept", 1.0)
-    res = sm.MixedLM(d["rating"].to_numpy(float), X, groups=d["participant_id"].to_numpy()).fit(reml=True)
-    k = X.shape[1]
-    b, se = np.asarray(res.fe_params), np.asarray(res.bse_fe)
-    z = stats.norm.ppf(1 - alpha / 2)
-    p = 2 * stats.norm.sf(np.abs(b / se))
-    return pd.DataFrame({"term": X.columns, "estimate": b, "se": se, "ci_low": b - z * se,
-                         "ci_high": b + z * se, "p": p,
-                         "participant_sd": float(np.sqrt(res.cov_re.iloc[0, 0])),
-                         "residual_sd": float(np.sqrt(res.scale))}).iloc[:k]

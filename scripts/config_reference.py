@@ -157,18 +157,22 @@ def design_part() -> list[str]:
             out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
         out.append("")
     out += ["### `[analysis]` (pre-registered; carried into the export's companion `.study.json`)", "",
-            field_table(sd.Analysis), ""]
+            "One type shared with the analysis (`contracts/analysis_options.py`): the same names, defaults and "
+            "checks as the analysis options below.", "",
+            field_table(sd.Analysis, skip=("set_in_design",)), ""]
     return out
 
 
 def analysis_part() -> list[str]:
     from analysis import config as ac
 
-    aliases = ", ".join(f"`{k}` = `{v}`" for k, v in ac.ALIASES.items())
+    # ALIASES maps an older spelling to the current name: both are accepted, the current one is written
+    older = ", ".join(f"`{old}` (now `{new}`)" for old, new in ac.ALIASES.items())
     return ["## Analysis options: `advlegit analyze FILE --config FILE.toml` (an `[analysis]` table)", "",
             "The study's own `[analysis]` section reaches the analysis through the export's companion file; "
             "a `--config` file or command-line options override it, and the report lists every value and "
-            f"where it came from. Design-file spellings: {aliases}.", "",
+            "where it came from. The design file and the analysis spell every option the same way; older "
+            f"spellings still accepted in either: {older}.", "",
             field_table(ac.AnalysisConfig, skip=("explicit",)), ""]
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts import analysis_options
 from contracts.export import STIMULUS_KINDS
 
 from .planning import cell_of  # noqa: F401  (kept importable from here)
@@ -17,21 +18,16 @@ DEFAULT_QUESTIONS = [
     "Were the images clear enough to judge? Anything that got in the way?",
     "Any other comments for the researchers?",
 ]
-PRIMARY_OUTCOMES = {name: t.primary_outcome for name, t in TASKS.items()}
-CONTRASTS = ("each_vs_reference", "all_pairs")
+PRIMARY_OUTCOMES = analysis_options.TASK_OUTCOMES
+CONTRASTS = analysis_options.CONTRASTS
 
 
 class DesignError(ValueError):
     """A design file problem; the message names the field."""
 
 
-@dataclass
-class Analysis:
-    attention_threshold: float = 1.0  # minimum fraction of attention checks passed
-    rt_floor_ms: float = 200.0  # responses faster than this are excluded
-    primary_outcome: str = ""  # "" = the task's own: target_hit | rating | chosen_defense
-    primary_contrast: str = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within the family)
-    reference_defense: str = ""  # "" = the first of study.defenses
+# [analysis]: one type, its names, defaults and checks shared with the analysis (contract 3)
+Analysis = analysis_options.AnalysisOptions
 
 
 @dataclass
@@ -114,8 +110,7 @@ _ALLOWED = {
     "completion": {"code"},
     "debrief": {"questions"},
     "stimuli": {"kinds", "include_failed"},
-    "analysis": {"attention_threshold", "rt_floor_ms", "primary_outcome", "primary_contrast",
-                 "reference_defense"},
+    "analysis": set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES),
 }
 
 
@@ -153,18 +148,10 @@ def parse_design(data: dict[str, Any]) -> Design:
     nonneg = lambda v: v >= 0  # noqa: E731
     task = _get(s, "study", "task", str, check=lambda v: v in TASKS, hint="one of " + ", ".join(TASKS))
     nonempty = lambda v: v.strip() != ""  # noqa: E731
-    a = data.get("analysis", {})
-    analysis = Analysis(
-        attention_threshold=float(_get(a, "analysis", "attention_threshold", (int, float), 1.0,
-                                       check=lambda v: 0 <= v <= 1, hint="a fraction 0..1")),
-        rt_floor_ms=float(_get(a, "analysis", "rt_floor_ms", (int, float), 200.0, check=nonneg)),
-        primary_outcome=_get(a, "analysis", "primary_outcome", str, PRIMARY_OUTCOMES[task],
-                             check=lambda v: v == PRIMARY_OUTCOMES[task],
-                             hint=f"the {task} task's outcome is {PRIMARY_OUTCOMES[task]}"),
-        primary_contrast=_get(a, "analysis", "primary_contrast", str, "each_vs_reference",
-                              check=lambda v: v in CONTRASTS, hint="one of " + ", ".join(CONTRASTS)),
-        reference_defense=_get(a, "analysis", "reference_defense", str, ""),
-    )
+    try:
+        analysis = analysis_options.parse_section(data.get("analysis", {}), task)
+    except analysis_options.OptionError as exc:
+        raise DesignError(str(exc)) from None
     questions = _get(data.get("debrief", {}), "debrief", "questions", list, list(DEFAULT_QUESTIONS))
     if not all(isinstance(q, str) and q.strip() for q in questions):
         raise DesignError("debrief.questions: must be a list of non-empty strings")
@@ -250,11 +237,10 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
             f"study.trials: {design.trials} is not a multiple of the {len(cells)} {unit}, "
             f"so defenses cannot be seen equally often"
         )
-    ref = design.analysis.reference_defense
-    if ref and ref not in design.defenses:
-        raise DesignError(f"analysis.reference_defense: {ref!r} is not one of the study's defenses {design.defenses}")
-    if not ref:
-        design.analysis.reference_defense = design.defenses[0]
+    try:  # "" stays "": the analysis applies the one default rule (contracts/analysis_options.py)
+        analysis_options.check_defenses(design.analysis, design.defenses)
+    except analysis_options.OptionError as exc:
+        raise DesignError(str(exc)) from None
     items, _ = _pool(design, stimuli, sources)
     main_sources = {it.source for it in items}
     if len(main_sources) < design.trials:

@@ -37,3 +37,13 @@ def test_comments_are_read_from_the_field_lines():
 
     comments = _script().field_comments(Example)
     assert comments == {"a": "explained above", "b": "explained beside, with a | bar", "c": ""}
+
+
+def test_older_spellings_read_old_to_new():
+    """ALIASES maps an older spelling to the current name; the page must say so that way round."""
+    from contracts.analysis_options import ALIASES, OPTION_NAMES
+    text = _script().render()
+    for old, new in ALIASES.items():
+        assert new in OPTION_NAMES and old not in OPTION_NAMES
+        assert f"`{old}` (now `{new}`)" in text
+        assert f"| `{new}` |" in text and f"| `{old}` |" not in text  # the tables list the current names

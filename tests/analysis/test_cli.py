@@ -22,7 +22,7 @@ def test_full_report_on_all_task_types(mixed_export, tmp_path):
     for f in ("report.html", "report.md", "tables/exclusions.csv", "tables/identify_primary.csv",
               "tables/identify_pairwise_target_hit.csv", "tables/identify_logit_target_hit.csv",
               "tables/identify_mixed_model.csv", "tables/identify_agreement.csv", "tables/identify_human_model.csv",
-              "tables/rate_friedman.csv", "tables/rate_wilcoxon.csv", "tables/rate_ordinal.csv", "tables/rate_lmm.csv",
+              "tables/rate_friedman.csv", "tables/rate_wilcoxon.csv", "tables/rate_ordinal.csv",
               "tables/rate_agreement.csv", "tables/compare_pairs.csv", "tables/compare_bradley_terry.csv",
               "tables/compare_side_bias.csv", "figures/rates_target_hit.png", "figures/participant_lines.png",
               "figures/rate_vs_perturbation.png", "figures/budget_breakdown.png", "figures/bradley_terry.png",
@@ -33,6 +33,10 @@ def test_full_report_on_all_task_types(mixed_export, tmp_path):
     assert "Holm" in md and "<table>" in html
     for task in ("identify", "rate", "compare"):  # a pre-registered primary result for every task
         assert f"**Primary result** ({task}: " in md
+    # every mixed model in the report has crossed participant and image intercepts (issue 13): the
+    # participant-only linear mixed model for ratings is gone
+    assert not (out / "tables/rate_lmm.csv").exists() and "Linear mixed model" not in md
+    assert md.lower().count("crossed random intercepts for participant and image") == 2  # identify, rate
     # every figure the markdown links exists
     for line in md.splitlines():
         if line.startswith("!["):

@@ -110,8 +110,12 @@ def test_every_task_has_a_primary_result(tmp_path):
         parts.append(d)
     path = write_export(pd.concat(parts, ignore_index=True), tmp_path / "mixed.csv")
     out = tmp_path / "r"
-    assert run("analyze", path, "-o", out, *FAST).exit_code == 0
+    assert run("analyze", path, "-o", out, *FAST, "--alpha", "0.01").exit_code == 0
     md = _md(out)
+    assert "95%" not in md  # every section states the level alpha gives, none the habitual 95%
+    for section in md.split("\n## ")[1:]:
+        if section.startswith(("identify", "rate", "compare")):
+            assert "99%" in section, section.splitlines()[0]
     for task in ("identify", "rate", "compare"):
         assert re.search(rf"\*\*Primary result\*\* \({task}: ", md), task
         prim = pd.read_csv(out / f"tables/{task}_primary.csv")
@@ -274,16 +278,6 @@ def test_plan_rebuilt_from_the_companion_has_the_same_hash(identify_csv, tmp_pat
     assert h in md and "rebuilt from the design" in md
 
 
-def test_design_file_and_analysis_share_option_names_and_defaults():
-    """The study design's [analysis] options are analysis options of the same name and default."""
-    import dataclasses
-    sd = pytest.importorskip("study_app.design")
-    cfg = AnalysisConfig()
-    for f in dataclasses.fields(sd.Analysis):
-        assert f.name in cfg.values(), f.name
-        assert getattr(sd.Analysis(), f.name) == getattr(cfg, f.name), f.name
-
-
 def test_design_from_the_export_column_and_norm_fixed_only_for_matched_norm():
     from analysis import designs
     assert designs.detect(small(stimulus_design="fixed_budget")) == ("fixed_budget", "the export's stimulus_design column")
@@ -292,3 +286,38 @@ def test_design_from_the_export_column_and_norm_fixed_only_for_matched_norm():
     assert [designs.norm_fixed(x) for x in designs.DESIGNS] == [False, True, False, False]
     for name in designs.DESIGNS:
         assert designs.estimand_text(name)  # every design has its estimand in plain words
+
+
+# --- one options type shared with the study design (contracts/analysis_options.py) -------------------
+def _design_doc(analysis: dict) -> dict:
+    return {"study": {"name": "t", "task": "identify", "trials": 6, "target_sample_size": 10},
+            "consent": {"text": "ok"}, "instructions": {"text": "go"}, "analysis": analysis}
+
+
+def test_design_parser_and_analysis_share_one_options_type(identify_csv, tmp_path):
+    sd = pytest.importorskip("study_app.design")
+    from contracts import analysis_options as ao
+    assert sd.Analysis is ao.AnalysisOptions  # one type, not two copies that can drift
+    for name in ao.OPTION_NAMES:
+        assert getattr(AnalysisConfig(), name) == ao.DEFAULTS[name], name
+    # the study app parses with the contract: an older spelling is accepted, a bad value is refused with
+    # the same words the analysis uses
+    d = sd.parse_design(_design_doc({"attention_min_pass_rate": 0.5, "rt_floor_ms": 150}))
+    assert d.analysis.attention_threshold == 0.5 and d.analysis.set_in_design == ("attention_threshold", "rt_floor_ms")
+    with pytest.raises(sd.DesignError, match=r"^analysis\.rt_floor_ms: must be >= 0"):
+        sd.parse_design(_design_doc({"rt_floor_ms": -1}))
+    with pytest.raises(Exception, match=r"rt_floor_ms: must be >= 0"):
+        AnalysisConfig(rt_floor_ms=-1)
+    assert sd.parse_design(_design_doc({})).analysis.reference_defense == ""  # "" stays: one default rule
+    # true provenance through the companion: what the design file set is "study", the rest "default"
+    export = tmp_path / "e.csv"
+    export.write_bytes(Path(identify_csv).read_bytes())
+    export.with_suffix(".study.json").write_text(json.dumps({"design": d.to_dict()}))
+    out = tmp_path / "r"
+    assert run("analyze", export, "-o", out, *FAST).exit_code == 0
+    rows = {m.group(1): (m.group(2), m.group(3))
+            for m in re.finditer(r"^\| (\w+) \| ([^|]*) \| ([\w ]+) \|$", _md(out), re.M)}
+    assert rows["attention_threshold"] == ("0.5", "study") and rows["rt_floor_ms"] == ("150.0", "study")
+    assert rows["primary_contrast"] == ("each_vs_reference", "default")
+    assert rows["reference_defense"][1] == "default" and rows["primary_outcome"][1] == "default"
+    assert "set_in_design" not in rows
