@@ -8,10 +8,10 @@ import io
 import json
 import re
 
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from study_fixtures import answer_body, csrf_of, form, page_csrf, post_answer, start_participant
+from test_app_admin import login as admin_login_as_alice
 
 MTURK = "assignmentId={a}&hitId=H1&workerId={w}&turkSubmitTo={t}"
 SANDBOX = "https%3A%2F%2Fworkersandbox.mturk.com"
@@ -224,32 +224,17 @@ def test_formula_cells_in_the_admin_downloads(app, client, study_id):
     answer_all(client, token)
     page = f"/p/{token}/debrief"
     assert client.post(page, data={"q0": FORMULA, "csrf": page_csrf(client, page)}).status_code == 303
-    _admin_login(app, client)
+    admin_login_as_alice(app, client)
     body = client.get(f"/admin/studies/{study_id}/debrief.csv").get_data(as_text=True)
     assert "'" + FORMULA.replace('"', '""') in body and "\n" + FORMULA not in body and "," + FORMULA not in body
 
 
 # ------------------------------------------------------------------ item 9: admin no-store
 
-PASSWORD = "correct horse battery"
-
-
-def _admin_login(app, client):
-    from study_app.cli import cli
-
-    res = CliRunner().invoke(cli, ["create-admin", "--username", "alice"],
-                             env={"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-                                  "ADVLEGIT_INSTANCE": app.instance_path, "ADVLEGIT_ADMIN_PASSWORD": PASSWORD})
-    assert res.exit_code == 0, res.output
-    r = client.post("/admin/login", data={"username": "alice", "password": PASSWORD,
-                                          "csrf": page_csrf(client, "/admin/login")})
-    assert r.status_code == 303
-
-
 def test_admin_pages_are_never_cached(app, client, study_id):
     assert client.get("/admin/login").headers["Cache-Control"] == "no-store"
     assert client.get("/admin/").headers["Cache-Control"] == "no-store"  # the redirect to the login
-    _admin_login(app, client)
+    admin_login_as_alice(app, client)
     for path in ("/admin/", f"/admin/studies/{study_id}", f"/admin/studies/{study_id}/debrief.csv",
                  f"/admin/studies/{study_id}/export.csv"):
         r = client.get(path)

@@ -181,8 +181,8 @@ def test_agree_racing_decline_never_contradicts_what_was_stored(app, server_proc
         assert [m for m in moves if m[0] == "entered"] == [("entered", state)]  # exactly one step out of entered
         if state == "consented":  # both requests are sent on to the instructions
             assert r.status_code == 303 and r.headers["Location"].endswith("/instructions"), r.status_code
-        else:  # both are told the session has ended
-            assert r.status_code == 410 and "session has ended" in r.text
+        else:  # both are told they declined (and what to do on Prolific), never that they consented
+            assert r.status_code == 410 and "chose not to take part" in r.text
 
 
 def test_triple_debrief_submit_issues_one_code(app, server_process, stimulus_dir, tmp_path):
