@@ -14,11 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from .. import allocation, security
 from ..security import check_participant_csrf
 from ..db import db, utcnow
-from ..design import Design
+from ..design import Design, estimated_minutes, with_minutes
 from ..models import Image, Participant, Study, StudyImage
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
 from ..states import FINISHED, enter, resume_if_timed_out, transition
-from ..design import estimated_minutes, with_minutes
 from ..studies import new_id
 
 bp = Blueprint("participant", __name__)
@@ -228,7 +227,7 @@ def instructions(token: str):
         study = p.study
         db.session.commit()  # the step above, and the row lock: the study's lock is always taken first
         allocation.time_out_stale(study, Design.from_dict(study.design))  # in bulk, before the study's lock
-        allocation.begin_allocation()  # commits the line above, then takes SQLite's write lock
+        allocation.begin_allocation()  # SQLite: takes the one write lock
         allocation.lock_study(study.id)
         p = load(token, lock=True)  # read after the study lock: a double-submitted form already allocated
         if p.state != "instructed":
@@ -297,8 +296,8 @@ def done(token: str):
         except RecruitmentError:  # a row stored before the stricter check: the HIT link gives a good one
             return message("Link problem", f"Your completion code is {p.completion_code}. Please open the HIT "
                            "again from MTurk to submit it.", 400)
-    # Prolific: a page that shows the code and then navigates on (meta refresh, no script needed), so
-    # a failed redirect still leaves the person with their code.
+    # Prolific: the code stays on screen beside a link back; no automatic redirect, which would replace
+    # the code with a browser error page if Prolific could not be reached.
     back = prolific_redirect(p.completion_code) if p.platform == "prolific" else None
     return render_template("participant/done.html", p=p, submit=submit, info=info, redirect_url=back)
 
