@@ -14,10 +14,43 @@ log = logging.getLogger(__name__)
 cli = click.Group("study_app", help="Study app commands.")
 
 
-def _app():
+def _app(require_schema: bool = True):
     from . import create_app
 
-    return create_app()
+    app = create_app()
+    if require_schema:
+        with app.app_context():
+            problem = schema_problem()
+        if problem:
+            raise click.ClickException(
+                f"{problem} (database {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])}); "
+                "run `advlegit db upgrade` first")
+    return app
+
+
+def schema_problem() -> str | None:
+    """Why this database cannot serve the commands, or None. A database made by `db upgrade` must be
+    at the newest migration; one without Alembic's table (made by create_all, as tests do) only needs
+    the tables."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from . import MIGRATIONS_DIR
+    from .db import db
+
+    with db.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if "studies" not in tables:
+            return "the database has no advlegit tables yet"
+        if "alembic_version" not in tables:
+            return None
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    heads = set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
+    if current != heads:
+        return (f"the database is at migration {', '.join(sorted(current)) or 'none'}, "
+                f"this version of advlegit needs {', '.join(sorted(heads))}")
+    return None
 
 
 @cli.group("db")
@@ -33,7 +66,7 @@ def db_upgrade(revision: str) -> None:
 
     from . import MIGRATIONS_DIR
 
-    app = _app()
+    app = _app(require_schema=False)
     with app.app_context():
         upgrade(directory=MIGRATIONS_DIR, revision=revision)
     click.echo(f"database at {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])} is at {revision}")
@@ -85,9 +118,13 @@ def study_list() -> None:
     from .db import db
     from .models import Study
 
+    """One line per study: id, status, task type, name."""
     with _app().app_context():
-        for s in db.session.scalars(select(Study).order_by(Study.created_at)):
+        studies = db.session.scalars(select(Study).order_by(Study.created_at)).all()
+        for s in studies:
             click.echo(f"{s.id}\t{s.status}\t{s.task_type}\t{s.name}")
+        if not studies:
+            click.echo("no studies yet: `advlegit study create --stimuli DIR --design FILE` makes one", err=True)
 
 
 @cli.command("create-admin")
@@ -147,6 +184,10 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
         probe = create_app({"PRODUCTION": True})  # refuses a missing or weak secret before any worker starts
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    with probe.app_context():
+        problem = schema_problem()
+    if problem:
+        raise click.ClickException(f"{problem}; run `advlegit db upgrade` first")
     # Every worker builds its own app (and connection pool) after the fork, from this environment.
     os.environ["ADVLEGIT_PRODUCTION"] = "1"
     os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads))  # per pool; two pools per worker
