@@ -7,7 +7,7 @@ bash scripts/setup.sh
 export ADVLEGIT_TEST_DATABASE_URL=${ADVLEGIT_TEST_DATABASE_URL:-$(bash scripts/start-postgres.sh | tail -1)}
 echo "PostgreSQL for tests: $ADVLEGIT_TEST_DATABASE_URL"
 set +e
-.venv/bin/python -m pytest -q -ra "$@"
+.venv/bin/python -m pytest -q -ra --durations=30 "$@"
 rc=$?
 set -e
 # pytest exit 5 = no tests collected: that is a failure, never a pass.
