@@ -99,7 +99,8 @@ class AnalysisConfig:
         rows = []
         for name, value in self.values().items():
             if name == "exclusions":
-                value = "; ".join(_rule_text(r) for r in self.exclusion_rules()) or "(none)"
+                value = (("" if self.exclusions is not None else "(the default list) ")
+                         + ("; ".join(_rule_text(r) for r in self.exclusion_rules()) or "(none)"))
             elif isinstance(value, tuple):
                 value = ", ".join(map(str, value))
             if value == "" and name in ("primary_outcome", "reference_defense"):
