@@ -3,7 +3,6 @@ installed, it applies the report's exclusions in the same order and its fixed ef
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
