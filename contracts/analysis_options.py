@@ -98,7 +98,8 @@ def check(name: str, value: Any) -> Any:
         if value is None:
             return None
         try:
-            return rules.check_list(value, "exclusions", strict=False)
+            # checked here, completed by settle_exclusions (a left-out ms takes rt_floor_ms, not 200)
+            return rules.check_list(value, "exclusions", strict=False, fill=False)
         except rules.RuleError as exc:
             raise OptionError(str(exc)) from None
     raise OptionError(f"{name}: unknown analysis option")

@@ -88,9 +88,9 @@ def _value(key: str, p: Param, v: Any) -> float:
     return v
 
 
-def check_rule(raw: Any, where: str) -> tuple[dict[str, Any], set[str]]:
+def check_rule(raw: Any, where: str, fill: bool = True) -> tuple[dict[str, Any], set[str]]:
     """One rule: ({"rule": name, every parameter}, the parameters it gave). `where` names it in errors,
-    e.g. `analysis.exclusions[2]` (counted from 1)."""
+    e.g. `analysis.exclusions[2]` (counted from 1). fill=False: the parameters it gave only."""
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be a table with a `rule` key, got {raw!r}")
     name = raw.get("rule")
@@ -109,15 +109,19 @@ def check_rule(raw: Any, where: str) -> tuple[dict[str, Any], set[str]]:
         out[p.name] = _value(f"{where}.{p.name}", p, raw[p.name]) if p.name in raw else p.default
     if name == "total_time" and out["min_s"] >= out["max_s"]:
         raise RuleError(f"{where}.max_s: must be greater than min_s ({out['min_s']:g}), got {out['max_s']:g}")
-    return out, {k for k in raw if k != "rule"}
+    given = {k for k in raw if k != "rule"}
+    if not fill:
+        out = {k: v for k, v in out.items() if k == "rule" or k in given}
+    return out, given
 
 
 def check_list(raw: Any, where: str = "analysis.exclusions", shorthands: dict[str, float] | None = None,
-               strict: bool = True) -> tuple[dict[str, Any], ...]:
+               strict: bool = True, fill: bool = True) -> tuple[dict[str, Any], ...]:
     """The ordered list, every rule checked and complete; each rule at most once. A parameter a rule
     leaves out that has a shorthand option takes the shorthand's value (`shorthands`, e.g.
     {"rt_floor_ms": 300}). strict (the shorthands were set in the same table as the list): a shorthand
-    that disagrees with the rule's own parameter, or names a rule the list lacks, is an error."""
+    that disagrees with the rule's own parameter, or names a rule the list lacks, is an error.
+    fill=False: checked, but each rule keeps only the parameters it gave (completed later)."""
     if isinstance(raw, tuple):
         raw = list(raw)
     if not isinstance(raw, list):
@@ -125,7 +129,7 @@ def check_list(raw: Any, where: str = "analysis.exclusions", shorthands: dict[st
     shorthands = dict(shorthands or {})
     rules, seen = [], {}
     for i, item in enumerate(raw, 1):
-        rule, given = check_rule(item, f"{where}[{i}]")
+        rule, given = check_rule(item, f"{where}[{i}]", fill)
         if rule["rule"] in seen:
             raise RuleError(f"{where}[{i}].rule: {rule['rule']!r} is already rule {seen[rule['rule']]} of the list")
         seen[rule["rule"]] = i

@@ -94,6 +94,11 @@ def test_the_default_list_is_the_old_fixed_order(identify_df):
                                         {"rule": "rt_floor", "ms": 800}])
     assert apply_exclusions(identify_df, cfg).table.equals(apply_exclusions(identify_df, listed).table)
     assert list(apply_exclusions(identify_df, cfg).table["criterion"].iloc[3:]) == ["pass rate < 0.75", "rt_ms < 800"]
+    # a rule that leaves its parameter out takes the shorthand option's value, which then shows it
+    cfg = AnalysisConfig(rt_floor_ms=800, attention_threshold=0.5,
+                         exclusions=[{"rule": "rt_floor"}, {"rule": "attention_checks", "min_pass_rate": 0.75}])
+    assert cfg.exclusion_rules() == ({"rule": "rt_floor", "ms": 800.0}, {"rule": "attention_checks", "min_pass_rate": 0.75})
+    assert (cfg.rt_floor_ms, cfg.attention_threshold) == (800.0, 0.75)
     # an empty list keeps only the app's own two rules
     assert len(apply_exclusions(identify_df, AnalysisConfig(exclusions=[])).table) == 3
 
