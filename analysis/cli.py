@@ -98,6 +98,7 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
                 primary_family, attention_threshold, rt_floor_ms, alpha, n_boot, seed, r_crosscheck,
                 no_mixed_model):
     """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
+    from analysis import rscript
     from analysis.config import read_companion, study_info
     from analysis.pipeline import run_analysis
     from analysis.report import atomic_dir, write_report
@@ -117,6 +118,9 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
         with atomic_dir(Path(output)) as tmp:
             (tmp / "figures").mkdir()
             result = run_analysis(df, cfg, tmp / "figures", info)
+            # the same exclusions and models in R, for reviewers (analysis/rscript.py)
+            rscript.write(tmp / "analysis.R", cfg, result.summary,
+                          str(Path(export_file).resolve()) if export_file else "export.csv")
             plan = _plan_summary(plan_path, companion_doc, cfg, result, result.summary["design"]["name"])
             if plan is not None:
                 result.summary["plan"] = plan

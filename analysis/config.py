@@ -30,13 +30,15 @@ SOURCES = ("study", "command line", "default")
 
 @dataclass
 class AnalysisConfig:
-    """The design's [analysis] options (the first five: names, defaults and checks from
+    """The design's [analysis] options (the first six: names, defaults and checks from
     contracts/analysis_options.py), then the analysis's own computational options."""
     attention_threshold: float = _D["attention_threshold"]  # participant kept if >= this share of attention checks passed
     rt_floor_ms: float = _D["rt_floor_ms"]  # responses faster than this are removed (response-level rule)
     primary_outcome: str = _D["primary_outcome"]  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
     primary_contrast: str | tuple[str, str] = _D["primary_contrast"]  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
     reference_defense: str = _D["reference_defense"]  # "" = normal if present, else the first defense in sorted order
+    # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables); unset = attention_checks, then rt_floor
+    exclusions: tuple[dict[str, Any], ...] | None = _D["exclusions"]
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
     alpha: float = 0.05  # two-sided significance level; every interval is 1 - alpha
     n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
@@ -53,6 +55,7 @@ class AnalysisConfig:
                 setattr(self, name, opt.check(name, getattr(self, name)))
             except opt.OptionError as exc:
                 raise AnalysisError(str(exc)) from None
+        opt.settle_exclusions(self)
         if not 0.0 < self.alpha < 1.0:
             raise AnalysisError("alpha must be between 0 and 1")
         if self.n_boot < 50:
@@ -71,6 +74,10 @@ class AnalysisConfig:
     def level(self) -> str:
         """The interval level as people write it: '95%' for alpha = 0.05."""
         return level_label(self.alpha)
+
+    def exclusion_rules(self) -> tuple[dict[str, Any], ...]:
+        """The exclusion rules applied, in order (the design's list, or the default one)."""
+        return opt.effective_exclusions(self)
 
     @property
     def explicit(self) -> set[str]:
@@ -91,12 +98,20 @@ class AnalysisConfig:
         """(option, value, source) for the report's options table."""
         rows = []
         for name, value in self.values().items():
-            if isinstance(value, tuple):
+            if name == "exclusions":
+                value = (("" if self.exclusions is not None else "(the default list) ")
+                         + ("; ".join(_rule_text(r) for r in self.exclusion_rules()) or "(none)"))
+            elif isinstance(value, tuple):
                 value = ", ".join(map(str, value))
             if value == "" and name in ("primary_outcome", "reference_defense"):
                 value = "(task's own)" if name == "primary_outcome" else "(normal if present, else first)"
             rows.append((name, str(value), self.sources.get(name, "default")))
         return rows
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    params = ", ".join(f"{k} = {v:g}" for k, v in rule.items() if k != "rule")
+    return rule["rule"] + (f" ({params})" if params else "")
 
 
 def level_label(alpha: float) -> str:
@@ -123,7 +138,29 @@ def section_values(section: dict, source: str) -> dict[str, Any]:
         raise AnalysisError(f"{source}: unknown [analysis] options: {', '.join(sorted(unknown))}")
     if isinstance(values.get("primary_contrast"), list):
         values["primary_contrast"] = tuple(values["primary_contrast"])
-    return values
+    try:  # a list and the shorthand options beside it in the same table must agree
+        return opt.resolve_table(values, f"{source}: analysis")
+    except opt.OptionError as exc:
+        raise AnalysisError(str(exc)) from None
+
+
+def _apply_shorthands(values: dict[str, Any], layer: dict[str, Any], where: str) -> None:
+    """A later source (a --config file, the command line) that sets rt_floor_ms or attention_threshold
+    but not its own list changes that parameter of the rule in the list an earlier source gave."""
+    if values.get("exclusions") is None or "exclusions" in layer:
+        return
+    rules = [dict(r) for r in values["exclusions"]]
+    for short, (rname, pname) in opt.rules.SHORTHANDS.items():
+        if layer.get(short) is None:
+            continue
+        hit = [r for r in rules if r["rule"] == rname]
+        if not hit:
+            raise AnalysisError(f"{where} {short}: the study's exclusion list has no {rname!r} rule to apply it to")
+        try:
+            hit[0][pname] = opt.check(short, layer[short])
+        except opt.OptionError as exc:
+            raise AnalysisError(f"{where} {exc}") from None
+    values["exclusions"] = tuple(rules)
 
 
 @dataclass
@@ -204,16 +241,22 @@ def load_config(path: Path | None = None, companion: Path | None = None, **overr
         if unknown:
             log.warning("%s: [analysis] options this analysis does not use: %s", companion, ", ".join(unknown))
         section = {k: v for k, v in section.items() if k not in unknown}
+        if section.get("exclusions") is not None and set_in is not None:
+            # the app stores every option: a shorthand the design did not set is no rival to the list
+            section = {k: v for k, v in section.items() if k not in opt.rules.SHORTHANDS or k in set_in}
         for k, v in section_values(section, str(companion)).items():
             values[k] = v
             sources[k] = "study" if set_in is None or k in set_in else "default"
     if path is not None:
-        for k, v in _toml_analysis(Path(path)).items():
+        layer = _toml_analysis(Path(path))
+        _apply_shorthands(values, layer, str(path) + ":")
+        for k, v in layer.items():
             values[k], sources[k] = v, "study"
     cli = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
     unknown = set(cli) - set(option_names())
     if unknown:
         raise AnalysisError(f"unknown analysis options: {', '.join(sorted(unknown))}")
+    _apply_shorthands(values, cli, "command line:")
     for k, v in cli.items():
         values[k], sources[k] = v, "command line"
     # the study app writes "" for "the task's own" / "the first defense": that is the default value
@@ -222,4 +265,8 @@ def load_config(path: Path | None = None, companion: Path | None = None, **overr
     except TypeError as exc:
         raise AnalysisError(f"bad analysis options: {exc}") from None
     cfg.sources.update(sources)
+    if cfg.exclusions is not None:  # a shorthand shows its rule's parameter: it has the list's source
+        for short, (rname, _) in opt.rules.SHORTHANDS.items():
+            if cfg.sources.get(short) == "default" and any(r["rule"] == rname for r in cfg.exclusions):
+                cfg.sources[short] = cfg.sources["exclusions"]
     return cfg

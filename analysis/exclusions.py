@@ -1,22 +1,28 @@
-"""Pre-registered exclusion rules, applied in a fixed order before any statistic.
+"""Pre-registered exclusion rules, applied before any statistic: first the two the study app decides
+(participants marked excluded, participants who did not finish), then the design's `exclusions` list
+(contracts/exclusion_rules.py) in the order it is written.
 
-Each rule reports how many participants and main-trial responses it removed (counted
-after the earlier rules, so the rows of the table add up).
+Each rule reports how many participants and main-trial responses it removed (counted after the earlier
+rules, so the rows of the table add up). Participant-level rules judge a participant on everything the
+export holds for them (every attention check, every main trial), not on what earlier rules left.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
+from contracts import exclusion_rules
 
 
 @dataclass
 class ExclusionResult:
     data: pd.DataFrame  # main trials that survive every rule
-    table: pd.DataFrame  # rule, participants_removed, responses_removed, ...
+    table: pd.DataFrame  # rule, criterion, participants_removed, responses_removed, participants_left, responses_left
     attention: pd.DataFrame  # per participant: checks, passed, pass_rate
 
 
@@ -33,7 +39,58 @@ def attention_rates(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def check_columns(df: pd.DataFrame, rules: tuple[dict[str, Any], ...]) -> None:
+    """Every configured rule's columns are in the export and hold values; else an error naming them
+    (an export from before the column existed reads as empty: analysis/load.py adds it blank)."""
+    for i, rule in enumerate(rules, 1):
+        spec = exclusion_rules.RULES[rule["rule"]]
+        lacking = [c for c in spec.columns if c not in df.columns or df[c].isna().all()
+                   or (df[c].dtype == object and (df[c].astype(str) == "").all())]
+        if lacking:
+            raise AnalysisError(
+                f"exclusion rule {i} ({rule['rule']}) needs the export column(s) {', '.join(lacking)}, which this "
+                "export lacks or leaves empty (an export from an older advlegit, or a study that did not record "
+                "them); remove the rule from `exclusions` or export the study again with a newer advlegit")
+
+
+def _participant_values(df: pd.DataFrame, col: str) -> pd.Series:
+    """A per-participant column (repeated on each of their rows): one value per participant."""
+    return pd.to_numeric(df[col], errors="coerce").groupby(df["participant_id"]).first()
+
+
+def rule_mask(rule: dict[str, Any], keep: pd.DataFrame, df: pd.DataFrame, main: pd.DataFrame,
+              att: pd.DataFrame) -> pd.Series:
+    """Which rows of `keep` the rule removes."""
+    n = rule["rule"]
+    pid = keep["participant_id"]
+    if n == "attention_checks":
+        return pid.isin(set(att.index[att["pass_rate"] < rule["min_pass_rate"]]))
+    if n == "rt_floor":
+        return keep["rt_ms"].notna() & (keep["rt_ms"] < rule["ms"])
+    if n == "instruction_time":
+        v = _participant_values(df, "instructions_ms")
+        return pid.isin(set(v.index[v < rule["min_s"] * 1000]))
+    if n == "total_time":
+        v = _participant_values(df, "session_ms")
+        return pid.isin(set(v.index[(v < rule["min_s"] * 1000) | (v > rule["max_s"] * 1000)]))
+    if n == "straight_lining":
+        answered = main[main["response"].astype(str) != ""]
+        share = answered.groupby("participant_id")["response"].agg(lambda r: r.value_counts().iloc[0] / len(r))
+        return pid.isin(set(share.index[share > rule["max_share"]]))
+    if n == "focus_loss":
+        return keep["focus_lost"].fillna(False).astype(bool)
+    if n == "exposure_timing":
+        req = pd.to_numeric(keep["exposure_ms_requested"], errors="coerce")
+        got = pd.to_numeric(keep["exposure_ms_measured"], errors="coerce")
+        timed = req.fillna(0) > 0
+        miss = ((got - req).abs() > rule["max_miss_ms"]) | got.isna()
+        return timed & miss
+    raise AnalysisError(f"unknown exclusion rule {n!r}")
+
+
 def apply_exclusions(df: pd.DataFrame, cfg: AnalysisConfig) -> ExclusionResult:
+    rules = cfg.exclusion_rules()
+    check_columns(df, rules)
     main = _main(df)
     n_part0, n_resp0 = main["participant_id"].nunique(), len(main)
     if n_resp0 == 0:
@@ -43,6 +100,7 @@ def apply_exclusions(df: pd.DataFrame, cfg: AnalysisConfig) -> ExclusionResult:
 
     def drop(rule: str, detail: str, mask: pd.Series) -> None:
         nonlocal keep
+        mask = np.asarray(mask, dtype=bool)
         removed = keep[mask]
         after = keep[~mask]
         lost_people = keep["participant_id"].nunique() - after["participant_id"].nunique()
@@ -56,11 +114,9 @@ def apply_exclusions(df: pd.DataFrame, cfg: AnalysisConfig) -> ExclusionResult:
     drop("incomplete participant", "state not in " + "/".join(cfg.complete_states),
          ~keep["participant_state"].isin(cfg.complete_states))
     att = attention_rates(df)
-    failed = set(att.index[att["pass_rate"] < cfg.attention_threshold])
-    drop("failed attention checks", f"pass rate < {cfg.attention_threshold:g}",
-         keep["participant_id"].isin(failed))
-    drop("response faster than RT floor", f"rt_ms < {cfg.rt_floor_ms:g}",
-         keep["rt_ms"].notna() & (keep["rt_ms"] < cfg.rt_floor_ms))
+    for rule in rules:
+        spec = exclusion_rules.RULES[rule["rule"]]
+        drop(spec.label, exclusion_rules.criterion(rule), rule_mask(rule, keep, df, main, att))
     table = pd.DataFrame(rows, columns=["rule", "criterion", "participants_removed",
                                         "responses_removed", "participants_left", "responses_left"])
     if len(keep) == 0:

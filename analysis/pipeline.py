@@ -537,7 +537,8 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
                              "estimand": designs.estimand_text(design, info.estimand)}
     ex = apply_exclusions(df, cfg)
     head = Section("Exclusions", "Rules applied in this order, before any statistic. Practice and "
-                   "attention-check trials are never analysed.")
+                   "attention-check trials are never analysed. `analysis.R` beside this report applies the same "
+                   "rules in R and refits the primary and mixed models (lme4, ordinal).")
     head.tables.append(Table("exclusions", "Exclusions", ex.table,
                              "Each row counts what that rule removed from what the earlier rules left."))
     out.sections.append(head)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.stats import fmt_num, fmt_p
+from contracts.exclusion_rules import describe
 
 QUESTION = ("When a defended classifier is fooled, does the adversarial image look to people like the class "
             "the model was fooled into, and which defense makes that happen most often?")
@@ -162,9 +163,9 @@ def methods_text(summary: dict, cfg: AnalysisConfig) -> str:
                  if fam else f"a single pre-registered contrast ({' vs '.join(cfg.primary_contrast)})")
     adj = ("" if design.get("name") == "matched_norm" else
            " adjusted for the L2 norm of the perturbation (the stimulus design does not hold it fixed),")
-    t = [f"Participants were excluded, in this order, if the study app marked them excluded, if they did not "
-         f"complete the study, if they passed less than {cfg.attention_threshold:.0%} of their attention checks; "
-         f"responses faster than {cfg.rt_floor_ms:g} ms were removed."]
+    rules = [describe(r) for r in cfg.exclusion_rules()]
+    t = ["Exclusions were applied in this order: participants the study app marked excluded, participants who "
+         "did not complete the study" + "".join(f"; {r}" for r in rules) + "."]
     if "identify" in tasks:
         t.append(f"For the identification task, whether the participant named the target class was modelled by "
                  f"logistic regression on defense (treatment coding against the reference defense),{adj} fitted to "

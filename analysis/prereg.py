@@ -18,6 +18,7 @@ from typing import Any
 from analysis import designs
 from analysis.config import AnalysisConfig, option_names, read_toml, section_values
 from analysis.errors import AnalysisError
+from contracts.exclusion_rules import SHORTHANDS, describe
 
 FORMAT = "advlegit-analysis-plan/1"
 COMPUTATIONAL = {"n_boot", "seed", "r_crosscheck", "mixed_model", "mixed_model_max_participants"}
@@ -37,6 +38,10 @@ def normalise(name: str, task: str, defenses: list[str], analysis: dict, stimulu
     if not cfg.reference_defense and defenses:
         cfg.reference_defense = defenses[0]  # what the study app does with an empty reference
     options = {k: _jsonable(v) for k, v in cfg.values().items()}
+    if options.get("exclusions") is None:  # no list: the plan (and its hash) as before lists existed
+        options.pop("exclusions", None)
+    else:
+        options["exclusions"] = [dict(r) for r in options["exclusions"]]
     options["primary_outcome"] = cfg.outcome_for(task)
     return {
         "format": FORMAT, "study": {"name": name, "task": task, "defenses": list(defenses)},
@@ -71,10 +76,24 @@ def plan_from_companion(doc: dict) -> dict | None:
     stim = doc.get("stimulus_design") or design.get("stimulus_design") or ""
     if isinstance(stim, dict):
         stim = stim.get("name") or stim.get("design") or ""
-    analysis = {k: v for k, v in (design.get("analysis") or {}).items() if k in option_names()
-                or k == "attention_min_pass_rate"}
+    section = design.get("analysis") or {}
+    analysis = {k: v for k, v in section.items() if k in option_names() or k == "attention_min_pass_rate"}
+    set_in = section.get("set_in_design")
+    if analysis.get("exclusions") is not None and isinstance(set_in, list):
+        # the app stores every option: a shorthand the design did not set is no rival to the list
+        analysis = {k: v for k, v in analysis.items() if k not in SHORTHANDS or k in set_in}
     return normalise(str(design.get("name", "")), str(design["task"]), list(design.get("defenses") or []),
                      analysis, str(stim))
+
+
+def _rules(options: dict) -> list[dict]:
+    """The plan's exclusion rules in order (a plan without a list: the default one)."""
+    return list(AnalysisConfig(attention_threshold=options["attention_threshold"], rt_floor_ms=options["rt_floor_ms"],
+                               exclusions=options.get("exclusions")).exclusion_rules())
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def plan_hash(plan: dict) -> str:
@@ -116,8 +135,7 @@ def render(plan: dict) -> str:
         "## Exclusions (in this order)", "",
         "1. Participants the researcher marked excluded in the app.",
         f"2. Participants whose state is not one of {', '.join(o['complete_states'])}.",
-        f"3. Participants passing fewer than {o['attention_threshold']:.0%} of attention checks.",
-        f"4. Responses faster than {o['rt_floor_ms']:g} ms.", "",
+        *[f"{i}. {_first_upper(describe(r))}." for i, r in enumerate(_rules(o), 3)], "",
         "## Every option", "",
         "| option | value |", "|---|---|",
         *[f"| {k} | {json.dumps(v)} |" for k, v in o.items()], "",

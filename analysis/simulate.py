@@ -281,6 +281,12 @@ def _finish(df: pd.DataFrame, design: SimDesign, inattentive, rng) -> pd.DataFra
     df["stimulus_design"] = design.stimulus_design
     bots = rng.random(P) < design.simulated_share if design.simulated_share > 0 else np.zeros(P, bool)
     df["simulated"] = bots[pn]
+    # participant times (drawn last, so the draws above are those of every earlier version): inattentive
+    # people skim the instructions; the session runs from the first trial shown to the last answer
+    instr = np.where(inattentive, np.exp(rng.normal(np.log(8000), 0.4, P)), np.exp(rng.normal(np.log(45000), 0.5, P)))
+    df["instructions_ms"] = np.round(instr[pn], 1)
+    elapsed = df["trial_index"].to_numpy() * 5000.0 + df["rt_ms"].to_numpy()
+    df["session_ms"] = pd.Series(elapsed).groupby(pn).transform("max").round(1).to_numpy()
     df["manifest_sha256"] = "0" * 64
     df["stimulus_set"] = "simulated"
     for c in EXPORT_COLUMNS:

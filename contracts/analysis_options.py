@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from . import exclusion_rules as rules
+
 # The task's own pre-registered outcome (primary_outcome = "" means this one).
 TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
 OUTCOMES = ("", "target_hit", "original_hit", "rating", "chosen_defense")
@@ -32,16 +34,23 @@ class AnalysisOptions:
     primary_outcome: str = ""  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
     primary_contrast: str | tuple[str, str] = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
     reference_defense: str = ""  # "" = normal if present, else the first defense in sorted order
+    # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables, docs/analysis.md);
+    # unset = attention_checks (attention_threshold), then rt_floor (rt_floor_ms)
+    exclusions: tuple[dict[str, Any], ...] | None = None
     set_in_design: tuple[str, ...] | None = None  # not an option: the options the design file set (None: not recorded)
 
     def __post_init__(self) -> None:
         for name in OPTION_NAMES:
             setattr(self, name, check(name, getattr(self, name)))
+        settle_exclusions(self)
         if self.set_in_design is not None:
             self.set_in_design = tuple(ALIASES.get(n, n) for n in self.set_in_design if ALIASES.get(n, n) in OPTION_NAMES)
 
     def values(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in OPTION_NAMES}
+
+    def exclusion_rules(self) -> tuple[dict[str, Any], ...]:
+        return effective_exclusions(self)
 
 
 OPTION_NAMES = tuple(f.name for f in fields(AnalysisOptions) if f.name != "set_in_design")
@@ -85,7 +94,56 @@ def check(name: str, value: Any) -> Any:
                 and value[0] != value[1]:
             return (value[0], value[1])
         raise OptionError(f"{name}: two different defense names [TREATMENT, CONTROL] expected, got {value!r}")
+    if name == "exclusions":
+        if value is None:
+            return None
+        try:
+            # checked here, completed by settle_exclusions (a left-out ms takes rt_floor_ms, not 200)
+            return rules.check_list(value, "exclusions", strict=False, fill=False)
+        except rules.RuleError as exc:
+            raise OptionError(str(exc)) from None
     raise OptionError(f"{name}: unknown analysis option")
+
+
+def settle_exclusions(opts: Any) -> None:
+    """After each option is checked (AnalysisOptions and the analysis's AnalysisConfig): a rule that left
+    out a parameter with a shorthand option takes the shorthand's value, and the shorthand then shows the
+    value the rule applies (rt_floor_ms is the rt_floor rule's ms)."""
+    if opts.exclusions is None:
+        return
+    current = {short: getattr(opts, short) for short in rules.SHORTHANDS}
+    opts.exclusions = rules.check_list(list(opts.exclusions), "exclusions", current, strict=False)
+    for short, (rname, pname) in rules.SHORTHANDS.items():
+        for rule in opts.exclusions:
+            if rule["rule"] == rname:
+                setattr(opts, short, rule[pname])
+
+
+def effective_exclusions(opts: Any) -> tuple[dict[str, Any], ...]:
+    """The rules the analysis applies, in order: the design's list, or the default one."""
+    if opts.exclusions is not None:
+        return tuple(dict(r) for r in opts.exclusions)
+    return rules.default_list(opts.attention_threshold, opts.rt_floor_ms)
+
+
+def resolve_table(values: dict[str, Any], where: str = "analysis") -> dict[str, Any]:
+    """One [analysis] table (its own keys only): its `exclusions` checked strictly against the shorthand
+    options the same table sets (rt_floor_ms = 300 beside a rt_floor rule with ms = 250 is an error), the
+    rules completed from them."""
+    if "exclusions" not in values or values["exclusions"] is None:
+        return values
+    short = {k: values[k] for k in rules.SHORTHANDS if k in values}
+    try:
+        for k, v in short.items():
+            short[k] = check(k, v)  # a bad shorthand is named as itself first
+    except OptionError as exc:
+        raise OptionError(f"{where}.{exc}") from None
+    try:
+        out = dict(values, exclusions=rules.check_list(values["exclusions"], f"{where}.exclusions", short))
+    except rules.RuleError as exc:
+        msg = str(exc)
+        raise OptionError(msg if msg.startswith(f"{where}.") else f"{where}.{msg}") from None
+    return out
 
 
 def canonical(table: dict[str, Any], where: str = "analysis") -> dict[str, Any]:
@@ -108,6 +166,7 @@ def parse_section(table: dict[str, Any], task: str | None = None, where: str = "
     unknown = sorted(set(values) - set(OPTION_NAMES))
     if unknown:
         raise OptionError(f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(OPTION_NAMES)})")
+    values = resolve_table(values, where)
     try:
         opts = AnalysisOptions(**values, set_in_design=tuple(values))
     except OptionError as exc:

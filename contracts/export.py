@@ -41,6 +41,9 @@ BASE: tuple[Column, ...] = tuple(
     _cols("str", "response_uuid", "study_id", "participant_id", "participant_state", "participant_review")
     # true for participants created by `advlegit bots` (simulated data, never a person)
     + _cols("bool", "simulated")
+    # per participant, repeated on each of their rows (server clock, from their state transitions):
+    # instructions page shown -> Start pressed, and Start -> their last response received
+    + _cols("float", "instructions_ms", "session_ms")
     + _cols("str", "task_type")
     + _cols("int", "trial_index")
     + _cols("str", "trial_kind", "stimulus_id", "stimulus_id_b",

@@ -160,7 +160,25 @@ def design_part() -> list[str]:
             "One type shared with the analysis (`contracts/analysis_options.py`): the same names, defaults and "
             "checks as the analysis options below.", "",
             field_table(sd.Analysis, skip=("set_in_design",)), ""]
-    return out
+    return out + exclusion_rules_part()
+
+
+def exclusion_rules_part() -> list[str]:
+    """`[[analysis.exclusions]]`: every rule with its parameters, from contracts/exclusion_rules.py."""
+    from contracts import exclusion_rules as er
+
+    out = ["### `[[analysis.exclusions]]` (one table per rule, applied in the order written)", "",
+           "Pre-registrable exclusion rules (`contracts/exclusion_rules.py`), applied after the app's own two "
+           "(participants marked excluded, participants who did not finish). Each rule may appear once; a parameter left "
+           "out takes its default (`attention_checks.min_pass_rate` and `rt_floor.ms` default to the "
+           "`attention_threshold` and `rt_floor_ms` options). Unset, the list is `attention_checks`, then "
+           "`rt_floor`.", "",
+           "| `rule` | removes | parameters (default) | reads export columns |", "|---|---|---|---|"]
+    for r in er.RULES.values():
+        params = "; ".join(f"`{p.name}` ({p.default:g}): {p.meaning}" for p in r.params) or "none"
+        cols = ", ".join(f"`{c}`" for c in r.columns) or "(always present)"
+        out.append(f"| `{r.name}` | {cell(r.meaning)} ({r.level} level) | {cell(params)} | {cols} |")
+    return out + [""]
 
 
 def analysis_part() -> list[str]:

@@ -7,14 +7,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from contracts import export as contract
 
 from .db import db
 from .stimuli import set_design, set_estimand, stimulus_kind, twin_of
-from .models import Image, Participant, Response, Study, Trial
+from .models import Image, Participant, Response, Study, Trial, Transition
 from .tasks import OUTCOME_COLUMNS, task_of
 
 # The columns and their types are contract 2 (contracts/export.py); the analysis reads the same list.
@@ -47,6 +47,33 @@ def _image_fields(e: dict[str, Any], model_names: list[str], suffix: str = "") -
     return out
 
 
+def _ms(start, end) -> float | None:
+    return round((end - start).total_seconds() * 1000, 1) if start is not None and end is not None else None
+
+
+def participant_times(study: Study) -> dict[str, dict[str, float | None]]:
+    """{participant id: instructions_ms, session_ms} from the server's own clock: the first showing of the
+    instructions (transition to instructed), Start (the first transition to in_task), and the last response
+    received. Two grouped queries for the whole study, whatever its size."""
+    first = {}
+    for pid, state, at in db.session.execute(
+            select(Transition.participant_id, Transition.to_state, func.min(Transition.at))
+            .join(Participant, Participant.id == Transition.participant_id)
+            .where(Participant.study_id == study.id, Transition.to_state.in_(("instructed", "in_task")))
+            .group_by(Transition.participant_id, Transition.to_state)):
+        first[(pid, state)] = at
+    last = dict(db.session.execute(
+        select(Response.participant_id, func.max(Response.received_at))
+        .join(Participant, Participant.id == Response.participant_id)
+        .where(Participant.study_id == study.id).group_by(Response.participant_id)).all())
+    out = {}
+    for pid in {k[0] for k in first} | set(last):
+        start = first.get((pid, "in_task"))
+        out[pid] = {"instructions_ms": _ms(first.get((pid, "instructed")), start),
+                    "session_ms": _ms(start, last.get(pid))}
+    return out
+
+
 def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500) -> Iterator[dict[str, Any]]:
     sset = study.stimulus_set
     manifest = sset.manifest
@@ -67,6 +94,8 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
     plugin = task_of(task)
     no_outcomes = dict.fromkeys(OUTCOME_COLUMNS)  # another task's outcome columns stay empty
     design_of_set = set_design(manifest)
+    times = participant_times(study)
+    no_times = {"instructions_ms": None, "session_ms": None}
     for r, t, p, key_a, key_b in db.session.execute(stmt):
         a = entries[key_a]
         b = entries[key_b] if key_b else {}
@@ -74,6 +103,7 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         row: dict[str, Any] = {
             "response_uuid": r.uuid, "study_id": study.id, "participant_id": p.id,
             "participant_state": p.state, "participant_review": p.review, "simulated": bool(p.simulated),
+            **times.get(p.id, no_times),
             "task_type": task, "trial_index": r.trial_index, "trial_kind": t.kind,
             "stimulus_id": key_a, "stimulus_id_b": key_b,
             "stimulus_kind": stimulus_kind(a), "stimulus_kind_b": stimulus_kind(b) if b else None,

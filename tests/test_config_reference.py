@@ -47,3 +47,20 @@ def test_older_spellings_read_old_to_new():
         assert new in OPTION_NAMES and old not in OPTION_NAMES
         assert f"`{old}` (now `{new}`)" in text
         assert f"| `{new}` |" in text and f"| `{old}` |" not in text  # the tables list the current names
+
+
+def test_every_exclusion_rule_and_parameter_is_documented():
+    """The generated page lists every rule of contracts/exclusion_rules.py with its parameters, and
+    docs/analysis.md explains each one."""
+    from contracts.exclusion_rules import RULES
+    page = _script().render()
+    guide = (ROOT / "docs" / "analysis.md").read_text()
+    for rule in RULES.values():
+        row = next((line for line in page.splitlines()
+                    if line.startswith(f"| `{rule.name}` |") and f"({rule.level} level)" in line), "")
+        assert row, rule.name
+        assert f"`{rule.name}`" in guide, rule.name
+        for p in rule.params:
+            assert f"`{p.name}` ({p.default:g})" in row and f"`{p.name}`" in guide, (rule.name, p.name)
+        for c in rule.columns:
+            assert f"`{c}`" in row, (rule.name, c)
