@@ -72,6 +72,14 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])} is at {revision}")
 
 
+def _cli_actor() -> str:
+    """Who ran a command, for the audit log: the login name on this machine."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in a bare container
+        return "cli"
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -102,6 +110,10 @@ def study_create(stimuli: str, design_path: str) -> None:
     with app.app_context():
         try:
             study = create_study(loaded, design)
+            from . import audit
+
+            audit.record(_cli_actor(), "study_created", study.id,
+                         f"{design.task} study from stimulus set {loaded.name} (command line)")
             db.session.commit()
         except DesignError as exc:
             db.session.rollback()
@@ -306,5 +318,47 @@ def export(study_id: str, output: str, include_platform_ids: bool) -> None:
         side.write_text(json.dumps(companion(study), indent=2))
         debrief = out.with_suffix(".debrief.csv")
         debrief.write_text("".join(stream_debrief_csv(study)), encoding="utf-8")
+        from . import audit
+
+        audit.record(_cli_actor(), "export", study.id,
+                     f"{out.suffix[1:]}{' with platform ids' if include_platform_ids else ''} (command line)")
+        db.session.commit()
     click.echo(f"wrote {out}, {side} and {debrief}", err=True)
     click.echo(str(out))
+
+
+@cli.command("erase")
+@click.option("--study", "study_id", required=True)
+@click.option("--platform-id", "platform_pid", default=None, help="the person's Prolific or MTurk id")
+@click.option("--participant", "participant_id", default=None, help="or the pseudonymous participant id")
+@click.option("--reason", default="on request", show_default=True,
+              help="kept in the audit log (no names or platform ids)")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def erase(study_id: str, platform_pid: str | None, participant_id: str | None, reason: str, yes: bool) -> None:
+    """Delete every answer and record of one participant, on their request (docs/study-app.md)."""
+    from sqlalchemy import select
+
+    from .db import db
+    from .erasure import ErasureError, erase as erase_participant, find
+    from .models import Participant
+
+    if (platform_pid is None) == (participant_id is None):
+        raise click.UsageError("give exactly one of --platform-id and --participant")
+    with _app().app_context():
+        try:
+            if platform_pid is not None:
+                p = find(study_id, platform_pid)
+            else:
+                p = db.session.scalar(select(Participant).where(
+                    Participant.id == participant_id, Participant.study_id == study_id).with_for_update())
+                if p is None:
+                    raise ErasureError(f"no participant {participant_id!r} in study {study_id}")
+        except ErasureError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        if not yes and not click.confirm(f"Erase participant {p.id} ({p.state}) and all their answers for good?"):
+            db.session.rollback()
+            raise click.ClickException("nothing erased")
+        done = erase_participant(p, _cli_actor(), reason)
+        db.session.commit()
+    click.echo(f"erased participant {done.participant_id}: {done.responses} answers, {done.trials} trials")

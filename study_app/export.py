@@ -182,3 +182,16 @@ def stream_debrief_csv(study: Study) -> Iterator[str]:
     for row in debrief_rows(study):
         w.writerow([_cell(row[c]) for c in DEBRIEF_COLUMNS])
     yield buf.getvalue()
+
+
+AUDIT_COLUMNS = ["at", "actor", "action", "detail"]
+
+
+def stream_audit_csv(events) -> Iterator[str]:
+    """A study's audit log, oldest first."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(AUDIT_COLUMNS)
+    for e in sorted(events, key=lambda e: e.id):
+        w.writerow([_cell(v) for v in (e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), e.actor, e.action, e.detail)])
+    yield buf.getvalue()

@@ -228,6 +228,23 @@ class AdminUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AuditEvent(db.Model):
+    """One row per researcher action (study created, opened, closed, review marks, exports, erasures).
+
+    Never updated and never holds a participant's data: an erasure is recorded by the participant's
+    pseudonymous id only, so copies of earlier exports can be cleaned, while the platform id is gone.
+    No foreign keys: the log outlives what it describes.
+    """
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))  # admin username, "cli", or "participant"
+    action: Mapped[str] = mapped_column(String(32))
+    study_id: Mapped[Optional[str]] = mapped_column(String(16), index=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+
 class RateCounter(db.Model):
     """A fixed-window request counter (rate limits, admin login lockout), shared by every app process.
 

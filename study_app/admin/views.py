@@ -5,11 +5,11 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from sqlalchemy import func, select
 
-from .. import review, security
+from .. import audit, erasure, review, security
 from ..auth import check_csrf, check_login, csrf_token, login_required, start_admin_session
 from ..db import db
 from ..design import estimated_minutes
-from ..export import debrief_rows, stream_csv, stream_debrief_csv, stream_jsonl
+from ..export import debrief_rows, stream_audit_csv, stream_csv, stream_debrief_csv, stream_jsonl
 from ..models import REVIEWS, Participant, Response as ResponseRow, Study
 from ..stats import attention_failures_by_participant, study_stats
 
@@ -75,7 +75,7 @@ def study(study_id: str):
                            participants=participants, answered=answered, debrief=debrief_rows(st),
                            failures=attention_failures_by_participant(st), reviews=REVIEWS, labels=review.LABELS,
                            entry_url=url_for("participant.entry", study_id=st.id, _external=True),
-                           minutes=estimated_minutes(st.design))
+                           minutes=estimated_minutes(st.design), audit_events=audit.events(st.id, limit=50))
 
 
 @bp.post("/studies/<study_id>/status")
@@ -86,7 +86,10 @@ def set_status(study_id: str):
     status = request.form.get("status")
     if status not in ("open", "closed"):
         abort(400, description="status must be open or closed")
+    changed = st.status != status
     st.status = status
+    if changed:
+        audit.record(session.get("admin", ""), f"study_{status}" if status == "closed" else "study_opened", st.id)
     db.session.commit()
     flash(f"Study {st.id} is now {status}.")
     return redirect(url_for("admin.study", study_id=st.id), 303)
@@ -131,11 +134,15 @@ def set_review(participant_id: str):
         # Nothing changes until the researcher confirms on this page.
         return render_template("admin/confirm_review.html", p=p, mark=mark, note=note, back=back,
                                label=review.LABELS[mark], labels=review.LABELS)
+    previous = p.review
     try:
         changed = review.set_mark(p, mark, session.get("admin", ""), note)
     except review.ReviewError as exc:
         db.session.rollback()
         abort(400, description=str(exc))
+    if changed:
+        audit.record(session.get("admin", ""), "review_mark", p.study_id,
+                     f"participant {p.id}: {review.LABELS[previous]} -> {review.LABELS[mark]}")
     db.session.commit()
     flash(f"Participant {p.id}: {review.LABELS[mark]}." if changed
           else f"Participant {p.id} was already marked {review.LABELS[mark]}; nothing changed.")
@@ -150,6 +157,8 @@ def export(study_id: str, fmt: str):
     if fmt not in ("csv", "jsonl"):
         abort(404)
     stream, mime = (stream_csv, "text/csv") if fmt == "csv" else (stream_jsonl, "application/x-ndjson")
+    audit.record(session.get("admin", ""), "export", st.id, f"{fmt}{' with platform ids' if with_ids else ''}")
+    db.session.commit()
 
     def body():
         # Runs after the view returned: reload the study in the session that is current then.
@@ -159,6 +168,35 @@ def export(study_id: str, fmt: str):
     resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-responses.{fmt}"'
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+@bp.get("/studies/<study_id>/audit.csv")
+@login_required
+def audit_export(study_id: str):
+    st = get_study(study_id)
+    resp = Response("".join(stream_audit_csv(audit.events(st.id))), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{st.id}-audit.csv"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/participants/<participant_id>/erase", methods=["POST"])
+@login_required
+def erase_participant(participant_id: str):
+    """Erase everything of one participant, on their request. A confirmation step first: nothing is
+    deleted until the researcher has typed the participant id."""
+    check_csrf()
+    p = get_participant(participant_id, lock=True)
+    reason = (request.form.get("reason") or "").strip()[:200]
+    if request.form.get("confirm_id") != p.id:
+        if request.form.get("confirm_id") is not None:
+            flash("The id you typed does not match; nothing was erased.")
+        db.session.rollback()
+        return render_template("admin/confirm_erase.html", p=p, reason=reason)
+    done = erasure.erase(p, session.get("admin", ""), reason or "on request")
+    db.session.commit()
+    flash(f"Participant {done.participant_id} erased: {done.responses} answers and {done.trials} trials deleted.")
+    return redirect(url_for("admin.study", study_id=done.study_id), 303)
 
 
 @bp.get("/studies/<study_id>/debrief.csv")
