@@ -7,7 +7,8 @@ from sqlalchemy import select
 from .db import db
 from .models import AuditEvent
 
-ACTIONS = ("study_created", "study_opened", "study_closed", "review_mark", "export", "erasure")
+ACTIONS = ("study_created", "study_opened", "study_closed", "review_mark", "export", "erasure", "member",
+           "account")
 
 
 def record(actor: str, action: str, study_id: str | None, detail: str = "") -> None:

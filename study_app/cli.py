@@ -94,7 +94,8 @@ def study_group() -> None:
 @study_group.command("create")
 @click.option("--stimuli", "stimuli", required=True, type=click.Path(file_okay=False), help="stimulus set folder")
 @click.option("--design", "design_path", required=True, type=click.Path(dir_okay=False), help="design TOML file")
-def study_create(stimuli: str, design_path: str) -> None:
+@click.option("--owner", default=None, help="account that owns the study (site admins see every study anyway)")
+def study_create(stimuli: str, design_path: str, owner: str | None) -> None:
     """Import a stimulus set (verified, idempotent) and create a study; prints the study id last."""
     from .db import db
     from .design import DesignError, load_design
@@ -114,10 +115,17 @@ def study_create(stimuli: str, design_path: str) -> None:
 
             audit.record(_cli_actor(), "study_created", study.id,
                          f"{design.task} study from stimulus set {loaded.name} (command line)")
+            if owner:
+                from . import roles
+
+                audit.record(_cli_actor(), "member", study.id, roles.set_member(study.id, owner, "owner"))
             db.session.commit()
         except DesignError as exc:
             db.session.rollback()
             raise click.ClickException(f"{design_path}: {exc}") from exc
+        except ValueError as exc:  # roles.RoleError: an unknown --owner; nothing was created
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"stimulus set {loaded.name} (manifest sha256 {loaded.manifest_sha256})")
         click.echo(f"participant link: /s/{study.id}")
         click.echo(study.id)
@@ -141,29 +149,52 @@ def study_list() -> None:
 
 @cli.command("create-admin")
 @click.option("--username", default="admin", show_default=True)
-def create_admin(username: str) -> None:
-    """Create or reset an admin login. Password from $ADVLEGIT_ADMIN_PASSWORD or a prompt."""
-    from sqlalchemy import select
-    from werkzeug.security import generate_password_hash
-
+@click.option("--researcher", is_flag=True,
+              help="an account that sees only the studies it is a member of (default: a site admin, who sees all)")
+def create_admin(username: str, researcher: bool) -> None:
+    """Create or reset a researcher login. Password from $ADVLEGIT_ADMIN_PASSWORD or a prompt."""
+    from . import audit
+    from .accounts import AccountError, save_account
     from .db import db
-    from .models import AdminUser
 
     password = os.environ.get("ADVLEGIT_ADMIN_PASSWORD")
     if not password:
         password = getpass.getpass("password: ")
         if password != getpass.getpass("again: "):
             raise click.ClickException("passwords differ")
-    if len(password) < 8:
-        raise click.ClickException("password must have at least 8 characters")
     with _app().app_context():
-        user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
-        if user is None:
-            user = AdminUser(username=username, password_hash="")
-            db.session.add(user)
-        user.password_hash = generate_password_hash(password)
+        try:
+            saved = save_account(username, password, site_admin=not researcher)
+        except AccountError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        audit.record(_cli_actor(), "account", None, saved + " (command line)")
         db.session.commit()
-    click.echo(f"admin user {username} saved")
+    click.echo(f"{'researcher' if researcher else 'admin'} user {username} saved")
+
+
+@study_group.command("member")
+@click.option("--study", "study_id", required=True)
+@click.option("--user", "username", required=True, help="account name (create-admin --researcher makes one)")
+@click.option("--role", required=True, type=click.Choice(["owner", "collaborator", "viewer", "none"]),
+              help="none removes the member")
+def study_member(study_id: str, username: str, role: str) -> None:
+    """Add, change or remove a researcher's role in a study."""
+    from . import audit, roles
+    from .db import db
+    from .models import Study
+
+    with _app().app_context():
+        if db.session.get(Study, study_id) is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        try:
+            change = roles.set_member(study_id, username, role)
+        except roles.RoleError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        audit.record(_cli_actor(), "member", study_id, change + " (command line)")
+        db.session.commit()
+    click.echo(change)
 
 
 @cli.command("serve")

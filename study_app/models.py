@@ -18,7 +18,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false as sql_false
+from sqlalchemy.sql.expression import false as sql_false, true as sql_true
 
 from contracts.export import PARTICIPANT_STATES, REVIEW_MARKS, TASK_TYPES, TRIAL_KINDS  # noqa: F401
 
@@ -221,11 +221,30 @@ class AllocationLog(db.Model):
 
 
 class AdminUser(db.Model):
+    """A researcher's login. Site admins (`create-admin`, the default) see and run every study and manage
+    accounts; other accounts (`create-admin --researcher`) see only the studies they are members of."""
+
     __tablename__ = "admin_users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Accounts made before roles existed could do everything: they stay site admins on upgrade.
+    is_site_admin: Mapped[bool] = mapped_column(default=True, server_default=sql_true())
+
+
+class StudyMember(db.Model):
+    """A researcher's role in one study: owner, collaborator or viewer (study_app/roles.py)."""
+
+    __tablename__ = "study_members"
+    __table_args__ = (UniqueConstraint("study_id", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[AdminUser] = relationship()
 
 
 class AuditEvent(db.Model):
