@@ -131,6 +131,46 @@ def study_create(stimuli: str, design_path: str, owner: str | None) -> None:
         click.echo(study.id)
 
 
+@study_group.command("clone")
+@click.argument("study_id")
+@click.option("--stimuli", "stimuli", required=True, type=click.Path(file_okay=False), help="stimulus set folder")
+@click.option("--design", "design_path", default=None, type=click.Path(dir_okay=False),
+              help="the changed design (default: the study's own)")
+def study_clone(study_id: str, stimuli: str, design_path: str | None) -> None:
+    """A new version of a study: a started study's design and stimulus set are locked, so a change is a
+    new study, linked to the old one and with the same members. Prints the new study id last."""
+    from . import audit, roles
+    from .db import db
+    from .design import Design, DesignError, load_design
+    from .manifest import StimulusSetError, load_stimulus_set
+    from .models import StudyMember, Study
+    from .studies import create_study
+
+    try:
+        design = load_design(design_path) if design_path else None
+        loaded = load_stimulus_set(stimuli)
+    except (DesignError, StimulusSetError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _app().app_context():
+        parent = db.session.get(Study, study_id)
+        if parent is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        try:
+            study = create_study(loaded, design or Design.from_dict(parent.design), parent=parent)
+        except DesignError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{design_path or 'the design'}: {exc}") from exc
+        for m in roles.members(parent.id):
+            db.session.add(StudyMember(study_id=study.id, user_id=m.user_id, role=m.role))
+        audit.record(_cli_actor(), "study_created", study.id,
+                     f"version {study.version} of study {parent.id} (command line)")
+        db.session.commit()
+        click.echo(f"study {study.id} is version {study.version} of {parent.id}; close the old one with the "
+                   "admin page when the new one opens", err=True)
+        click.echo(f"participant link: /s/{study.id}")
+        click.echo(study.id)
+
+
 @study_group.command("list")
 def study_list() -> None:
     from sqlalchemy import select

@@ -100,6 +100,7 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
             "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
             "device_pixel_ratio": r.device_pixel_ratio,
             "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+            "design_sha256": study.design_sha256,
         }
         if include_platform_ids:
             info = p.platform_info
@@ -149,6 +150,8 @@ def companion(study: Study) -> dict[str, Any]:
     manifest = sset.manifest
     return {"study_id": study.id, "name": study.name, "task_type": study.task_type, "status": study.status,
             "design": study.design, "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+            "design_sha256": study.design_sha256, "version": study.version,
+            "parent_study_id": study.parent_study_id,
             # the set's stimulus design and the estimand it identifies (format 1: minimal, with its standard sentence)
             "stimulus_design": set_design(manifest), "estimand": set_estimand(manifest),
             "columns": columns(manifest)}

@@ -81,6 +81,11 @@ class Study(db.Model):
     seed: Mapped[int] = mapped_column(Integer)
     completion_code: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # sha256 of the canonical design JSON, on every exported row; a changed design is a new study
+    # (`study clone`), linked here to the one it was made from.
+    design_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    parent_study_id: Mapped[Optional[str]] = mapped_column(ForeignKey("studies.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     stimulus_set: Mapped[StimulusSet] = relationship()
 
@@ -281,3 +286,27 @@ class RateCounter(db.Model):
 
 event.listen(RateCounter.__table__, "after_create",
              DDL("ALTER TABLE rate_counters SET UNLOGGED").execute_if(dialect="postgresql"))
+
+
+class StudyLockedError(ValueError):
+    pass
+
+
+# A study's design and stimulus set are locked once its first participant arrived: what people saw is
+# what the export says they saw. A change means a new study (`advlegit study clone`).
+LOCKED_FIELDS = ("design_json", "design_sha256", "stimulus_set_id", "task_type", "seed")
+
+
+@event.listens_for(Study, "before_update")
+def _refuse_changes_to_a_started_study(mapper, connection, study: Study) -> None:
+    from sqlalchemy import func, inspect as sa_inspect, select
+
+    state = sa_inspect(study)
+    changed = [f for f in LOCKED_FIELDS if state.attrs[f].history.has_changes()]
+    if not changed:
+        return
+    n = connection.execute(select(func.count()).select_from(Participant.__table__)
+                           .where(Participant.__table__.c.study_id == study.id)).scalar()
+    if n:
+        raise StudyLockedError(f"study {study.id} has {n} participants: its {', '.join(changed)} cannot change; "
+                               "make a new version with `advlegit study clone`")
