@@ -65,7 +65,7 @@ RESPONSE: tuple[Column, ...] = tuple(
     + _cols("str", "shown_at", "answered_at", "received_at")
     # numbers; float because they may be empty (pandas has no NA for plain int)
     + _cols("float", "screen_width", "screen_height", "viewport_width", "viewport_height", "device_pixel_ratio")
-    + _cols("str", "manifest_sha256", "stimulus_set")
+    + _cols("str", "manifest_sha256", "stimulus_set", "design_sha256")
 )
 # Identifying: only with --include-platform-ids / ?platform_ids=1, never by default.
 PLATFORM: tuple[Column, ...] = tuple(_cols("str", "platform", "platform_pid", "platform_session"))

@@ -72,6 +72,14 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])} is at {revision}")
 
 
+def _cli_actor() -> str:
+    """Who ran a command, for the audit log: the login name on this machine."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in a bare container
+        return "cli"
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -86,7 +94,8 @@ def study_group() -> None:
 @study_group.command("create")
 @click.option("--stimuli", "stimuli", required=True, type=click.Path(file_okay=False), help="stimulus set folder")
 @click.option("--design", "design_path", required=True, type=click.Path(dir_okay=False), help="design TOML file")
-def study_create(stimuli: str, design_path: str) -> None:
+@click.option("--owner", default=None, help="account that owns the study (site admins see every study anyway)")
+def study_create(stimuli: str, design_path: str, owner: str | None) -> None:
     """Import a stimulus set (verified, idempotent) and create a study; prints the study id last."""
     from .db import db
     from .design import DesignError, load_design
@@ -102,11 +111,62 @@ def study_create(stimuli: str, design_path: str) -> None:
     with app.app_context():
         try:
             study = create_study(loaded, design)
+            from . import audit
+
+            audit.record(_cli_actor(), "study_created", study.id,
+                         f"{design.task} study from stimulus set {loaded.name} (command line)")
+            if owner:
+                from . import roles
+
+                audit.record(_cli_actor(), "member", study.id, roles.set_member(study.id, owner, "owner"))
             db.session.commit()
         except DesignError as exc:
             db.session.rollback()
             raise click.ClickException(f"{design_path}: {exc}") from exc
+        except ValueError as exc:  # roles.RoleError: an unknown --owner; nothing was created
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"stimulus set {loaded.name} (manifest sha256 {loaded.manifest_sha256})")
+        click.echo(f"participant link: /s/{study.id}")
+        click.echo(study.id)
+
+
+@study_group.command("clone")
+@click.argument("study_id")
+@click.option("--stimuli", "stimuli", required=True, type=click.Path(file_okay=False), help="stimulus set folder")
+@click.option("--design", "design_path", default=None, type=click.Path(dir_okay=False),
+              help="the changed design (default: the study's own)")
+def study_clone(study_id: str, stimuli: str, design_path: str | None) -> None:
+    """A new version of a study: a started study's design and stimulus set are locked, so a change is a
+    new study, linked to the old one and with the same members. Prints the new study id last."""
+    from . import audit, roles
+    from .db import db
+    from .design import Design, DesignError, load_design
+    from .manifest import StimulusSetError, load_stimulus_set
+    from .models import StudyMember, Study
+    from .studies import create_study
+
+    try:
+        design = load_design(design_path) if design_path else None
+        loaded = load_stimulus_set(stimuli)
+    except (DesignError, StimulusSetError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _app().app_context():
+        parent = db.session.get(Study, study_id)
+        if parent is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        try:
+            study = create_study(loaded, design or Design.from_dict(parent.design), parent=parent)
+        except DesignError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{design_path or 'the design'}: {exc}") from exc
+        for m in roles.members(parent.id):
+            db.session.add(StudyMember(study_id=study.id, user_id=m.user_id, role=m.role))
+        audit.record(_cli_actor(), "study_created", study.id,
+                     f"version {study.version} of study {parent.id} (command line)")
+        db.session.commit()
+        click.echo(f"study {study.id} is version {study.version} of {parent.id}; close the old one with the "
+                   "admin page when the new one opens", err=True)
         click.echo(f"participant link: /s/{study.id}")
         click.echo(study.id)
 
@@ -129,29 +189,52 @@ def study_list() -> None:
 
 @cli.command("create-admin")
 @click.option("--username", default="admin", show_default=True)
-def create_admin(username: str) -> None:
-    """Create or reset an admin login. Password from $ADVLEGIT_ADMIN_PASSWORD or a prompt."""
-    from sqlalchemy import select
-    from werkzeug.security import generate_password_hash
-
+@click.option("--researcher", is_flag=True,
+              help="an account that sees only the studies it is a member of (default: a site admin, who sees all)")
+def create_admin(username: str, researcher: bool) -> None:
+    """Create or reset a researcher login. Password from $ADVLEGIT_ADMIN_PASSWORD or a prompt."""
+    from . import audit
+    from .accounts import AccountError, save_account
     from .db import db
-    from .models import AdminUser
 
     password = os.environ.get("ADVLEGIT_ADMIN_PASSWORD")
     if not password:
         password = getpass.getpass("password: ")
         if password != getpass.getpass("again: "):
             raise click.ClickException("passwords differ")
-    if len(password) < 8:
-        raise click.ClickException("password must have at least 8 characters")
     with _app().app_context():
-        user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
-        if user is None:
-            user = AdminUser(username=username, password_hash="")
-            db.session.add(user)
-        user.password_hash = generate_password_hash(password)
+        try:
+            saved = save_account(username, password, site_admin=not researcher)
+        except AccountError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        audit.record(_cli_actor(), "account", None, saved + " (command line)")
         db.session.commit()
-    click.echo(f"admin user {username} saved")
+    click.echo(f"{'researcher' if researcher else 'admin'} user {username} saved")
+
+
+@study_group.command("member")
+@click.option("--study", "study_id", required=True)
+@click.option("--user", "username", required=True, help="account name (create-admin --researcher makes one)")
+@click.option("--role", required=True, type=click.Choice(["owner", "collaborator", "viewer", "none"]),
+              help="none removes the member")
+def study_member(study_id: str, username: str, role: str) -> None:
+    """Add, change or remove a researcher's role in a study."""
+    from . import audit, roles
+    from .db import db
+    from .models import Study
+
+    with _app().app_context():
+        if db.session.get(Study, study_id) is None:
+            raise click.ClickException(f"no study {study_id!r}")
+        try:
+            change = roles.set_member(study_id, username, role)
+        except roles.RoleError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        audit.record(_cli_actor(), "member", study_id, change + " (command line)")
+        db.session.commit()
+    click.echo(change)
 
 
 @cli.command("serve")
@@ -306,5 +389,47 @@ def export(study_id: str, output: str, include_platform_ids: bool) -> None:
         side.write_text(json.dumps(companion(study), indent=2))
         debrief = out.with_suffix(".debrief.csv")
         debrief.write_text("".join(stream_debrief_csv(study)), encoding="utf-8")
+        from . import audit
+
+        audit.record(_cli_actor(), "export", study.id,
+                     f"{out.suffix[1:]}{' with platform ids' if include_platform_ids else ''} (command line)")
+        db.session.commit()
     click.echo(f"wrote {out}, {side} and {debrief}", err=True)
     click.echo(str(out))
+
+
+@cli.command("erase")
+@click.option("--study", "study_id", required=True)
+@click.option("--platform-id", "platform_pid", default=None, help="the person's Prolific or MTurk id")
+@click.option("--participant", "participant_id", default=None, help="or the pseudonymous participant id")
+@click.option("--reason", default="on request", show_default=True,
+              help="kept in the audit log (no names or platform ids)")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def erase(study_id: str, platform_pid: str | None, participant_id: str | None, reason: str, yes: bool) -> None:
+    """Delete every answer and record of one participant, on their request (docs/study-app.md)."""
+    from sqlalchemy import select
+
+    from .db import db
+    from .erasure import ErasureError, erase as erase_participant, find
+    from .models import Participant
+
+    if (platform_pid is None) == (participant_id is None):
+        raise click.UsageError("give exactly one of --platform-id and --participant")
+    with _app().app_context():
+        try:
+            if platform_pid is not None:
+                p = find(study_id, platform_pid)
+            else:
+                p = db.session.scalar(select(Participant).where(
+                    Participant.id == participant_id, Participant.study_id == study_id).with_for_update())
+                if p is None:
+                    raise ErasureError(f"no participant {participant_id!r} in study {study_id}")
+        except ErasureError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from exc
+        if not yes and not click.confirm(f"Erase participant {p.id} ({p.state}) and all their answers for good?"):
+            db.session.rollback()
+            raise click.ClickException("nothing erased")
+        done = erase_participant(p, _cli_actor(), reason)
+        db.session.commit()
+    click.echo(f"erased participant {done.participant_id}: {done.responses} answers, {done.trials} trials")

@@ -130,6 +130,7 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
             "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
             "device_pixel_ratio": r.device_pixel_ratio,
             "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+            "design_sha256": study.design_sha256,
         }
         if include_platform_ids:
             info = p.platform_info
@@ -179,6 +180,8 @@ def companion(study: Study) -> dict[str, Any]:
     manifest = sset.manifest
     return {"study_id": study.id, "name": study.name, "task_type": study.task_type, "status": study.status,
             "design": study.design, "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
+            "design_sha256": study.design_sha256, "version": study.version,
+            "parent_study_id": study.parent_study_id,
             # the set's stimulus design and the estimand it identifies (format 1: minimal, with its standard sentence)
             "stimulus_design": set_design(manifest), "estimand": set_estimand(manifest),
             "columns": columns(manifest)}
@@ -211,4 +214,17 @@ def stream_debrief_csv(study: Study) -> Iterator[str]:
     w.writerow(DEBRIEF_COLUMNS)
     for row in debrief_rows(study):
         w.writerow([_cell(row[c]) for c in DEBRIEF_COLUMNS])
+    yield buf.getvalue()
+
+
+AUDIT_COLUMNS = ["at", "actor", "action", "detail"]
+
+
+def stream_audit_csv(events) -> Iterator[str]:
+    """A study's audit log, oldest first."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(AUDIT_COLUMNS)
+    for e in sorted(events, key=lambda e: e.id):
+        w.writerow([_cell(v) for v in (e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), e.actor, e.action, e.detail)])
     yield buf.getvalue()

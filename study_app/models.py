@@ -18,7 +18,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false as sql_false
+from sqlalchemy.sql.expression import false as sql_false, true as sql_true
 
 from contracts.export import PARTICIPANT_STATES, REVIEW_MARKS, TASK_TYPES, TRIAL_KINDS  # noqa: F401
 
@@ -81,6 +81,11 @@ class Study(db.Model):
     seed: Mapped[int] = mapped_column(Integer)
     completion_code: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # sha256 of the canonical design JSON, on every exported row; a changed design is a new study
+    # (`study clone`), linked here to the one it was made from.
+    design_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    parent_study_id: Mapped[Optional[str]] = mapped_column(ForeignKey("studies.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     stimulus_set: Mapped[StimulusSet] = relationship()
 
@@ -221,11 +226,47 @@ class AllocationLog(db.Model):
 
 
 class AdminUser(db.Model):
+    """A researcher's login. Site admins (`create-admin`, the default) see and run every study and manage
+    accounts; other accounts (`create-admin --researcher`) see only the studies they are members of."""
+
     __tablename__ = "admin_users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Accounts made before roles existed could do everything: they stay site admins on upgrade.
+    is_site_admin: Mapped[bool] = mapped_column(default=True, server_default=sql_true())
+
+
+class StudyMember(db.Model):
+    """A researcher's role in one study: owner, collaborator or viewer (study_app/roles.py)."""
+
+    __tablename__ = "study_members"
+    __table_args__ = (UniqueConstraint("study_id", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[AdminUser] = relationship()
+
+
+class AuditEvent(db.Model):
+    """One row per researcher action (study created, opened, closed, review marks, exports, erasures).
+
+    Never updated and never holds a participant's data: an erasure is recorded by the participant's
+    pseudonymous id only, so copies of earlier exports can be cleaned, while the platform id is gone.
+    No foreign keys: the log outlives what it describes.
+    """
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))  # admin username, "cli", or "participant"
+    action: Mapped[str] = mapped_column(String(32))
+    study_id: Mapped[Optional[str]] = mapped_column(String(16), index=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")
 
 
 class RateCounter(db.Model):
@@ -245,3 +286,27 @@ class RateCounter(db.Model):
 
 event.listen(RateCounter.__table__, "after_create",
              DDL("ALTER TABLE rate_counters SET UNLOGGED").execute_if(dialect="postgresql"))
+
+
+class StudyLockedError(ValueError):
+    pass
+
+
+# A study's design and stimulus set are locked once its first participant arrived: what people saw is
+# what the export says they saw. A change means a new study (`advlegit study clone`).
+LOCKED_FIELDS = ("design_json", "design_sha256", "stimulus_set_id", "task_type", "seed")
+
+
+@event.listens_for(Study, "before_update")
+def _refuse_changes_to_a_started_study(mapper, connection, study: Study) -> None:
+    from sqlalchemy import func, inspect as sa_inspect, select
+
+    state = sa_inspect(study)
+    changed = [f for f in LOCKED_FIELDS if state.attrs[f].history.has_changes()]
+    if not changed:
+        return
+    n = connection.execute(select(func.count()).select_from(Participant.__table__)
+                           .where(Participant.__table__.c.study_id == study.id)).scalar()
+    if n:
+        raise StudyLockedError(f"study {study.id} has {n} participants: its {', '.join(changed)} cannot change; "
+                               "make a new version with `advlegit study clone`")

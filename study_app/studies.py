@@ -1,6 +1,7 @@
 """Researcher side: import a stimulus set (idempotent) and define a study on it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -50,7 +51,12 @@ def import_stimulus_set(loaded: LoadedSet) -> StimulusSet:
     return sset
 
 
-def create_study(loaded: LoadedSet, design: Design) -> Study:
+def design_hash(design: dict) -> str:
+    """sha256 of the design's canonical JSON (sorted keys, no spaces): the same design, the same hash."""
+    return hashlib.sha256(json.dumps(design, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def create_study(loaded: LoadedSet, design: Design, parent: Study | None = None) -> Study:
     """Check the design against the set, import the set, and create the study (caller commits)."""
     try:  # an unknown kind or design is refused before anything is written
         design_of_set = set_design(loaded.manifest)
@@ -63,12 +69,16 @@ def create_study(loaded: LoadedSet, design: Design) -> Study:
     sset = import_stimulus_set(loaded)
     seed = design.seed if design.seed is not None else secrets.randbelow(2**31)
     design.seed = seed
+    design_dict = design.to_dict()
     study = Study(
         id=new_id(),
         name=design.name,
         stimulus_set_id=sset.id,
         task_type=design.task,
-        design_json=json.dumps(design.to_dict()),
+        design_json=json.dumps(design_dict),
+        design_sha256=design_hash(design_dict),
+        parent_study_id=parent.id if parent is not None else None,
+        version=parent.version + 1 if parent is not None else 1,
         status="open",
         seed=seed,
         completion_code=design.completion_code or new_id(8).upper(),

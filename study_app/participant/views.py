@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import allocation, security
 from ..security import check_participant_csrf
 from ..db import db, utcnow
+from ..erasure import erase
 from ..design import Design, estimated_minutes, with_minutes
 from ..models import Image, Participant, Study, StudyImage
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
@@ -312,9 +313,19 @@ def withdraw(token: str):
     if request.method == "GET":  # a confirmation step, so a stray tap does not end the session
         db.session.commit()
         return render_template("participant/withdraw.html", p=p)
+    answers = request.form.get("answers", "keep")
+    if answers not in ("keep", "delete"):
+        abort(400, description="answers must be keep or delete")
     transition(p, "returned", "withdrew")
+    if answers == "keep":
+        db.session.commit()
+        return ended(p, 200)
+    platform = p.platform
+    erase(p, "participant", "withdrew and asked for their answers to be deleted")
     db.session.commit()
-    return ended(p, 200)
+    return message("You have left the study",
+                   "You have left the study and everything you answered has been deleted. Thank you for "
+                   f"your time. {RETURN_ON_PLATFORM.get(platform, 'You can close this page.')}", 200)
 
 
 @bp.get("/img/<token>")

@@ -221,7 +221,7 @@ def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_i
 def test_leaving_asks_first(app, client, study_id):
     token = start_participant(client, study_id)
     page = client.get(f"/p/{token}/withdraw")
-    assert page.status_code == 200 and "Yes, leave the study" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "Leave, and let the researchers keep my answers" in page.get_data(as_text=True)
     assert client.get(f"/api/p/{token}/state").get_json()["state"] == "in_task"
 
 
