@@ -207,11 +207,13 @@ def free_port() -> int:
 class Server:
     """`advlegit serve --production` in a subprocess (gunicorn master + workers), plain http on loopback."""
 
-    def __init__(self, db_url: str, instance: Path, workers: int, threads: int, log: Path):
+    def __init__(self, db_url: str, instance: Path, workers: int, threads: int, log: Path,
+                 secret: str | None = None):
+        # Several hosts of one deployment share the secret (participant CSRF tokens are derived from it).
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(instance),
-               "ADVLEGIT_SECRET_KEY": secrets.token_hex(32), "ADVLEGIT_INSECURE_COOKIES": "1",
+               "ADVLEGIT_SECRET_KEY": secret or secrets.token_hex(32), "ADVLEGIT_INSECURE_COOKIES": "1",
                "ADVLEGIT_PROXY_HOPS": "0", "PYTHONPATH": str(ROOT)}
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
