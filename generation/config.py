@@ -35,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    architecture: str = "ross_cnn"    # ross_cnn | gap_cnn
+    architecture: str = "ross_cnn"    # generation/models.py ARCHITECTURES: ross_cnn | gap_cnn | smallnet | pool_gap | ...
     width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
     dropout: float = 0.5              # before the last layer (ross_cnn; paper: 0.5)
     batch_norm: bool = False          # ross_cnn: batch norm on its hidden layers (Ross's code: on); gap_cnn never
@@ -254,7 +254,7 @@ def validate(cfg: GenerationConfig) -> None:
     """Cross-field checks, including that every defense/attack name and parameter exists."""
     from .attacks import ATTACKS, attack_param_names
     from .defenses import DEFENSES, defense_params
-    from .models import ARCHITECTURES
+    from .models import ARCHITECTURES, GAP_HEAD_ARCHITECTURES
     from .saliency import METHODS
 
     d = cfg.data
@@ -286,8 +286,9 @@ def validate(cfg: GenerationConfig) -> None:
         _require(not dc.architecture or dc.architecture in ARCHITECTURES,
                  f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
         needed = getattr(DEFENSES.get(dc.kind), "requires_architecture", None)
-        _require(not needed or (dc.architecture or cfg.model.architecture) == needed,
-                 f"{where}.architecture must be {needed!r} for defense {dc.kind!r} (it trains on CAMs)")
+        _require(not needed or (dc.architecture or cfg.model.architecture) in GAP_HEAD_ARCHITECTURES,
+                 f"{where}.architecture must have a global-average-pooling head for defense {dc.kind!r} "
+                 f"(it trains on CAMs): one of {', '.join(GAP_HEAD_ARCHITECTURES)}")
         try:
             dc.params = defense_params(dc.kind, dc.params)
         except (TypeError, ValueError) as exc:
