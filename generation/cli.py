@@ -26,12 +26,13 @@ def _run_generate(config: Path, out: Path, device: str, force: bool) -> None:
     from .config import ConfigError, load_config
     from .data import DataError
     from .pipeline import OutputExistsError, generate as run
+    from .user_models import ModelFileError
 
     try:
         cfg = load_config(config)
         _check_device(device)
         path = run(cfg, out, device=device, force=force)
-    except (ConfigError, DataError, OutputExistsError) as exc:
+    except (ConfigError, DataError, OutputExistsError, ModelFileError) as exc:
         raise click.ClickException(f"{config}: {exc}" if isinstance(exc, ConfigError) else str(exc)) from None
     click.echo(f"stimulus set: {path}")
     click.echo(f"figures:      {path / 'figures'}")

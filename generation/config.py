@@ -56,6 +56,13 @@ class DefenseConfig:
     train_steps: int = 0              # 0 = training.steps
     architecture: str = ""            # "" = model.architecture (e.g. gap_cnn for the CAM defenses)
     params: dict[str, Any] = field(default_factory=dict)
+    # Your own model, loaded instead of trained (kind = "loaded"): a TorchScript file, or a
+    # state_dict file for `architecture` (one of ours) or for `factory` ("module:function").
+    load: str = ""                    # path of the file (relative to the working directory)
+    factory: str = ""                 # "module:function" returning the nn.Module the state_dict fits
+    factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
+    mean: list[float] = field(default_factory=list)  # input normalization per channel, inside the model
+    std: list[float] = field(default_factory=list)   # (both empty = the model takes [0, 1] pixels)
 
 
 @dataclass
@@ -280,6 +287,9 @@ def validate(cfg: GenerationConfig) -> None:
         _require(bool(dc.name), f"{where}.name must not be empty")
         _require(dc.name not in seen, f"{where}.name {dc.name!r} is used twice")
         seen.add(dc.name)
+        if dc.load or dc.factory or dc.factory_args or dc.mean or dc.std or dc.kind == LOADED:
+            _validate_loaded(dc, where)
+            continue
         dc.kind = dc.kind or dc.name
         _require(dc.kind in DEFENSES, f"{where}.kind {dc.kind!r} is not a defense; choose one of {sorted(DEFENSES)}")
         _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
@@ -310,6 +320,34 @@ def validate(cfg: GenerationConfig) -> None:
         _require(k in known, f"stimuli.attack_params.{k} is not a parameter of {s.attack} (known: {', '.join(known)})")
     _validate_design(s, known)
     _validate_interpretability(cfg.interpretability, METHODS, ATTACKS)
+
+
+LOADED = "loaded"  # the kind of a [[defenses]] entry that loads a model instead of training one
+
+
+def _validate_loaded(dc: DefenseConfig, where: str) -> None:
+    """A loaded model: the file is named, it is not trained, and its normalization fits together.
+    Whether the file exists and fits is checked when it is loaded (generation/user_models.py)."""
+    dc.kind = dc.kind or LOADED
+    _require(dc.kind == LOADED, f'{where}: a defense with load = ... is loaded, not trained; its kind is '
+                                f'"{LOADED}", got {dc.kind!r}')
+    _require(bool(dc.load), f"{where}.load must name the model file (TorchScript, or a state_dict with "
+                            "architecture or factory)")
+    if dc.params:
+        raise ConfigError(f"{where}: unknown field {sorted(dc.params)[0]!r} for a loaded model (known: "
+                          "name, kind, load, architecture, factory, factory_args, mean, std)")
+    _require(dc.train_steps == 0, f"{where}.train_steps: a loaded model is not trained")
+    from .models import ARCHITECTURES
+    _require(not dc.architecture or dc.architecture in ARCHITECTURES,
+             f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
+    _require(not (dc.factory and dc.architecture),
+             f"{where}: give architecture (one of ours) or factory (your own), not both")
+    _require(not dc.factory or (dc.factory.count(":") == 1 and all(dc.factory.split(":"))),
+             f'{where}.factory must be "module:function", got {dc.factory!r}')
+    _require(not dc.factory_args or bool(dc.factory), f"{where}.factory_args needs factory")
+    _require(len(dc.mean) == len(dc.std), f"{where}: mean and std need one value per channel each "
+                                          f"(got {len(dc.mean)} and {len(dc.std)})")
+    _require(all(v > 0 for v in dc.std), f"{where}.std must be positive")
 
 
 def _validate_design(s: StimuliConfig, known: list[str]) -> None:

@@ -86,7 +86,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     trained = {}
     for i, spec in enumerate(specs, 1):
         log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
-        x, y = data_for[spec.split]
+        x, y = data_for.get(spec.split, data_for["train"])  # a loaded model ("external") only needs the shape
         trained[spec.name] = train_or_load(spec, x, y, num_classes, dev)
     everyone = {n: t.model for n, t in trained.items()}
     defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
@@ -152,6 +152,13 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
     write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables")
 
 
+def _loaded_from(t) -> dict[str, Any]:
+    """A loaded model's entry says which file it came from (checkpoint_sha256 is that file's hash)."""
+    if t.spec.load is None:
+        return {}
+    return {"loaded_from": {**t.spec.load, "load": str(t.checkpoint), "sha256": t.checkpoint_sha256}}
+
+
 def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
                stimuli: list[Stimulus], test_data, design: dict[str, Any]) -> None:
     images = folder / "images"
@@ -204,7 +211,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                "width": t.spec.width, "training_steps": t.spec.steps, "trained_on": t.spec.split,
                "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                "clean_accuracy": metrics["clean_accuracy"][n],
-               "input_gradient_norm": metrics["input_gradient_norm"][n]}
+               "input_gradient_norm": metrics["input_gradient_norm"][n],
+               **_loaded_from(t)}
               for n, t in trained.items()]
     write_manifest(folder, {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
