@@ -111,6 +111,7 @@ _RETIRED_STIMULI_KEYS = {
                'uses epsilons = [...]',
 }
 CONTROLS = tuple(CONTROL_KINDS)    # flip, noise
+DATA_FORMATS = ("auto", "idx", "npz", "cifar10")  # cifar10: the python batches (issue 15 item 1's loader)
 # Attacks whose budget may be a per-image tensor (the bisection moves every image's budget at once).
 BISECTABLE_ATTACKS = ("fgsm", "tgsm", "tgsm_iterative", "pgd_linf")
 
@@ -267,7 +268,7 @@ def validate(cfg: GenerationConfig) -> None:
     d = cfg.data
     _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
     _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")
-    _require(d.format in ("auto", "idx", "npz"), f"data.format must be auto, idx or npz, got {d.format!r}")
+    _require(d.format in DATA_FORMATS, f"data.format must be one of {', '.join(DATA_FORMATS)}, got {d.format!r}")
     for k in ("n_train", "n_rater", "n_test"):
         _require(getattr(d, k) > 0, f"data.{k} must be positive")
     _require(cfg.model.architecture in ARCHITECTURES,
