@@ -2,9 +2,11 @@
 
 Training dominates these configs, so the estimate is the training time, plus the attribution
 attack where a config runs it:
-1. For every architecture a config uses, the seconds of one plain training step (cross-entropy,
+1. For every architecture a config uses, the CPU seconds (process time, one torch thread, so
+   other jobs on a shared machine do not inflate it) of one plain training step (cross-entropy,
    forward + backward) at the config's batch size are measured on random images of the config's
-   shape: median of 3 steps after a warm-up.
+   shape: median of --steps steps after a warm-up. On an idle machine one core's wall time is
+   about that; two cores give at most a 2x speed-up.
 2. Every defense's step costs `generation.plan.training_passes` plain passes (the dry run's model).
    That model is checked here by timing each defense kind at reduced inner settings on the same
    net and comparing with its prediction; the measured/predicted ratio corrects the full estimate.
@@ -52,13 +54,13 @@ def step_seconds(model, kind: str, params: dict, shape, batch: int, classes: int
     times = []
     model.train()
     for i in range(steps + 1):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU seconds of this process: independent of other jobs on the machine
         loss = defense.loss(model, x, y, 500)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if i:  # the first step warms up
-            times.append(time.perf_counter() - t)
+            times.append(time.process_time() - t)
     return statistics.median(times)
 
 
@@ -114,6 +116,7 @@ def estimate(path: Path, steps: int) -> tuple[list[str], float, float]:
 
 
 def main() -> None:
+    torch.set_num_threads(1)
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("configs", nargs="*", type=Path)
@@ -125,13 +128,13 @@ def main() -> None:
              "reduced inner settings). CPU: this machine, torch's default threads, shared with other jobs "
              f"(an upper bound). GPU: **not measured**; modelled as max({GPU_LATENCY_S * 1000:g} ms, 3 x MACs x "
              f"batch / {GPU_MACS_PER_S / 1e12:g} TMAC/s) per pass.", "",
-             "| config | model | architecture | steps x batch | plain step (CPU) | passes/step | measured/predicted | CPU | GPU (modelled) |",
+             "| config | model | architecture | steps x batch | plain step (1 CPU thread) | passes/step | measured/predicted | CPU | GPU (modelled) |",
              "|---|---|---|---|---|---|---|---|---|"]
     totals = []
     for path in configs:
         rows, cpu, gpu = estimate(path, args.steps)
         lines += rows
-        totals.append(f"- `{path.name}`: CPU about {human(cpu)}, GPU about {human(gpu)} (modelled)")
+        totals.append(f"- `{path.name}`: one CPU core about {human(cpu)}, GPU about {human(gpu)} (modelled)")
         print(totals[-1], flush=True)
     lines += ["", "Totals (training, plus the top-k attack where the config runs it):", *totals]
     write_section("paper-configs", "\n".join(lines))

@@ -56,13 +56,11 @@ class DefenseConfig:
     train_steps: int = 0              # 0 = training.steps
     architecture: str = ""            # "" = model.architecture (e.g. gap_cnn for the CAM defenses)
     params: dict[str, Any] = field(default_factory=dict)
-    # Your own model, loaded instead of trained (kind = "loaded"): a TorchScript file, or a
-    # state_dict file for `architecture` (one of ours) or for `factory` ("module:function").
-    load: str = ""                    # path of the file (relative to the working directory)
+    load: str = ""                    # your own model, loaded instead of trained (kind = "loaded"): a TorchScript file, or a state_dict for `architecture` (ours) or `factory`; path relative to the working directory
     factory: str = ""                 # "module:function" returning the nn.Module the state_dict fits
     factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
     mean: list[float] = field(default_factory=list)  # input normalization per channel, inside the model
-    std: list[float] = field(default_factory=list)   # (both empty = the model takes [0, 1] pixels)
+    std: list[float] = field(default_factory=list)   # per channel, with mean (both empty = the model takes [0, 1] pixels)
 
 
 @dataclass
