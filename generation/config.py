@@ -47,6 +47,10 @@ class TrainingConfig:
     batch_size: int = 64              # paper: 256
     lr: float = 1e-3                  # Adam learning rate (paper: 2e-4)
     seed: int = 0                     # weight initialization and batch order
+    seeds: list[int] = field(default_factory=list)  # train every defense once per seed (the first replaces seed; its models make the stimuli); metrics report mean and interval across seeds
+
+    def primary_seed(self) -> int:
+        return self.seeds[0] if self.seeds else self.seed
 
 
 @dataclass
@@ -279,6 +283,8 @@ def validate(cfg: GenerationConfig) -> None:
     _require(not cfg.model.batch_norm or t.batch_size >= 2,
              "training.batch_size must be at least 2 with model.batch_norm (batch statistics of one image)")
     _require(t.lr > 0, "training.lr must be positive")
+    _require(len(set(t.seeds)) == len(t.seeds), "training.seeds lists a seed twice")
+    _require(all(s >= 0 for s in t.seeds), "training.seeds must be >= 0")
     _require(len(cfg.defenses) > 0, "defenses: at least one [[defenses]] table is needed")
     seen: set[str] = set()
     for i, dc in enumerate(cfg.defenses):

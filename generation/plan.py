@@ -182,7 +182,9 @@ def make_plan(cfg: GenerationConfig) -> Plan:
     shape, classes = _data(cfg, plan)
     specs = model_specs(cfg, "dry-run")
     plan.lines.append(f"models: {len(specs)} ({sum(s.role == 'defended' for s in specs)} defended, "
-                      f"{sum(s.role == 'rater' for s in specs)} raters)")
+                      f"{sum(s.role == 'rater' for s in specs)} raters, "
+                      f"{sum(s.role == 'replicate' for s in specs)} replicates for training.seeds "
+                      f"{cfg.training.seeds or [cfg.training.seed]})")
     total = 0.0
     for spec in specs:
         line, work = _model_line(spec, shape, classes, plan)

@@ -1,6 +1,7 @@
 """Training loop with progress bars, and checkpoints cached by a hash of everything that made them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ class ModelSpec:
     """Everything that determines a trained model; its hash is the cache key."""
 
     name: str
-    role: str                      # "defended" or "rater"
+    role: str                      # "defended", "rater" or "replicate" (another seed of a defended model)
     defense: str                   # registry kind
     defense_params: dict[str, Any]
     architecture: str
@@ -68,19 +69,28 @@ def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
     m, t = cfg.model, cfg.training
     bn = lambda arch: m.batch_norm and arch == "ross_cnn"  # noqa: E731  (gap_cnn has none)
     specs = []
+    seed = t.primary_seed()
+    replicates = []
     for d in cfg.defenses:
         if d.kind == LOADED:
             specs.append(_loaded_spec(d, data))
             continue
         arch = d.architecture or m.architecture
         specs.append(ModelSpec(d.name, "defended", d.kind, d.params, arch, m.width, m.dropout,
-                               d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data, bn(arch)))
+                               d.train_steps or t.steps, t.batch_size, t.lr, seed, "train", data, bn(arch)))
+        replicates += [dataclasses.replace(specs[-1], name=replicate_name(d.name, s), role="replicate", seed=s)
+                       for s in t.seeds[1:]]
     for i in range(cfg.raters.count):
         arch = cfg.raters.architecture or m.architecture
         specs.append(ModelSpec(f"rater{i + 1}" if cfg.raters.count > 1 else "rater", "rater", "normal", {},
                                arch, m.width, m.dropout, cfg.raters.steps or t.steps, t.batch_size, t.lr,
-                               t.seed + 1000 + i, "rater", data, bn(arch)))
-    return specs
+                               seed + 1000 + i, "rater", data, bn(arch)))
+    return specs + replicates
+
+
+def replicate_name(defense: str, seed: int) -> str:
+    """The model of `defense` trained with another of training.seeds (never attacked for stimuli)."""
+    return f"{defense}@seed{seed}"
 
 
 def _loaded_spec(d: DefenseConfig, data: dict[str, Any]) -> ModelSpec:
