@@ -125,10 +125,10 @@ def main() -> None:
     lines = ["## Paper configs: expected time (`benchmarks/bench_paper_configs.py`)", "",
              "Training time of each model = steps x (passes per step from the dry run's model) x (measured "
              "seconds of one plain step of that net and batch) x (measured/predicted ratio of that defense at "
-             "reduced inner settings). CPU: this machine, torch's default threads, shared with other jobs "
-             f"(an upper bound). GPU: **not measured**; modelled as max({GPU_LATENCY_S * 1000:g} ms, 3 x MACs x "
+             "reduced inner settings). CPU: CPU seconds of one torch thread (process time, so the other jobs "
+             "sharing the machine do not count); two cores would at best halve it. GPU: **not measured**; modelled as max({GPU_LATENCY_S * 1000:g} ms, 3 x MACs x "
              f"batch / {GPU_MACS_PER_S / 1e12:g} TMAC/s) per pass.", "",
-             "| config | model | architecture | steps x batch | plain step (1 CPU thread) | passes/step | measured/predicted | CPU | GPU (modelled) |",
+             "| config | model | architecture | steps x batch | plain step (1 CPU thread) | passes/step | measured/predicted | one CPU core | GPU (modelled) |",
              "|---|---|---|---|---|---|---|---|---|"]
     totals = []
     for path in configs:
