@@ -84,11 +84,13 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
                 "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}
 
     specs = model_specs(cfg, dataset.sha256)
+    # Loaded models first: a bad model file stops the run before hours of training, not after.
+    loaded = {s.name: train_or_load(s, *data_for["train"], num_classes, dev) for s in specs if s.load is not None}
     trained = {}
     for i, spec in enumerate(specs, 1):
         log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
-        x, y = data_for.get(spec.split, data_for["train"])  # a loaded model ("external") only needs the shape
-        trained[spec.name] = train_or_load(spec, x, y, num_classes, dev)
+        x, y = data_for.get(spec.split, data_for["train"])
+        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev)
     everyone = {n: t.model for n, t in trained.items() if t.spec.role != "replicate"}
     defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
     checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items() if t.spec.role != "replicate"}

@@ -179,13 +179,17 @@ def test_bad_files_are_refused_with_the_file_named(factory, tmp_path):
         _load(ok, factory="mynets:build", mean=[0.5] * 3, std=[0.5] * 3)
 
 
-def test_a_bad_model_file_stops_generate_with_a_clear_message(tmp_path):
+def test_a_bad_model_file_stops_generate_before_any_training(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ADVLEGIT_CACHE_DIR", str(cache))
     config = tmp_path / "c.toml"
-    config.write_text(f'[[defenses]]\nname = "mine"\nload = "{tmp_path / "absent.pt"}"\narchitecture = "ross_cnn"\n'
-                      '[data]\nn_train = 100\nn_rater = 50\nn_test = 50\n')
+    config.write_text('[[defenses]]\nname = "normal"\n'
+                      f'[[defenses]]\nname = "mine"\nload = "{tmp_path / "absent.pt"}"\narchitecture = "ross_cnn"\n'
+                      '[data]\nn_train = 100\nn_rater = 50\nn_test = 50\n[training]\nsteps = 2\n')
     result = CliRunner().invoke(main, ["generate", str(config), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "absent.pt: model file not found" in result.output
     assert not (tmp_path / "out").exists()
+    assert not list(cache.rglob("*.pt")), "a model was trained before the bad file was found"
 
 
 @pytest.mark.parametrize("entry,message", [
