@@ -35,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    architecture: str = "ross_cnn"    # ross_cnn | gap_cnn
+    architecture: str = "ross_cnn"    # generation/models.py ARCHITECTURES: ross_cnn | gap_cnn | smallnet | pool_gap | ...
     width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
     dropout: float = 0.5              # before the last layer (ross_cnn; paper: 0.5)
     batch_norm: bool = False          # ross_cnn: batch norm on its hidden layers (Ross's code: on); gap_cnn never
@@ -47,6 +47,10 @@ class TrainingConfig:
     batch_size: int = 64              # paper: 256
     lr: float = 1e-3                  # Adam learning rate (paper: 2e-4)
     seed: int = 0                     # weight initialization and batch order
+    seeds: list[int] = field(default_factory=list)  # train every defense once per seed (the first replaces seed; its models make the stimuli); metrics report mean and interval across seeds
+
+    def primary_seed(self) -> int:
+        return self.seeds[0] if self.seeds else self.seed
 
 
 @dataclass
@@ -56,6 +60,11 @@ class DefenseConfig:
     train_steps: int = 0              # 0 = training.steps
     architecture: str = ""            # "" = model.architecture (e.g. gap_cnn for the CAM defenses)
     params: dict[str, Any] = field(default_factory=dict)
+    load: str = ""                    # your own model, loaded instead of trained (kind = "loaded"): a TorchScript file, or a state_dict for `architecture` (ours) or `factory`; path relative to the working directory
+    factory: str = ""                 # "module:function" returning the nn.Module the state_dict fits
+    factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
+    mean: list[float] = field(default_factory=list)  # input normalization per channel, inside the model
+    std: list[float] = field(default_factory=list)   # per channel, with mean (both empty = the model takes [0, 1] pixels)
 
 
 @dataclass
@@ -104,6 +113,7 @@ _RETIRED_STIMULI_KEYS = {
                'uses epsilons = [...]',
 }
 CONTROLS = tuple(CONTROL_KINDS)    # flip, noise
+DATA_FORMATS = ("auto", "idx", "npz", "cifar10")  # cifar10: the python batches (issue 15 item 1's loader)
 # Attacks whose budget may be a per-image tensor (the bisection moves every image's budget at once).
 BISECTABLE_ATTACKS = ("fgsm", "tgsm", "tgsm_iterative", "pgd_linf")
 
@@ -254,13 +264,13 @@ def validate(cfg: GenerationConfig) -> None:
     """Cross-field checks, including that every defense/attack name and parameter exists."""
     from .attacks import ATTACKS, attack_param_names
     from .defenses import DEFENSES, defense_params
-    from .models import ARCHITECTURES
+    from .models import ARCHITECTURES, GAP_HEAD_ARCHITECTURES
     from .saliency import METHODS
 
     d = cfg.data
     _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
     _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")
-    _require(d.format in ("auto", "idx", "npz"), f"data.format must be auto, idx or npz, got {d.format!r}")
+    _require(d.format in DATA_FORMATS, f"data.format must be one of {', '.join(DATA_FORMATS)}, got {d.format!r}")
     for k in ("n_train", "n_rater", "n_test"):
         _require(getattr(d, k) > 0, f"data.{k} must be positive")
     _require(cfg.model.architecture in ARCHITECTURES,
@@ -273,6 +283,8 @@ def validate(cfg: GenerationConfig) -> None:
     _require(not cfg.model.batch_norm or t.batch_size >= 2,
              "training.batch_size must be at least 2 with model.batch_norm (batch statistics of one image)")
     _require(t.lr > 0, "training.lr must be positive")
+    _require(len(set(t.seeds)) == len(t.seeds), "training.seeds lists a seed twice")
+    _require(all(s >= 0 for s in t.seeds), "training.seeds must be >= 0")
     _require(len(cfg.defenses) > 0, "defenses: at least one [[defenses]] table is needed")
     seen: set[str] = set()
     for i, dc in enumerate(cfg.defenses):
@@ -280,14 +292,18 @@ def validate(cfg: GenerationConfig) -> None:
         _require(bool(dc.name), f"{where}.name must not be empty")
         _require(dc.name not in seen, f"{where}.name {dc.name!r} is used twice")
         seen.add(dc.name)
+        if dc.load or dc.factory or dc.factory_args or dc.mean or dc.std or dc.kind == LOADED:
+            _validate_loaded(dc, where)
+            continue
         dc.kind = dc.kind or dc.name
         _require(dc.kind in DEFENSES, f"{where}.kind {dc.kind!r} is not a defense; choose one of {sorted(DEFENSES)}")
         _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
         _require(not dc.architecture or dc.architecture in ARCHITECTURES,
                  f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
         needed = getattr(DEFENSES.get(dc.kind), "requires_architecture", None)
-        _require(not needed or (dc.architecture or cfg.model.architecture) == needed,
-                 f"{where}.architecture must be {needed!r} for defense {dc.kind!r} (it trains on CAMs)")
+        _require(not needed or (dc.architecture or cfg.model.architecture) in GAP_HEAD_ARCHITECTURES,
+                 f"{where}.architecture must have a global-average-pooling head for defense {dc.kind!r} "
+                 f"(it trains on CAMs): one of {', '.join(GAP_HEAD_ARCHITECTURES)}")
         try:
             dc.params = defense_params(dc.kind, dc.params)
         except (TypeError, ValueError) as exc:
@@ -309,6 +325,34 @@ def validate(cfg: GenerationConfig) -> None:
         _require(k in known, f"stimuli.attack_params.{k} is not a parameter of {s.attack} (known: {', '.join(known)})")
     _validate_design(s, known)
     _validate_interpretability(cfg.interpretability, METHODS, ATTACKS)
+
+
+LOADED = "loaded"  # the kind of a [[defenses]] entry that loads a model instead of training one
+
+
+def _validate_loaded(dc: DefenseConfig, where: str) -> None:
+    """A loaded model: the file is named, it is not trained, and its normalization fits together.
+    Whether the file exists and fits is checked when it is loaded (generation/user_models.py)."""
+    dc.kind = dc.kind or LOADED
+    _require(dc.kind == LOADED, f'{where}: a defense with load = ... is loaded, not trained; its kind is '
+                                f'"{LOADED}", got {dc.kind!r}')
+    _require(bool(dc.load), f"{where}.load must name the model file (TorchScript, or a state_dict with "
+                            "architecture or factory)")
+    if dc.params:
+        raise ConfigError(f"{where}: unknown field {sorted(dc.params)[0]!r} for a loaded model (known: "
+                          "name, kind, load, architecture, factory, factory_args, mean, std)")
+    _require(dc.train_steps == 0, f"{where}.train_steps: a loaded model is not trained")
+    from .models import ARCHITECTURES
+    _require(not dc.architecture or dc.architecture in ARCHITECTURES,
+             f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
+    _require(not (dc.factory and dc.architecture),
+             f"{where}: give architecture (one of ours) or factory (your own), not both")
+    _require(not dc.factory or (dc.factory.count(":") == 1 and all(dc.factory.split(":"))),
+             f'{where}.factory must be "module:function", got {dc.factory!r}')
+    _require(not dc.factory_args or bool(dc.factory), f"{where}.factory_args needs factory")
+    _require(len(dc.mean) == len(dc.std), f"{where}: mean and std need one value per channel each "
+                                          f"(got {len(dc.mean)} and {len(dc.std)})")
+    _require(all(v > 0 for v in dc.std), f"{where}.std must be positive")
 
 
 def _validate_design(s: StimuliConfig, known: list[str]) -> None:

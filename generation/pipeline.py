@@ -28,8 +28,9 @@ from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
 from .saliency_images import export_stimulus_saliency
+from .seeds import plot_clean_accuracy, plot_white_box_curves, summarize, write_table
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
-from .train import cache_dir, model_specs, to_tensors, train_or_load
+from .train import cache_dir, model_specs, replicate_name, to_tensors, train_or_load
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -83,19 +84,24 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
                 "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}
 
     specs = model_specs(cfg, dataset.sha256)
+    # Loaded models first: a bad model file stops the run before hours of training, not after.
+    loaded = {s.name: train_or_load(s, *data_for["train"], num_classes, dev) for s in specs if s.load is not None}
     trained = {}
     for i, spec in enumerate(specs, 1):
         log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
-        x, y = data_for[spec.split]
-        trained[spec.name] = train_or_load(spec, x, y, num_classes, dev)
-    everyone = {n: t.model for n, t in trained.items()}
+        x, y = data_for.get(spec.split, data_for["train"])
+        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev)
+    everyone = {n: t.model for n, t in trained.items() if t.spec.role != "replicate"}
     defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
-    checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items()}
+    checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items() if t.spec.role != "replicate"}
 
     log.info("evaluating %d models (%s)", len(everyone), ", ".join(cfg.evaluation.attacks))
     metrics = _cached_json("evaluation", {"checkpoints": checkpoints, "eval": asdict(cfg.evaluation),
                                           "data": asdict(cfg.data), "dataset": dataset.sha256},
                            lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation))
+
+    if len(cfg.training.seeds) > 1:
+        metrics = {**metrics, "seeds": _seed_summary(cfg, trained, metrics, dataset, x_test, y_test)}
 
     if cfg.interpretability.enabled:
         metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
@@ -129,6 +135,22 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     return out
 
 
+def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_test) -> dict[str, Any]:
+    """Evaluate every other seed's models as the first seed's were; summarize across seeds."""
+    per_seed = [metrics]
+    for seed in cfg.training.seeds[1:]:
+        # the same names as the first seed's, so the evaluations line up (loaded models have no seed)
+        models = {n: trained.get(replicate_name(n, seed), t).model
+                  for n, t in trained.items() if t.spec.role == "defended"}
+        raters = {n: t.model for n, t in trained.items() if t.spec.role == "rater"}
+        sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in {**models, **raters}}
+        log.info("evaluating seed %d's models", seed)
+        per_seed.append(_cached_json("evaluation", {"checkpoints": sha, "eval": asdict(cfg.evaluation),
+                                                    "data": asdict(cfg.data), "dataset": dataset.sha256},
+                                     lambda: evaluate(models, {**models, **raters}, x_test, y_test, cfg.evaluation)))
+    return summarize(cfg.training.seeds, per_seed)
+
+
 # Settings that only change pictures or exports, not the measured numbers: outside the cache key.
 _PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
 
@@ -150,6 +172,13 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
     if ic.alignment:
         plot_alignment_vs_robustness(interp, folder / "figures" / "alignment_vs_robustness.png")
     write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables")
+
+
+def _loaded_from(t) -> dict[str, Any]:
+    """A loaded model's entry says which file it came from (checkpoint_sha256 is that file's hash)."""
+    if t.spec.load is None:
+        return {}
+    return {"loaded_from": {**t.spec.load, "load": str(t.checkpoint), "sha256": t.checkpoint_sha256}}
 
 
 def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
@@ -198,14 +227,25 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     plot_matched_grid(adversarial, defenses, dataset.classes, figures / "matched_stimuli.png")
     if cfg.interpretability.enabled:
         _write_interpretability(folder, cfg, trained, metrics, test_data)
+    if "seeds" in metrics:
+        plot_clean_accuracy(metrics["seeds"], figures / "seeds_clean_accuracy.png")
+        for attack in cfg.evaluation.attacks:
+            plot_white_box_curves(metrics["seeds"], attack, figures / f"seeds_accuracy_vs_epsilon_{attack}.png")
+        write_table(metrics["seeds"], folder / "tables" / "seeds.md")
 
     models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
                "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,
                "width": t.spec.width, "training_steps": t.spec.steps, "trained_on": t.spec.split,
                "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                "clean_accuracy": metrics["clean_accuracy"][n],
-               "input_gradient_norm": metrics["input_gradient_norm"][n]}
-              for n, t in trained.items()]
+               "input_gradient_norm": metrics["input_gradient_norm"][n],
+               **_loaded_from(t)}
+              for n, t in trained.items() if t.spec.role != "replicate"]
+    replicates = [{"name": n, "defense_model": n.split("@")[0], "seed": t.spec.seed,
+                   "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
+                   "clean_accuracy": metrics["seeds"]["clean_accuracy"][n.split("@")[0]]["values"][
+                       cfg.training.seeds.index(t.spec.seed)]}
+                  for n, t in trained.items() if t.spec.role == "replicate"]
     write_manifest(folder, {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "software": {"advlegit": VERSION, "torch": torch.__version__, "python": platform.python_version()},
@@ -217,6 +257,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                     "splits": {"train": len(splits.train), "rater": len(splits.rater), "test": len(splits.test)},
                     "split_seed": cfg.data.split_seed},
         "models": models,
+        **({"seed_replicates": replicates} if replicates else {}),
         "stimulus_design": design,
         "sources": source_entries,
         "stimuli": stimulus_entries,

@@ -1,6 +1,7 @@
 """Training loop with progress bars, and checkpoints cached by a hash of everything that made them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,10 +14,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import GenerationConfig, sha256_json
+from .config import LOADED, DefenseConfig, GenerationConfig, sha256_json
 from .defenses import TrainContext, build_defense
 from .manifest import sha256_file as file_sha256
 from .models import build_model
+from .user_models import file_format, load_model
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 3  # 3: paper gap_cnn, gradreg_adv and Int-Adv; 2: seeded before the model is built
@@ -31,7 +33,7 @@ class ModelSpec:
     """Everything that determines a trained model; its hash is the cache key."""
 
     name: str
-    role: str                      # "defended" or "rater"
+    role: str                      # "defended", "rater" or "replicate" (another seed of a defended model)
     defense: str                   # registry kind
     defense_params: dict[str, Any]
     architecture: str
@@ -44,9 +46,13 @@ class ModelSpec:
     split: str                     # which data split it trains on
     data: dict[str, Any]           # data config + dataset hash
     batch_norm: bool = False       # ross_cnn only (model.batch_norm)
+    load: dict[str, Any] | None = None  # a loaded model (generation/user_models.py): file and settings
 
     def key(self) -> str:
-        return sha256_json({"format": CHECKPOINT_FORMAT, **asdict(self), "name": None})
+        fields = asdict(self)
+        if fields["load"] is None:  # trained models keep the keys of their cached checkpoints
+            del fields["load"]
+        return sha256_json({"format": CHECKPOINT_FORMAT, **fields, "name": None})
 
 
 @dataclass
@@ -63,16 +69,36 @@ def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
     m, t = cfg.model, cfg.training
     bn = lambda arch: m.batch_norm and arch == "ross_cnn"  # noqa: E731  (gap_cnn has none)
     specs = []
+    seed = t.primary_seed()
+    replicates = []
     for d in cfg.defenses:
+        if d.kind == LOADED:
+            specs.append(_loaded_spec(d, data))
+            continue
         arch = d.architecture or m.architecture
         specs.append(ModelSpec(d.name, "defended", d.kind, d.params, arch, m.width, m.dropout,
-                               d.train_steps or t.steps, t.batch_size, t.lr, t.seed, "train", data, bn(arch)))
+                               d.train_steps or t.steps, t.batch_size, t.lr, seed, "train", data, bn(arch)))
+        replicates += [dataclasses.replace(specs[-1], name=replicate_name(d.name, s), role="replicate", seed=s)
+                       for s in t.seeds[1:]]
     for i in range(cfg.raters.count):
         arch = cfg.raters.architecture or m.architecture
         specs.append(ModelSpec(f"rater{i + 1}" if cfg.raters.count > 1 else "rater", "rater", "normal", {},
                                arch, m.width, m.dropout, cfg.raters.steps or t.steps, t.batch_size, t.lr,
-                               t.seed + 1000 + i, "rater", data, bn(arch)))
-    return specs
+                               seed + 1000 + i, "rater", data, bn(arch)))
+    return specs + replicates
+
+
+def replicate_name(defense: str, seed: int) -> str:
+    """The model of `defense` trained with another of training.seeds (never attacked for stimuli)."""
+    return f"{defense}@seed{seed}"
+
+
+def _loaded_spec(d: DefenseConfig, data: dict[str, Any]) -> ModelSpec:
+    load = {"load": d.load, "architecture": d.architecture, "factory": d.factory,
+            "factory_args": d.factory_args, "mean": d.mean, "std": d.std}
+    load["format"] = file_format(load)
+    arch = d.architecture or d.factory or "torchscript"
+    return ModelSpec(d.name, "defended", LOADED, {}, arch, 1.0, 0.0, 0, 0, 0.0, 0, "external", data, load=load)
 
 
 def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -106,6 +132,11 @@ def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Te
 def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                   device: torch.device) -> TrainedModel:
     """Load the checkpoint for this spec from the cache, or train it and store it there."""
+    if spec.load is not None:  # your own model: loaded, never trained or cached
+        path = Path(spec.load["load"]).expanduser()
+        model = load_model(spec.load, tuple(images.shape[1:]), num_classes, device)
+        log.info("model %s: loaded %s (%s)", spec.name, path, spec.load["format"])
+        return TrainedModel(spec, model, path, file_sha256(path), cached=True)
     folder = cache_dir() / "models"
     folder.mkdir(parents=True, exist_ok=True)
     key = spec.key()
