@@ -83,6 +83,7 @@ def trials(token: str):
             "label_article": article(label_name(classes, t.prompt_label)),  # "an 8": the renderer's wording
             "expected": t.expected if practice else None,
             "feedback": feedback(task, t, classes),
+            "classes": classes,  # the answer buttons' names (identify: "cat" beside key 3)
         })
     return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
                     "csrf": participant_csrf(p.access_token),
