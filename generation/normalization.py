@@ -28,7 +28,7 @@ class Normalized(nn.Module):
     see the same normalised input as the classifier."""
 
     # Attributes of the wrapped network offered as this model's own (the CAM interface).
-    PASSED_THROUGH = ("linear",)
+    PASSED_THROUGH = ("linear", "features")  # features: Grad-CAM's default layer
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.slow]
 CONFIG = Path(__file__).with_name("cifar-tiny.toml")
 
 
-
-
 def _ok(result):
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result.output
