@@ -11,6 +11,8 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from contracts.stimulus_set import class_names
+
 from .. import security
 from ..security import check_participant_csrf, participant_csrf
 
@@ -51,7 +53,7 @@ def _classes(_database: str, stimulus_set_id: int) -> list[str]:
     from ..models import StimulusSet
 
     manifest = db.session.get(StimulusSet, stimulus_set_id).manifest
-    return manifest["dataset"].get("classes") or [str(d) for d in range(10)]
+    return class_names(manifest)
 
 
 @bp.get("/p/<token>/trials")
