@@ -107,6 +107,26 @@ def normalized(manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def class_names(manifest: dict[str, Any]) -> list[str]:
+    """The names participants are shown for labels 0..K-1 (CIFAR-10: airplane, ..., truck); sets
+    written before the field existed hold digits, named "0".."9"."""
+    return list((manifest.get("dataset") or {}).get("classes") or [str(d) for d in range(10)])
+
+
+def _check_classes(dataset: Any, problems: list[str]) -> list[str] | None:
+    """dataset.classes, when present: distinct, non-empty names (absent: the digits, as format 1)."""
+    classes = dataset.get("classes") if isinstance(dataset, dict) else None
+    if classes is None:
+        return None
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) and c.strip() for c in classes)):
+        problems.append("dataset.classes must be a non-empty list of non-empty class names")
+        return None
+    if len(set(classes)) != len(classes):
+        problems.append("dataset.classes names a class twice")
+    return classes
+
+
 def _inside(root: Path, rel: str) -> bool:
     p = (root / rel).resolve()
     return root in p.parents
@@ -119,7 +139,7 @@ def verify(folder: str | Path) -> dict[str, Any]:
     no listed path leaves the folder. Entries: ids unique; every image and saliency map a source or
     stimulus names is listed with the same hash; required fields present; every model predicted on
     every image; defenses known; kinds valid; a control's twin exists, is adversarial and has the
-    same defense and group.
+    same defense and group; dataset.classes (when present) distinct names that every label indexes.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -144,6 +164,7 @@ def verify(folder: str | Path) -> dict[str, Any]:
     problems += [f"unlisted file {rel}" for rel in sorted(on_disk - set(listed))]
 
     m = normalized(manifest)
+    classes = _check_classes(m.get("dataset"), problems)
     models = {mod.get("name") for mod in m["models"]}
     ids: dict[str, dict[str, Any]] = {}
     for section, required in (("sources", ("id", "image", "sha256", "true_label")),
@@ -166,6 +187,12 @@ def verify(folder: str | Path) -> dict[str, Any]:
             absent = models - set(entry.get("predictions") or {})
             if absent:
                 problems.append(f"{sid}: no predictions for models {sorted(absent)}")
+            if classes is not None:
+                for key in ("true_label", "target_label"):
+                    label = entry.get(key)
+                    if label is not None and not (isinstance(label, int) and 0 <= label < len(classes)):
+                        problems.append(f"{sid}: {key} {label!r} is not a class of dataset.classes "
+                                        f"(0..{len(classes) - 1})")
             if section == "sources":
                 continue
             if entry["defense"] not in models:

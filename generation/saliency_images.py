@@ -20,10 +20,17 @@ def applies(method: str, model: nn.Module) -> bool:
     return gap or method not in CAM_METHODS
 
 
+def channel_max_abs(attribution: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): max over channels of |attribution| (= |attribution| for C = 1)."""
+    return attribution.abs().amax(dim=1)
+
+
 def display_maps(model: nn.Module, x: torch.Tensor, method: str, classes: torch.Tensor | None = None,
                  *, ig_steps: int = 50) -> torch.Tensor:
-    """(N, H, W) in [0,1] at the image's size: |attribution| for gradient-type methods, the positive
-    part for class maps (upsampled bilinearly), each map divided by its own maximum."""
+    """(N, H, W) in [0,1] at the image's size: |attribution| for gradient-type methods -- for colour
+    images the largest |attribution| over the three channels at each pixel (Simonyan et al. 2014's
+    saliency map; one picture per image whatever the channel count) -- the positive part for class
+    maps (upsampled bilinearly), each map divided by its own maximum."""
     if classes is None:
         with torch.no_grad():
             classes = model(x).argmax(1)
@@ -36,7 +43,7 @@ def display_maps(model: nn.Module, x: torch.Tensor, method: str, classes: torch.
         maps = F.interpolate(raw.clamp_min(0)[:, None], size=x.shape[-2:], mode="bilinear",
                              align_corners=False)[:, 0]
     else:                                   # (N, C, H, W) input attributions
-        maps = raw.abs().sum(dim=1)
+        maps = channel_max_abs(raw)
     peak = maps.flatten(1).amax(1).clamp_min(1e-12)
     return maps / peak.view(-1, 1, 1)
 

@@ -18,6 +18,7 @@ from .config import LOADED, DefenseConfig, GenerationConfig, sha256_json
 from .defenses import TrainContext, build_defense
 from .manifest import sha256_file as file_sha256
 from .models import build_model
+from .normalization import normalized
 from .user_models import file_format, load_model
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,11 @@ def _loaded_spec(d: DefenseConfig, data: dict[str, Any]) -> ModelSpec:
 
 
 def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return build_model(spec.architecture, in_channels=image_shape[0], num_classes=num_classes,
-                       image_size=image_shape[-1], width=spec.width, dropout=spec.dropout,
-                       batch_norm=spec.batch_norm)
+    net = build_model(spec.architecture, in_channels=image_shape[0], num_classes=num_classes,
+                      image_size=image_shape[-1], width=spec.width, dropout=spec.dropout,
+                      batch_norm=spec.batch_norm)
+    # data.mean / data.std: a layer inside the model, so attacks work on [0, 1] pixels.
+    return normalized(net, spec.data.get("mean") or [], spec.data.get("std") or [], image_shape[0])
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor,

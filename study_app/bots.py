@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from contracts.stimulus_set import class_names
+
 from .tasks import task_of
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Oracle:
         entries = {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
         by_sha = {hashlib.sha256(png).hexdigest(): entries[key] for key, png in images.items() if key in entries}
         raters = [m["name"] for m in manifest["models"] if m.get("role") == "rater"]
-        return cls(by_sha, manifest["dataset"].get("classes") or [str(d) for d in range(10)], raters)
+        return cls(by_sha, class_names(manifest), raters)
 
     @classmethod
     def from_stimulus_dir(cls, directory: str) -> "Oracle":

@@ -295,3 +295,26 @@ def test_every_task_has_its_browser_renderer(task):
     js = (Path(study_app.__file__).parent / "static" / TASKS[task].renderer).read_text()
     assert f"(window.advlegitTasks = window.advlegitTasks || {{}}).{task} = {{" in js
     assert "answers:" in js and "key:" in js
+
+
+# --- issue 15: class names (CIFAR-10's "cat") travel in dataset.classes; absent means the digits ------------
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["dataset"].update(classes=["cat", "cat"] + [str(i) for i in range(8)]), "names a class twice"),
+    (lambda m: m["dataset"].update(classes="cat dog"), "non-empty list of non-empty class names"),
+    (lambda m: m["dataset"].update(classes=["a", "b", "c"]), "is not a class of dataset.classes"),
+])
+def test_the_verifier_checks_class_names(stimulus_set, tmp_path, edit, message):
+    bad = _edited(stimulus_set, tmp_path, edit)
+    with pytest.raises(VerificationError) as err:
+        verify(bad)
+    assert any(message in p for p in err.value.problems), err.value.problems
+
+
+def test_sets_without_class_names_are_digits(stimulus_set, tmp_path):
+    from contracts.stimulus_set import class_names
+
+    old = _edited(stimulus_set, tmp_path, lambda m: m["dataset"].pop("classes"))
+    assert class_names(verify(old)) == [str(d) for d in range(10)]
+    named = _edited(stimulus_set, tmp_path / "named", lambda m: m["dataset"].update(classes=list("abcdefghij")))
+    assert class_names(verify(named))[3] == "d"

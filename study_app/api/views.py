@@ -11,6 +11,8 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from contracts.stimulus_set import class_names
+
 from .. import security
 from ..security import check_participant_csrf, participant_csrf
 
@@ -51,7 +53,7 @@ def _classes(_database: str, stimulus_set_id: int) -> list[str]:
     from ..models import StimulusSet
 
     manifest = db.session.get(StimulusSet, stimulus_set_id).manifest
-    return manifest["dataset"].get("classes") or [str(d) for d in range(10)]
+    return class_names(manifest)
 
 
 @bp.get("/p/<token>/trials")
@@ -83,6 +85,7 @@ def trials(token: str):
             "label_article": article(label_name(classes, t.prompt_label)),  # "an 8": the renderer's wording
             "expected": t.expected if practice else None,
             "feedback": feedback(task, t, classes),
+            "classes": classes,  # the answer buttons' names (identify: "cat" beside key 3)
         })
     return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
                     "csrf": participant_csrf(p.access_token),

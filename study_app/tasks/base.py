@@ -24,6 +24,11 @@ Entry = dict[str, Any]  # a manifest entry (stimulus or clean source)
 Probs = Callable[[Entry], list[float]]  # a simulated observer's class probabilities for an image
 
 
+def digit_classes(classes: list[str]) -> bool:
+    """The classes are the digits 0..K-1 (MNIST, SVHN), so a class can be asked for as "which digit"."""
+    return list(classes) == [str(i) for i in range(len(classes))]
+
+
 def label_name(classes: list[str], label: int | None) -> str:
     return classes[label] if label is not None and 0 <= label < len(classes) else ""
 

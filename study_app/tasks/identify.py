@@ -1,11 +1,12 @@
-"""identify: name the digit shown (0-9, or "not a digit"). The primary outcome is whether people name
-the class the model was fooled into (target_hit)."""
+"""identify: name the digit shown (0-9, or "not a digit"); for a set whose classes have names (CIFAR-10's
+"cat"), the answer buttons show the names beside their keys and the question asks for the class. The
+primary outcome is whether people name the class the model was fooled into (target_hit)."""
 from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import SingleImage, with_article
+from .base import SingleImage, digit_classes, label_name, with_article
 
 
 class Identify(SingleImage):
@@ -16,10 +17,16 @@ class Identify(SingleImage):
     outcome_columns = ("response_label", "target_hit", "original_hit")
 
     def prompt(self, trial, classes):
-        return "Which digit is this?"
+        return "Which digit is this?" if digit_classes(classes) else "Which of these is it?"
+
+    def feedback(self, trial, classes):
+        # The expected answer is the class index ("3"); feedback names it ("a cat"; "a 3" for digits).
+        if trial.kind != "practice" or trial.expected is None:
+            return None
+        return self.practice_feedback(trial, label_name(classes, int(trial.expected)))
 
     def practice_feedback(self, trial, label):
-        return f"This one is {with_article(trial.expected)}."
+        return f"This one is {with_article(label or trial.expected)}."
 
     def clean_trial(self, kind, n, first, free_clean, rng):
         return TrialSpec(kind, first.key, None, None, str(first.label))
