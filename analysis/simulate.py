@@ -86,8 +86,11 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
 
     core=True returns only the main-trial columns the statistics use (fast: power, validation)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if design.task not in ("identify", "rate", "compare"):
-        raise ValueError(f"unknown task {design.task!r}")
+    from analysis.tasks import TASKS
+
+    if design.task not in TASKS or not TASKS[design.task].simulated:
+        raise ValueError(f"unknown task {design.task!r} (the simulator makes "
+                         f"{', '.join(t for t, p in TASKS.items() if p.simulated)})")
     if design.task == "compare" and len(design.defenses) < 2:
         raise ValueError("compare needs two defenses")
     P, K = design.n_participants, len(design.defenses)
@@ -139,7 +142,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
         response = np.where(none, "none", np.char.mod("%d", np.nan_to_num(label).astype(int))).astype(object)
         target_hit = np.where(none, False, label == target)
         original_hit = np.where(none, False, label == true)
-    elif design.task == "rate":
+    elif TASKS[design.task].primary_outcome == "rating":  # rate, explain: a 1-7 rating per image
         latent = eff[dix] + u[part] + eta_img + rng.logistic(0, 1, n)
         r = 1 + np.searchsorted(RATE_CUTS, latent)
         r = np.where(rand, rng.integers(1, 8, n), r)
