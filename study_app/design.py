@@ -34,7 +34,7 @@ Analysis = analysis_options.AnalysisOptions
 class StimulusChoice:
     """Which stimuli of the set a study serves ([stimuli] in the design file)."""
 
-    kinds: list[str] = field(default_factory=list)  # [] until checked = every kind the set has
+    kinds: list[str] = field(default_factory=list)  # adversarial | control_flip | control_noise; [] = every kind the set has
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
     saliency: str = ""  # explain: the saliency method whose maps are shown; "" = the set's only one
 
@@ -52,7 +52,7 @@ def cell_label(cell: tuple[str, ...]) -> str:
 @dataclass
 class Design:
     name: str  # shown to participants as the study's title
-    task: str  # identify | rate | compare
+    task: str  # identify | rate | compare | explain (docs/study-app.md: the task types)
     trials: int  # main trials per participant; a multiple of the defenses (compare: defense pairs)
     practice: int  # clean digits with feedback before the main trials
     attention_checks: int  # clear clean digits among the main trials (exclusion rule in [analysis])
