@@ -35,6 +35,7 @@ REQUIRED_BY_TASK = {
     "rate": ("rating",),
     "compare": ("stimulus_id_b", "defense_b", "chosen_side", "chosen_defense"),
     "explain": ("rating",),
+    "explain_pair": ("stimulus_id_b", "defense_b", "chosen_side", "chosen_defense"),
 }
 
 

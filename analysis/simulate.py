@@ -91,8 +91,9 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
     if design.task not in TASKS or not TASKS[design.task].simulated:
         raise ValueError(f"unknown task {design.task!r} (the simulator makes "
                          f"{', '.join(t for t, p in TASKS.items() if p.simulated)})")
-    if design.task == "compare" and len(design.defenses) < 2:
-        raise ValueError("compare needs two defenses")
+    pairs = TASKS[design.task].primary_outcome == "chosen_defense"  # compare, explain_pair: two images
+    if pairs and len(design.defenses) < 2:
+        raise ValueError(f"{design.task} needs two defenses")
     P, K = design.n_participants, len(design.defenses)
     part, grp, dix, G = _allocate(design, rng)
     n = len(part)
@@ -148,7 +149,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
         r = np.where(rand, rng.integers(1, 8, n), r)
         rating = r.astype(float)
         response = np.char.mod("%d", r).astype(object)
-    else:  # compare: the right image is the same group under another defense
+    else:  # compare, explain_pair: the right image is the same group under another defense
         other = (dix + rng.integers(1, K, n)) % K
         swap = rng.random(n) < 0.5  # which of the pair is shown left
         left, right = np.where(swap, other, dix), np.where(swap, dix, other)
@@ -182,7 +183,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
     main["norm_linf"] = budget
     main["norm_l2"] = budget * (6.0 + 0.5 * dix) * np.exp(rng.normal(0, 0.15, n))
     main["norm_l0"] = np.round(150 + 40 * dix + rng.normal(0, 20, n))
-    if design.task == "compare":
+    if pairs:
         main["norm_l2_b"] = budget * 6.5 * np.exp(rng.normal(0, 0.15, n))
     # models' predictions: the attacked source model says the target, the rater mostly the truth
     for m in design.models:

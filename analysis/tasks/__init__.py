@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
-from . import compare, explain, identify, rate
+from . import compare, explain, explain_pair, identify, rate
 from .base import AnalysisTask
 
 TASKS: dict[str, AnalysisTask] = {
@@ -20,4 +20,5 @@ TASKS: dict[str, AnalysisTask] = {
     TaskType.RATE: rate.TASK,
     TaskType.COMPARE: compare.TASK,
     TaskType.EXPLAIN: explain.TASK,
+    TaskType.EXPLAIN_PAIR: explain_pair.TASK,
 }

@@ -13,6 +13,23 @@ from ..planning import AllocationError, Item, TrialSpec
 from .base import SingleImage
 
 
+def choose_saliency(task: str, design, stimuli: list[dict]) -> None:
+    """Check that every stimulus served has a map of the design's [stimuli] saliency method (default:
+    the set's only one, filled in); raise ValueError naming the key otherwise."""
+    have = methods_of(stimuli)
+    if not have:
+        raise ValueError(f"the {task} task shows saliency maps, and this stimulus set has none for the stimuli "
+                         "the study serves; generate it with [interpretability] export_saliency = [\"gradient\"]")
+    chosen = design.stimuli.saliency
+    if not chosen:
+        if len(have) > 1:
+            raise ValueError(f"stimuli.saliency: the set has maps of {', '.join(have)}; choose one")
+        design.stimuli.saliency = have[0]
+    elif chosen not in have:
+        raise ValueError(f"stimuli.saliency: {chosen!r} maps are not in the set for every stimulus served "
+                         f"(it has {', '.join(have) or 'none'})")
+
+
 class Explain(SingleImage):
     name = TaskType.EXPLAIN
     responses = frozenset(str(d) for d in range(1, 8))
@@ -49,18 +66,7 @@ class Explain(SingleImage):
 
     # ---- the map beside each stimulus
     def check_set(self, design, stimuli):
-        have = methods_of(stimuli)
-        if not have:
-            raise ValueError("the explain task shows saliency maps, and this stimulus set has none for the stimuli "
-                             "the study serves; generate it with [interpretability] export_saliency = [\"gradient\"]")
-        chosen = design.stimuli.saliency
-        if not chosen:
-            if len(have) > 1:
-                raise ValueError(f"stimuli.saliency: the set has maps of {', '.join(have)}; choose one")
-            design.stimuli.saliency = have[0]
-        elif chosen not in have:
-            raise ValueError(f"stimuli.saliency: {chosen!r} maps are not in the set for every stimulus served "
-                             f"(it has {', '.join(have) or 'none'})")
+        choose_saliency(self.name, design, stimuli)
 
     def pool_for(self, design, stimuli):
         method = design.stimuli.saliency

@@ -1,7 +1,7 @@
-"""The explain task end to end, as a researcher runs it: `advlegit generate` with saliency export (a tiny
-config) -> verify-stimuli -> study create -> serve -> a person's explain page in headless Chromium ->
-bots -> export -> analyze; the report has the explain section, per model, and nothing names a model to
-the participant."""
+"""The explain tasks end to end, as a researcher runs them: `advlegit generate` with saliency export (a
+tiny config) -> verify-stimuli -> study create (explain, and its two-alternative version explain_pair)
+-> serve -> a person's explain page in headless Chromium -> bots -> export -> analyze; each report has
+its task's section, per model, and nothing names a model to the participant."""
 from __future__ import annotations
 
 import csv
@@ -22,7 +22,7 @@ DEFENSES = ("normal", "gradreg_y")
 DESIGN = """
 [study]
 name = "Explain e2e"
-task = "explain"
+task = "{task}"
 trials = 4
 practice = 2
 attention_checks = 2
@@ -64,9 +64,12 @@ def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_p
     advlegit(env, "verify-stimuli", str(explain_set))
     assert list((explain_set / "saliency" / "gradient").glob("*.png"))
     advlegit(env, "db", "upgrade")
-    (tmp_path / "explain.toml").write_text(DESIGN)
-    study = advlegit(env, "study", "create", "--stimuli", str(explain_set), "--design",
-                     str(tmp_path / "explain.toml")).strip().splitlines()[-1]
+    studies = {}
+    for task in ("explain", "explain_pair"):
+        (tmp_path / f"{task}.toml").write_text(DESIGN.replace("{task}", task))
+        studies[task] = advlegit(env, "study", "create", "--stimuli", str(explain_set), "--design",
+                                 str(tmp_path / f"{task}.toml")).strip().splitlines()[-1]
+    study = studies["explain"]
 
     with ServerProcess(e2e_db_url, tmp_path / "inst", workers=1) as server:
         # A person's first trial: the digit and the map side by side, the 1-7 scale, no model named.
@@ -89,8 +92,9 @@ def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_p
         assert errors == []
         context.close()
 
-        advlegit(env, "bots", "--url", server.url, "--study", study, "-n", "6", "--stimuli", str(explain_set),
-                 "--seed", "11", "--concurrency", "2")
+        for task, sid in studies.items():
+            advlegit(env, "bots", "--url", server.url, "--study", sid, "-n", "6", "--stimuli", str(explain_set),
+                     "--seed", "11", "--concurrency", "2")
 
     out = tmp_path / "explain.csv"
     advlegit(env, "export", "--study", study, "-o", str(out))
@@ -109,3 +113,17 @@ def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_p
         assert {r["defense"] for r in csv.DictReader(f)} == set(DEFENSES)
     assert (tmp_path / "report" / "figures" / "explain_ratings.png").is_file()
     assert re.search(r"explain_ordinal|Ordinal \(proportional-odds\) mixed model", report)
+
+    # explain_pair: both maps of a trial are of one source digit, one per model; the choice names a model
+    out = tmp_path / "explain_pair.csv"
+    advlegit(env, "export", "--study", studies["explain_pair"], "-o", str(out))
+    with out.open() as f:
+        main = [r for r in csv.DictReader(f) if r["trial_kind"] == "main"]
+    assert len(main) == 6 * 4
+    assert all(r["stimulus_id"].endswith("@gradient") and r["stimulus_id_b"].endswith("@gradient") for r in main)
+    assert all({r["defense"], r["defense_b"]} == set(DEFENSES) and r["chosen_defense"] in DEFENSES for r in main)
+    assert all(r["prompt_label"] == r["true_label"] for r in main)  # the question names the digit
+    advlegit(env, "analyze", str(out), "-o", str(tmp_path / "report_pair"))
+    report = (tmp_path / "report_pair" / "report.html").read_text()
+    assert "explain_pair: whose saliency map shows the digit better" in report
+    assert (tmp_path / "report_pair" / "tables" / "explain_pair_bradley_terry.csv").is_file()

@@ -111,7 +111,7 @@ def test_bad_design_names_the_field_and_changes_nothing(app, monkeypatch, stimul
     assert counts(app) == (0, 0, 0, 0)
 
 
-@pytest.mark.parametrize("example", ["identify", "rate", "compare", "explain"])
+@pytest.mark.parametrize("example", ["identify", "rate", "compare", "explain", "explain_pair"])
 def test_example_designs_are_valid(example):
     from pathlib import Path
 
