@@ -38,7 +38,8 @@ def test_create_prints_id_last_and_import_is_idempotent(app, monkeypatch, stimul
     n_sets, n_images, n_studies, _ = counts(app)
     assert (n_sets, n_studies) == (1, 1)
     manifest = json.loads((stimulus_dir / "manifest.json").read_text())
-    assert n_images == len(manifest["sources"]) + len(manifest["stimuli"])
+    maps = sum(len(s.get("saliency") or {}) for s in manifest["stimuli"])  # served by the explain tasks
+    assert maps and n_images == len(manifest["sources"]) + len(manifest["stimuli"]) + maps
     second = run_create(app, monkeypatch, stimulus_dir, design)
     assert second.exit_code == 0, second.output
     sid2 = second.output.strip().splitlines()[-1]
