@@ -36,7 +36,7 @@ class StimulusChoice:
 
     kinds: list[str] = field(default_factory=list)  # adversarial | control_flip | control_noise; [] = every kind the set has
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
-    saliency: str = ""  # explain: the saliency method whose maps are shown; "" = the set's only one
+    saliency: str = ""  # explain, explain_pair: the saliency method whose maps are shown; "" = the set's only one
 
 
 # A study created before [stimuli] existed served successful adversarial images only.
@@ -52,7 +52,7 @@ def cell_label(cell: tuple[str, ...]) -> str:
 @dataclass
 class Design:
     name: str  # shown to participants as the study's title
-    task: str  # identify | rate | compare | explain (docs/study-app.md: the task types)
+    task: str  # identify | rate | compare | explain | explain_pair (docs/study-app.md: the task types)
     trials: int  # main trials per participant; a multiple of the defenses (compare: defense pairs)
     practice: int  # clean digits with feedback before the main trials
     attention_checks: int  # clear clean digits among the main trials (exclusion rule in [analysis])

@@ -137,3 +137,26 @@ def test_design_the_set_cannot_serve_is_refused(app, monkeypatch, stimulus_dir, 
     assert counts(app) == (0, 0, 0, 0)
     ok = run_create(app, monkeypatch, sparse, write_design(tmp_path / "d.toml", "identify", trials=4))
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("task", ["explain", "explain_pair"])
+def test_explain_needs_maps_of_one_chosen_method(app, monkeypatch, stimulus_dir, tmp_path, task):
+    """A set without saliency maps, or a method it lacks, is refused at creation with the key to fix and
+    nothing stored; a set with several methods needs [stimuli] saliency to say which."""
+    bare = _copy(stimulus_dir, tmp_path)
+    m = json.loads((bare / "manifest.json").read_text())
+    for s in m["stimuli"]:
+        s.pop("saliency", None)
+    for rel in [r for r in m["files"] if r.startswith("saliency/")]:
+        del m["files"][rel]
+    shutil.rmtree(bare / "saliency")
+    (bare / "manifest.json").write_text(json.dumps(m))
+    res = run_create(app, monkeypatch, bare, write_design(tmp_path / "d.toml", task))
+    assert res.exit_code != 0 and "export_saliency" in res.output, res.output
+    assert counts(app) == (0, 0, 0, 0)
+    res = run_create(app, monkeypatch, stimulus_dir,
+                     write_design(tmp_path / "d.toml", task, extra='[stimuli]\nsaliency = "smoothgrad"\n'))
+    assert res.exit_code != 0 and "stimuli.saliency" in res.output and "gradient" in res.output, res.output
+    assert counts(app) == (0, 0, 0, 0)
+    ok = run_create(app, monkeypatch, stimulus_dir, write_design(tmp_path / "d.toml", task))
+    assert ok.exit_code == 0, ok.output  # the set's only method, filled in
