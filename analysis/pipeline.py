@@ -555,7 +555,9 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
     out.summary.setdefault("reference", {})
     out.summary["tasks"] = []
     data = ex.data
-    for task in ("identify", "rate", "compare"):
+    from analysis.tasks import TASKS  # here, not at the top: the task modules import this module
+
+    for task, plugin in TASKS.items():
         part = data[data["task_type"] == task]
         if len(part) == 0:
             continue
@@ -572,12 +574,7 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
             continue
         extra: list[Section] = []
         try:
-            if task == "identify":
-                sec, summ = analyse_identify(part, cfg, figdir, r_ok, design)
-            elif task == "rate":
-                sec, summ = analyse_rate(part, cfg, figdir, r_ok, design)
-            else:
-                sec, summ = analyse_compare(part, cfg, figdir, design)
+            sec, summ = plugin.analyse(part, cfg, figdir, r_ok, design)
             for key in ("primary", "rates", "reference"):
                 out.summary[key].update(summ.get(key) or {})
             if summ.get("subsample"):

@@ -31,8 +31,10 @@ def _jsonable(v: Any) -> Any:
 
 
 def normalise(name: str, task: str, defenses: list[str], analysis: dict, stimulus_design: str = "") -> dict:
-    if task not in ("identify", "rate", "compare"):
-        raise AnalysisError(f"study.task must be identify, rate or compare, got {task!r}")
+    from analysis.tasks import TASKS
+
+    if task not in TASKS:
+        raise AnalysisError(f"study.task must be one of {', '.join(TASKS)}, got {task!r}")
     values = section_values(dict(analysis or {}), "[analysis]")
     cfg = AnalysisConfig(**values)
     if not cfg.reference_defense and defenses:

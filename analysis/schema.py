@@ -34,6 +34,8 @@ REQUIRED_BY_TASK = {
     "identify": ("target_hit", "original_hit", "response", "response_label"),
     "rate": ("rating",),
     "compare": ("stimulus_id_b", "defense_b", "chosen_side", "chosen_defense"),
+    "explain": ("rating",),
+    "explain_pair": ("stimulus_id_b", "defense_b", "chosen_side", "chosen_defense"),
 }
 
 

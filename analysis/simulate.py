@@ -86,10 +86,14 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
 
     core=True returns only the main-trial columns the statistics use (fast: power, validation)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if design.task not in ("identify", "rate", "compare"):
-        raise ValueError(f"unknown task {design.task!r}")
-    if design.task == "compare" and len(design.defenses) < 2:
-        raise ValueError("compare needs two defenses")
+    from analysis.tasks import TASKS
+
+    if design.task not in TASKS or not TASKS[design.task].simulated:
+        raise ValueError(f"unknown task {design.task!r} (the simulator makes "
+                         f"{', '.join(t for t, p in TASKS.items() if p.simulated)})")
+    pairs = TASKS[design.task].primary_outcome == "chosen_defense"  # compare, explain_pair: two images
+    if pairs and len(design.defenses) < 2:
+        raise ValueError(f"{design.task} needs two defenses")
     P, K = design.n_participants, len(design.defenses)
     part, grp, dix, G = _allocate(design, rng)
     n = len(part)
@@ -139,13 +143,13 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
         response = np.where(none, "none", np.char.mod("%d", np.nan_to_num(label).astype(int))).astype(object)
         target_hit = np.where(none, False, label == target)
         original_hit = np.where(none, False, label == true)
-    elif design.task == "rate":
+    elif TASKS[design.task].primary_outcome == "rating":  # rate, explain: a 1-7 rating per image
         latent = eff[dix] + u[part] + eta_img + rng.logistic(0, 1, n)
         r = 1 + np.searchsorted(RATE_CUTS, latent)
         r = np.where(rand, rng.integers(1, 8, n), r)
         rating = r.astype(float)
         response = np.char.mod("%d", r).astype(object)
-    else:  # compare: the right image is the same group under another defense
+    else:  # compare, explain_pair: the right image is the same group under another defense
         other = (dix + rng.integers(1, K, n)) % K
         swap = rng.random(n) < 0.5  # which of the pair is shown left
         left, right = np.where(swap, other, dix), np.where(swap, dix, other)
@@ -179,7 +183,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
     main["norm_linf"] = budget
     main["norm_l2"] = budget * (6.0 + 0.5 * dix) * np.exp(rng.normal(0, 0.15, n))
     main["norm_l0"] = np.round(150 + 40 * dix + rng.normal(0, 20, n))
-    if design.task == "compare":
+    if pairs:
         main["norm_l2_b"] = budget * 6.5 * np.exp(rng.normal(0, 0.15, n))
     # models' predictions: the attacked source model says the target, the rater mostly the truth
     for m in design.models:

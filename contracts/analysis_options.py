@@ -14,7 +14,8 @@ from typing import Any
 from . import exclusion_rules as rules
 
 # The task's own pre-registered outcome (primary_outcome = "" means this one).
-TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense"}
+TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense", "explain": "rating",
+                 "explain_pair": "chosen_defense"}
 OUTCOMES = ("", "target_hit", "original_hit", "rating", "chosen_defense")
 CONTRASTS = ("each_vs_reference", "all_pairs")
 # Older spellings still accepted in design files, --config files and on the command line.

@@ -15,6 +15,8 @@ class TaskType(StrEnum):
     IDENTIFY = "identify"  # name the digit (0-9 or "not a digit")
     RATE = "rate"  # how much does it look like class c (1-7)
     COMPARE = "compare"  # which of two images looks more like class c (2AFC)
+    EXPLAIN = "explain"  # how well does a model's saliency map explain the digit beside it (1-7)
+    EXPLAIN_PAIR = "explain_pair"  # which of two models' saliency maps shows the digit better (2AFC)
 
 
 class TrialKind(StrEnum):

@@ -147,7 +147,7 @@ def design_part() -> list[str]:
     fields = {f.name: f for f in dataclasses.fields(sd.Design)}
     out = ["## Study design: `advlegit study create --stimuli DIR --design DESIGN.toml`", "",
            first_paragraph(sd) + " Ready examples: `examples/design-identify.toml`, `design-rate.toml`, "
-           "`design-compare.toml`.", ""]
+           "`design-compare.toml`, `design-explain.toml`.", ""]
     for section in ("study", "consent", "instructions", "completion", "debrief"):
         out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for key in sorted(sections[section], key=lambda k: list(fields).index(names.get((section, k), k))):
@@ -156,6 +156,7 @@ def design_part() -> list[str]:
             shown = "**required**" if default == "required" else toml_value(default)
             out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
         out.append("")
+    out += ["### `[stimuli]`", "", first_paragraph(sd.StimulusChoice), "", field_table(sd.StimulusChoice), ""]
     out += ["### `[analysis]` (pre-registered; carried into the export's companion `.study.json`)", "",
             "One type shared with the analysis (`contracts/analysis_options.py`): the same names, defaults and "
             "checks as the analysis options below.", "",

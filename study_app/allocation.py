@@ -45,7 +45,7 @@ def build_pool(design: Design, images: list[Image]) -> tuple[list[Item], list[Cl
     stim = eligible(design, images)
     clean = sorted((Clean(i.key, i.true_label) for i in images if i.kind == "source"), key=lambda c: c.key)
     # The task's pairing makes the items: single images, or like-with-like pairs (see Design.conditions).
-    return task_of(design.task).pool(stim, design.defenses, set(design.conditions())), clean
+    return task_of(design.task).pool_for(design, stim), clean
 
 
 def plan_trials(design: Design, items: list[Item], clean: list[Clean], counts: dict[str, int], seed: int,

@@ -23,6 +23,7 @@ import requests
 
 from contracts.stimulus_set import class_names
 
+from .maps import map_entries
 from .tasks import task_of
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Oracle:
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], images: dict[str, bytes]) -> "Oracle":
         entries = {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
+        entries |= map_entries(manifest)  # saliency maps: the entry of the stimulus they explain
         by_sha = {hashlib.sha256(png).hexdigest(): entries[key] for key, png in images.items() if key in entries}
         raters = [m["name"] for m in manifest["models"] if m.get("role") == "rater"]
         return cls(by_sha, class_names(manifest), raters)

@@ -34,8 +34,9 @@ Analysis = analysis_options.AnalysisOptions
 class StimulusChoice:
     """Which stimuli of the set a study serves ([stimuli] in the design file)."""
 
-    kinds: list[str] = field(default_factory=list)  # [] until checked = every kind the set has
+    kinds: list[str] = field(default_factory=list)  # adversarial | control_flip | control_noise; [] = every kind the set has
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
+    saliency: str = ""  # explain, explain_pair: the saliency method whose maps are shown; "" = the set's only one
 
 
 # A study created before [stimuli] existed served successful adversarial images only.
@@ -51,7 +52,7 @@ def cell_label(cell: tuple[str, ...]) -> str:
 @dataclass
 class Design:
     name: str  # shown to participants as the study's title
-    task: str  # identify | rate | compare
+    task: str  # identify | rate | compare | explain | explain_pair (docs/study-app.md: the task types)
     trials: int  # main trials per participant; a multiple of the defenses (compare: defense pairs)
     practice: int  # clean digits with feedback before the main trials
     attention_checks: int  # clear clean digits among the main trials (exclusion rule in [analysis])
@@ -109,7 +110,7 @@ _ALLOWED = {
     "instructions": {"text"},
     "completion": {"code"},
     "debrief": {"questions"},
-    "stimuli": {"kinds", "include_failed"},
+    "stimuli": {"kinds", "include_failed", "saliency"},
     "analysis": set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES),
 }
 
@@ -163,7 +164,8 @@ def parse_design(data: dict[str, Any]) -> Design:
     if bad or len(set(kinds)) != len(kinds):
         raise DesignError(f"stimuli.kinds: must be distinct values of {', '.join(STIMULUS_KINDS)}; got {kinds!r}")
     stimuli = StimulusChoice(kinds=[k for k in STIMULUS_KINDS if k in kinds],  # canonical order
-                             include_failed=_get(st, "stimuli", "include_failed", bool, None))
+                             include_failed=_get(st, "stimuli", "include_failed", bool, None),
+                             saliency=_get(st, "stimuli", "saliency", str, ""))
     defenses = _get(s, "study", "defenses", list, [])
     if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
         raise DesignError("study.defenses: must be a list of distinct model names")
@@ -240,6 +242,11 @@ def check_against_set(design: Design, defended: list[str], stimuli: list[dict], 
     try:  # "" stays "": the analysis applies the one default rule (contracts/analysis_options.py)
         analysis_options.check_defenses(design.analysis, design.defenses)
     except analysis_options.OptionError as exc:
+        raise DesignError(str(exc)) from None
+    try:  # what else the task needs from the set (explain: a saliency map for every stimulus it serves)
+        task.check_set(design, [s for s in stimuli if s["defense"] in design.defenses
+                                and stimulus_kind(s) in design.stimuli.kinds])
+    except ValueError as exc:
         raise DesignError(str(exc)) from None
     items, _ = _pool(design, stimuli, sources)
     main_sources = {it.source for it in items}

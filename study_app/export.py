@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from contracts import export as contract
 
 from .db import db
+from .maps import map_entries
 from .stimuli import set_design, set_estimand, stimulus_kind, twin_of
 from .models import Image, Participant, Response, Study, Trial, Transition
 from .tasks import OUTCOME_COLUMNS, task_of
@@ -29,7 +30,7 @@ def columns(manifest: dict[str, Any], include_platform_ids: bool = False) -> lis
 
 
 def _entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
+    return {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]} | map_entries(manifest)
 
 
 def _iso(t) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from contracts.stimulus_set import VerificationError, verify as verify_stimulus_set
 
+from .maps import map_entries
 from .pngsafe import NotAPNG, strip_png
 
 
@@ -21,7 +22,7 @@ class LoadedSet:
     manifest: dict[str, Any]
     manifest_bytes: bytes
     manifest_sha256: str
-    images: dict[str, bytes]  # manifest id -> stripped PNG bytes
+    images: dict[str, bytes]  # manifest id (or saliency map key, see maps.py) -> stripped PNG bytes
 
     @property
     def name(self) -> str:
@@ -55,8 +56,9 @@ def load_stimulus_set(directory: str | Path) -> LoadedSet:
     except VerificationError as exc:
         raise StimulusSetError("; ".join(exc.problems)) from exc
     images: dict[str, bytes] = {}
-    for section in ("sources", "stimuli"):
-        for entry in manifest[section]:
+    for section, entries in (("sources", manifest["sources"]), ("stimuli", manifest["stimuli"]),
+                             ("saliency", list(map_entries(manifest).values()))):
+        for entry in entries:
             sid, rel = entry["id"], entry["image"]
             try:
                 images[sid] = strip_png((root / rel).read_bytes())

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from .db import db
 from .design import Design, DesignError, check_against_set
 from .manifest import LoadedSet
+from .maps import KIND as MAP_KIND, map_entries
 from .models import AllocationLock, Image, StimulusSet, Study, StudyImage
 from .stimuli import set_design, stimulus_kind, twin_of
 
@@ -46,6 +47,12 @@ def import_stimulus_set(loaded: LoadedSet) -> StimulusSet:
                              true_label=int(s["true_label"]), target_label=int(s["target_label"]),
                              group=s["group"], defense=s["defense"], success=bool(s["success"]),
                              stimulus_kind=stimulus_kind(s), twin_key=twin_of(s)))
+    for key, s in map_entries(m).items():  # saliency maps (the explain task shows them)
+        db.session.add(Image(stimulus_set_id=sset.id, key=key, kind=MAP_KIND, sha256=s["sha256"],
+                             png=loaded.images[key], source_key=s["source_id"],
+                             true_label=int(s["true_label"]), target_label=int(s["target_label"]),
+                             group=s["group"], defense=s["defense"], success=bool(s["success"]),
+                             stimulus_kind=stimulus_kind(s), twin_key=s["saliency_of"]))
     db.session.flush()
     log.info("imported stimulus set %s: %d sources, %d stimuli", sset.name, len(m["sources"]), len(m["stimuli"]))
     return sset

@@ -25,6 +25,22 @@ def test_every_documented_key_says_what_it_means():
     assert undocumented == [], f"add a trailing # comment to these fields: {undocumented}"
 
 
+def test_every_design_key_is_on_the_page():
+    """Every key a design file may set (study_app/design._ALLOWED) has a row, [stimuli] and [analysis] too."""
+    from study_app.design import _ALLOWED
+
+    text = _script().render()
+    design = text[text.index("## Study design"):text.index("## Analysis options")]
+    for section, keys in _ALLOWED.items():
+        assert f"### `[{section}]`" in design, section
+        part = design[design.index(f"### `[{section}]`"):]
+        part = part[:part.find("\n### ", 1)] if "\n### " in part[1:] else part
+        if section == "analysis":  # its table is the shared options type, older spellings aside
+            continue
+        for key in keys:
+            assert f"| `{key}` |" in part, f"[{section}] {key} is not in docs/config-reference.md"
+
+
 def test_comments_are_read_from_the_field_lines():
     from dataclasses import dataclass
 

@@ -243,17 +243,21 @@ def test_state_machine_covers_exactly_the_contract_states():
 
 
 def test_both_sides_know_every_task_type():
-    """A TaskType without its study-app plugin, or without the analysis' columns and outcome, fails here."""
+    """A TaskType without its study-app plugin, its analysis plugin, or the analysis' columns and
+    outcome, fails here; and the two registries agree on each task's primary outcome."""
     from analysis import config, schema
+    from analysis.tasks import TASKS as ANALYSIS_TASKS
     from contracts.vocabularies import TaskType
     from study_app.design import PRIMARY_OUTCOMES
     from study_app.tasks import TASKS
 
-    assert list(TASKS) == list(TaskType)
-    assert all(TASKS[t].name == t for t in TASKS)
+    assert list(TASKS) == list(TaskType) == list(ANALYSIS_TASKS)
+    assert all(TASKS[t].name == t == ANALYSIS_TASKS[t].name for t in TaskType)
     assert set(schema.REQUIRED_BY_TASK) == set(TaskType) == set(config.TASK_OUTCOMES)
     for t in TaskType:
-        assert PRIMARY_OUTCOMES[t] == TASKS[t].primary_outcome == config.TASK_OUTCOMES[t]
+        assert (PRIMARY_OUTCOMES[t] == TASKS[t].primary_outcome == config.TASK_OUTCOMES[t]
+                == ANALYSIS_TASKS[t].primary_outcome)
+        assert ANALYSIS_TASKS[t].primary_outcome in schema.REQUIRED_BY_TASK[t]
 
 
 @pytest.mark.parametrize("task", [t.value for t in TaskType])

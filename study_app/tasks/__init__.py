@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
-from . import compare, identify, rate
+from . import compare, explain, explain_pair, identify, rate
 from .base import ImagePair, SingleImage, Task, article, label_name, with_article  # noqa: F401  (the plugin API)
 
 TASKS: dict[str, Task] = {
     TaskType.IDENTIFY: identify.TASK,
     TaskType.RATE: rate.TASK,
     TaskType.COMPARE: compare.TASK,
+    TaskType.EXPLAIN: explain.TASK,
+    TaskType.EXPLAIN_PAIR: explain_pair.TASK,
 }
 
 # Every outcome column some task fills; an answer leaves the other tasks' columns empty.

@@ -8,7 +8,7 @@ No defense/attack/model names in anything a participant sees, ever.
 
 Where later needs go: a per-study presentation protocol or a confidence rating is the same for every
 task, so it belongs to the runner (js/task.js) and responses.py, not here; a task whose trials show
-other images (a saliency map beside its digit) overrides `pool`/`main_trial`, and one that adds export
+other images (a saliency map beside its digit, explain.py) overrides `pool_for`/`check_set`, and one that adds export
 columns lists them in `outcome_columns` (and contracts/export.py) and fills them in `outcomes`.
 """
 from __future__ import annotations
@@ -109,6 +109,15 @@ class Task:
 
     def pool(self, stimuli: list, defenses: Sequence[str], cells: set[tuple[str, ...]]) -> list[Item]:
         raise NotImplementedError
+
+    def pool_for(self, design, stimuli: list) -> list[Item]:
+        """The fillable items of a study (design: study_app.design.Design); a task that needs more of the
+        design than its defenses and cells (explain: which saliency maps) overrides this."""
+        return self.pool(stimuli, design.defenses, set(design.conditions()))
+
+    def check_set(self, design, stimuli: list[Entry]) -> None:
+        """Raise ValueError (naming the design key) when the set cannot serve this task; may fill in
+        design defaults that depend on the set. `stimuli`: the manifest entries the study would serve."""
 
     def main_trial(self, item: Item, flips: dict[tuple[str, ...], bool]) -> TrialSpec:
         raise NotImplementedError

@@ -24,9 +24,11 @@ def identify_df() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def mixed_export(tmp_path_factory) -> str:
-    """identify + rate + compare responses in one export (different participants)."""
+    """Responses of every task in the analysis registry, in one export (different participants)."""
+    from analysis.tasks import TASKS
+
     parts = []
-    for i, task in enumerate(("identify", "rate", "compare")):
+    for i, task in enumerate(TASKS):
         d = simulate(identify_design(task=task, n_participants=20, study_id="mix"), seed=100 + i)
         d["participant_id"] = task[:2] + d["participant_id"]
         parts.append(d)

@@ -26,17 +26,20 @@ def test_full_report_on_all_task_types(mixed_export, tmp_path):
               "tables/rate_agreement.csv", "tables/compare_pairs.csv", "tables/compare_bradley_terry.csv",
               "tables/compare_side_bias.csv", "figures/rates_target_hit.png", "figures/participant_lines.png",
               "figures/rate_vs_perturbation.png", "figures/budget_breakdown.png", "figures/bradley_terry.png",
-              "figures/ratings.png"):
+              "figures/ratings.png", "tables/explain_primary.csv", "tables/explain_ordinal.csv",
+              "figures/explain_ratings.png"):
         assert (out / f).is_file(), f
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert "Holm" in md and "<table>" in html
-    for task in ("identify", "rate", "compare"):  # a pre-registered primary result for every task
+    from analysis.tasks import TASKS
+
+    for task in TASKS:  # a pre-registered primary result for every task
         assert f"**Primary result** ({task}: " in md
     # every mixed model in the report has crossed participant and image intercepts (issue 13): the
     # participant-only linear mixed model for ratings is gone
     assert not (out / "tables/rate_lmm.csv").exists() and "Linear mixed model" not in md
-    assert md.lower().count("crossed random intercepts for participant and image") == 2  # identify, rate
+    assert md.lower().count("crossed random intercepts for participant and image") == 3  # identify, rate, explain
     # every figure the markdown links exists
     for line in md.splitlines():
         if line.startswith("!["):

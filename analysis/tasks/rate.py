@@ -1,0 +1,6 @@
+"""rate: 1-7 resemblance to the target class (analysis/rate.py and pipeline.analyse_rate)."""
+from analysis import pipeline
+
+from .base import AnalysisTask
+
+TASK = AnalysisTask("rate", "rating", pipeline.analyse_rate, simulated=True)

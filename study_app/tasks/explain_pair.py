@@ -1,0 +1,43 @@
+"""explain_pair: the two-alternative version of explain. Two models' saliency maps of one source digit
+(attacked toward the same target with the same attack, one image per model: a matched pair, as in
+compare) side by side: which highlighted pattern looks more like the digit (its true class, named)?
+The outcome is the model whose map was chosen; sides alternate within each pair (compare's pairing).
+
+The maps are those `generate` exports per stimulus, so each explains its own model's image of the
+digit; the question names the digit people should see in them (Ross & Doshi-Velez: input gradients of
+robust models look like the digit). Practice and attention checks: a clean digit of the named class
+beside one of another class (compare's)."""
+from __future__ import annotations
+
+from contracts.vocabularies import TaskType
+
+from ..maps import map_key
+from ..planning import Item
+from .base import label_name, with_article
+from .compare import Compare
+from .explain import choose_saliency
+
+
+class ExplainPair(Compare):
+    name = TaskType.EXPLAIN_PAIR
+    keys_help = "Press ← for the left pattern or → for the right pattern."
+    seconds_per_trial = 6.0
+
+    def prompt(self, trial, classes):
+        return (f"The digit is {with_article(label_name(classes, trial.prompt_label))}. "
+                "Which highlighted pattern shows it better?")
+
+    def practice_feedback(self, trial, label):
+        return f"The {trial.expected} pattern is the {label}."
+
+    def check_set(self, design, stimuli):
+        choose_saliency(self.name, design, stimuli)
+
+    def pool_for(self, design, stimuli):
+        method = design.stimuli.saliency
+        true = {i.key: i.true_label for i in stimuli}  # the question names the digit, not the target
+        return [Item(i.key, i.cell, i.source, map_key(i.image, method), map_key(i.image_b, method), true[i.image])
+                for i in super().pool_for(design, stimuli)]
+
+
+TASK = ExplainPair()
