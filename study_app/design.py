@@ -12,6 +12,7 @@ from contracts import analysis_options
 from contracts.export import STIMULUS_KINDS
 
 from .planning import cell_of  # noqa: F401  (kept importable from here)
+from .presentation import Presentation, PresentationError, parse_section as parse_presentation
 from .tasks import TASKS, task_of
 
 DEFAULT_QUESTIONS = [
@@ -65,6 +66,7 @@ class Design:
     debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))  # free-text, optional
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
+    presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,7 @@ class Design:
         d = dict(d)
         d["analysis"] = Analysis(**d.get("analysis", {}))
         d["stimuli"] = StimulusChoice(**d.get("stimuli", LEGACY_STIMULI))
+        d["presentation"] = Presentation.from_dict(d.get("presentation"))
         return cls(**d)
 
     def conditions(self) -> list[tuple[str, ...]]:
@@ -110,6 +113,7 @@ _ALLOWED = {
     "completion": {"code"},
     "debrief": {"questions"},
     "stimuli": {"kinds", "include_failed"},
+    "presentation": set(Presentation.__dataclass_fields__),
     "analysis": set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES),
 }
 
@@ -164,6 +168,10 @@ def parse_design(data: dict[str, Any]) -> Design:
         raise DesignError(f"stimuli.kinds: must be distinct values of {', '.join(STIMULUS_KINDS)}; got {kinds!r}")
     stimuli = StimulusChoice(kinds=[k for k in STIMULUS_KINDS if k in kinds],  # canonical order
                              include_failed=_get(st, "stimuli", "include_failed", bool, None))
+    try:
+        presentation = parse_presentation(data.get("presentation", {}))
+    except PresentationError as exc:
+        raise DesignError(str(exc)) from None
     defenses = _get(s, "study", "defenses", list, [])
     if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
         raise DesignError("study.defenses: must be a list of distinct model names")
@@ -186,6 +194,7 @@ def parse_design(data: dict[str, Any]) -> Design:
         debrief_questions=list(questions),
         analysis=analysis,
         stimuli=stimuli,
+        presentation=presentation,
     )
 
 
