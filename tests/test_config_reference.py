@@ -47,3 +47,13 @@ def test_older_spellings_read_old_to_new():
         assert new in OPTION_NAMES and old not in OPTION_NAMES
         assert f"`{old}` (now `{new}`)" in text
         assert f"| `{new}` |" in text and f"| `{old}` |" not in text  # the tables list the current names
+
+
+def test_every_design_presentation_key_is_documented():
+    """[presentation] is a design section: each key the parser accepts has a row in the page."""
+    from study_app.design import _ALLOWED
+
+    text = _script().render()
+    assert "### `[presentation]`" in text
+    for key in sorted(_ALLOWED["presentation"]):
+        assert f"| `{key}` |" in text.split("### `[presentation]`")[1].split("### ")[0], key
