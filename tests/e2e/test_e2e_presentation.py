@@ -33,6 +33,20 @@ min_viewport_height = 600
 """
 
 
+# Block the page's main thread for 250 ms as soon as the next image is up: the frames it would have drawn
+# are lost, so that image stays up ~250 ms. The runner must count the dropped frames and flag the miss.
+STALL_NEXT_IMAGE = """() => {
+  const stage = document.getElementById("stage");
+  const watch = new MutationObserver(() => {
+    if (stage.dataset.phase !== "stimulus") return;
+    watch.disconnect();
+    const until = performance.now() + 250;
+    while (performance.now() < until) {}
+  });
+  watch.observe(stage, { attributes: true, attributeFilter: ["data-phase"] });
+}"""
+
+
 def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2e_db_url, e2e_stimuli, tmp_path):
     from study_app.cli import cli
 
@@ -66,6 +80,7 @@ def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2
             page.keyboard.press("3")
             if index == 0:  # practice feedback
                 page.locator("#feedback").wait_for(state="visible")
+                page.evaluate(STALL_NEXT_IMAGE)
                 page.keyboard.press("Enter")
         wait_shown(page, 4)  # the last trial is left unanswered: the response window closes it
         page.wait_for_url("**/debrief", timeout=20000)
@@ -86,6 +101,9 @@ def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2
         assert int(row["dropped_frames"]) >= 0 and row["exposure_missed"] in ("true", "false")
         assert row["confidence"] == "3" and row["response_timed_out"] == "false"
         assert row["focus_lost"] == "false" and row["fullscreen_exits"] in ("0", "")
+    stalled = rows[1]
+    assert float(stalled["exposure_ms_measured"]) >= 250 and int(stalled["dropped_frames"]) >= 10
+    assert stalled["exposure_missed"] == "true"
     last = rows[4]
     assert last["response"] == "timeout" and last["response_timed_out"] == "true" and last["confidence"] == ""
     assert last["response_label"] == "" and float(last["rt_ms"]) >= 3000
