@@ -142,6 +142,14 @@ def test_a_timed_answer_is_stored_and_exported_with_its_measurements(app, client
     assert second["response_timed_out"] is True and second["response"] == "4" and second["response_label"] is None
     assert second["fullscreen_exits"] == 1
     assert third["response"] == "timeout" and third["response_timed_out"] is True and third["confidence"] is None
+    # The researcher's page for this participant counts the same flags.
+    from test_app_admin import login
+
+    login(app, client)
+    page = client.get(f"/admin/participants/{first['participant_id']}").get_data(as_text=True)
+    assert re.search(r'id="exposure-missed">1 / 3 \(2 dropped frames\)', page), page
+    assert 'id="focus-lost">1<' in page and 'id="timed-out">2<' in page and 'id="fullscreen-exits">1<' in page
+    assert 'id="display">60.0 Hz<' in page
 
 
 BAD_MEASUREMENTS = [

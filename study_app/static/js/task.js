@@ -247,7 +247,6 @@
     trialActive = false;
     var t = data.trials[current], index = current;
     var rt = Math.round((performance.now() - shownPerf) * 10) / 10, now = new Date();
-    if (!(P.exposure_ms > 0)) el("stage").dataset.phase = "answered";  // "until answered"
     var asked = P.confidence && value !== TIMEOUT ? askConfidence() : Promise.resolve(null);
     // A timed sequence always runs to its end, so the measured durations are whole phases.
     Promise.all([sequence, asked]).then(function (got) {
