@@ -35,8 +35,11 @@ BASE_FLAGS = ["--headless", "--no-sandbox", "--no-first-run", "--disable-backgro
 # requestAnimationFrame from a 60 Hz begin-frame clock, like a headful browser on a 60 Hz display.
 HONEST_FLAGS = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows"]
+# Not honest: frames no longer follow a display clock (for comparison only).
+UNPACED_FLAGS = ["--disable-gpu-vsync", "--disable-frame-rate-limit"]
 FLAG_SETS = {"honest (no throttling)": BASE_FLAGS + HONEST_FLAGS,
-             "honest, --disable-gpu": BASE_FLAGS + HONEST_FLAGS + ["--disable-gpu"]}
+             "honest, --disable-gpu": BASE_FLAGS + HONEST_FLAGS + ["--disable-gpu"],
+             "unpaced: " + " ".join(UNPACED_FLAGS): BASE_FLAGS + HONEST_FLAGS + UNPACED_FLAGS}
 
 PRESENTATION = """
 [presentation]
@@ -142,15 +145,24 @@ def report(results: dict[str, dict], participants: int, trials: int, load: str) 
     lines += ["", "Flags common to every run: `" + " ".join(BASE_FLAGS) + "`; \"honest\" adds `" + " ".join(HONEST_FLAGS)
               + "`, which keep Chromium from throttling timers or deprioritising the renderer of a page it may treat "
               "as backgrounded. New headless mode (the only headless mode since Chromium 132) runs "
-              "requestAnimationFrame from a 60 Hz begin-frame clock, so no flag is needed for 60 Hz itself; "
-              "`--disable-gpu-vsync --disable-frame-rate-limit` are *not* honest: frames then come at irregular "
-              "17-27 ms intervals (median 17.7 ms in a 300-frame probe) and a \"frame\" no longer means a display refresh.",
+              "requestAnimationFrame from a 60 Hz begin-frame clock, so no flag is needed for 60 Hz itself. "
+              "The last row is for comparison only: `" + " ".join(UNPACED_FLAGS) + "` take frames off the display "
+              "clock (irregular intervals, 17-27 ms in a 300-frame probe), so a \"frame\" no longer means a display "
+              "refresh and neither the refresh rate nor the durations measure a screen.",
               "", "How it is timed (study_app/static/js/present.js): each phase change is made in a "
               "requestAnimationFrame callback and is painted in the frame after it, so a phase's on-screen duration "
               "is the difference of the callbacks' timestamps; a phase ends at the first frame within half a frame of "
               "its requested duration (200 ms = 12 frames at 60 Hz). The mask is drawn into its canvas before the "
               "trial's first frame, so the timed frames only switch visibility. rAF timestamps are coarsened to "
-              "0.1 ms in a page that is not cross-origin isolated; hence the 0.5 ms tolerance."]
+              "0.1 ms in a page that is not cross-origin isolated; hence the 0.5 ms tolerance.",
+              "", "Reading the numbers: a dropped frame in the middle of an exposure does not lengthen it (the image "
+              "stays on screen through the missed frame, and the phase still ends at the frame nearest its "
+              "request), so trials with dropped frames can still be within one frame; a stall that covers the "
+              "phase's end does lengthen it, and is flagged (`tests/e2e/test_e2e_presentation.py` stalls the page "
+              "250 ms at image onset and checks `exposure_missed` and `dropped_frames`). What this measures is the "
+              "browser's frame clock: it cannot see a frame the compositor or the display itself presents late; "
+              "that needs a photodiode on a real screen. The same holds for jsPsych and PsychoJS, which time the "
+              "same way."]
     return "\n".join(lines)
 
 
