@@ -3,12 +3,16 @@ a confidence rating, full screen and a response window, on a few trials; the exp
 browser measured."""
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from study_fixtures import ServerProcess, write_design
@@ -24,7 +28,7 @@ fixation_ms = 100
 exposure_ms = 200
 mask = "noise"
 mask_ms = 200
-response_window_ms = 3000
+response_window_ms = 5000
 confidence = true
 fullscreen = true
 min_refresh_hz = 10
@@ -45,6 +49,29 @@ STALL_NEXT_IMAGE = """() => {
   });
   watch.observe(stage, { attributes: true, attributeFilter: ["data-phase"] });
 }"""
+
+
+def mask_pixels(page) -> np.ndarray:
+    """The grey levels of the noise mask on the stage (drawn before the image's first frame)."""
+    # A PNG, not an array of numbers: quick enough to read while the trial's response window runs.
+    url = page.evaluate('() => document.querySelector("#stage canvas.mask").toDataURL("image/png")')
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    return np.asarray(img.convert("RGBA"), dtype=float)[:, :, 0]
+
+
+def assert_one_over_f(grey: np.ndarray) -> None:
+    """1/f noise: amplitude falls as 1/f, so radially averaged power against frequency has slope about -2
+    on log-log axes (white noise: 0). Fitted below a quarter of the Nyquist frequency, where upscaling
+    the noise to the image's size changes nothing."""
+    n = min(grey.shape)
+    g = grey[:n, :n] - grey[:n, :n].mean()
+    power = np.abs(np.fft.fft2(g)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(n) * n, np.fft.fftfreq(n) * n, indexing="ij")
+    radius = np.hypot(fx, fy).round().astype(int)
+    freqs = np.arange(2, n // 8)
+    radial = np.array([power[radius == f].mean() for f in freqs])
+    slope = np.polyfit(np.log(freqs), np.log(radial), 1)[0]
+    assert -2.6 < slope < -1.4, slope
 
 
 def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2e_db_url, e2e_stimuli, tmp_path):
@@ -69,12 +96,29 @@ def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2
         page.get_by_role("button", name="Start").click()  # enabled once the refresh rate is measured
         page.wait_for_url("**/task")
         page.get_by_role("button", name="Continue in full screen").click()
+        masks_seen = []
         for index in range(4):
             wait_shown(page, index)
+            if index == 2:  # the same trial after a reload gets the same noise; another trial other noise
+                first = mask_pixels(page)
+                page.reload()
+                # Whether the browser left full screen on reload is its own business: click if asked.
+                for _ in range(150):
+                    if page.locator(f"#task[data-shown='{index}']").count():
+                        break
+                    if page.locator("#gate-go").is_visible():
+                        page.locator("#gate-go").click()
+                    page.wait_for_timeout(100)
+                wait_shown(page, index)
+                assert (mask_pixels(page) == first).all()
+                assert_one_over_f(first)
+                masks_seen.append(first)
             # The stage runs its phases; the noise mask is a canvas the size of the image.
             box = page.locator("#stage img").bounding_box()
             mask = page.locator("#stage canvas.mask").bounding_box()
             assert (round(mask["width"]), round(mask["height"])) == (round(box["width"]), round(box["height"]))
+            if index == 3:
+                assert (mask_pixels(page) != masks_seen[0]).mean() > 0.5
             page.locator("#answers button").first.click()
             page.locator("#confidence").wait_for(state="visible")
             page.keyboard.press("3")
@@ -106,4 +150,4 @@ def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2
     assert stalled["exposure_missed"] == "true"
     last = rows[4]
     assert last["response"] == "timeout" and last["response_timed_out"] == "true" and last["confidence"] == ""
-    assert last["response_label"] == "" and float(last["rt_ms"]) >= 3000
+    assert last["response_label"] == "" and float(last["rt_ms"]) >= 5000
