@@ -65,6 +65,16 @@ RESPONSE: tuple[Column, ...] = tuple(
     + _cols("str", "shown_at", "answered_at", "received_at")
     # numbers; float because they may be empty (pandas has no NA for plain int)
     + _cols("float", "screen_width", "screen_height", "viewport_width", "viewport_height", "device_pixel_ratio")
+    # The presentation protocol ([presentation]): what the browser measured. Empty where it does not apply
+    # (an untimed exposure has no measured duration, a study without a window no time-outs).
+    + _cols("float", "refresh_hz")
+    + _cols("int", "exposure_ms_requested")
+    + _cols("float", "exposure_ms_measured", "mask_ms_measured")
+    + _cols("int", "dropped_frames")
+    + _cols("bool", "exposure_missed", "response_timed_out")
+    + _cols("int", "confidence")
+    + _cols("bool", "focus_lost")
+    + _cols("int", "fullscreen_exits")
     + _cols("str", "manifest_sha256", "stimulus_set", "design_sha256")
 )
 # Identifying: only with --include-platform-ids / ?platform_ids=1, never by default.

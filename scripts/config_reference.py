@@ -157,6 +157,12 @@ def design_part() -> list[str]:
             out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
         out.append("")
     out += ["### `[stimuli]`", "", first_paragraph(sd.StimulusChoice), "", field_table(sd.StimulusChoice), ""]
+    from study_app import presentation as sp
+
+    out += ["### `[presentation]` (how every trial is shown, whatever the task)", "",
+            first_paragraph(sp) + " Timing, the mask and the measured columns: [study-app.md](study-app.md) "
+            "(presentation protocol) and [export.md](export.md).", "",
+            field_table(sp.Presentation), ""]
     out += ["### `[analysis]` (pre-registered; carried into the export's companion `.study.json`)", "",
             "One type shared with the analysis (`contracts/analysis_options.py`): the same names, defaults and "
             "checks as the analysis options below.", "",

@@ -134,6 +134,7 @@ def _token(url: str) -> str:
 
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_DISPLAY_MIN = re.compile(r'data-min-(refresh-hz|width|height)="([0-9.]+)"')
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -159,6 +160,25 @@ def _send(s: requests.Session, method: str, url: str, retries: int, **kw) -> req
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")
+
+
+def presentation_fields(pres: dict[str, Any], answer: str, hz: float, rng: random.Random) -> dict[str, Any]:
+    """Plausible measurements for one answer under the study's [presentation] (what task.js sends):
+    an exposure within a frame of the request, now and then a dropped frame or a lost focus."""
+    frame = 1000.0 / hz
+    out: dict[str, Any] = {"refresh_hz": round(hz, 2), "focus_lost": rng.random() < 0.02}
+    if pres.get("exposure_ms"):
+        frames = max(1, round(pres["exposure_ms"] / frame))
+        dropped = 1 if rng.random() < 0.03 else 0
+        out |= {"exposure_ms_requested": pres["exposure_ms"], "exposure_ms_measured": round((frames + dropped) * frame, 2),
+                "dropped_frames": dropped}
+        if pres.get("mask", "none") != "none":
+            out["mask_ms_measured"] = round(max(1, round(pres["mask_ms"] / frame)) * frame, 2)
+    if pres.get("confidence"):
+        out["confidence"] = rng.choice((1, 2, 3, 4)) if rng.random() < 0.3 else rng.choice((3, 4))
+    if pres.get("fullscreen"):
+        out["fullscreen_exits"] = 1 if rng.random() < 0.01 else 0
+    return out
 
 
 def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: int,
@@ -205,10 +225,19 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
     r = send("POST", f"{p}/consent", data={"choice": "agree", "csrf": csrf})
     if not r.headers.get("Location", "").endswith("/instructions"):
         raise BotError(f"consent did not lead to the instructions: {r.status_code} {r.headers.get('Location')}")
-    r = send("POST", f"{p}/instructions", data={"csrf": csrf}, timeout=60)
+    # What a browser's instructions page measures (js/display.js): a display that meets the design's minimum.
+    page = send("GET", f"{p}/instructions")
+    need = {k: float(v) for k, v in _DISPLAY_MIN.findall(page.text)}
+    display = {"refresh_hz": f"{max(60.0, need.get('refresh-hz', 0)):.2f}",
+               "viewport_width": str(int(max(1440, need.get("width", 0)))),
+               "viewport_height": str(int(max(800, need.get("height", 0))))}
+    r = send("POST", f"{p}/instructions", data={"csrf": csrf, **display}, timeout=60)
     if not r.headers.get("Location", "").endswith("/task"):
         raise BotError(f"instructions did not lead to the task: {r.status_code} {r.headers.get('Location')}")
     d = send("GET", f"{base}/api/p/{token}/trials").json()
+    pres = d.get("presentation") or {}
+    hz = max(60.0, float(display["refresh_hz"]))
+    measure_rng = random.Random(seed ^ 0x5EED)  # its own stream: a seed gives the same answers as before
     cache: dict[str, bytes] = {} if image_cache is None else image_cache
 
     def img(url: str) -> dict[str, Any]:
@@ -233,7 +262,7 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
                 "shown_at": shown.isoformat().replace("+00:00", "Z"),
                 "answered_at": (shown + timedelta(milliseconds=rt)).isoformat().replace("+00:00", "Z"),
                 "screen_width": 1440, "screen_height": 900, "viewport_width": 1440, "viewport_height": 800,
-                "device_pixel_ratio": 1}
+                "device_pixel_ratio": 1} | presentation_fields(pres, answer, hz, measure_rng)
         send("POST", f"{base}/api/p/{token}/responses", json=body, headers={"X-CSRF-Token": d["csrf"]})
         if on_ack:
             on_ack(token, body)

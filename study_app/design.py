@@ -12,6 +12,7 @@ from contracts import analysis_options
 from contracts.export import STIMULUS_KINDS
 
 from .planning import cell_of  # noqa: F401  (kept importable from here)
+from .presentation import Presentation, PresentationError, parse_section as parse_presentation
 from .tasks import TASKS, task_of
 
 DEFAULT_QUESTIONS = [
@@ -66,6 +67,7 @@ class Design:
     debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))  # free-text, optional
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
+    presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +77,7 @@ class Design:
         d = dict(d)
         d["analysis"] = Analysis(**d.get("analysis", {}))
         d["stimuli"] = StimulusChoice(**d.get("stimuli", LEGACY_STIMULI))
+        d["presentation"] = Presentation.from_dict(d.get("presentation"))
         return cls(**d)
 
     def conditions(self) -> list[tuple[str, ...]]:
@@ -111,6 +114,7 @@ _ALLOWED = {
     "completion": {"code"},
     "debrief": {"questions"},
     "stimuli": {"kinds", "include_failed", "saliency"},
+    "presentation": set(Presentation.__dataclass_fields__),
     "analysis": set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES),
 }
 
@@ -166,6 +170,10 @@ def parse_design(data: dict[str, Any]) -> Design:
     stimuli = StimulusChoice(kinds=[k for k in STIMULUS_KINDS if k in kinds],  # canonical order
                              include_failed=_get(st, "stimuli", "include_failed", bool, None),
                              saliency=_get(st, "stimuli", "saliency", str, ""))
+    try:
+        presentation = parse_presentation(data.get("presentation", {}))
+    except PresentationError as exc:
+        raise DesignError(str(exc)) from None
     defenses = _get(s, "study", "defenses", list, [])
     if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
         raise DesignError("study.defenses: must be a list of distinct model names")
@@ -188,6 +196,7 @@ def parse_design(data: dict[str, Any]) -> Design:
         debrief_questions=list(questions),
         analysis=analysis,
         stimuli=stimuli,
+        presentation=presentation,
     )
 
 

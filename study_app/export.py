@@ -121,7 +121,8 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
         row |= _image_fields(b, model_names, "_b") if b else {k + "_b": None for k in _image_fields({}, model_names)}
         resp = r.response
         is_check = t.kind == "attention_check"
-        row |= {"response": resp} | no_outcomes | plugin.outcomes(resp, a, b)
+        # A timed-out answer is missing data: its raw response stays, the task's outcomes stay empty.
+        row |= {"response": resp} | no_outcomes | ({} if r.response_timed_out else plugin.outcomes(resp, a, b))
         row |= {
             "is_attention_check": is_check,
             "attention_passed": plugin.attention_passed(t, resp) if is_check else None,
@@ -130,6 +131,7 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
             "screen_width": r.screen_width, "screen_height": r.screen_height,
             "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
             "device_pixel_ratio": r.device_pixel_ratio,
+            **presentation_fields(r),
             "manifest_sha256": sset.manifest_sha256, "stimulus_set": sset.name,
             "design_sha256": study.design_sha256,
         }
@@ -138,6 +140,22 @@ def iter_rows(study: Study, include_platform_ids: bool = False, batch: int = 500
             row |= {"platform": p.platform, "platform_pid": p.platform_pid,
                     "platform_session": info.get("SESSION_ID") or info.get("assignmentId")}
         yield row
+
+
+def exposure_missed(r: Response) -> bool | None:
+    """Whether the measured exposure missed the requested one by more than one frame of the measured
+    refresh rate (the flag the design's timing rule is about); None when the exposure was untimed."""
+    if r.exposure_ms_requested is None or r.exposure_ms_measured is None or not r.refresh_hz:
+        return None
+    return abs(r.exposure_ms_measured - r.exposure_ms_requested) > 1000.0 / r.refresh_hz + 0.5
+
+
+def presentation_fields(r: Response) -> dict[str, Any]:
+    return {"refresh_hz": r.refresh_hz, "exposure_ms_requested": r.exposure_ms_requested,
+            "exposure_ms_measured": r.exposure_ms_measured, "mask_ms_measured": r.mask_ms_measured,
+            "dropped_frames": r.dropped_frames, "exposure_missed": exposure_missed(r),
+            "response_timed_out": r.response_timed_out, "confidence": r.confidence,
+            "focus_lost": r.focus_lost, "fullscreen_exits": r.fullscreen_exits}
 
 
 # A text cell starting with one of these is run as a formula by Excel, LibreOffice and Google Sheets

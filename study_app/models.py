@@ -208,6 +208,17 @@ class Response(db.Model):
     viewport_width: Mapped[Optional[int]] = mapped_column(Integer)
     viewport_height: Mapped[Optional[int]] = mapped_column(Integer)
     device_pixel_ratio: Mapped[Optional[float]] = mapped_column(Float)
+    # What the browser measured while presenting the trial ([presentation], docs/export.md). Empty on
+    # rows stored before revision 0005 and where a value does not apply (an untimed exposure, no mask).
+    refresh_hz: Mapped[Optional[float]] = mapped_column(Float)
+    exposure_ms_requested: Mapped[Optional[int]] = mapped_column(Integer)
+    exposure_ms_measured: Mapped[Optional[float]] = mapped_column(Float)
+    mask_ms_measured: Mapped[Optional[float]] = mapped_column(Float)
+    dropped_frames: Mapped[Optional[int]] = mapped_column(Integer)
+    response_timed_out: Mapped[Optional[bool]] = mapped_column()  # None: the study has no response window
+    confidence: Mapped[Optional[int]] = mapped_column(Integer)  # 1-4, when the design asks for it
+    focus_lost: Mapped[Optional[bool]] = mapped_column()
+    fullscreen_exits: Mapped[Optional[int]] = mapped_column(Integer)
 
     trial: Mapped[Trial] = relationship()
 

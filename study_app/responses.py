@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import db, utcnow
 from .models import Participant, Response, Trial
+from .presentation import CONFIDENCE_LEVELS, TIMEOUT_RESPONSE, Presentation
 from .states import transition
 from .tasks import TASKS
 
@@ -70,20 +71,70 @@ def _time(body: dict, key: str) -> datetime:
     return t
 
 
-def parse(body: Any, task: str) -> dict[str, Any]:
+def _bool(body: dict, key: str) -> bool | None:
+    v = body.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise ResponseError(400, "invalid_field", f"'{key}' must be true or false")
+    return v
+
+
+def _absent(body: dict, key: str, why: str) -> None:
+    if body.get(key) is not None:
+        raise ResponseError(400, "invalid_field", f"'{key}' must be left out: {why}")
+
+
+def _presentation(body: dict, p: Presentation, answer: str, rt_ms: float) -> dict[str, Any]:
+    """What the runner measured, checked against the study's [presentation] (docs/export.md)."""
+    out: dict[str, Any] = {"refresh_hz": _num(body, "refresh_hz", 1, 1000, required=p.timed),
+                           "focus_lost": _bool(body, "focus_lost")}
+    if p.timed:
+        requested = _int(body, "exposure_ms_requested", 0, 10**6, required=True)
+        if requested != p.exposure_ms:
+            raise ResponseError(400, "invalid_field", f"'exposure_ms_requested' is {requested} but this study "
+                                f"shows images for {p.exposure_ms} ms; reload the page")
+        out |= {"exposure_ms_requested": requested,
+                "exposure_ms_measured": _num(body, "exposure_ms_measured", 0, 86_400_000, required=True),
+                "dropped_frames": _int(body, "dropped_frames", 0, 10**7, required=True)}
+    else:
+        for key in ("exposure_ms_requested", "exposure_ms_measured", "dropped_frames"):
+            _absent(body, key, "this study shows images until they are answered")
+    if p.timed and p.mask != "none":
+        out["mask_ms_measured"] = _num(body, "mask_ms_measured", 0, 86_400_000)
+    else:
+        _absent(body, "mask_ms_measured", "this study has no mask")
+    timed_out = answer == TIMEOUT_RESPONSE
+    if p.response_window_ms:
+        # A late answer (one that raced the window) counts as timed out too: the server's rule, not the page's.
+        out["response_timed_out"] = timed_out or rt_ms > p.response_window_ms
+    if p.confidence and not timed_out:
+        out["confidence"] = _int(body, "confidence", CONFIDENCE_LEVELS[0], CONFIDENCE_LEVELS[-1], required=True)
+    else:
+        _absent(body, "confidence", "no confidence rating is asked here")
+    if p.fullscreen:  # None: the browser has no full-screen mode (an iPhone), so nothing could be counted
+        out["fullscreen_exits"] = _int(body, "fullscreen_exits", 0, 10_000)
+    else:
+        _absent(body, "fullscreen_exits", "this study does not run in full screen")
+    return out
+
+
+def parse(body: Any, task: str, presentation: Presentation | None = None) -> dict[str, Any]:
+    """The stored fields of one answer; `presentation` is the study's (None: the defaults, untimed)."""
+    p = presentation or Presentation()
     if not isinstance(body, dict):
         raise ResponseError(400, "invalid_json", "the request body must be a JSON object")
     uuid = body.get("uuid")
     if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
         raise ResponseError(400, "invalid_field", "'uuid' must be a lowercase UUID")
     answer = body.get("response")
-    if not isinstance(answer, str) or answer not in VALID[task]:
-        raise ResponseError(400, "invalid_response", f"'response' must be one of {sorted(VALID[task])}")
+    valid = VALID[task] | ({TIMEOUT_RESPONSE} if p.response_window_ms else set())
+    if not isinstance(answer, str) or answer not in valid:
+        raise ResponseError(400, "invalid_response", f"'response' must be one of {sorted(valid)}")
+    rt_ms = _num(body, "rt_ms", 0, 86_400_000, required=True)
     return {
         "uuid": uuid,
         "trial_index": _int(body, "trial_index", 0, 10_000, required=True),
         "response": answer,
-        "rt_ms": _num(body, "rt_ms", 0, 86_400_000, required=True),
+        "rt_ms": rt_ms,
         "shown_at": _time(body, "shown_at"),
         "answered_at": _time(body, "answered_at"),
         "screen_width": _int(body, "screen_width", 0, 100_000),
@@ -91,7 +142,14 @@ def parse(body: Any, task: str) -> dict[str, Any]:
         "viewport_width": _int(body, "viewport_width", 0, 100_000),
         "viewport_height": _int(body, "viewport_height", 0, 100_000),
         "device_pixel_ratio": _num(body, "device_pixel_ratio", 0, 100),
+        **RESPONSE_DEFAULTS, **_presentation(body, p, answer, rt_ms),
     }
+
+
+# Every presentation column, so a parsed answer always binds the same parameters (api/views.py inserts it).
+RESPONSE_DEFAULTS: dict[str, Any] = dict.fromkeys(
+    ("refresh_hz", "exposure_ms_requested", "exposure_ms_measured", "mask_ms_measured", "dropped_frames",
+     "response_timed_out", "confidence", "focus_lost", "fullscreen_exits"))
 
 
 def _existing(p: Participant, r: dict[str, Any]) -> Stored | None:
@@ -103,12 +161,16 @@ def _existing(p: Participant, r: dict[str, Any]) -> Stored | None:
     return Stored(True, prior.trial_index, p.next_trial_index, p.state)
 
 
-def store(p: Participant, body: Any, task: str | None = None) -> Stored:
+def presentation_of(study) -> Presentation:
+    return Presentation.from_dict(study.design.get("presentation"))
+
+
+def store(p: Participant, body: Any, task: str | None = None, presentation: Presentation | None = None) -> Stored:
     """Validate and store one answer in one transaction (the caller's session), or raise ResponseError.
 
     The usual case (the next trial, in task) costs one SELECT for the trial, one INSERT and one UPDATE;
     only a retry or an out-of-step request looks the UUID up first."""
-    r = parse(body, task or p.study.task_type)
+    r = parse(body, task or p.study.task_type, presentation or presentation_of(p.study))
     idx = r["trial_index"]
     if p.state != "in_task" or idx != p.next_trial_index:
         dup = _existing(p, r)

@@ -84,3 +84,34 @@ def attention_failures_by_participant(study: Study) -> dict[str, int]:
         if not attention_passed(study.task_type, trial, resp):
             out[trial.participant_id] = out.get(trial.participant_id, 0) + 1
     return out
+
+
+@dataclass
+class PresentationSummary:
+    """One participant's answers under the study's [presentation], for the admin page (the same
+    numbers are per-row columns of the export, where the analysis applies its exclusion rules)."""
+
+    refresh_hz: tuple[float, float] | None = None  # lowest and highest measured
+    timed: int = 0  # answers with a timed exposure
+    exposure_missed: int = 0  # of those, off by more than one frame
+    dropped_frames: int = 0
+    timed_out: int = 0
+    focus_lost: int = 0
+    fullscreen_exits: int = 0
+
+
+def presentation_summary(participant_id: str) -> PresentationSummary:
+    from .export import exposure_missed
+
+    rows = db.session.scalars(select(Response).where(Response.participant_id == participant_id)).all()
+    s = PresentationSummary()
+    hz = [r.refresh_hz for r in rows if r.refresh_hz]
+    s.refresh_hz = (min(hz), max(hz)) if hz else None
+    for r in rows:
+        s.timed += r.exposure_ms_requested is not None
+        s.exposure_missed += bool(exposure_missed(r))
+        s.dropped_frames += r.dropped_frames or 0
+        s.timed_out += bool(r.response_timed_out)
+        s.focus_lost += bool(r.focus_lost)
+        s.fullscreen_exits += r.fullscreen_exits or 0
+    return s

@@ -80,3 +80,13 @@ def test_every_exclusion_rule_and_parameter_is_documented():
             assert f"`{p.name}` ({p.default:g})" in row and f"`{p.name}`" in guide, (rule.name, p.name)
         for c in rule.columns:
             assert f"`{c}`" in row, (rule.name, c)
+
+
+def test_every_design_presentation_key_is_documented():
+    """[presentation] is a design section: each key the parser accepts has a row in the page."""
+    from study_app.design import _ALLOWED
+
+    text = _script().render()
+    assert "### `[presentation]`" in text
+    for key in sorted(_ALLOWED["presentation"]):
+        assert f"| `{key}` |" in text.split("### `[presentation]`")[1].split("### ")[0], key

@@ -1,7 +1,7 @@
 """accounts, audit and locked studies: studies.design_sha256/parent_study_id/version, study_members (owner/collaborator/viewer), admin_users.is_site_admin, audit_events
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005_presentation
 Create Date: 2026-12-02 04:20:00
 
 """
@@ -19,7 +19,7 @@ def design_hash(design: dict) -> str:
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005_presentation'
 branch_labels = None
 depends_on = None
 

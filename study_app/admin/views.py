@@ -11,7 +11,7 @@ from ..db import db
 from ..design import estimated_minutes
 from ..export import debrief_rows, stream_audit_csv, stream_csv, stream_debrief_csv, stream_jsonl
 from ..models import REVIEWS, Participant, Response as ResponseRow, Study
-from ..stats import attention_failures_by_participant, study_stats
+from ..stats import attention_failures_by_participant, presentation_summary, study_stats
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -125,6 +125,7 @@ def participant(participant_id: str):
                                  .where(ResponseRow.participant_id == p.id))
     return render_template("admin/participant.html", p=p, study=p.study, answered=answered,
                            failures=attention_failures_by_participant(p.study).get(p.id, 0),
+                           shown=presentation_summary(p.id),
                            reviews=REVIEWS, labels=review.LABELS, can_erase=roles.can(p.study_id, "erase"))
 
 

@@ -19,7 +19,8 @@ from ..security import check_participant_csrf, participant_csrf
 from ..db import db
 from ..db import UTCDateTime, utcnow
 from ..models import Participant, Response, Study, StudyImage, Trial
-from ..responses import ResponseError, count_stored, parse, store
+from ..presentation import Presentation
+from ..responses import RESPONSE_DEFAULTS, ResponseError, count_stored, parse, store
 from ..states import resume_if_timed_out
 from ..tasks import KEYS_HELP, article, feedback, label_name, prompt
 
@@ -56,6 +57,12 @@ def _classes(_database: str, stimulus_set_id: int) -> list[str]:
     return class_names(manifest)
 
 
+@functools.lru_cache(maxsize=256)
+def _presentation(_database: str, study_id: str) -> Presentation:
+    # A study's design never changes after it is created, so its [presentation] can be cached.
+    return Presentation.from_dict(db.session.get(Study, study_id).design.get("presentation"))
+
+
 @bp.get("/p/<token>/trials")
 def trials(token: str):
     p = load(token)
@@ -88,6 +95,7 @@ def trials(token: str):
             "classes": classes,  # the answer buttons' names (identify: "cat" beside key 3)
         })
     return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
+                    "presentation": _presentation(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study_id).to_dict(),
                     "csrf": participant_csrf(p.access_token),
                     "debrief_url": url_for("participant.debrief", token=p.access_token)})
 
@@ -124,14 +132,14 @@ _MOVE_POINTER = (_P.update()
 
 
 _T, _S = Trial.__table__, Study.__table__
-_LOOKUP = (select(_P.c.id, _P.c.state, _P.c.next_trial_index, _P.c.n_trials, _S.c.task_type, _T.c.id)
+_LOOKUP = (select(_P.c.id, _P.c.state, _P.c.next_trial_index, _P.c.n_trials, _S.c.task_type, _T.c.id, _S.c.id)
            .select_from(_P.join(_S, _S.c.id == _P.c.study_id)
                         .outerjoin(_T, and_(_T.c.participant_id == _P.c.id, _T.c.index == _P.c.next_trial_index)))
            .where(_P.c.access_token == bindparam("token")))
 
 
 _COLS = ["uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width", "screen_height",
-         "viewport_width", "viewport_height", "device_pixel_ratio"]
+         "viewport_width", "viewport_height", "device_pixel_ratio", *RESPONSE_DEFAULTS]
 # PostgreSQL, one autocommit statement: move the pointer only if it is still at this trial, and insert
 # the answer only if it moved. Atomic and durable when it returns (synchronous commit); a unique
 # violation (UUID or trial already stored) undoes both parts.
@@ -152,7 +160,7 @@ def _lookup_pg(n_counters: int):
         cte = f"WITH {security.counter_cte(n_counters)} " if n_counters else ""
         counts = "".join(f", (SELECT count FROM c WHERE key = :k{i})" for i in range(n_counters))
         _LOOKUP_PG[n_counters] = text(
-            f"{cte}SELECT p.id, p.state, p.next_trial_index, p.n_trials, s.task_type, t.id{counts} "
+            f"{cte}SELECT p.id, p.state, p.next_trial_index, p.n_trials, s.task_type, t.id, s.id{counts} "
             "FROM (SELECT 1) AS one LEFT JOIN participants p ON p.access_token = :token "
             "LEFT JOIN studies s ON s.id = p.study_id "
             "LEFT JOIN trials t ON t.participant_id = p.id AND t.index = p.next_trial_index"
@@ -173,9 +181,9 @@ def _answer(token: str):
         if fast_pg:
             active, now, params = security.to_count(*limits)
             row = conn.execute(_lookup_pg(len(active)), {"token": token, **params}).first()
-            security.enforce(active, now, {params[f"k{i}"]: row[6 + i] for i in range(len(active))})
+            security.enforce(active, now, {params[f"k{i}"]: row[7 + i] for i in range(len(active))})
             security.sweep_sometimes(conn)
-            row = row[:6]
+            row = row[:7]
         check_participant_csrf(token)  # the X-CSRF-Token header task.js sends
         body = json_body()
         if body is None:
@@ -184,9 +192,10 @@ def _answer(token: str):
             row = conn.execute(_LOOKUP, {"token": token}).first()
         if row is None or row[0] is None:
             return error(404, "unknown_participant", "unknown participant link")
-        pid, state, next_index, n_trials, task, trial_id = row
+        pid, state, next_index, n_trials, task, trial_id, study_id = row
+        presentation = _presentation(current_app.config["SQLALCHEMY_DATABASE_URI"], study_id)
         try:
-            r = parse(body, task)
+            r = parse(body, task, presentation)
         except ResponseError as exc:
             return error(exc.status, exc.code, exc.message)
         if state == "in_task" and trial_id is not None and r["trial_index"] == next_index and next_index + 1 < n_trials:
@@ -218,7 +227,7 @@ def _answer(token: str):
     if p.state == "timed_out":
         resume_if_timed_out(p)
     try:
-        stored = store(p, body, task)
+        stored = store(p, body, task, presentation)
     except ResponseError as exc:
         db.session.rollback()
         return error(exc.status, exc.code, exc.message)

@@ -17,6 +17,7 @@ from ..db import db, utcnow
 from ..erasure import erase
 from ..design import Design, estimated_minutes, with_minutes
 from ..models import Image, Participant, Study, StudyImage
+from ..presentation import Presentation, display_problem
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
 from ..states import FINISHED, enter, resume_if_timed_out, transition
 from ..studies import new_id
@@ -224,7 +225,15 @@ def instructions(token: str):
         return away
     if p.state == "consented":
         transition(p, "instructed", "instructions shown")
+    design = p.study.design
+    presentation = Presentation.from_dict(design.get("presentation"))
+    problem = None
     if request.method == "POST":
+        # A display below the design's minimum is told why and not started: no trials are allocated, and
+        # after resizing (or on another device) the same Start button works.
+        problem = display_problem(presentation, request.form.get("refresh_hz"), request.form.get("viewport_width"),
+                                  request.form.get("viewport_height"))
+    if request.method == "POST" and not problem:
         study = p.study
         db.session.commit()  # the step above, and the row lock: the study's lock is always taken first
         allocation.time_out_stale(study, Design.from_dict(study.design))  # in bulk, before the study's lock
@@ -245,9 +254,9 @@ def instructions(token: str):
         db.session.commit()
         return goto(p)
     db.session.commit()
-    design = p.study.design
     return render_template("participant/instructions.html", p=p, text=md(with_minutes(design["instructions_md"], design)),
-                           design=design, task=p.study.task_type)
+                           design=design, task=p.study.task_type, presentation=presentation,
+                           display_problem=problem), (422 if problem else 200)
 
 
 @bp.get("/p/<token>/task")

@@ -12,6 +12,9 @@
   var el = function (id) { return document.getElementById(id); };
   var data = null, renderer = null, images = {}, current = -1, accepting = false, shownPerf = 0, shownWall = null;
   var flushing = false, retryTimer = null, finishing = false, stopped = false;
+  // The presentation protocol ([presentation] of the design, sent with the trials) and what is measured.
+  var P = {}, display = window.advlegitDisplay, refresh = null, sequence = null, windowTimer = null;
+  var trialActive = false, focusLost = false, fsExits = 0, fsUsable = false, confirmConfidence = null;
 
   function loadQueue() {
     try { return JSON.parse(localStorage.getItem(QKEY) || "[]"); } catch (e) { return []; }
@@ -75,7 +78,7 @@
   // a new secret link): stop here, take no more answers, and say where to go on.
   function superseded() {
     stopped = true; accepting = false; finishing = false; current = data ? data.n_trials : current;
-    ["stage", "answers", "keys", "practice-tag", "feedback", "finishing", "save-status"].forEach(function (id) {
+    ["stage", "answers", "keys", "practice-tag", "feedback", "finishing", "save-status", "confidence", "gate"].forEach(function (id) {
       el(id).hidden = true;
     });
     Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
@@ -132,6 +135,11 @@
     if (img.parentNode) img = img.cloneNode();  // the same image on both sides (an explain check)
     img.alt = caption ? caption + " image" : "digit image";
     f.appendChild(img);
+    if (P.mask && P.mask !== "none") {  // drawn over the image once its size is known (drawMasks)
+      var m = document.createElement("canvas");
+      m.className = "mask"; m.setAttribute("aria-hidden", "true");
+      f.appendChild(m);
+    }
     if (caption) { var c = document.createElement("figcaption"); c.textContent = caption; f.appendChild(c); }
     return f;
   }
@@ -146,22 +154,25 @@
     el("practice-tag").hidden = !t.practice;
     el("prompt").textContent = t.prompt;
     el("keys").textContent = data.keys;
+    el("confidence").hidden = true;
+    el("answers").hidden = false;
     buildAnswers(t);
     var stage = el("stage");
     stage.textContent = "";
+    stage.dataset.phase = "wait";
     var waits = [preload(t.image).ready];
     if (t.image_b) waits.push(preload(t.image_b).ready);
-    // Start the clock only once the image is decoded and has been painted.
-    Promise.all(waits).then(function () {
+    // Start the clock only once the image is decoded, the display is as the design needs it, and the
+    // trial's layout (and mask) is ready: the phases then only switch visibility, frame by frame.
+    Promise.all(waits).then(gate).then(function () {
       if (current !== index) return;
       stage.appendChild(figure(t.image, t.image_b ? "Left" : null));
       if (t.image_b) stage.appendChild(figure(t.image_b, "Right"));
-      requestAnimationFrame(function () { requestAnimationFrame(function () {
-        if (current !== index) return;
-        shownPerf = performance.now(); shownWall = new Date();
-        accepting = true; setEnabled(true);
-        root.dataset.shown = String(index);  // lets automated checks wait for "shown", not guess
-      }); });
+      var fix = document.createElement("div");
+      fix.className = "fixation"; fix.textContent = "+"; fix.setAttribute("aria-hidden", "true");
+      stage.appendChild(fix);
+      drawMasks(stage, t);
+      present(index, stage);
     }).catch(function () {
       el("prompt").textContent = "An image failed to load. Please check your connection; retrying…";
       delete images[t.image]; if (t.image_b) delete images[t.image_b];
@@ -169,29 +180,149 @@
     });
   }
 
+  // Masks sized to each image as laid out, drawn before the first timed frame.
+  function drawMasks(stage, t) {
+    Array.prototype.forEach.call(stage.querySelectorAll("canvas.mask"), function (c, side) {
+      var img = c.previousElementSibling;
+      c.style.left = img.offsetLeft + "px"; c.style.top = img.offsetTop + "px";
+      c.style.width = img.offsetWidth + "px"; c.style.height = img.offsetHeight + "px";
+      c.width = Math.max(1, img.offsetWidth); c.height = Math.max(1, img.offsetHeight);
+      window.advlegitNoise.draw(c, P.mask, root.dataset.queueKey + ":" + t.index + (side ? ":b" : ""));
+    });
+  }
+
+  // Fixation, image, mask, blank: each a frame-timed phase (js/present.js). The image phase opens the
+  // answers and starts the reaction-time clock at its first frame.
+  function present(index, stage) {
+    var phases = [];
+    function phase(name, ms, then) {
+      phases.push({ name: name, ms: ms, enter: function (ts) {
+        if (current !== index) return;
+        stage.dataset.phase = name;
+        if (then) then(ts);
+      } });
+    }
+    trialActive = true; focusLost = !!document.hidden;
+    if (P.fixation_ms > 0) phase("fixation", P.fixation_ms);
+    phase("stimulus", P.exposure_ms, function (ts) {
+      shownPerf = ts; shownWall = new Date();
+      accepting = true; setEnabled(true);
+      root.dataset.shown = String(index);  // lets automated checks wait for "shown", not guess
+      if (P.response_window_ms > 0) {
+        windowTimer = setTimeout(function () { if (current === index) answer(TIMEOUT); }, P.response_window_ms);
+      }
+    });
+    if (P.exposure_ms > 0) {
+      if (P.mask !== "none") phase("mask", P.mask_ms);
+      phase("blank", 0);
+    }
+    sequence = window.advlegitPresent(phases, refresh.frameMs);
+  }
+
+  var TIMEOUT = "timeout";  // = presentation.TIMEOUT_RESPONSE: the response window passed unanswered
+
+  // "How sure are you?" after the answer (design: confidence = true); resolves 1-4.
+  function askConfidence() {
+    el("answers").hidden = true;
+    Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
+    el("confidence").hidden = false;
+    el("confidence").querySelector("button").focus();
+    return new Promise(function (resolve) { confirmConfidence = resolve; });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("#confidence button"), function (b) {
+    b.addEventListener("click", function () { chooseConfidence(Number(b.dataset.value)); });
+  });
+  function chooseConfidence(v) {
+    if (!confirmConfidence) return;
+    var done = confirmConfidence;
+    confirmConfidence = null;
+    el("confidence").hidden = true;
+    done(v);
+  }
+
   function answer(value) {
     if (!accepting) return;
     accepting = false;
+    clearTimeout(windowTimer);
     setEnabled(false);
-    var t = data.trials[current];
-    var now = new Date();
-    queue.push({
+    trialActive = false;
+    var t = data.trials[current], index = current;
+    var rt = Math.round((performance.now() - shownPerf) * 10) / 10, now = new Date();
+    var asked = P.confidence && value !== TIMEOUT ? askConfidence() : Promise.resolve(null);
+    // A timed sequence always runs to its end, so the measured durations are whole phases.
+    Promise.all([sequence, asked]).then(function (got) {
+      if (current !== index || stopped) return;
+      record(t, value, rt, now, got[0], got[1]);
+    });
+  }
+
+  function record(t, value, rt, now, timing, confidence) {
+    var item = {
       uuid: uuid4(), trial_index: t.index, response: value,
-      rt_ms: Math.round((performance.now() - shownPerf) * 10) / 10,
+      rt_ms: rt,
       shown_at: shownWall.toISOString(), answered_at: now.toISOString(),
       screen_width: screen.width, screen_height: screen.height,
       viewport_width: window.innerWidth, viewport_height: window.innerHeight,
-      device_pixel_ratio: window.devicePixelRatio || 1
-    });
+      device_pixel_ratio: window.devicePixelRatio || 1,
+      refresh_hz: Math.round(refresh.hz * 100) / 100,
+      focus_lost: focusLost
+    };
+    if (P.exposure_ms > 0) {
+      item.exposure_ms_requested = P.exposure_ms;
+      item.exposure_ms_measured = Math.round(timing.measured.stimulus * 100) / 100;
+      item.dropped_frames = timing.dropped.stimulus;
+      if (P.mask !== "none") item.mask_ms_measured = Math.round(timing.measured.mask * 100) / 100;
+    }
+    if (confidence !== null) item.confidence = confidence;
+    if (P.fullscreen) { item.fullscreen_exits = fsUsable ? fsExits : null; fsExits = 0; }
+    queue.push(item);
     saveQueue(); setStatus(); flush();
     if (t.practice && t.feedback) {
-      el("feedback-text").textContent = (isCorrect(t, value) ? "Well done. " : "Not quite. ") + t.feedback;
+      el("feedback-text").textContent = value === TIMEOUT ? "Time ran out. Please answer a little faster." :
+        (isCorrect(t, value) ? "Well done. " : "Not quite. ") + t.feedback;
       el("feedback").hidden = false;
       el("continue").focus();
       el("feedback").scrollIntoView({ block: "nearest" });  // below the buttons on a phone
     } else {
       next();
     }
+  }
+
+  // Vigilance: the page losing focus or visibility while a trial is up, and full-screen exits.
+  window.addEventListener("blur", function () { if (trialActive) focusLost = true; });
+  document.addEventListener("visibilitychange", function () { if (document.hidden && trialActive) focusLost = true; });
+  function onFullscreenChange() {
+    if (!P.fullscreen || display.isFullscreen() || !fsUsable) return;
+    fsExits += 1;  // counted on the next answer given
+    el("fullscreen-note").hidden = false;
+  }
+  document.addEventListener("fullscreenchange", onFullscreenChange);
+  document.addEventListener("webkitfullscreenchange", onFullscreenChange);
+
+  // Before each trial: full screen when the design asks for it (where the browser has it), and a window at
+  // least the design's minimum. Waits, with the reason on screen, until both hold.
+  function gate() {
+    return new Promise(function (resolve) {
+      var box = el("gate"), text = el("gate-text"), go = el("gate-go");
+      function check() {
+        var needFs = P.fullscreen && fsUsable && !display.isFullscreen();
+        var small = display.viewportProblem(P.min_viewport_width, P.min_viewport_height);
+        if (!needFs && !small) {
+          box.hidden = true; el("fullscreen-note").hidden = true;
+          window.removeEventListener("resize", check);
+          resolve();
+          return;
+        }
+        box.hidden = false;
+        go.hidden = !needFs;
+        text.textContent = needFs ? "This study runs in full screen. Please continue in full screen." : small;
+      }
+      go.onclick = function () {
+        display.enterFullscreen().catch(function () { fsUsable = false; }).then(check);
+      };
+      window.addEventListener("resize", check);
+      check();
+    });
   }
 
   function next() {
@@ -203,7 +334,7 @@
   function finish() {
     finishing = true;
     current = data.n_trials;
-    ["stage", "answers", "keys", "practice-tag"].forEach(function (id) { el(id).hidden = true; });
+    ["stage", "answers", "keys", "practice-tag", "confidence", "gate"].forEach(function (id) { el(id).hidden = true; });
     Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
     el("prompt").textContent = "Thank you — that was the last one.";
     el("progress").textContent = "";
@@ -245,6 +376,10 @@
       if (e.key === "Enter" || e.key === " ") { e.preventDefault(); next(); }
       return;
     }
+    if (confirmConfidence) {
+      if (/^[1-4]$/.test(e.key)) { e.preventDefault(); chooseConfidence(Number(e.key)); }
+      return;
+    }
     if (!data || !accepting) return;
     var v = renderer.key(e.key);
     if (v !== null && v !== undefined) { e.preventDefault(); answer(v); }
@@ -263,12 +398,17 @@
         return;
       }
       data = d;
+      P = d.presentation || {};
+      fsUsable = !!P.fullscreen && display.fullscreenSupported();
       data.trials.forEach(function (t) { preload(t.image); preload(t.image_b); });
       // Resume after the server's pointer, or after answers still waiting in this browser's queue.
       var resumeAt = d.next_index;
       queue.forEach(function (q) { if (q.trial_index + 1 > resumeAt) resumeAt = q.trial_index + 1; });
       setStatus(); flush();
-      if (resumeAt >= d.n_trials) finish(); else show(resumeAt);
+      if (resumeAt >= d.n_trials) { finish(); return; }
+      // The display's refresh rate, measured once before the first trial shown on this page.
+      el("progress").textContent = "Checking your screen…";
+      display.measureRefresh(60).then(function (r) { refresh = r; show(resumeAt); });
     }).catch(function () {
       if (stopped) return;
       el("progress").textContent = "Cannot reach the server; retrying…";
