@@ -268,17 +268,17 @@ def test_free_text_is_escaped_on_admin_pages_and_exported(app, client, study_id,
 
     evil = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>'; DROP TABLE responses; --"
     sid = study_id
-    token = start_participant(client, sid, "EVIL")
-    for t in client.get(f"/api/p/{token}/trials").get_json()["trials"]:
-        assert post_answer(client, token, answer_body(t["index"], "2")).status_code == 201
-    with app.app_context():  # this design asks no debrief questions: ask one
-        from study_app.models import Study
+    with app.app_context():  # this design asks no debrief questions: ask one (before anyone arrived: the
+        from study_app.models import Study  # design of a started study is locked)
 
         st = db.session.get(Study, sid)
         design = st.design
         design["debrief_questions"] = ["Anything to tell us? <b>bold</b>"]
         st.design_json = __import__("json").dumps(design)
         db.session.commit()
+    token = start_participant(client, sid, "EVIL")
+    for t in client.get(f"/api/p/{token}/trials").get_json()["trials"]:
+        assert post_answer(client, token, answer_body(t["index"], "2")).status_code == 201
     assert client.post(f"/p/{token}/debrief", data=form(token, q0=evil)).status_code == 303
     admin_user(app)
     login(client)

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, select, text
 
 from study_fixtures import (ServerProcess, answer_body, create_study, csrf_of, form,
-                            fresh_postgres_database, make_app, page_csrf)
+                            fresh_postgres_database, make_app, page_csrf, write_stimulus_set)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,12 +53,15 @@ def _migrate(url: str, instance: Path, revision: str = "head") -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(db_url, stimulus_dir, tmp_path_factory):
-    """A head database holding a running study; returns (url, study id, unfinished participants)."""
+def reference(db_url, tmp_path_factory):
+    """A head database holding a running study; returns (url, study id, unfinished participants).
+    Its stimulus set has no saliency maps: the versions this upgrades from never stored map images
+    (the explain task came later), so a running study of theirs has none."""
     tmp = tmp_path_factory.mktemp("reference")
     _migrate(db_url, tmp / "migrate")
     app = make_app(db_url, tmp / "instance")
-    study_id = create_study(app, stimulus_dir, tmp, "identify", trials=4, practice=1, checks=1)
+    stimuli = write_stimulus_set(tmp / "stimuli", saliency=())
+    study_id = create_study(app, stimuli, tmp, "identify", trials=4, practice=1, checks=1)
     client = app.test_client()
     unfinished = _run_study(app, client, study_id)
     from study_app.db import db
