@@ -1,6 +1,7 @@
 """Pre-registered exclusion rules, applied before any statistic: first the two the study app decides
-(participants marked excluded, participants who did not finish), then the design's `exclusions` list
-(contracts/exclusion_rules.py) in the order it is written.
+(participants marked excluded, participants who did not finish), then — in a study with a response
+window — the trials that got no answer in time (their outcome is missing, not wrong), then the design's
+`exclusions` list (contracts/exclusion_rules.py) in the order it is written.
 
 Each rule reports how many participants and main-trial responses it removed (counted after the earlier
 rules, so the rows of the table add up). Participant-level rules judge a participant on everything the
@@ -80,10 +81,14 @@ def rule_mask(rule: dict[str, Any], keep: pd.DataFrame, df: pd.DataFrame, main: 
     if n == "focus_loss":
         return keep["focus_lost"].fillna(False).astype(bool)
     if n == "exposure_timing":
+        # One frame is the participant's own (measured) frame, as the export's exposure_missed: a fixed
+        # 16.7 ms would be two frames at 120 Hz and half a frame at 30 Hz.
         req = pd.to_numeric(keep["exposure_ms_requested"], errors="coerce")
         got = pd.to_numeric(keep["exposure_ms_measured"], errors="coerce")
+        hz = pd.to_numeric(keep["refresh_hz"], errors="coerce")
         timed = req.fillna(0) > 0
-        miss = ((got - req).abs() > rule["max_miss_ms"]) | got.isna()
+        allowed = rule["max_miss_frames"] * 1000.0 / hz + 0.5
+        miss = ((got - req).abs() > allowed) | got.isna() | hz.isna()
         return timed & miss
     raise AnalysisError(f"unknown exclusion rule {n!r}")
 
@@ -113,6 +118,10 @@ def apply_exclusions(df: pd.DataFrame, cfg: AnalysisConfig) -> ExclusionResult:
          (review == "excluded") | (keep["participant_state"] == "excluded"))
     drop("incomplete participant", "state not in " + "/".join(cfg.complete_states),
          ~keep["participant_state"].isin(cfg.complete_states))
+    if "response_timed_out" in keep.columns:
+        timed_out = keep["response_timed_out"].astype("boolean").fillna(False).astype(bool)
+        if timed_out.any():  # a study with a response window: trials without an answer are not outcomes
+            drop("no answer within the response window", "response_timed_out", timed_out)
     att = attention_rates(df)
     for rule in rules:
         spec = exclusion_rules.RULES[rule["rule"]]

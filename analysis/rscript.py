@@ -84,6 +84,9 @@ drop_rows <- function(rule, criterion, remove) {
 drop_rows("marked excluded in the app", "participant_review == excluded or state excluded",
           tolower(keep$participant_review) %in% "excluded" | keep$participant_state %in% "excluded")
 drop_rows("incomplete participant", __COMPLETE_TEXT__, !(keep$participant_state %in% __COMPLETE__))
+if ("response_timed_out" %in% names(keep) && any(flag(keep$response_timed_out))) {
+  drop_rows("no answer within the response window", "response_timed_out", flag(keep$response_timed_out))
+}
 '''
 
 RULES_R = {
@@ -104,9 +107,10 @@ share <- tapply(answered$response, answered$participant_id, function(r) max(tabl
 drop_rows({label}, {criterion}, keep$participant_id %in% names(share)[share > {max_share}])''',
     "focus_loss": '''need("focus_loss", "focus_lost")
 drop_rows({label}, {criterion}, flag(keep$focus_lost))''',
-    "exposure_timing": '''need("exposure_timing", c("exposure_ms_requested", "exposure_ms_measured"))
-req <- num(keep$exposure_ms_requested); got <- num(keep$exposure_ms_measured)
-drop_rows({label}, {criterion}, !is.na(req) & req > 0 & (is.na(got) | abs(got - req) > {max_miss_ms}))''',
+    "exposure_timing": '''need("exposure_timing", c("exposure_ms_requested", "exposure_ms_measured", "refresh_hz"))
+req <- num(keep$exposure_ms_requested); got <- num(keep$exposure_ms_measured); hz <- num(keep$refresh_hz)
+drop_rows({label}, {criterion}, !is.na(req) & req > 0 &
+          (is.na(got) | is.na(hz) | abs(got - req) > {max_miss_frames} * 1000 / hz + 0.5))''',
 }
 
 MODELS_HEAD = r'''if (nrow(keep) == 0) stop("every main-trial response was excluded")

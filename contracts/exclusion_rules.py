@@ -28,7 +28,7 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # fraction (0..1) | duration (>= 0, finite)
+    kind: str  # fraction (0..1) | duration (>= 0, finite) | frames (>= 0, finite)
     default: float
     meaning: str
 
@@ -65,11 +65,12 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("focus_loss", "response", "page lost focus during trial", (), ("focus_lost",),
          "single trials during which the page lost focus or visibility (focus_lost true)"),
     Rule("exposure_timing", "response", "exposure timing missed",
-         (Param("max_miss_ms", "duration", 16.7, "largest |measured - requested| exposure kept, in ms "
-                                                 "(16.7: one frame at 60 Hz)"),),
-         ("exposure_ms_requested", "exposure_ms_measured"),
+         (Param("max_miss_frames", "frames", 1.0, "largest miss kept, in frames of the participant's own display "
+                                                  "(1000 / refresh_hz ms each, + 0.5 ms for the browser's "
+                                                  "timestamp rounding)"),),
+         ("exposure_ms_requested", "exposure_ms_measured", "refresh_hz"),
          "timed trials (exposure_ms_requested > 0) whose measured exposure missed the request by more than "
-         "max_miss_ms, or was not measured"),
+         "max_miss_frames frames of the participant's measured display, or was not measured"),
 )}
 # The shorter [analysis] options that are a rule's parameter (kept: every design before the list used them).
 SHORTHANDS = {"attention_threshold": ("attention_checks", "min_pass_rate"), "rt_floor_ms": ("rt_floor", "ms")}
@@ -83,7 +84,7 @@ def _value(key: str, p: Param, v: Any) -> float:
         raise RuleError(f"{key}: expected a finite number, got {v!r}")
     if p.kind == "fraction" and not 0.0 <= v <= 1.0:
         raise RuleError(f"{key}: must be a fraction between 0 and 1, got {v!r}")
-    if p.kind == "duration" and v < 0:
+    if p.kind in ("duration", "frames") and v < 0:
         raise RuleError(f"{key}: must be >= 0, got {v!r}")
     return v
 
@@ -172,7 +173,8 @@ def criterion(rule: dict[str, Any]) -> str:
     if n == "focus_loss":
         return "focus_lost"
     if n == "exposure_timing":
-        return f"|exposure_ms_measured - exposure_ms_requested| > {rule['max_miss_ms']:g} (timed trials)"
+        return (f"|exposure_ms_measured - exposure_ms_requested| > {rule['max_miss_frames']:g} x 1000/refresh_hz "
+                "+ 0.5 ms (timed trials)")
     raise RuleError(f"unknown rule {n!r}")
 
 
@@ -194,5 +196,6 @@ def describe(rule: dict[str, Any]) -> str:
         return "trials during which the page lost focus or visibility"
     if n == "exposure_timing":
         return (f"timed trials whose measured exposure missed the requested one by more than "
-                f"{rule['max_miss_ms']:g} ms (or was not measured)")
+                f"{rule['max_miss_frames']:g} frame{'' if rule['max_miss_frames'] == 1 else 's'} of the "
+                "participant's display (or was not measured)")
     raise RuleError(f"unknown rule {n!r}")

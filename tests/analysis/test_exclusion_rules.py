@@ -28,6 +28,9 @@ def _with_trial_columns(df: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     got[rng.random(n) < 0.04] += 40  # a missed frame or three
     got[rng.random(n) < 0.02] = np.nan  # not measured
     d["exposure_ms_requested"], d["exposure_ms_measured"] = req, np.where(req > 0, got, np.nan)
+    # each participant's measured display: most at 60 Hz, some at 120 Hz (a frame is half as long there)
+    hz = d["participant_id"].map(lambda p: 120.0 if hash(p) % 4 == 0 else 60.0)
+    d["refresh_hz"] = np.where(req > 0, hz, np.nan)
     return d
 
 
@@ -43,7 +46,7 @@ def test_rules_remove_what_they_say_in_the_order_written(identify_df):
     df.loc[(df["participant_id"] == liner) & (df["trial_kind"] == "main"), "response"] = "7"
     rules = [{"rule": "instruction_time", "min_s": 7}, {"rule": "focus_loss"},
              {"rule": "straight_lining", "max_share": 0.8}, {"rule": "total_time", "min_s": 90, "max_s": 141.5},
-             {"rule": "exposure_timing", "max_miss_ms": 16.7}, {"rule": "rt_floor", "ms": 800},
+             {"rule": "exposure_timing", "max_miss_frames": 1}, {"rule": "rt_floor", "ms": 800},
              {"rule": "attention_checks", "min_pass_rate": 0.7}]
     res = apply_exclusions(df, AnalysisConfig(exclusions=rules))
     t = res.table
@@ -68,8 +71,8 @@ def test_rules_remove_what_they_say_in_the_order_written(identify_df):
     assert share[liner] == 1.0
     drop(left["participant_id"].isin(set(share.index[share > 0.8])))
     drop(left["participant_id"].isin(set(per.index[(per["session_ms"] < 90000) | (per["session_ms"] > 141500)])))
-    req, got = left["exposure_ms_requested"], left["exposure_ms_measured"]
-    drop((req > 0) & (((got - req).abs() > 16.7) | got.isna()))
+    req, got, hz = left["exposure_ms_requested"], left["exposure_ms_measured"], left["refresh_hz"]
+    drop((req > 0) & (((got - req).abs() > 1000.0 / hz + 0.5) | got.isna()))
     drop(left["rt_ms"] < 800)
     checks = df[df["is_attention_check"]]
     rate = checks.groupby("participant_id")["attention_passed"].mean()
@@ -110,7 +113,7 @@ def test_the_default_list_is_the_old_fixed_order(identify_df):
 def test_a_rule_whose_columns_the_export_lacks_is_an_error(identify_df, tmp_path, rule, column):
     """An older export: the frame lacks the column, or (read from a file) the loader adds it empty."""
     old = identify_df.drop(columns=[c for c in ("focus_lost", "exposure_ms_requested", "exposure_ms_measured",
-                                                 "instructions_ms", "session_ms") if c in identify_df])
+                                                 "refresh_hz", "instructions_ms", "session_ms") if c in identify_df])
     cfg = AnalysisConfig(exclusions=[{"rule": "rt_floor"}, rule])
     with pytest.raises(AnalysisError, match=rf"exclusion rule 2 \({rule['rule']}\) needs the export column\(s\) "
                                             rf".*{column}.*older advlegit"):
@@ -182,3 +185,24 @@ def test_design_file_companion_config_and_command_line_agree(tmp_path):
     companion.write_text(json.dumps({"design": plain.to_dict()}))
     assert load_config(companion=companion).exclusion_rules() == ({"rule": "attention_checks", "min_pass_rate": 1.0},
                                                                   {"rule": "rt_floor", "ms": 250.0})
+
+
+def test_trials_without_an_answer_in_the_window_are_missing_outcomes_not_failures(identify_df):
+    """A study with a response window: a timed-out trial has no outcome; it is removed in its own row of
+    the table, before the design's rules, and never counted as a wrong answer."""
+    df = identify_df.copy()
+    main_rows = df.index[(df["trial_kind"] == "main") & ~df["is_attention_check"]
+                         & df["participant_state"].isin(COMPLETE) & (df["participant_review"] == "")]
+    late = main_rows[::7]
+    df["response_timed_out"] = pd.array([False] * len(df), dtype="boolean")
+    df.loc[late, "response_timed_out"] = True
+    df.loc[late, "target_hit"] = np.nan
+    t = apply_exclusions(df, AnalysisConfig()).table
+    assert list(t["rule"])[:4] == ["all main-trial responses in the export", "marked excluded in the app",
+                                   "incomplete participant", "no answer within the response window"]
+    assert t.loc[3, "responses_removed"] == len(late)
+    res = apply_exclusions(df, AnalysisConfig())
+    assert not res.data["response_timed_out"].any() and res.data["target_hit"].notna().all()
+    # a study without a window (column empty or absent) gets no such row: older reports stay as they were
+    df["response_timed_out"] = pd.array([pd.NA] * len(df), dtype="boolean")
+    assert "no answer within the response window" not in list(apply_exclusions(df, AnalysisConfig()).table["rule"])
