@@ -86,6 +86,8 @@ class EvaluationConfig:
     n_images: int = 256               # test digits evaluated (paper: 256)
     pgd_steps: int = 10               # steps of pgd_linf in the evaluation
     heatmap_epsilon: float = 0.3      # budget of the transfer matrix (source model x evaluated model)
+    jsma_transfer: bool = False       # also JSMA (theta 1, gamma 0.25, target = next class) made against each
+                                      # defended model, every model evaluated on it (Ross & Doshi-Velez's table)
 
 
 @dataclass

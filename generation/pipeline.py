@@ -220,6 +220,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         plot_accuracy_vs_epsilon(metrics, attack, figures / f"accuracy_vs_epsilon_{attack}.png")
         if "transfer_matrix" in metrics:
             plot_transfer_heatmap(metrics, attack, figures / f"transfer_{attack}.png")
+    if "jsma_transfer" in metrics:
+        plot_transfer_heatmap(metrics, "jsma", figures / "transfer_jsma.png")
     defenses = [d.name for d in cfg.defenses]
     adversarial = [s for s in stimuli if s.kind == "adversarial"]  # controls would overwrite their twins
     for d in defenses:

@@ -58,7 +58,7 @@ def plot_accuracy_vs_epsilon(metrics: dict[str, Any], attack: str, path: Path) -
 
 
 def plot_transfer_heatmap(metrics: dict[str, Any], attack: str, path: Path) -> None:
-    tm = metrics["transfer_matrix"][attack]
+    tm = metrics["jsma_transfer"] if attack == "jsma" else metrics["transfer_matrix"][attack]
     acc = np.array(tm["accuracy"])
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * acc.shape[1], 1.0 + 0.6 * acc.shape[0]))
     im = ax.imshow(acc, vmin=0, vmax=1, cmap="viridis")
@@ -68,7 +68,8 @@ def plot_transfer_heatmap(metrics: dict[str, Any], attack: str, path: Path) -> N
     ax.set_ylabel("evaluated model")
     for (i, j), v in np.ndenumerate(acc):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-    ax.set_title(f"{attack.upper()} accuracy at epsilon = {tm['epsilon']}", fontsize=10)
+    at = f"theta = {tm['theta']}, gamma = {tm['gamma']}" if attack == "jsma" else f"epsilon = {tm['epsilon']}"
+    ax.set_title(f"{attack.upper()} accuracy at {at}", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
