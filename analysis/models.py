@@ -152,10 +152,13 @@ def _p(v) -> str:
 def _tidy(task: str, model: str, scale: str, method: str, term, estimate, se, lo, hi, level, stat, df, p,
           p_adj=None) -> pd.DataFrame:
     n = len(term)
-    col = lambda v: pd.Series(v).reset_index(drop=True).astype(float) if v is not None else pd.Series([np.nan] * n)  # noqa: E731
+
+    def col(v) -> pd.Series:  # positional, float; None = not defined for this model (e.g. no Holm)
+        return pd.Series(np.nan, index=range(n)) if v is None else pd.Series(v).reset_index(drop=True).astype(float)
+
     out = pd.DataFrame({"task": task, "model": model, "term": pd.Series(term).astype(str).reset_index(drop=True),
                         "estimate": col(estimate), "std_error": col(se), "ci_low": col(lo), "ci_high": col(hi),
-                        "ci_level": pd.Series(level).reset_index(drop=True) if not isinstance(level, str) else level,
+                        "ci_level": level if isinstance(level, str) else pd.Series(level).reset_index(drop=True),
                         "statistic": col(stat), "df": col(df), "p_value": col(p), "p_adjusted": col(p_adj),
                         "scale": scale, "method": method})
     return out[TIDY_COLUMNS]
