@@ -27,7 +27,6 @@ def test_example_notebook_runs_and_reproduces_the_primary_result(tmp_path, monke
                           tmp_path / "export.csv")
     monkeypatch.setenv("ADVLEGIT_EXAMPLE_EXPORT", str(export))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(ROOT / "examples" / "analysis.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -35,6 +34,9 @@ def test_example_notebook_runs_and_reproduces_the_primary_result(tmp_path, monke
     assert str(export) in _text(code[0])  # it analysed the export it was given, not a simulated stand-in
     assert "identify, primary model" in _text(code[2])
     assert (tmp_path / "participant_rates.png").stat().st_size > 0
+    # both figures are shown in the notebook (the report's off-screen backend must not take over a kernel)
+    shown = [c for c in code if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert len(shown) == 2, [c.source[:40] for c in shown]
     # the custom statsmodels fit of the primary model's formula gives the API's estimates
     from analysis import apply_exclusions, fit_identify, load_export
 
