@@ -230,6 +230,7 @@ def fit_task(data: pd.DataFrame, task: str, config: AnalysisConfig | dict | None
     from analysis import pipeline
 
     cfg = make_config(config, **options)
+    check_excluded(data)
     d = models.task_frame(data, task)
     if d["participant_id"].nunique() < pipeline.MIN_PARTICIPANTS:
         raise AnalysisError(f"{task}: {d['participant_id'].nunique()} participant(s) with answered {task} trials; "
@@ -244,6 +245,17 @@ def fit_task(data: pd.DataFrame, task: str, config: AnalysisConfig | dict | None
             sub, _ = pipeline._subsample(d, cfg.mixed_model_max_participants, cfg.seed)
         out.secondary["mixed"] = models.mixed_model(task, sub, cfg, ref)
     return out
+
+
+def check_excluded(data: pd.DataFrame) -> None:
+    """The models read main trials after exclusions; an export passed straight in would mix in practice and
+    attention-check trials and the participants the rules remove."""
+    if "trial_kind" not in data or "is_attention_check" not in data:
+        raise AnalysisError("fit_* needs rows with the export's columns: pass apply_exclusions(df).data")
+    extra = (data["trial_kind"] != "main") | data["is_attention_check"].fillna(False).astype(bool)
+    if extra.any():
+        raise AnalysisError(f"{int(extra.sum())} rows are practice or attention-check trials: the models are fitted "
+                            "after the exclusions; pass apply_exclusions(df).data, not the export itself")
 
 
 def _task_fitter(task: str):

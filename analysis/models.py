@@ -139,6 +139,12 @@ class ModelResult:
         return fig
 
 
+def tidy_table(results: dict[str, list[ModelResult]]) -> pd.DataFrame:
+    """Every model's tidy rows, task by task (the report's tables/models.csv)."""
+    frames = [m.table for ms in results.values() for m in ms]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+
+
 def _num(v, width: int, digits: int = 3) -> str:
     return f"{v:>{width}.{digits}f}" if v is not None and np.isfinite(float(v)) else f"{'':>{width}}"
 

@@ -57,6 +57,11 @@ def test_report_numbers_are_the_api_numbers(mixed_export, study, tmp_path):
         assert list(report["contrast"]) == list(api["term"])
         np.testing.assert_allclose(report[col], api["estimate"], rtol=1e-9)
         np.testing.assert_allclose(report["p_holm"], api["p_adjusted"], rtol=1e-9)
+    tidy = pd.read_csv(out / "tables" / "models.csv", keep_default_na=False, na_values=[""])
+    api = study.table[~((study.table["task"] == "compare") & (study.table["model"] == "mixed"))]  # API-only model
+    assert list(tidy.columns) == TIDY_COLUMNS
+    pd.testing.assert_frame_equal(tidy[["task", "model", "term"]], api[["task", "model", "term"]].reset_index(drop=True))
+    np.testing.assert_allclose(tidy["estimate"], api["estimate"], rtol=1e-9)
     report = pd.read_csv(out / "tables" / "identify_mixed_model.csv")
     np.testing.assert_allclose(report["estimate"], study["identify"].secondary["mixed"].table["estimate"], rtol=1e-6)
 
@@ -77,5 +82,7 @@ def test_options_change_the_fit_and_bad_ones_are_named(mixed_export):
         make_config(no_such_option=1)
     with pytest.raises(AnalysisError, match="unknown task"):
         fit_task(ex.data, "guess", mixed=False)
+    with pytest.raises(AnalysisError, match="apply_exclusions"):  # the export itself, practice trials and all
+        fit_task(load_export(mixed_export), "identify", mixed=False)
     with pytest.raises(AnalysisError, match="path or a pandas DataFrame"):
         load_export(42)
