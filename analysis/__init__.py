@@ -19,3 +19,7 @@ def __getattr__(name: str):
         from analysis import api
         return getattr(api, name)
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
