@@ -98,7 +98,7 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
                 primary_family, attention_threshold, rt_floor_ms, alpha, n_boot, seed, r_crosscheck,
                 no_mixed_model):
     """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
-    from analysis import rscript
+    from analysis import models, rscript
     from analysis.config import read_companion, study_info
     from analysis.pipeline import run_analysis
     from analysis.report import atomic_dir, write_report
@@ -126,6 +126,8 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
                 result.summary["plan"] = plan
             write_report(result.sections, cfg, export_file or f"{database} study {study}", result.summary, tmp,
                          info)
+            # every model in the Python API's one vocabulary (docs/api.md): the objects the tables came from
+            models.tidy_table(result.results).to_csv(tmp / "tables" / "models.csv", index=False)
     except AnalysisError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"report written to {Path(output) / 'report.html'}")

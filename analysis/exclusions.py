@@ -22,6 +22,24 @@ from contracts import exclusion_rules
 
 @dataclass
 class ExclusionResult:
+    """What the exclusion rules left, and what each removed.
+
+    Attributes
+    ----------
+    data : pandas.DataFrame
+        The main-trial rows that survive every rule (what the models are fitted to).
+    table : pandas.DataFrame
+        One row per rule, in order: rule, criterion, participants_removed, responses_removed,
+        participants_left, responses_left.
+    attention : pandas.DataFrame
+        Per participant: checks, passed, pass_rate.
+
+    Examples
+    --------
+    >>> ex = apply_exclusions(load_export("export.csv"))  # doctest: +SKIP
+    >>> ex.table  # doctest: +SKIP
+    """
+
     data: pd.DataFrame  # main trials that survive every rule
     table: pd.DataFrame  # rule, criterion, participants_removed, responses_removed, participants_left, responses_left
     attention: pd.DataFrame  # per participant: checks, passed, pass_rate

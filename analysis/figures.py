@@ -1,11 +1,13 @@
-"""The report's figures (PNG). Each function takes tidy frames and a path; Agg backend only."""
+"""The report's figures (PNG). Each function takes tidy frames and a path, saves and closes its figure."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # scripts and the CLI draw off-screen; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

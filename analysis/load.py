@@ -39,7 +39,7 @@ def _to_bool(col: pd.Series, name: str, source: str) -> pd.Series:
     # map the few distinct spellings, not every cell (exports have 10^5 rows)
     mapping = {}
     for v in col.unique():
-        t = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
+        t = "" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
         if t in _TRUE:
             mapping[v] = True
         elif t in _FALSE:

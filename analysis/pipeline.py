@@ -1,7 +1,6 @@
 """Runs every analysis that the data support, in order, and returns report sections."""
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from analysis import agreement, compare, designs, figures, identify, rate, rcheck
+from analysis import agreement, compare, designs, figures, identify, models, rate, rcheck
 from analysis.config import AnalysisConfig, StudyInfo
 from analysis.errors import AnalysisError
 from analysis.exclusions import apply_exclusions
@@ -28,6 +27,7 @@ LABELS = {"target_hit": "target-class rate", "original_hit": "original-class rat
 class Analysis:
     sections: list[Section] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)  # task -> [models.ModelResult]: the objects the API returns
 
 
 def reference_for(cfg: AnalysisConfig, defenses: list[str]) -> str:
@@ -212,15 +212,6 @@ def _primary_note(cfg: AnalysisConfig, what: str, notes: list[str], table: pd.Da
     return text
 
 
-def _mixed_call(fn, *args, alpha: float):
-    try:
-        if "alpha" in inspect.signature(fn).parameters:
-            return fn(*args, alpha=alpha)
-    except (TypeError, ValueError):
-        pass
-    return fn(*args)
-
-
 def perturbation_table(d: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("norm_l2", "norm_linf") if c in d and d[c].notna().any()]
     by = ["defense"] + (["budget"] if "budget" in d and d["budget"].notna().all() and d["budget"].nunique() > 1 else [])
@@ -260,14 +251,16 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                 r_err = exc
     outcome0 = cfg.outcome_for("identify")
     adjust = norm_covariates(d, design)
-    prim_df, notes = primary_identify(d, cfg, ref, outcome0, adjust)
+    primary = models.primary_model("identify", d, cfg, ref, design)
+    prim_df, notes = primary.detail, primary.notes
     sec.tables.append(Table("identify_primary", "Primary test (pre-registered)", prim_df, _primary_note(
         cfg, f"Logit {outcome0} ~ defense" + (" + " + " + ".join(adjust) + " (the stimulus design does not fix "
                                               "the perturbation norm)" if adjust else "")
         + "; adversarial stimuli only; cluster-robust covariance (CRV1) by participant and (source, target) "
         "group where the export has groups, else by participant and image; t reference with "
         "(clusters of the smaller factor) - 1 df.", notes, prim_df)))
-    summary = {"primary": {"identify": prim_df.to_dict("records")}, "reference": {"identify": ref}}
+    summary = {"primary": {"identify": prim_df.to_dict("records")}, "reference": {"identify": ref},
+               "models": [primary]}
     for outcome in identify.OUTCOMES:
         label = LABELS[outcome]
         rt = identify.rates_table(d, outcome, cfg.alpha)
@@ -317,17 +310,9 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         figures.budget_breakdown(bt, LABELS["target_hit"], figdir / "budget_breakdown.png", alpha=cfg.alpha)
         sec.figures.append(("budget_breakdown.png", f"ε-wise breakdown of the target-class rate, {lv} intervals"))
     if cfg.mixed_model:
-        random = ("participant_id", "stimulus_id")
-        has_group = "group" in sub and (sub["group"].astype(str) != "").all() and sub["group"].nunique() > 1
-        try:
-            takes_random = "random" in inspect.signature(identify.bayes_glmm).parameters
-        except (TypeError, ValueError):
-            takes_random = False
-        if has_group and takes_random:  # images of one (source, target) group are dependent
-            random += ("group",)
-            fe, vc = identify.bayes_glmm(sub, "target_hit", ref, alpha=cfg.alpha, random=random)
-        else:
-            fe, vc = _mixed_call(identify.bayes_glmm, sub, "target_hit", ref, alpha=cfg.alpha)
+        mixed = models.mixed_model("identify", sub, cfg, ref)  # images of one (source, target) group are dependent
+        summary["models"].append(mixed)
+        fe, vc, random = mixed.detail, mixed.detail.attrs["variance"], mixed.detail.attrs["random"]
         note = (f"Crossed random intercepts for participant and image"
                 + (" and (source, target) group" if "group" in random else "") + f"; {lv} Wald intervals with a t "
                 f"reference (df: containment degrees of freedom, e.g. images - defenses). Fitted on {who}.")
@@ -439,12 +424,13 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
                   f"{d['participant_id'].nunique()} participants, {len(d)} ratings. Reference: **{ref}**."
                   + (f" {n_controls} ratings of control stimuli are left out." if n_controls else ""))
     adjust = norm_covariates(d, design)
-    prim, notes = primary_rate(d, cfg, ref, adjust)
+    primary = models.primary_model("rate", d, cfg, ref, design)
+    prim, notes = primary.detail, primary.notes
     sec.tables.append(Table("rate_primary", "Primary test (pre-registered)", prim, _primary_note(
         cfg, "Rating of the target class (1-7) ~ defense" + (" + " + " + ".join(adjust) if adjust else "")
         + " by least squares; mean_diff is the difference in rating points; adversarial stimuli only; "
         "cluster-robust covariance by participant and (source, target) group (or image).", notes, prim)))
-    summary = {"primary": {"rate": prim.to_dict("records")}, "reference": {"rate": ref}}
+    summary = {"primary": {"rate": prim.to_dict("records")}, "reference": {"rate": ref}, "models": [primary]}
     desc = rate.descriptives(d, cfg.alpha)
     summary["rates"] = {"rate": desc.to_dict("records")}
     sec.tables.append(Table("rate_descriptives", "Ratings per defense", desc,
@@ -457,7 +443,9 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
                             rate.wilcoxon_pairs(d, ref),
                             "Effect size: matched-pairs rank-biserial r. Holm within each family."))
     if cfg.mixed_model:  # the ordinal model has crossed random effects (analysis.mixed): the slow part
-        ordm = rate.ordinal_model(d, ref, cfg.alpha)
+        mixed = models.mixed_model("rate", d, cfg, ref)
+        summary["models"].append(mixed)
+        ordm = mixed.detail
         note = (f"Proportional-odds (cumulative) logit with crossed random intercepts for participant and image; "
                 f"{lv} Wald intervals with a t reference (df: containment degrees of freedom). Odds ratio > 1: higher ratings.")
         if ordm.attrs.get("engine"):
@@ -495,13 +483,14 @@ def analyse_compare(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, design: 
     lv = cfg.level
     sec = Section("compare: which of two images looks more like the target?",
                   f"{d['participant_id'].nunique()} participants, {len(d)} choices. Reference: **{ref}**.")
-    prim, notes = primary_compare(d, cfg, ref, design)
+    primary = models.primary_model("compare", d, cfg, ref, design)
+    prim, notes = primary.detail, primary.notes
     sec.tables.append(Table("compare_primary", "Primary test (pre-registered)", prim, _primary_note(
         cfg, "Chosen defense: for each contrast 'a vs b', the trials that showed a beside b; logit P(a chosen) "
         "with a centred left-side term (and the L2-norm difference where the design does not fix it); "
         "odds_ratio = odds of choosing a over b; p_choose_first = P(a chosen); cluster-robust by participant "
         "and group.", notes, prim)))
-    summary = {"primary": {"compare": prim.to_dict("records")}, "reference": {"compare": ref}}
+    summary = {"primary": {"compare": prim.to_dict("records")}, "reference": {"compare": ref}, "models": [primary]}
     sec.tables.append(Table("compare_pairs", "P(choose A) per pair of defenses",
                             compare.pair_table(d, cfg.n_boot, cfg.alpha, rng),
                             f"{lv} CI from a participant-cluster bootstrap; exact binomial test against 0.5 "
@@ -577,6 +566,8 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
             sec, summ = plugin.analyse(part, cfg, figdir, r_ok, design)
             for key in ("primary", "rates", "reference"):
                 out.summary[key].update(summ.get(key) or {})
+            for model in summ.get("models") or []:
+                out.results.setdefault(task, []).append(model)
             if summ.get("subsample"):
                 out.summary["subsample"] = summ["subsample"]
             if summ.get("controls") is not None:

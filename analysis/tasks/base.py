@@ -15,7 +15,9 @@ from analysis.config import AnalysisConfig
 from analysis.results import Section
 
 # (this task's rows after exclusions, options, figure folder, R usable, stimulus design) ->
-# (its report section, its summary: "primary"/"rates"/"reference" keyed by task, optional "extra_sections")
+# (its report section, its summary: "primary"/"rates"/"reference" keyed by task, optional "extra_sections", and
+# "models": the analysis.models.ModelResult objects its primary and mixed tables came from, which the
+# Python API returns too)
 Analyse = Callable[[pd.DataFrame, AnalysisConfig, Path, bool, str], tuple[Section, dict]]
 
 

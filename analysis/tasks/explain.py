@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import agreement, designs, figures, pipeline
+from analysis import agreement, designs, figures, models, pipeline
 from analysis import rate as rating_stats
 from analysis.config import AnalysisConfig
 from analysis.results import Section, Table
@@ -39,17 +39,20 @@ def analyse(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool, desi
                   f"{d['participant_id'].nunique()} participants, {len(d)} ratings of saliency maps, each the map of "
                   f"the model named in `defense` (participants were not told which). Reference: **{ref}**."
                   + (f" {n_controls} ratings of maps of control stimuli are left out." if n_controls else ""))
-    prim, notes = pipeline.primary_rate(d, cfg, ref, ())
+    primary = models.primary_model("explain", d, cfg, ref, design)
+    prim, notes = primary.detail, primary.notes
     sec.tables.append(Table("explain_primary", "Primary test (pre-registered)", prim, pipeline._primary_note(
         cfg, "Rating of the map (1-7) ~ model by least squares; mean_diff is the difference in rating points; "
         "cluster-robust covariance by participant and (source, target) group (or image).", notes, prim)))
     desc = rating_stats.descriptives(d, cfg.alpha)
     summary = {"primary": {"explain": prim.to_dict("records")}, "reference": {"explain": ref},
-               "rates": {"explain": desc.to_dict("records")}}
+               "rates": {"explain": desc.to_dict("records")}, "models": [primary]}
     sec.tables.append(Table("explain_descriptives", "Map ratings per model", desc,
                             f"Mean of participant means with a {lv} t-interval over participants."))
     if cfg.mixed_model:
-        ordm = rating_stats.ordinal_model(d, ref, cfg.alpha)
+        mixed = models.mixed_model("explain", d, cfg, ref)
+        summary["models"].append(mixed)
+        ordm = mixed.detail
         note = (f"Proportional-odds (cumulative) logit with crossed random intercepts for participant and image; "
                 f"{lv} Wald intervals. Odds ratio > 1: that model's maps are rated higher than the reference's.")
         if ordm.attrs.get("engine"):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import compare as choice_stats
-from analysis import designs, figures, pipeline
+from analysis import designs, figures, models, pipeline
 from analysis.config import AnalysisConfig
 from analysis.results import Section, Table
 
@@ -63,14 +63,18 @@ def analyse(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool, desi
     sec = Section("explain_pair: whose saliency map shows the digit better?",
                   f"{d['participant_id'].nunique()} participants, {len(d)} choices between two models' maps of one "
                   f"source digit (participants were not told the models). Reference: **{ref}**.")
-    prim, notes = pipeline.primary_compare(d, cfg, ref, design)
+    primary = models.primary_model("explain_pair", d, cfg, ref, design)
+    prim, notes = primary.detail, primary.notes
     sec.tables.append(Table("explain_pair_primary", "Primary test (pre-registered)", prim, pipeline._primary_note(
         cfg, "Chosen map: for each contrast 'a vs b', the trials that showed a's map beside b's; logit P(a's map "
         "chosen) with a centred left-side term; odds_ratio = odds of choosing a's map over b's; cluster-robust by "
         "participant and group.", notes, prim)))
-    summary = {"primary": {"explain_pair": prim.to_dict("records")}, "reference": {"explain_pair": ref}}
+    summary = {"primary": {"explain_pair": prim.to_dict("records")}, "reference": {"explain_pair": ref},
+               "models": [primary]}
     if cfg.mixed_model:
-        mm = mixed_pairs(d, pipeline.contrasts_for(cfg, defenses, ref), cfg.alpha)
+        mixed = models.mixed_model("explain_pair", d, cfg, ref)
+        summary["models"].append(mixed)
+        mm = mixed.detail
         sec.tables.append(Table("explain_pair_mixed_model", "Binomial mixed model per pair", mm,
                                 "chose a's map ~ 1 + a_shown_left + (1|participant) + (1|group); the intercept's "
                                 f"odds ratio with {lv} Wald intervals (analysis.mixed.fit_mixed, binomial)."))

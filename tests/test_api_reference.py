@@ -1,0 +1,33 @@
+"""docs/api.md is generated from the analysis API's docstrings; it must match the code."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("api_reference", ROOT / "scripts" / "api_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_page_matches_the_docstrings():
+    ref = _script()
+    assert ref.PAGE.read_text(encoding="utf-8") == ref.render(), "run: python scripts/api_reference.py"
+
+
+def test_every_public_name_has_a_section_with_parameters_or_attributes_and_examples():
+    import analysis
+
+    text = _script().render()
+    for name in analysis.__all__:
+        if name in ("AnalysisError", "TIDY_COLUMNS"):
+            continue
+        head = f"## class `{name}`" if isinstance(getattr(analysis, name), type) else f"## `{name}("
+        part = text[text.index(head):]
+        part = part[:part.find("\n## ", 1)]
+        assert "**Examples**" in part, name
+        assert "**Parameters**" in part or "**Attributes**" in part, name
