@@ -83,7 +83,7 @@ class Design:
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
     presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
-    language: str = "en"  # of every participant page; consent, instructions and questions are written in it
+    language: str = "en"  # of the participant pages: "en", "de" (study_app/translations); write consent, instructions, questions in it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
