@@ -170,7 +170,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         # JSON for the API (and JSON clients); people get a readable page. Neither shows a traceback.
-        return _error(exc.code or 500, exc.name or "error", exc.description or "", exc.get_headers())
+        text = exc.description or ""
+        if exc.code == 429 and text == security.RateLimited.description:
+            from flask_babel import gettext
+
+            text = gettext("Too many requests; please wait a moment and try again.")
+        return _error(exc.code or 500, exc.name or "error", text, exc.get_headers())
 
     @app.errorhandler(OperationalError)
     def _db_unavailable(exc: OperationalError):

@@ -36,11 +36,39 @@ def use_language(lang: str | None) -> None:
 def _select_locale() -> str:
     if request.path.startswith("/admin"):
         return DEFAULT_LANGUAGE
-    lang = g.get("study_language")
+    lang = g.get("study_language") or _language_from_url()
     if lang:
         return lang
     # No study known (a broken or expired link): the browser's preference among our languages.
     return request.accept_languages.best_match(available_languages()) or DEFAULT_LANGUAGE
+
+
+def _language_from_url() -> str | None:
+    """The study's language for a message made before the view set it (a CSRF refusal, a rate limit):
+    looked up from the participant link or study id in the URL."""
+    from sqlalchemy import select
+
+    from .db import db
+    from .models import Participant, Study
+
+    args = request.view_args or {}
+    try:
+        if "token" in args and request.blueprint in ("participant", "api"):
+            design = db.session.scalar(select(Study.design_json).join(Participant, Participant.study_id == Study.id)
+                                       .where(Participant.access_token == args["token"]))
+        elif "study_id" in args and request.blueprint == "participant":
+            design = db.session.scalar(select(Study.design_json).where(Study.id == args["study_id"]))
+        else:
+            return None
+    except Exception:  # the database is down: the message still has to be shown, in some language
+        return None
+    if design is None:
+        return None
+    import json
+
+    lang = json.loads(design).get("language")
+    g.study_language = lang or DEFAULT_LANGUAGE
+    return g.study_language
 
 
 def init_app(app: Flask) -> None:

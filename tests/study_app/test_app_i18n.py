@@ -146,6 +146,8 @@ def test_a_german_study_shows_no_english(app, client, stimulus_dir, tmp_path, ta
     assert "Ich stimme zu, weiter" in consent and "handgeschriebenen Ziffern" in consent
     csrf = page_csrf(client, f"/p/{token}/consent")
     check_german(client.post(f"/p/{token}/consent", data={"choice": "maybe", "csrf": csrf}), "consent error")
+    refused = client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": "forged"})
+    assert refused.status_code == 403 and "CSRF-Token" in check_german(refused, "CSRF refusal")
     client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf})
     instructions = check_german(client.get(f"/p/{token}/instructions"), "instructions")
     assert "Sie bearbeiten zuerst 2 Übungsdurchgänge mit Rückmeldung" in instructions
