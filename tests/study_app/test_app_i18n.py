@@ -137,7 +137,7 @@ def check_german(r, what):
     return text
 
 
-@pytest.mark.parametrize("task", ["identify", "rate"])
+@pytest.mark.parametrize("task", ["identify", "rate", "compare", "explain", "explain_pair"])
 def test_a_german_study_shows_no_english(app, client, stimulus_dir, tmp_path, task):
     study_id = german_study(app, stimulus_dir, tmp_path, task)
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=DE1&STUDY_ID=S&SESSION_ID=X")
@@ -164,9 +164,12 @@ def test_a_german_study_shows_no_english(app, client, stimulus_dir, tmp_path, ta
     if task == "identify":
         assert d["trials"][0]["prompt"] == "Welche Ziffer ist das?"
         assert d["trials"][0]["feedback"].startswith("Das ist eine ")
-    else:
+    elif task == "rate":
         assert re.fullmatch(r"Wie sehr sieht das nach einer \d aus\?", d["trials"][0]["prompt"])
         assert re.fullmatch(r"7 = genau wie eine \d", d["trials"][0]["scale_high"])
+    elif task == "compare":
+        assert re.fullmatch(r"Welches Bild sieht eher wie eine \d aus\?", d["trials"][0]["prompt"])
+        assert re.fullmatch(r"Das (linke|rechte) Bild ist die deutlichere \d\.", d["trials"][0]["feedback"])
     answer = valid_answers(task)[0]
     for t in d["trials"]:
         assert post_answer(client, token, answer_body(t["index"], answer)).status_code == 201
