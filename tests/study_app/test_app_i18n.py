@@ -106,6 +106,8 @@ def test_language_is_validated_and_defaults_to_english(tmp_path):
     # The platform's default debrief questions come in the study's language.
     assert de.debrief_questions and not set(de.debrief_questions) & set(DEFAULT_QUESTIONS)
     assert de.debrief_questions[0].startswith("Waren die Bilder")
+    example = load_design(ROOT / "examples" / "design-identify-de.toml")
+    assert example.language == "de" and example.debrief_questions == de.debrief_questions
     bad = tmp_path / "xx.toml"
     bad.write_text((tmp_path / "de.toml").read_text().replace('language = "de"', 'language = "xx"'))
     with pytest.raises(DesignError, match=r"study\.language: invalid value 'xx' \(the participant pages exist in en, de"):
