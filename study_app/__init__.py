@@ -133,7 +133,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
     security.init_app(app)
-    app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf, task_plugin=task_of)
+    from . import i18n
+
+    i18n.init_app(app)
+    from flask_babel import get_locale
+
+    app.jinja_env.globals.update(asset=_asset_url, participant_csrf=security.participant_csrf, task_plugin=task_of,
+                                 page_language=lambda: str(get_locale() or i18n.DEFAULT_LANGUAGE),
+                                 js_catalogue=i18n.js_catalogue)
 
     from flask import jsonify, render_template
     from sqlalchemy.exc import DataError, OperationalError
@@ -143,42 +150,62 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if wants_json():
             resp = jsonify({"error": name.lower().replace(" ", "_"), "message": text})
         else:
-            resp = app.make_response(render_template("participant/message.html", title=name, text=text))
+            resp = app.make_response(render_template("participant/message.html", title=_error_title(code), text=text))
         resp.status_code = code
         for k, v in (headers or []):
             if k.lower() != "content-type":
                 resp.headers[k] = v
         return resp
 
+    def _error_title(code: int) -> str:
+        """The title of an error page, in the page's language (JSON clients get the English name as code)."""
+        from flask_babel import gettext
+
+        titles = {400: gettext("Bad request"), 403: gettext("Not allowed"), 404: gettext("Page not found"),
+                  405: gettext("Not allowed"), 409: gettext("Conflict"), 410: gettext("No longer available"),
+                  413: gettext("Too much data"), 429: gettext("Too many requests"),
+                  503: gettext("Briefly unavailable")}
+        return titles.get(code, gettext("Something went wrong"))
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         # JSON for the API (and JSON clients); people get a readable page. Neither shows a traceback.
-        return _error(exc.code or 500, exc.name or "error", exc.description or "", exc.get_headers())
+        text = exc.description or ""
+        if exc.code == 429 and text == security.RateLimited.description:
+            from flask_babel import gettext
+
+            text = gettext("Too many requests; please wait a moment and try again.")
+        return _error(exc.code or 500, exc.name or "error", text, exc.get_headers())
 
     @app.errorhandler(OperationalError)
     def _db_unavailable(exc: OperationalError):
         # The database is restarting or unreachable: nothing was stored; the client may retry as is.
         db.session.rollback()
         app.logger.warning("database unavailable: %s", str(exc).splitlines()[0])
-        return _error(503, "Service Unavailable", "The server is briefly unavailable; please try again.",
+        from flask_babel import gettext
+
+        return _error(503, "Service Unavailable", gettext("The server is briefly unavailable; please try again."),
                       [("Retry-After", "2")])
 
     @app.errorhandler(DataError)
     def _bad_data(exc: DataError):
         # A value the database cannot take (a NUL byte, an over-long field) that got past validation.
         db.session.rollback()
-        return _error(400, "Bad Request", "The request contains a value that cannot be stored or looked up.")
+        from flask_babel import gettext
+
+        return _error(400, "Bad Request", gettext("The request contains a value that cannot be stored or looked up."))
 
     @app.before_request
     def _refuse_nul():
         # PostgreSQL text cannot hold NUL bytes and no legitimate URL, link id or form field has one.
         from flask import abort, request
+        from flask_babel import gettext
 
         if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
-            abort(400, description="The address contains an invalid character.")
+            abort(400, description=gettext("The address contains an invalid character."))
         if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
-                abort(400, description="The form contains an invalid character.")
+                abort(400, description=gettext("The form contains an invalid character."))
 
     @app.get("/healthz")
     def healthz():

@@ -15,10 +15,25 @@ from .planning import cell_of  # noqa: F401  (kept importable from here)
 from .presentation import Presentation, PresentationError, parse_section as parse_presentation
 from .tasks import TASKS, task_of
 
+def N_(text: str) -> str:
+    """Marks a string for the catalogue (pybabel extract -k N_) that is translated later, not here."""
+    return text
+
+
+# In the study's language when the design has no [debrief] questions (default_questions).
 DEFAULT_QUESTIONS = [
-    "Were the images clear enough to judge? Anything that got in the way?",
-    "Any other comments for the researchers?",
+    N_("Were the images clear enough to judge? Anything that got in the way?"),
+    N_("Any other comments for the researchers?"),
 ]
+
+
+def default_questions(language: str) -> list[str]:
+    from .i18n import DEFAULT_LANGUAGE, translations_for
+
+    if language == DEFAULT_LANGUAGE:
+        return list(DEFAULT_QUESTIONS)
+    catalogue = translations_for(language)
+    return [catalogue.gettext(q) for q in DEFAULT_QUESTIONS]
 PRIMARY_OUTCOMES = analysis_options.TASK_OUTCOMES
 CONTRASTS = analysis_options.CONTRASTS
 
@@ -68,6 +83,7 @@ class Design:
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
     presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
+    language: str = "en"  # of the participant pages: "en", "de" (study_app/translations); write consent, instructions, questions in it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +124,7 @@ def with_minutes(text: str, design: dict[str, Any]) -> str:
 
 _ALLOWED = {
     "study": {"name", "task", "trials", "practice", "attention_checks", "target_sample_size",
-              "defenses", "timeout_minutes", "seed"},
+              "defenses", "timeout_minutes", "seed", "language"},
     "consent": {"text"},
     "instructions": {"text"},
     "completion": {"code"},
@@ -157,7 +173,14 @@ def parse_design(data: dict[str, Any]) -> Design:
         analysis = analysis_options.parse_section(data.get("analysis", {}), task)
     except analysis_options.OptionError as exc:
         raise DesignError(str(exc)) from None
-    questions = _get(data.get("debrief", {}), "debrief", "questions", list, list(DEFAULT_QUESTIONS))
+    from .i18n import available_languages
+
+    languages = available_languages()
+    language = _get(s, "study", "language", str, "en", check=lambda v: v in languages,
+                    hint="the participant pages exist in " + ", ".join(languages))
+    questions = _get(data.get("debrief", {}), "debrief", "questions", list, None)
+    if questions is None:
+        questions = default_questions(language)
     if not all(isinstance(q, str) and q.strip() for q in questions):
         raise DesignError("debrief.questions: must be a list of non-empty strings")
     st = data.get("stimuli", {})
@@ -197,6 +220,7 @@ def parse_design(data: dict[str, Any]) -> Design:
         analysis=analysis,
         stimuli=stimuli,
         presentation=presentation,
+        language=language,
     )
 
 

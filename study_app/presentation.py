@@ -103,7 +103,10 @@ def parse_section(tbl: dict[str, Any]) -> Presentation:
 def display_problem(p: Presentation, refresh_hz: Any, width: Any, height: Any) -> str | None:
     """Why this display cannot start the study (a sentence for the participant), or None.
 
-    The values are what the instructions page measured; missing ones mean the page's script did not run."""
+    The values are what the instructions page measured; missing ones mean the page's script did not run.
+    Called in a request: the sentence is in the study's language."""
+    from flask_babel import gettext as _
+
     needs_viewport = p.min_viewport_width or p.min_viewport_height
     if not (p.min_refresh_hz or needs_viewport):
         return None
@@ -117,14 +120,14 @@ def display_problem(p: Presentation, refresh_hz: Any, width: Any, height: Any) -
 
     hz, w, h = num(refresh_hz), num(width), num(height)
     if (p.min_refresh_hz and hz is None) or (needs_viewport and (w is None or h is None)):
-        return ("Your browser did not report its screen size and refresh rate. This study needs JavaScript; "
-                "please enable it and reload this page.")
+        return _("Your browser did not report its screen size and refresh rate. This study needs JavaScript; "
+                 "please enable it and reload this page.")
     if needs_viewport and (w < p.min_viewport_width or h < p.min_viewport_height):
-        return (f"This study needs a browser window of at least {p.min_viewport_width} × {p.min_viewport_height} "
-                f"pixels; yours is {w:.0f} × {h:.0f}. Please make the window larger (or turn your device "
-                "sideways) and press Start again.")
+        return _("This study needs a browser window of at least %(w)s × %(h)s pixels; yours is %(vw)s × %(vh)s. "
+                 "Please make the window larger (or turn your device sideways) and press Start again.",
+                 w=p.min_viewport_width, h=p.min_viewport_height, vw=f"{w:.0f}", vh=f"{h:.0f}")
     if p.min_refresh_hz and hz < p.min_refresh_hz:
-        return (f"This study shows images for exact short times and needs a screen that refreshes at least "
-                f"{p.min_refresh_hz:g} times a second; yours measured {hz:.0f}. Closing other programs or "
-                "tabs, or using another computer, may help. Nothing has been recorded.")
+        return _("This study shows images for exact short times and needs a screen that refreshes at least "
+                 "%(min)s times a second; yours measured %(hz)s. Closing other programs or tabs, or using "
+                 "another computer, may help. Nothing has been recorded.", min=f"{p.min_refresh_hz:g}", hz=f"{hz:.0f}")
     return None

@@ -104,8 +104,10 @@ def participant_csrf_for(secret_key: str, access_token: str) -> str:
 def check_participant_csrf(access_token: str) -> None:
     sent = request.form.get("csrf") or request.headers.get(CSRF_HEADER) or ""
     if not hmac.compare_digest(sent.encode(), participant_csrf(access_token).encode()):
-        abort(403, description="This request did not come from a page of this study (missing or wrong "
-                               "CSRF token); reload the page and try again.")
+        from flask_babel import gettext
+
+        abort(403, description=gettext("This request did not come from a page of this study (missing or wrong "
+                                       "CSRF token); reload the page and try again."))
 
 
 # ---------------------------------------------------------------- simulated participants

@@ -22,7 +22,8 @@ from ..models import Participant, Response, Study, StudyImage, Trial
 from ..presentation import Presentation
 from ..responses import RESPONSE_DEFAULTS, ResponseError, count_stored, parse, store
 from ..states import resume_if_timed_out
-from ..tasks import KEYS_HELP, article, feedback, label_name, prompt
+from ..i18n import use_language
+from ..tasks import feedback, label_name, prompt, task_of
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -70,7 +71,9 @@ def trials(token: str):
         return error(404, "unknown_participant", "unknown participant link")
     if p.state not in ("in_task", "data_complete", "code_issued", "timed_out"):
         return error(409, "not_in_task", f"no trials in state '{p.state}'")
+    use_language(p.study.design.get("language"))  # prompts, feedback and keys in the study's language
     task = p.study.task_type
+    plugin = task_of(task)
     classes = _classes(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study.stimulus_set_id)
     tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)
                                      .where(StudyImage.study_id == p.study_id)).all())
@@ -89,12 +92,12 @@ def trials(token: str):
             "image_b": img(t.image_b_id),
             "prompt": prompt(task, t, classes),
             "label": label_name(classes, t.prompt_label),
-            "label_article": article(label_name(classes, t.prompt_label)),  # "an 8": the renderer's wording
             "expected": t.expected if practice else None,
             "feedback": feedback(task, t, classes),
             "classes": classes,  # the answer buttons' names (identify: "cat" beside key 3)
+            **plugin.trial_text(t, classes),  # rate: the scale's ends, which name the class
         })
-    return jsonify({**progress(p), "task": task, "keys": KEYS_HELP[task], "trials": out,
+    return jsonify({**progress(p), "task": task, "keys": plugin.keys(), "trials": out,
                     "presentation": _presentation(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study_id).to_dict(),
                     "csrf": participant_csrf(p.access_token),
                     "debrief_url": url_for("participant.debrief", token=p.access_token)})

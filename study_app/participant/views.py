@@ -7,6 +7,7 @@ import secrets
 
 import markdown
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +16,7 @@ from .. import allocation, security
 from ..security import check_participant_csrf
 from ..db import db, utcnow
 from ..erasure import erase
+from ..i18n import use_language
 from ..design import Design, estimated_minutes, with_minutes
 from ..models import Image, Participant, Study, StudyImage
 from ..presentation import Presentation, display_problem
@@ -47,30 +49,34 @@ def load(token: str, lock: bool = False) -> Participant:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     p = db.session.scalar(stmt)
     if p is None:  # most often an older tab after the recruitment link was opened again (a new link)
-        abort(404, description="This link is no longer valid. If you opened the study again from Prolific or "
-                               "MTurk, please continue in the newest tab or window; otherwise open the study "
-                               "again from your recruitment link, and you will continue where you left off.")
+        abort(404, description=_("This link is no longer valid. If you opened the study again from Prolific or "
+                                 "MTurk, please continue in the newest tab or window; otherwise open the study "
+                                 "again from your recruitment link, and you will continue where you left off."))
+    use_language(p.study.design.get("language"))
     return p
 
 
 # What someone who left must still do on their recruitment platform, so they are not timed out there and
 # their place goes to someone else.
-RETURN_ON_PLATFORM = {
-    "prolific": "On Prolific, please return your submission: open this study on Prolific and choose "
-                "“Stop without completing” (or “Return submission”). That frees your place for someone else.",
-    "mturk": "On MTurk, please return the HIT (the “Return” button), so that it is not held for you.",
-}
+def return_on_platform(platform: str | None) -> str:
+    if platform == "prolific":
+        return _("On Prolific, please return your submission: open this study on Prolific and choose "
+                 "“Stop without completing” (or “Return submission”). That frees your place for someone else.")
+    if platform == "mturk":
+        return _("On MTurk, please return the HIT (the “Return” button), so that it is not held for you.")
+    return _("You can close this page.")
 
 
 def ended(p: Participant, status: int = 410):
     """The page for a participant whose session is over without a completion code."""
     if p.state != "returned":
-        return message("Thank you", "This session has ended. You can close this page.", status)
+        return message(_("Thank you"), _("This session has ended. You can close this page."), status)
     declined = any(t.reason == "declined consent" for t in p.transitions if t.to_state == "returned")
-    first = ("You chose not to take part, so this study has ended for you." if declined
-             else "You have left the study.")
-    text = f"{first} Thank you for your time. {RETURN_ON_PLATFORM.get(p.platform, 'You can close this page.')}"
-    return message("You have left the study", text, status)
+    first = (_("You chose not to take part, so this study has ended for you.") if declined
+             else _("You have left the study."))
+    thanks = _("Thank you for your time.")
+    text = f"{first} {thanks} {return_on_platform(p.platform)}"
+    return message(_("You have left the study"), text, status)
 
 
 def goto(p: Participant):
@@ -106,7 +112,7 @@ def _no_store(resp):
 
 @bp.get("/")
 def index():
-    return message("advlegit", "This is a research study server. Please use the link you were given.")
+    return message("advlegit", _("This is a research study server. Please use the link you were given."))
 
 
 @bp.get("/s/<study_id>")
@@ -114,11 +120,12 @@ def entry(study_id: str):
     security.hit(*security.entry_limits())
     study = db.session.get(Study, study_id)
     if study is None:
-        return message("Study not found", "This link does not lead to a study. Please check the address.", 404)
+        return message(_("Study not found"), _("This link does not lead to a study. Please check the address."), 404)
+    use_language(study.design.get("language"))
     try:
         arrival = parse_arrival(request.args, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
     except RecruitmentError as exc:
-        return message("Link problem", f"This study link is incomplete or damaged ({exc}).", 400)
+        return message(_("Link problem"), _("This study link is incomplete or damaged (%(problem)s).", problem=exc), 400)
     simulated = security.arrival_is_simulated(study.id)  # before anything is written: a bad token changes nothing
     if arrival.preview:
         return render_template("participant/preview.html", study=study, design=study.design,
@@ -141,14 +148,14 @@ def entry(study_id: str):
                 return goto_resumed(prior)
             if prior.state == "returned":  # they declined or withdrew: say so, and what to do on the platform
                 return ended(prior, 403)
-            return message("Already taken part", "Our records show you have already taken part in this study, "
-                           "so you cannot take it again. Thank you!", 403)
+            return message(_("Already taken part"), _("Our records show you have already taken part in this study, "
+                                                      "so you cannot take it again. Thank you!"), 403)
     if study.status != "open":
-        return message("Study closed", "This study is not accepting participants at the moment. Thank you!", 410)
+        return message(_("Study closed"), _("This study is not accepting participants at the moment. Thank you!"), 410)
     finished = db.session.scalar(select(func.count()).select_from(Participant).where(
         Participant.study_id == study.id, Participant.state.in_(FINISHED)))
     if finished >= study.design["target_sample_size"]:
-        return message("Study full", "This study has all the participants it needs. Thank you!", 410)
+        return message(_("Study full"), _("This study has all the participants it needs. Thank you!"), 410)
     p = Participant(id="p" + new_id(15), study_id=study.id, access_token=secrets.token_urlsafe(32),
                     platform=arrival.platform, platform_pid=arrival.platform_pid,
                     platform_json=json.dumps(arrival.info), state="entered", simulated=simulated,
@@ -208,7 +215,7 @@ def consent(token: str):
         elif choice == "decline":
             transition(p, "returned", "declined consent")
         else:
-            abort(400, description="Choose “I agree” or “I do not agree”.")
+            abort(400, description=_("Choose “I agree” or “I do not agree”."))
         db.session.commit()
         return goto(p)
     db.session.commit()
@@ -248,8 +255,8 @@ def instructions(token: str):
         except allocation.AllocationError as exc:
             db.session.rollback()
             current_app.logger.error("allocation failed for %s: %s", p.id, exc)
-            return message("Please try again later", "The study cannot start a new session right now. "
-                           "Nothing was recorded; you may close this page.", 503)
+            return message(_("Please try again later"), _("The study cannot start a new session right now. "
+                                                          "Nothing was recorded; you may close this page."), 503)
         transition(p, "in_task", "allocated")
         db.session.commit()
         return goto(p)
@@ -281,7 +288,7 @@ def debrief(token: str):
 
         # The code is issued only when the server itself has counted every expected response.
         if count_stored(p) != p.n_trials:
-            return message("Not finished", "Some of your answers have not reached us yet.", 409)
+            return message(_("Not finished"), _("Some of your answers have not reached us yet."), 409)
         answers = {q: (request.form.get(f"q{i}", "") or "")[:2000] for i, q in enumerate(questions)}
         p.debrief_json = json.dumps(answers)
         p.completion_code = p.study.completion_code if p.platform == "prolific" else new_id(10).upper()
@@ -304,8 +311,8 @@ def done(token: str):
         try:
             submit = mturk_submit_url(info, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
         except RecruitmentError:  # a row stored before the stricter check: the HIT link gives a good one
-            return message("Link problem", f"Your completion code is {p.completion_code}. Please open the HIT "
-                           "again from MTurk to submit it.", 400)
+            return message(_("Link problem"), _("Your completion code is %(code)s. Please open the HIT again from "
+                                                "MTurk to submit it.", code=p.completion_code), 400)
     # Prolific: the code stays on screen beside a link back; no automatic redirect, which would replace
     # the code with a browser error page if Prolific could not be reached.
     back = prolific_redirect(p.completion_code) if p.platform == "prolific" else None
@@ -324,7 +331,7 @@ def withdraw(token: str):
         return render_template("participant/withdraw.html", p=p)
     answers = request.form.get("answers", "keep")
     if answers not in ("keep", "delete"):
-        abort(400, description="answers must be keep or delete")
+        abort(400, description=_("Choose whether your answers are kept or deleted."))
     transition(p, "returned", "withdrew")
     if answers == "keep":
         db.session.commit()
@@ -332,9 +339,8 @@ def withdraw(token: str):
     platform = p.platform
     erase(p, "participant", "withdrew and asked for their answers to be deleted")
     db.session.commit()
-    return message("You have left the study",
-                   "You have left the study and everything you answered has been deleted. Thank you for "
-                   f"your time. {RETURN_ON_PLATFORM.get(platform, 'You can close this page.')}", 200)
+    text = _("You have left the study and everything you answered has been deleted. Thank you for your time.")
+    return message(_("You have left the study"), f"{text} {return_on_platform(platform)}", 200)
 
 
 @bp.get("/img/<token>")

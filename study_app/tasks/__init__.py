@@ -21,7 +21,6 @@ TASKS: dict[str, Task] = {
 
 # Every outcome column some task fills; an answer leaves the other tasks' columns empty.
 OUTCOME_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for t in TASKS.values() for c in t.outcome_columns))
-KEYS_HELP = {name: t.keys_help for name, t in TASKS.items()}
 
 
 def task_of(name: str) -> Task:

@@ -34,7 +34,9 @@ def label_name(classes: list[str], label: int | None) -> str:
 
 
 def article(word: str) -> str:
-    """'a' or 'an' as the word is spoken: an 8, an 11, an 18, an 80, an ankle boot; a 1, a 7, a unicorn."""
+    """The English article, as the word is spoken: an 8, an 11, an 18, an 80, an ankle boot; a 1, a 7, a
+    unicorn. English only: a sentence that names a class passes `a` ("an") beside `label` ("8"); the
+    English msgid says "%(a)s %(label)s", and each translation words the class itself ("einer %(label)s")."""
     w = word.strip().lower()
     if not w:
         return "a"
@@ -50,12 +52,24 @@ def with_article(word: str) -> str:
     return f"{article(word)} {word}"
 
 
+def label_words(classes: list[str], label: int | None) -> dict[str, str]:
+    """The placeholders of a sentence that names a class: `label` ("8", "cat") and `a` (its English
+    article, for the msgid's wording). Translations use `label` in their own grammar."""
+    name = label_name(classes, label)
+    return {"label": name, "a": article(name)}
+
+
+def per_classes(classes: list[str], digit: str, named: str) -> str:
+    """Of two translated sentences, the one for digit sets or the one for named classes (a German digit
+    is "eine 8", a class name goes in quotes)."""
+    return digit if digit_classes(classes) else named
+
+
 class Task:
     """A task type. Subclasses set the class attributes and implement the methods marked abstract."""
 
     name: ClassVar[str]  # a contracts.vocabularies.TaskType value
     responses: ClassVar[frozenset[str]]  # every valid `response` string
-    keys_help: ClassVar[str]  # the keyboard line under the answers
     # For the time estimate people are told (design.estimated_minutes): a generous per-trial time, image
     # load and practice feedback included. Compare shows two images, rate asks for a judgement on a scale.
     seconds_per_trial: ClassVar[float] = 4.0
@@ -68,17 +82,26 @@ class Task:
         """The browser side: a static file that registers this task with the trial runner (js/task.js)."""
         return f"js/tasks/{self.name}.js"
 
-    # ---- what the participant is asked and told
+    # ---- what the participant is asked and told (in the request's language: flask_babel.gettext)
+    def keys(self) -> str:
+        """The keyboard line under the answers."""
+        raise NotImplementedError
+
     def prompt(self, trial, classes: list[str]) -> str:
         raise NotImplementedError
+
+    def trial_text(self, trial, classes: list[str]) -> dict[str, str]:
+        """Extra sentences a renderer shows with this trial (rate: the scale's ends), in the request's
+        language; the browser never words a sentence that names a class itself."""
+        return {}
 
     def feedback(self, trial, classes: list[str]) -> str | None:
         """Practice feedback (None on other trials)."""
         if trial.kind != "practice" or trial.expected is None:
             return None
-        return self.practice_feedback(trial, label_name(classes, trial.prompt_label))
+        return self.practice_feedback(trial, label_name(classes, trial.prompt_label), classes)
 
-    def practice_feedback(self, trial, label: str) -> str:
+    def practice_feedback(self, trial, label: str, classes: list[str]) -> str:
         raise NotImplementedError
 
     def attention_passed(self, trial, response: str) -> bool:

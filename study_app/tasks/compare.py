@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
+from flask_babel import gettext as _, pgettext
+
 from ..planning import TrialSpec
-from .base import ImagePair, label_name, with_article
+from .base import ImagePair, label_words, per_classes, article
 
 
 class Compare(ImagePair):
     name = TaskType.COMPARE
     responses = frozenset({"left", "right"})
-    keys_help = "Press ← for the left image or → for the right image."
     seconds_per_trial = 5.0
     primary_outcome = "chosen_defense"
     outcome_columns = ("chosen_side", "chosen_defense")
 
-    def prompt(self, trial, classes):
-        return f"Which looks more like {with_article(label_name(classes, trial.prompt_label))}?"
+    def keys(self):
+        return _("Press ← for the left image or → for the right image.")
 
-    def practice_feedback(self, trial, label):
-        return f"The {trial.expected} image is the clearer {label}."
+    def prompt(self, trial, classes):
+        w = label_words(classes, trial.prompt_label)
+        return per_classes(classes, pgettext("digit", "Which looks more like %(a)s %(label)s?", **w),
+                           pgettext("class", "Which looks more like %(a)s %(label)s?", **w))
+
+    def practice_feedback(self, trial, label, classes):
+        w = {"label": label, "a": article(label)}
+        if trial.expected == "left":
+            return per_classes(classes, pgettext("digit", "The left image is the clearer %(label)s.", **w),
+                               pgettext("class", "The left image is the clearer %(label)s.", **w))
+        return per_classes(classes, pgettext("digit", "The right image is the clearer %(label)s.", **w),
+                           pgettext("class", "The right image is the clearer %(label)s.", **w))
 
     def clean_trial(self, kind, n, first, free_clean, rng):
         # A clear digit of the asked class beside one of another class, on a random side.

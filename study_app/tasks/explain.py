@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
+from flask_babel import gettext as _
+
 from ..maps import map_key, methods_of
 from ..planning import AllocationError, Item, TrialSpec
 from .base import SingleImage
@@ -33,19 +35,21 @@ def choose_saliency(task: str, design, stimuli: list[dict]) -> None:
 class Explain(SingleImage):
     name = TaskType.EXPLAIN
     responses = frozenset(str(d) for d in range(1, 8))
-    keys_help = "Press 1–7."
     seconds_per_trial = 6.0  # two images to look at and a judgement on a scale
     primary_outcome = "rating"
     outcome_columns = ("rating",)
     n_images = 2  # the digit and the map
 
-    def prompt(self, trial, classes):
-        return "How well do the highlighted pixels on the right explain the digit on the left?"
+    def keys(self):
+        return _("Press 1–7.")
 
-    def practice_feedback(self, trial, label):
+    def prompt(self, trial, classes):
+        return _("How well do the highlighted pixels on the right explain the digit on the left?")
+
+    def practice_feedback(self, trial, label, classes):
         if trial.expected == "high":
-            return "Here the highlighted pixels are exactly the digit's strokes: most people choose 6 or 7."
-        return "Here the highlighted pixels are another digit's strokes: most people choose 1 or 2."
+            return _("Here the highlighted pixels are exactly the digit's strokes: most people choose 6 or 7.")
+        return _("Here the highlighted pixels are another digit's strokes: most people choose 1 or 2.")
 
     def attention_passed(self, trial, response):
         return int(response) >= 5 if trial.expected == "high" else int(response) <= 3

@@ -13,22 +13,32 @@ from contracts.vocabularies import TaskType
 
 from ..maps import map_key
 from ..planning import Item
-from .base import label_name, with_article
+from flask_babel import gettext as _, pgettext
+
+from .base import label_words, per_classes, article
 from .compare import Compare
 from .explain import choose_saliency
 
 
 class ExplainPair(Compare):
     name = TaskType.EXPLAIN_PAIR
-    keys_help = "Press ← for the left pattern or → for the right pattern."
     seconds_per_trial = 6.0
 
-    def prompt(self, trial, classes):
-        return (f"The digit is {with_article(label_name(classes, trial.prompt_label))}. "
-                "Which highlighted pattern shows it better?")
+    def keys(self):
+        return _("Press ← for the left pattern or → for the right pattern.")
 
-    def practice_feedback(self, trial, label):
-        return f"The {trial.expected} pattern is the {label}."
+    def prompt(self, trial, classes):
+        w = label_words(classes, trial.prompt_label)
+        return per_classes(classes, pgettext("digit", "The digit is %(a)s %(label)s. Which highlighted pattern shows it better?", **w),
+                           pgettext("class", "The image is %(a)s %(label)s. Which highlighted pattern shows it better?", **w))
+
+    def practice_feedback(self, trial, label, classes):
+        w = {"label": label, "a": article(label)}
+        if trial.expected == "left":
+            return per_classes(classes, pgettext("digit", "The left pattern is the %(label)s.", **w),
+                               pgettext("class", "The left pattern is the %(label)s.", **w))
+        return per_classes(classes, pgettext("digit", "The right pattern is the %(label)s.", **w),
+                           pgettext("class", "The right pattern is the %(label)s.", **w))
 
     def check_set(self, design, stimuli):
         choose_saliency(self.name, design, stimuli)

@@ -5,28 +5,35 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
+from flask_babel import gettext as _, pgettext
+
 from ..planning import TrialSpec
-from .base import SingleImage, digit_classes, label_name, with_article
+from .base import SingleImage, digit_classes, label_name, per_classes, article
 
 
 class Identify(SingleImage):
     name = TaskType.IDENTIFY
     responses = frozenset({str(d) for d in range(10)} | {"none"})
-    keys_help = "Press a digit key 0–9, or N for “not a digit”."
     primary_outcome = "target_hit"
     outcome_columns = ("response_label", "target_hit", "original_hit")
 
+    def keys(self):
+        return _("Press a digit key 0–9, or N for “not a digit”.")
+
     def prompt(self, trial, classes):
-        return "Which digit is this?" if digit_classes(classes) else "Which of these is it?"
+        return _("Which digit is this?") if digit_classes(classes) else _("Which of these is it?")
 
     def feedback(self, trial, classes):
         # The expected answer is the class index ("3"); feedback names it ("a cat"; "a 3" for digits).
         if trial.kind != "practice" or trial.expected is None:
             return None
-        return self.practice_feedback(trial, label_name(classes, int(trial.expected)))
+        return self.practice_feedback(trial, label_name(classes, int(trial.expected)), classes)
 
-    def practice_feedback(self, trial, label):
-        return f"This one is {with_article(label or trial.expected)}."
+    def practice_feedback(self, trial, label, classes):
+        label = label or trial.expected
+        w = {"label": label, "a": article(label)}
+        return per_classes(classes, pgettext("digit", "This one is %(a)s %(label)s.", **w),
+                           pgettext("class", "This one is %(a)s %(label)s.", **w))
 
     def clean_trial(self, kind, n, first, free_clean, rng):
         return TrialSpec(kind, first.key, None, None, str(first.label))

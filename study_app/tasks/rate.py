@@ -4,26 +4,46 @@ from __future__ import annotations
 
 from contracts.vocabularies import TaskType
 
+from flask_babel import gettext as _, pgettext
+
 from ..planning import TrialSpec
-from .base import SingleImage, label_name, with_article
+from .base import SingleImage, digit_classes, label_words, per_classes, article
 
 
 class Rate(SingleImage):
     name = TaskType.RATE
     responses = frozenset(str(d) for d in range(1, 8))
-    keys_help = "Press 1–7."
     seconds_per_trial = 5.0
     primary_outcome = "rating"
     outcome_columns = ("rating",)
     prompt_on_main = True
 
-    def prompt(self, trial, classes):
-        return f"How much does this look like {with_article(label_name(classes, trial.prompt_label))}?"
+    def keys(self):
+        return _("Press 1–7.")
 
-    def practice_feedback(self, trial, label):
+    def prompt(self, trial, classes):
+        w = label_words(classes, trial.prompt_label)
+        return per_classes(classes, pgettext("digit", "How much does this look like %(a)s %(label)s?", **w),
+                           pgettext("class", "How much does this look like %(a)s %(label)s?", **w))
+
+    def trial_text(self, trial, classes):
+        # The scale's ends name the class asked about, so the server words them in the study's language.
+        w = label_words(classes, trial.prompt_label)
+        if not digit_classes(classes):
+            return {"scale_high": pgettext("class", "7 = exactly like %(a)s %(label)s", **w),
+                    "scale_low_aria": pgettext("class", "1 (not at all like %(a)s %(label)s)", **w),
+                    "scale_high_aria": pgettext("class", "7 (exactly like %(a)s %(label)s)", **w)}
+        return {"scale_high": pgettext("digit", "7 = exactly like %(a)s %(label)s", **w),
+                "scale_low_aria": pgettext("digit", "1 (not at all like %(a)s %(label)s)", **w),
+                "scale_high_aria": pgettext("digit", "7 (exactly like %(a)s %(label)s)", **w)}
+
+    def practice_feedback(self, trial, label, classes):
+        w = {"label": label, "a": article(label)}
         if trial.expected == "high":
-            return f"This is a clear {label}: most people choose 6 or 7 here."
-        return f"This is not {with_article(label)}: most people choose 1 or 2 here."
+            return per_classes(classes, pgettext("digit", "This is a clear %(label)s: most people choose 6 or 7 here.", **w),
+                               pgettext("class", "This is a clear %(label)s: most people choose 6 or 7 here.", **w))
+        return per_classes(classes, pgettext("digit", "This is not %(a)s %(label)s: most people choose 1 or 2 here.", **w),
+                           pgettext("class", "This is not %(a)s %(label)s: most people choose 1 or 2 here.", **w))
 
     def attention_passed(self, trial, response):
         return int(response) >= 5 if trial.expected == "high" else int(response) <= 3

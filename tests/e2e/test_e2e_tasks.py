@@ -50,7 +50,7 @@ def test_every_task_renderer_matches_its_plugin(browser, e2e_db_url, e2e_stimuli
             values = [buttons.nth(k).get_attribute("data-value") for k in range(buttons.count())]
             assert sorted(values) == sorted(plugin.responses), (task, values)
             assert page.locator("#stage img").count() == plugin.n_images
-            assert page.locator("#keys").inner_text() == plugin.keys_help
+            assert page.locator("#keys").inner_text() == plugin.keys()
             trials = requests.get(f"{server.url}/api/p/{token}/trials", timeout=10).json()["trials"]
             for index in (0, 1):  # the two practice trials, answered with the first button
                 assert trials[index]["practice"]

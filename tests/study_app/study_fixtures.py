@@ -204,6 +204,20 @@ def write_design(path: Path, task: str = "identify", trials: int | None = None, 
     return path
 
 
+def write_german_design(path: Path, task: str = "identify", **kw) -> Path:
+    """A design for a German study (`[study] language = "de"`), its own texts written in German as a
+    design author would: participant pages must then contain no English at all."""
+    write_design(path, task, **kw)
+    text = path.read_text().replace("[study]\n", '[study]\nlanguage = "de"\n', 1)
+    text = text.replace("You will look at images of **handwritten digits**. Taking part is voluntary.",
+                        "Sie sehen Bilder von **handgeschriebenen Ziffern**. Die Teilnahme ist freiwillig.")
+    text = text.replace("Look at each image and answer the question. Use the keyboard or the buttons.",
+                        "Sehen Sie sich jedes Bild an und beantworten Sie die Frage.")
+    text = text.replace("# About this study", "# Über diese Studie")
+    path.write_text(text)
+    return path
+
+
 @contextmanager
 def fresh_postgres_database(admin_url: str):
     """A brand-new database on the test server (the role has CREATEDB), dropped afterwards."""

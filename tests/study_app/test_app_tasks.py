@@ -50,7 +50,7 @@ def test_a_participant_answers_every_task_and_the_export_fills_its_columns(app, 
     assert page.index(plugin.renderer) < page.index("js/task.js")  # the renderer registers before the runner
     assert client.get(f"/static/{plugin.renderer}").status_code == 200
     d = client.get(f"/api/p/{token}/trials").get_json()
-    assert d["task"] == task and d["keys"] == plugin.keys_help
+    assert d["task"] == task and d["keys"] == plugin.keys()
     assert all(t["prompt"] for t in d["trials"])
     assert all(t["feedback"] for t in d["trials"] if t["practice"])
     assert all(bool(t["image_b"]) == (plugin.n_images == 2) for t in d["trials"])

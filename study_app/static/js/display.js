@@ -28,8 +28,7 @@
   function viewportProblem(minW, minH) {
     var v = viewport();
     if (v.width >= (minW || 0) && v.height >= (minH || 0)) return null;
-    return "This study needs a browser window of at least " + minW + " × " + minH + " pixels; yours is " +
-      v.width + " × " + v.height + ". Please make the window larger (or turn your device sideways).";
+    return window.advlegitI18n.t("window_too_small", { w: minW, h: minH, vw: v.width, vh: v.height });
   }
 
   var docEl = document.documentElement;
@@ -62,13 +61,11 @@
     field("viewport_width", v.width); field("viewport_height", v.height);
     var problem = viewportProblem(minW, minH);
     if (!problem && hz !== null && hz < minHz) {
-      problem = "This study shows images for exact short times and needs a screen that refreshes at least " +
-        minHz + " times a second; yours measured " + Math.round(hz) + ". Closing other programs or tabs, or " +
-        "using another computer, may help.";
+      problem = window.advlegitI18n.t("refresh_too_low", { min: minHz, hz: Math.round(hz) });
     }
     var measuring = minHz && hz === null;
     start.disabled = !!problem || measuring;
-    note.textContent = problem || (measuring ? "Checking your screen…" : "");
+    note.textContent = problem || (measuring ? window.advlegitI18n.t("checking_screen") : "");
     check.hidden = !note.textContent;
   }
   window.addEventListener("resize", update);

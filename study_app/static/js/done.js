@@ -7,7 +7,7 @@
   button.hidden = false;
   button.addEventListener("click", function () {
     navigator.clipboard.writeText(button.dataset.code).then(
-      function () { status.textContent = "Copied."; },
-      function () { status.textContent = "Could not copy: please select the code and copy it yourself."; });
+      function () { status.textContent = window.advlegitI18n.t("copied"); },
+      function () { status.textContent = window.advlegitI18n.t("copy_failed"); });
   });
 })();

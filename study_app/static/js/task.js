@@ -15,6 +15,7 @@
   // The presentation protocol ([presentation] of the design, sent with the trials) and what is measured.
   var P = {}, display = window.advlegitDisplay, refresh = null, sequence = null, windowTimer = null;
   var trialActive = false, focusLost = false, fsExits = 0, fsUsable = false, confirmConfidence = null;
+  var t_ = window.advlegitI18n.t, tn = window.advlegitI18n.tn;  // the page's strings (js/i18n.js)
 
   function loadQueue() {
     try { return JSON.parse(localStorage.getItem(QKEY) || "[]"); } catch (e) { return []; }
@@ -32,9 +33,8 @@
 
   function setStatus() {
     var s = el("save-status");
-    if (queue.length === 0) { s.textContent = current > 0 ? "All answers saved ✓" : ""; s.className = "save-status saved"; }
-    else { s.textContent = (navigator.onLine ? "Saving " : "Offline — ") + queue.length + " answer" +
-           (queue.length === 1 ? "" : "s") + (navigator.onLine ? "…" : " waiting to be sent"); s.className = "save-status pending"; }
+    if (queue.length === 0) { s.textContent = current > 0 ? t_("saved_all") : ""; s.className = "save-status saved"; }
+    else { s.textContent = tn(navigator.onLine ? "saving" : "offline", queue.length); s.className = "save-status pending"; }
   }
 
   function scheduleRetry() {
@@ -82,7 +82,7 @@
       el(id).hidden = true;
     });
     Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
-    el("prompt").textContent = "This page has stopped";
+    el("prompt").textContent = t_("stopped");
     el("progress").textContent = "";
     el("superseded").hidden = false;
   }
@@ -133,7 +133,7 @@
     var f = document.createElement("figure");
     var img = images[url].img;
     if (img.parentNode) img = img.cloneNode();  // the same image on both sides (an explain check)
-    img.alt = caption ? caption + " image" : "digit image";
+    img.alt = caption ? t_("image_alt", { side: caption }) : t_("digit_alt");
     f.appendChild(img);
     if (P.mask && P.mask !== "none") {  // drawn over the image once its size is known (drawMasks)
       var m = document.createElement("canvas");
@@ -150,7 +150,7 @@
     delete root.dataset.shown;
     var t = data.trials[index];
     el("feedback").hidden = true;
-    el("progress").textContent = "Trial " + (index + 1) + " of " + data.n_trials;
+    el("progress").textContent = t_("trial_of", { i: index + 1, n: data.n_trials });
     el("practice-tag").hidden = !t.practice;
     el("prompt").textContent = t.prompt;
     el("keys").textContent = data.keys;
@@ -166,15 +166,15 @@
     // trial's layout (and mask) is ready: the phases then only switch visibility, frame by frame.
     Promise.all(waits).then(gate).then(function () {
       if (current !== index) return;
-      stage.appendChild(figure(t.image, t.image_b ? "Left" : null));
-      if (t.image_b) stage.appendChild(figure(t.image_b, "Right"));
+      stage.appendChild(figure(t.image, t.image_b ? t_("left") : null));
+      if (t.image_b) stage.appendChild(figure(t.image_b, t_("right")));
       var fix = document.createElement("div");
       fix.className = "fixation"; fix.textContent = "+"; fix.setAttribute("aria-hidden", "true");
       stage.appendChild(fix);
       drawMasks(stage, t);
       present(index, stage);
     }).catch(function () {
-      el("prompt").textContent = "An image failed to load. Please check your connection; retrying…";
+      el("prompt").textContent = t_("image_failed");
       delete images[t.image]; if (t.image_b) delete images[t.image_b];
       setTimeout(function () { show(index); }, 2000);
     });
@@ -278,8 +278,8 @@
     queue.push(item);
     saveQueue(); setStatus(); flush();
     if (t.practice && t.feedback) {
-      el("feedback-text").textContent = value === TIMEOUT ? "Time ran out. Please answer a little faster." :
-        (isCorrect(t, value) ? "Well done. " : "Not quite. ") + t.feedback;
+      el("feedback-text").textContent = value === TIMEOUT ? t_("time_ran_out") :
+        (isCorrect(t, value) ? t_("well_done") : t_("not_quite")) + " " + t.feedback;
       el("feedback").hidden = false;
       el("continue").focus();
       el("feedback").scrollIntoView({ block: "nearest" });  // below the buttons on a phone
@@ -315,7 +315,7 @@
         }
         box.hidden = false;
         go.hidden = !needFs;
-        text.textContent = needFs ? "This study runs in full screen. Please continue in full screen." : small;
+        text.textContent = needFs ? t_("needs_fullscreen") : small;
       }
       go.onclick = function () {
         display.enterFullscreen().catch(function () { fsUsable = false; }).then(check);
@@ -336,7 +336,7 @@
     current = data.n_trials;
     ["stage", "answers", "keys", "practice-tag", "confidence", "gate"].forEach(function (id) { el(id).hidden = true; });
     Array.prototype.forEach.call(document.querySelectorAll(".answers-extra"), function (x) { x.hidden = true; });
-    el("prompt").textContent = "Thank you — that was the last one.";
+    el("prompt").textContent = t_("last_one");
     el("progress").textContent = "";
     el("finishing").hidden = false;
     maybeFinish();
@@ -351,16 +351,16 @@
     })
       .then(function (s) {
         if (s.state === "data_complete" || s.state === "code_issued") {
-          el("finishing-text").textContent = "All answers saved. One moment…";
+          el("finishing-text").textContent = t_("all_saved_moment");
           window.location.assign(s.next_url);
         } else {
-          el("finishing-text").textContent = "Still saving your answers… (" + s.stored + " of " + s.n_trials + ")";
+          el("finishing-text").textContent = t_("still_saving", { stored: s.stored, n: s.n_trials });
           scheduleRetry();
         }
       })
       .catch(function () {
         if (stopped) return;
-        el("finishing-text").textContent = "Waiting for the connection to save your answers…"; scheduleRetry();
+        el("finishing-text").textContent = t_("waiting_connection"); scheduleRetry();
       });
   }
 
@@ -394,7 +394,7 @@
     }).then(function (d) {
       renderer = (window.advlegitTasks || {})[d.task];
       if (!renderer) {  // a deployment without this task's js/tasks/<task>.js: say so, record nothing
-        el("progress").textContent = "This study cannot be shown in this page (no renderer for '" + d.task + "').";
+        el("progress").textContent = t_("no_renderer", { task: d.task });
         return;
       }
       data = d;
@@ -407,11 +407,11 @@
       setStatus(); flush();
       if (resumeAt >= d.n_trials) { finish(); return; }
       // The display's refresh rate, measured once before the first trial shown on this page.
-      el("progress").textContent = "Checking your screen…";
+      el("progress").textContent = t_("checking_screen");
       display.measureRefresh(60).then(function (r) { refresh = r; show(resumeAt); });
     }).catch(function () {
       if (stopped) return;
-      el("progress").textContent = "Cannot reach the server; retrying…";
+      el("progress").textContent = t_("cannot_reach");
       setTimeout(start, 2000);
     });
   }

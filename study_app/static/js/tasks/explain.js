@@ -1,17 +1,18 @@
 // explain: how well do the highlighted pixels (right) explain the digit (left), 1-7 (see js/tasks/identify.js
 // for the renderer API). The runner shows the two images; this adds the scale.
 (window.advlegitTasks = window.advlegitTasks || {}).explain = {
-  answers: function (t, ui) {
+  answers: function (trial, ui) {
+    var t = window.advlegitI18n.t;
     for (var r = 1; r <= 7; r++) {
       var b = ui.button(String(r), String(r));
-      b.setAttribute("aria-label", r + (r === 1 ? " (does not explain it at all)" : r === 7 ? " (explains it completely)" : ""));
+      b.setAttribute("aria-label", r === 1 ? t("explain_low_aria", { r: r }) : r === 7 ? t("explain_high_aria", { r: r }) : String(r));
       ui.add(b);
     }
     var scale = document.createElement("div");
     scale.className = "rate-scale";
     scale.innerHTML = "<span></span><span></span>";
-    scale.children[0].textContent = "1 = not at all";
-    scale.children[1].textContent = "7 = completely";
+    scale.children[0].textContent = t("scale_not_at_all");
+    scale.children[1].textContent = t("scale_completely");
     ui.below(scale);
   },
   key: function (key) { return /^[1-7]$/.test(key) ? key : null; },

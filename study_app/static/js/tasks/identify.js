@@ -6,7 +6,7 @@
     var names = t.classes || [];
     var digits = names.every(function (n, i) { return n === String(i); });
     for (var d = 0; d < 10; d++) ui.add(ui.button(String(d), String(d), "", digits ? null : names[d]));
-    var n = ui.button(digits ? "Not a digit" : "None of these", "none", "none");
+    var n = ui.button(window.advlegitI18n.t(digits ? "not_a_digit" : "none_of_these"), "none", "none");
     n.setAttribute("aria-keyshortcuts", "N");
     ui.add(n);
   },

@@ -3,15 +3,14 @@
   answers: function (t, ui) {
     for (var r = 1; r <= 7; r++) {
       var b = ui.button(String(r), String(r));
-      b.setAttribute("aria-label", r + (r === 1 ? " (not at all like " + t.label_article + " " + t.label + ")" :
-                                        r === 7 ? " (exactly like " + t.label_article + " " + t.label + ")" : ""));
+      b.setAttribute("aria-label", r === 1 ? t.scale_low_aria : r === 7 ? t.scale_high_aria : String(r));
       ui.add(b);
     }
     var scale = document.createElement("div");
     scale.className = "rate-scale";
     scale.innerHTML = "<span></span><span></span>";
-    scale.children[0].textContent = "1 = not at all";
-    scale.children[1].textContent = "7 = exactly like " + t.label_article + " " + t.label;
+    scale.children[0].textContent = window.advlegitI18n.t("scale_not_at_all");
+    scale.children[1].textContent = t.scale_high;  // names the class: worded by the server, per language
     ui.below(scale);
   },
   key: function (key) { return /^[1-7]$/.test(key) ? key : null; },
