@@ -264,13 +264,15 @@ class Pool:
 
 _POOLS: OrderedDict[tuple, Pool] = OrderedDict()
 _POOLS_LOCK = threading.Lock()
-_POOLS_KEPT = 8
+_POOLS_KEPT = 16
 
 
 def pool_of(study: Study) -> Pool:
     """The study's pool, built once per process (it reads every image row of the set, so not per Start).
-    Keyed by the stimulus set and the design text: a study whose design changes gets a new pool."""
-    key = (study.stimulus_set_id, hashlib.sha256(study.design_json.encode()).hexdigest())
+    Keyed by the database, the study (its random id and creation time: a recreated database never
+    reuses them, where it may reuse image ids) and the design text: a changed design gets a new pool."""
+    key = (db.engine.url.render_as_string(), study.id, study.created_at,
+           hashlib.sha256(study.design_json.encode()).hexdigest())
     with _POOLS_LOCK:
         if key in _POOLS:
             _POOLS.move_to_end(key)

@@ -54,8 +54,10 @@ def resume_if_timed_out(p: Participant) -> None:
     if current != "timed_out":
         set_committed_value(p, "state", current)
         return
-    before = [t for t in p.transitions if t.to_state == "timed_out"]
-    previous = before[-1].from_state if before and before[-1].from_state else "entered"
+    # The last time out from an active state: an exclusion undone since also ends in timed_out (from
+    # excluded), and resuming must not lead back into the exclusion.
+    before = [t for t in p.transitions if t.to_state == "timed_out" and t.from_state in ACTIVE]
+    previous = before[-1].from_state if before else "entered"
     transition(p, previous, "resumed after timeout")
 
 
