@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, update
+from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.orm import defer
 
 from .db import UTCDateTime, db, utcnow
@@ -303,11 +303,21 @@ def seed_fill_rows(study: Study, design: Design, pool: Pool, conn=None) -> None:
 
 
 def _fetch_least_filled(study: Study, pool: Pool):
-    def fetch(cell: tuple[str, ...], n: int) -> list[tuple[Item, int]]:
-        rows = db.session.execute(select(FillCount.item_key, FillCount.n)
-                                  .where(FillCount.study_id == study.id, FillCount.cell == fills.cell_name(cell))
-                                  .order_by(FillCount.n, FillCount.rank).limit(n)).all()
-        return [(pool.items[k], c) for k, c in rows if k in pool.items]
+    def fetch(wanted: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], list[tuple[Item, int]]]:
+        """Each cell's lowest rows by (fill, rank), from the (study, cell, n, rank) index: one statement."""
+        names = {fills.cell_name(c): c for c in wanted}
+        parts = [select(FillCount.cell, FillCount.item_key, FillCount.n, FillCount.rank)
+                 .where(FillCount.study_id == study.id, FillCount.cell == name)
+                 .order_by(FillCount.n, FillCount.rank).limit(wanted[c]).subquery()
+                 for name, c in names.items()]
+        stmt = union_all(*(select(*p.c) for p in parts)) if len(parts) > 1 else select(*parts[0].c)
+        out: dict[tuple[str, ...], list[tuple[Item, int]]] = {c: [] for c in wanted}
+        ranked: dict[tuple[str, ...], list] = {c: [] for c in wanted}
+        for cell, key, n, rank in db.session.execute(stmt):
+            if key in pool.items:
+                ranked[names[cell]].append((n, rank, pool.items[key]))
+        # a union promises no order: sort again, as the index read them
+        return {c: [(it, n) for n, _, it in sorted(rows, key=lambda r: r[:2])] for c, rows in ranked.items()}
     return fetch
 
 
@@ -343,10 +353,17 @@ def allocate(participant: Participant) -> list[Trial]:
     design = Design.from_dict(study.design)
     pool = pool_of(study)  # the caller may warm it before taking the lock (prepare_start)
     lock = lock_study(study.id)
-    if db.session.scalar(select(FillCount.n).where(FillCount.study_id == study.id).limit(1)) is None:
-        seed_fill_rows(study, design, pool)
+    fetch = _fetch_least_filled(study, pool)
+
+    def fetch_or_seed(wanted):
+        got = fetch(wanted)
+        if not any(got.values()) and db.session.scalar(
+                select(FillCount.n).where(FillCount.study_id == study.id).limit(1)) is None:
+            seed_fill_rows(study, design, pool)  # the study's first Start (under its lock)
+            got = fetch(wanted)
+        return got
     seed = study.seed * 100_003 + lock.n_allocated
-    specs, offered = plan_least_filled(design, _fetch_least_filled(study, pool), pool.clean, seed)
+    specs, offered = plan_least_filled(design, fetch_or_seed, pool.clean, seed)
     trials = [
         Trial(participant_id=participant.id, index=n, kind=s.kind, image_id=pool.image_ids[s.image],
               image_b_id=pool.image_ids[s.image_b] if s.image_b else None, prompt_label=s.prompt_label,
@@ -397,17 +414,23 @@ def replay(log: AllocationLog, study: Study) -> list[TrialSpec]:
 
 
 def backfill_all(conn) -> None:
-    """Migration 0007: seed the fill rows of every study that has allocated anyone."""
+    """Migration 0007: seed the fill rows of every study that has allocated anyone. Reads only the
+    columns it needs (by name), so later revisions that add columns do not break it."""
+    from types import SimpleNamespace
+
     from sqlalchemy.orm import Session
 
     session = Session(bind=conn)
     real = db.session
     try:
         db.session = session  # the app's queries, on the migration's connection
-        for study in session.scalars(select(Study).where(Study.id.in_(select(AllocationLog.study_id)))):
-            design = Design.from_dict(study.design)
-            _POOLS.clear()
-            seed_fill_rows(study, design, pool_of(study), conn)
+        studies = session.execute(select(Study.id, Study.seed, Study.stimulus_set_id, Study.design_json,
+                                         Study.created_at)
+                                  .where(Study.id.in_(select(AllocationLog.study_id)))).all()
+        for row in studies:
+            study = SimpleNamespace(**row._asdict())
+            study.design = json.loads(row.design_json)
+            seed_fill_rows(study, Design.from_dict(study.design), pool_of(study), conn)
     finally:
         db.session = real
         session.close()

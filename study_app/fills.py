@@ -11,8 +11,8 @@ in bulk), a resume (states.resume_if_timed_out), withdrawal and every other stat
 (states.transition), an exclusion and its undoing (states.reinstate), a review mark rejected/excluded
 and its removal (review.set_mark), and erasure (`uncount_participant`, before the trials go).
 
-Rows are always changed in item-key order, one statement per row, so two transactions that both
-change a study's rows wait for each other instead of deadlocking (PostgreSQL).
+Rows are always locked in item-key order before they change, so two transactions that both change a
+study's rows wait for each other instead of deadlocking (PostgreSQL).
 """
 from __future__ import annotations
 
@@ -21,16 +21,14 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, case, select, update
 
 from .db import db
-from .models import Image, Participant, Trial
+from .models import FillCount, Image, Participant, Trial
 
 # in_task, and states.FINISHED (kept literal here: states.py imports this module)
 COUNTED_STATES = ("in_task", "data_complete", "code_issued")
 UNCOUNTED_REVIEWS = ("rejected", "excluded")
-
-_ADD = text("UPDATE fill_counts SET n = n + :d WHERE study_id = :study AND item_key = :key")
 
 
 def counts_toward_fill(state: str, review: str) -> bool:
@@ -47,10 +45,18 @@ def item_rank(study_seed: int, key: str) -> int:
 
 
 def add(study_id: str, deltas: Counter, conn=None) -> None:
-    """n += delta for each item key, in key order (see the module docstring), in the caller's transaction."""
-    rows = [{"study": study_id, "key": k, "d": d} for k, d in sorted(deltas.items()) if d]
-    if rows:
-        (conn or db.session).execute(_ADD, rows)
+    """n += delta for each item key, in the caller's transaction: two statements however many keys.
+    PostgreSQL: the rows are locked first in key order (see the module docstring); SQLite has one writer."""
+    keys = sorted(k for k, d in deltas.items() if d)
+    if not keys:
+        return
+    target = conn or db.session
+    mine = and_(FillCount.study_id == study_id, FillCount.item_key.in_(keys))
+    if target.get_bind().dialect.name == "postgresql" if conn is None else conn.dialect.name == "postgresql":
+        target.execute(select(FillCount.item_key).where(mine).order_by(FillCount.item_key).with_for_update())
+    target.execute(update(FillCount).where(mine)
+                   .values(n=FillCount.n + case({k: deltas[k] for k in keys}, value=FillCount.item_key))
+                   .execution_options(synchronize_session=False))
 
 
 def fill_keys(study, rows: Iterable[tuple]) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from .planning import AllocationError, Item
 
 Cell = tuple[str, ...]
 Offered = Sequence[tuple[Item, int]]  # (item, fill count), lowest first within each cell
-Fetch = Callable[[Cell, int], list[tuple[Item, int]]]  # a cell's n lowest (fill, rank) items
+Fetch = Callable[[dict[Cell, int]], dict[Cell, list[tuple[Item, int]]]]  # each cell's n lowest (fill, rank) items
 
 
 class _Graph:
@@ -135,8 +135,9 @@ def choose(cells: Sequence[Cell], per_cell: int, fetch: Fetch, seed: int | str, 
         offered: list[tuple[Item, int]] = []
         floor: dict[Cell, int] = {}
         next_level: dict[Cell, int | None] = {}
+        fetched = fetch({c: k[c] + 1 for c in cells})  # one round trip for every cell
         for c in cells:
-            rows = fetch(c, k[c] + 1)
+            rows = fetched.get(c, [])
             offered += rows[:k[c]]
             floor[c] = rows[0][1] if rows else 0
             next_level[c] = rows[k[c]][1] - floor[c] if len(rows) > k[c] else None

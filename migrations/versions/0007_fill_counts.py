@@ -32,7 +32,7 @@ def upgrade():
     # Running studies: one row per item of the pool, counted by the same rescan the app used until now
     # (study_app.allocation.fill_counts). The pool is the app's own definition (eligibility, pairing),
     # so the backfill asks the app; a study that has never allocated is seeded at its first Start.
-    from study_app.fills import backfill_all
+    from study_app.allocation import backfill_all
     backfill_all(op.get_bind())
 
 

@@ -32,8 +32,8 @@ def _fetch(items, counts, seed=7):
     for members in by_cell.values():
         members.sort(key=lambda it: (counts[it.key], item_rank(seed, it.key)))
 
-    def fetch(cell, n):
-        return [(it, counts[it.key]) for it in by_cell[cell][:n]]
+    def fetch(wanted):
+        return {cell: [(it, counts[it.key]) for it in by_cell[cell][:n]] for cell, n in wanted.items()}
     return fetch
 
 
@@ -82,9 +82,9 @@ def test_candidates_stay_few_on_a_large_level_pool():
     read = []
     fetch = _fetch(items, counts)
 
-    def counting_fetch(cell, n):
-        read.append(n)
-        return fetch(cell, n)
+    def counting_fetch(wanted):
+        read.extend(wanted.values())
+        return fetch(wanted)
     chosen, offered = choose(cells, 5, counting_fetch, seed=3)
     _check(chosen, cells, 5)
     assert _levels(chosen, items, counts) == [0] * 20
@@ -128,7 +128,8 @@ def test_a_feasible_but_uneven_first_choice_is_extended():
     a1, a2, a3 = item("a1", "A", "s1"), item("a2", "A", "s1"), item("a3", "A", "s2")
     b1, b2 = item("b1", "B", "s1"), item("b2", "B", "s3")
     offers = {("A",): [(a1, 0), (a2, 0), (a3, 0)], ("B",): [(b1, 0), (b2, 1)]}
-    chosen, offered = choose([("A",), ("B",)], 1, lambda c, n: offers[c][:n], seed=1, first=2)
+    chosen, offered = choose([("A",), ("B",)], 1, lambda wanted: {c: offers[c][:n] for c, n in wanted.items()},
+                             seed=1, first=2)
     assert sorted(it.key for it in chosen) == ["a3", "b1"]
     assert "a3" in offered
     among_first, _, _ = solve([("A",), ("B",)], 1, [(a1, 0), (a2, 0), (b1, 0), (b2, 1)], seed=1)
