@@ -265,6 +265,7 @@ class Pool:
 _POOLS: OrderedDict[tuple, Pool] = OrderedDict()
 _POOLS_LOCK = threading.Lock()
 _POOLS_KEPT = 16
+_BUILDING: dict[tuple, threading.Lock] = {}
 
 
 def pool_of(study: Study) -> Pool:
@@ -277,18 +278,28 @@ def pool_of(study: Study) -> Pool:
         if key in _POOLS:
             _POOLS.move_to_end(key)
             return _POOLS[key]
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # one thread builds it; the others of this process wait for it instead of repeating it
+        with _POOLS_LOCK:
+            if key in _POOLS:
+                return _POOLS[key]
+        pool = _build_pool(study)
+        with _POOLS_LOCK:
+            _POOLS[key] = pool
+            _BUILDING.pop(key, None)
+            while len(_POOLS) > _POOLS_KEPT:
+                _POOLS.popitem(last=False)
+        return pool
+
+
+def _build_pool(study: Study) -> Pool:
     design = Design.from_dict(study.design)
     images = db.session.execute(select(Image.id, Image.key, Image.kind, Image.source_key, Image.true_label,
                                        Image.target_label, Image.group, Image.defense, Image.success,
                                        Image.stimulus_kind, Image.twin_key)
                                 .where(Image.stimulus_set_id == study.stimulus_set_id)).all()
     items, clean = build_pool(design, images)  # rows carry every attribute the pool reads
-    pool = Pool({it.key: it for it in items}, clean, {r.key: r.id for r in images})
-    with _POOLS_LOCK:
-        _POOLS[key] = pool
-        while len(_POOLS) > _POOLS_KEPT:
-            _POOLS.popitem(last=False)
-    return pool
+    return Pool({it.key: it for it in items}, clean, {r.key: r.id for r in images})
 
 
 def seed_fill_rows(study: Study, design: Design, pool: Pool, conn=None) -> None:
@@ -352,7 +363,14 @@ def allocate(participant: Participant) -> list[Trial]:
     study = participant.study
     design = Design.from_dict(study.design)
     pool = pool_of(study)  # the caller may warm it before taking the lock (prepare_start)
-    lock = lock_study(study.id)
+    # Takes the study's lock (the row's) and counts this allocation in one statement; the number before
+    # it seeds the plan.
+    n_allocated = db.session.execute(
+        update(AllocationLock).where(AllocationLock.study_id == study.id)
+        .values(n_allocated=AllocationLock.n_allocated + 1).returning(AllocationLock.n_allocated)
+        .execution_options(synchronize_session=False)).scalar()
+    if n_allocated is None:
+        raise AllocationError(f"study {study.id} has no allocation row")
     fetch = _fetch_least_filled(study, pool)
 
     def fetch_or_seed(wanted):
@@ -362,7 +380,7 @@ def allocate(participant: Participant) -> list[Trial]:
             seed_fill_rows(study, design, pool)  # the study's first Start (under its lock)
             got = fetch(wanted)
         return got
-    seed = study.seed * 100_003 + lock.n_allocated
+    seed = study.seed * 100_003 + n_allocated - 1
     specs, offered = plan_least_filled(design, fetch_or_seed, pool.clean, seed)
     trials = [
         Trial(participant_id=participant.id, index=n, kind=s.kind, image_id=pool.image_ids[s.image],
@@ -373,8 +391,6 @@ def allocate(participant: Participant) -> list[Trial]:
     db.session.add_all(trials)
     if fills.counts_toward_fill("in_task", participant.review):  # a person marked rejected beforehand does not
         fills.add(study.id, Counter(s.item for s in specs if s.kind == "main"))
-    db.session.execute(update(AllocationLock).where(AllocationLock.study_id == study.id)
-                       .values(n_allocated=AllocationLock.n_allocated + 1))
     db.session.add(AllocationLog(study_id=study.id, participant_id=participant.id, seed=seed,
                                  counts_json=json.dumps({"planner": "least-filled", "candidates": offered},
                                                         sort_keys=True),
