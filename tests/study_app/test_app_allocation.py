@@ -217,3 +217,28 @@ def test_sequential_arrivals_keep_every_item_level(task, trials):
         assert spread <= (2 if task == "compare" else 1), (n, spread)
         uneven += spread > 1
     assert uneven <= 6
+
+
+def test_allocations_logged_before_fill_rows_still_replay(app, client, study_id):
+    """A log of the whole-pool planner (every item's count, as written before migration 0007) replays
+    with that planner; it is told apart from the least-filled log by its shape."""
+    import json as _json
+
+    from study_app.allocation import build_pool, fill_counts, plan_trials, replay
+    from study_app.db import db
+    from study_app.design import Design
+    from study_app.models import AllocationLog, Image, Study
+
+    start_participant(client, study_id, "NEW")
+    with app.app_context():
+        study = db.session.get(Study, study_id)
+        design = Design.from_dict(study.design)
+        items, clean = build_pool(design, db.session.scalars(select(Image)).all())
+        counts = fill_counts(study, design)
+        assert counts
+        plan = plan_trials(design, items, clean, counts, 12345)
+        old = AllocationLog(study_id=study_id, participant_id="", seed=12345, counts_json=_json.dumps(counts),
+                            plan_json="[]")
+        assert replay(old, study) == plan
+        new = db.session.scalars(select(AllocationLog)).one()
+        assert "candidates" in _json.loads(new.counts_json) and replay(new, study) != plan
