@@ -1,21 +1,30 @@
 """Balanced, concurrency-safe assignment of stimuli to a participant.
 
-`plan_trials` is pure (design, pool, fill counts, seed -> trial list) so a logged allocation can be
-replayed; `allocate` takes the per-study lock, counts fills, plans, stores and logs in one transaction.
+`allocate` takes the per-study lock, reads the least-filled items of each cell from the maintained fill
+rows (fills.py), chooses among them (leastfilled.py: exactly as level as a solve over the whole pool),
+stores, counts and logs in one transaction. Its work grows with the trials per participant, not with
+the number of earlier participants nor (beyond an index lookup) with the size of the pool: the pool
+itself is built once per process (`pool_of`). The log keeps the seed and the candidates with their
+fills, which is all `replay` needs. `plan_trials` (a solve over the whole pool with every count) is the
+planner of allocations logged before the fill rows; `replay` still reproduces those.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
-from dataclasses import asdict
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, update
+from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.orm import defer
 
 from .db import UTCDateTime, db, utcnow
 from .design import Design
-from .models import AllocationLock, AllocationLog, Image, Participant, Study, Trial, Transition
+from . import fills, leastfilled
+from .models import AllocationLock, AllocationLog, FillCount, Image, Participant, Study, Trial, Transition
 from .planning import AllocationError, Clean, Item, TrialSpec, kind_of  # noqa: F401  (kept importable from here)
 from .states import ACTIVE, FINISHED
 from .tasks import task_of
@@ -135,6 +144,12 @@ def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[st
     cells = design.conditions()
     per_cell = design.trials // len(cells)
     chosen = _choose_main(items, cells, per_cell, counts, rng)
+    return _arrange(design, chosen, clean, rng)
+
+
+def _arrange(design: Design, chosen: list[Item], clean: list[Clean], rng: random.Random) -> list[TrialSpec]:
+    """The chosen main items in a random order, with clean practice and attention-check digits."""
+    cells = design.conditions()
     used_sources = {it.source for it in chosen}
     rng.shuffle(chosen)
     main: list[TrialSpec] = []
@@ -163,7 +178,10 @@ def _plan(design: Design, items: list[Item], clean: list[Clean], counts: dict[st
 
 
 def fill_counts(study: Study, design: Design) -> dict[str, int]:
-    """Main-trial allocations per item, counting finished and recently active participants only."""
+    """Main-trial allocations per item, counting finished and recently active participants only.
+
+    The reference rescan of every counted trial: Starts read the maintained rows instead (fills.py),
+    which equal this at every Start (tests/study_app/test_app_fill_rows.py)."""
     cutoff = utcnow() - timedelta(minutes=design.timeout_minutes)
     counted = or_(
         Participant.state.in_(FINISHED),
@@ -171,7 +189,7 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
     )
     ImageB = db.aliased(Image)
     rows = db.session.execute(
-        select(Image.key, Image.group, Image.stimulus_kind, Image.defense, ImageB.defense)
+        select(Trial.participant_id, Image.key, Image.group, Image.stimulus_kind, Image.defense, ImageB.defense)
         .select_from(Trial)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Image, Image.id == Trial.image_id)
@@ -179,24 +197,20 @@ def fill_counts(study: Study, design: Design) -> dict[str, int]:
         .where(Participant.study_id == study.id, Trial.kind == "main", counted,
                Participant.review.notin_(("rejected", "excluded")))
     )
-    counts: dict[str, int] = {}
-    order = {d: n for n, d in enumerate(design.defenses)}
-    task = task_of(design.task)
-    for key, group, kind, da, db_ in rows:
-        key = task.fill_key(key, group, kind, da, db_, order)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return dict(Counter(key for _, key in fills.fill_keys(study, rows)))
 
 
 # PostgreSQL, one statement: rows another transaction holds (a participant acting right now) are
 # skipped, never waited for, so concurrent Starts cannot deadlock here; a skipped row is taken next time.
+# It returns who moved, from which state, with which review mark: their fills are taken out after.
 _TIME_OUT_PG = text(
-    "WITH stale AS (SELECT id, state FROM participants WHERE study_id = :study AND state IN :active "
+    "WITH stale AS (SELECT id, state, review FROM participants WHERE study_id = :study AND state IN :active "
     "AND last_seen_at < :cutoff FOR UPDATE SKIP LOCKED), "
     "moved AS (UPDATE participants SET state = 'timed_out' FROM stale WHERE participants.id = stale.id "
-    "RETURNING participants.id, stale.state) "
-    "INSERT INTO transitions (participant_id, from_state, to_state, reason, at) "
-    "SELECT id, state, 'timed_out', 'no activity', :now FROM moved"
+    "RETURNING participants.id, stale.state, stale.review), "
+    "logged AS (INSERT INTO transitions (participant_id, from_state, to_state, reason, at) "
+    "SELECT id, state, 'timed_out', 'no activity', :now FROM moved) "
+    "SELECT id, state, review FROM moved"
 ).bindparams(bindparam("active", expanding=True), bindparam("cutoff", type_=UTCDateTime()),
              bindparam("now", type_=UTCDateTime()))
 
@@ -204,20 +218,28 @@ _TIME_OUT_PG = text(
 def time_out_stale(study: Study, design: Design) -> None:
     """Time out the study's inactive sessions in bulk, inside the caller's transaction (the caller
     commits). A constant number of statements however many there are, and run before the allocation
-    lock is taken (participant/views.py), so a backlog never holds up other people's Starts."""
+    lock is taken (participant/views.py), so a backlog never holds up other people's Starts. Those who
+    counted (in task) stop counting here, in the same transaction: the fill rows then equal the rescan
+    that `fill_counts` would make at the Start that follows."""
     cutoff, now = utcnow() - timedelta(minutes=design.timeout_minutes), utcnow()
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(_TIME_OUT_PG, {"study": study.id, "active": list(ACTIVE), "cutoff": cutoff, "now": now})
-        return
-    # SQLite: the transaction holds the database's one write lock, so both statements see the same rows.
-    stale = and_(Participant.study_id == study.id, Participant.state.in_(ACTIVE), Participant.last_seen_at < cutoff)
-    cols = ["participant_id", "from_state", "to_state", "reason", "at"]
-    db.session.execute(insert(Transition).from_select(cols, select(
-        Participant.id, Participant.state, literal("timed_out"), literal("no activity"), literal(now, UTCDateTime()))
-        .where(stale)))
-    # last_seen_at kept: it says when they were last here
-    db.session.execute(update(Participant).where(stale).values(state="timed_out")
-                       .execution_options(synchronize_session=False))
+        moved = db.session.execute(_TIME_OUT_PG, {"study": study.id, "active": list(ACTIVE), "cutoff": cutoff,
+                                                  "now": now}).all()
+    else:
+        # SQLite: the transaction holds the database's one write lock, so all three statements see the
+        # same rows.
+        stale = and_(Participant.study_id == study.id, Participant.state.in_(ACTIVE),
+                     Participant.last_seen_at < cutoff)
+        moved = db.session.execute(select(Participant.id, Participant.state, Participant.review).where(stale)).all()
+        cols = ["participant_id", "from_state", "to_state", "reason", "at"]
+        db.session.execute(insert(Transition).from_select(cols, select(
+            Participant.id, Participant.state, literal("timed_out"), literal("no activity"),
+            literal(now, UTCDateTime())).where(stale)))
+        # last_seen_at kept: it says when they were last here
+        db.session.execute(update(Participant).where(stale).values(state="timed_out")
+                           .execution_options(synchronize_session=False))
+    counted = [pid for pid, state, review in moved if fills.counts_toward_fill(state, review)]
+    fills.add(study.id, Counter({k: -n for k, n in fills.keys_of(study, counted).items()}))
 
 
 def lock_study(study_id: str) -> AllocationLock:
@@ -231,32 +253,158 @@ def lock_study(study_id: str) -> AllocationLock:
     return lock
 
 
+@dataclass(frozen=True)
+class Pool:
+    """What a study can serve, built from its stimulus set and design (both fixed once it runs)."""
+
+    items: dict[str, Item]
+    clean: list[Clean]
+    image_ids: dict[str, int]
+
+
+_POOLS: OrderedDict[tuple, Pool] = OrderedDict()
+_POOLS_LOCK = threading.Lock()
+_POOLS_KEPT = 16
+_BUILDING: dict[tuple, threading.Lock] = {}
+
+
+def pool_of(study: Study) -> Pool:
+    """The study's pool, built once per process (it reads every image row of the set, so not per Start).
+    Keyed by the database, the study (its random id and creation time: a recreated database never
+    reuses them, where it may reuse image ids) and the design text: a changed design gets a new pool."""
+    key = (db.engine.url.render_as_string(), study.id, study.created_at,
+           hashlib.sha256(study.design_json.encode()).hexdigest())
+    with _POOLS_LOCK:
+        if key in _POOLS:
+            _POOLS.move_to_end(key)
+            return _POOLS[key]
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # one thread builds it; the others of this process wait for it instead of repeating it
+        with _POOLS_LOCK:
+            if key in _POOLS:
+                return _POOLS[key]
+        pool = _build_pool(study)
+        with _POOLS_LOCK:
+            _POOLS[key] = pool
+            _BUILDING.pop(key, None)
+            while len(_POOLS) > _POOLS_KEPT:
+                _POOLS.popitem(last=False)
+        return pool
+
+
+def _build_pool(study: Study) -> Pool:
+    design = Design.from_dict(study.design)
+    images = db.session.execute(select(Image.id, Image.key, Image.kind, Image.source_key, Image.true_label,
+                                       Image.target_label, Image.group, Image.defense, Image.success,
+                                       Image.stimulus_kind, Image.twin_key)
+                                .where(Image.stimulus_set_id == study.stimulus_set_id)).all()
+    items, clean = build_pool(design, images)  # rows carry every attribute the pool reads
+    return Pool({it.key: it for it in items}, clean, {r.key: r.id for r in images})
+
+
+def seed_fill_rows(study: Study, design: Design, pool: Pool, conn=None) -> None:
+    """One row per item of the pool, filled from the reference rescan. Under the study's lock (or in
+    the migration): a study is seeded at its first Start, or when upgraded while running."""
+    counts = fill_counts(study, design)
+    rows = [{"study_id": study.id, "item_key": it.key, "cell": fills.cell_name(it.cell), "source": it.source,
+             "rank": fills.item_rank(study.seed, it.key), "n": counts.get(it.key, 0)}
+            for it in sorted(pool.items.values(), key=lambda it: it.key)]
+    if rows:
+        (conn or db.session).execute(insert(FillCount), rows)
+
+
+def _fetch_least_filled(study: Study, pool: Pool):
+    def fetch(wanted: dict[tuple[str, ...], int]) -> dict[tuple[str, ...], list[tuple[Item, int]]]:
+        """Each cell's lowest rows by (fill, rank), from the (study, cell, n, rank) index: one statement."""
+        names = {fills.cell_name(c): c for c in wanted}
+        parts = [select(FillCount.cell, FillCount.item_key, FillCount.n, FillCount.rank)
+                 .where(FillCount.study_id == study.id, FillCount.cell == name)
+                 .order_by(FillCount.n, FillCount.rank).limit(wanted[c]).subquery()
+                 for name, c in names.items()]
+        stmt = union_all(*(select(*p.c) for p in parts)) if len(parts) > 1 else select(*parts[0].c)
+        out: dict[tuple[str, ...], list[tuple[Item, int]]] = {c: [] for c in wanted}
+        ranked: dict[tuple[str, ...], list] = {c: [] for c in wanted}
+        for cell, key, n, rank in db.session.execute(stmt):
+            if key in pool.items:
+                ranked[names[cell]].append((n, rank, pool.items[key]))
+        # a union promises no order: sort again, as the index read them
+        return {c: [(it, n) for n, _, it in sorted(rows, key=lambda r: r[:2])] for c, rows in ranked.items()}
+    return fetch
+
+
+def plan_least_filled(design: Design, fetch: leastfilled.Fetch, clean: list[Clean], seed: int
+                      ) -> tuple[list[TrialSpec], dict[str, int]]:
+    """The trial list from the least-filled candidates (`fetch`), and those candidates with their fills
+    (what the log keeps). Deterministic in (candidates, clean digits, seed)."""
+    cells = design.conditions()
+    chosen, offered = leastfilled.choose(cells, design.trials // len(cells), fetch, seed)
+    return arrange(design, chosen, clean, seed), offered
+
+
+def arrange(design: Design, chosen: list[Item], clean: list[Clean], seed: int, attempts: int = 25) -> list[TrialSpec]:
+    """Order the chosen items and add the clean trials, drawn from a sample of the clean digits (a
+    Start does not shuffle them all); a draw that runs out is retried with derived seeds, the later
+    ones from every clean digit."""
+    need = len(chosen) + 4 * (design.practice + design.attention_checks) + 20
+    error: AllocationError | None = None
+    for attempt in range(attempts):
+        rng = random.Random(f"{seed}/arrange/{attempt}")
+        sample = rng.sample(clean, min(len(clean), need)) if attempt < 3 else clean
+        try:
+            return _arrange(design, list(chosen), sample, rng)
+        except AllocationError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
 def allocate(participant: Participant) -> list[Trial]:
     """Give `participant` its trial sequence. Must run in a fresh transaction (see begin_allocation)."""
     study = participant.study
     design = Design.from_dict(study.design)
-    lock = lock_study(study.id)
-    images = db.session.scalars(select(Image).options(defer(Image.png))  # pixels are not needed here
-                                .where(Image.stimulus_set_id == study.stimulus_set_id)).all()
-    items, clean = build_pool(design, images)
-    counts = fill_counts(study, design)
-    seed = study.seed * 100_003 + lock.n_allocated
-    specs = plan_trials(design, items, clean, counts, seed)
-    by_key = {i.key: i.id for i in images}
+    pool = pool_of(study)  # the caller may warm it before taking the lock (prepare_start)
+    # Takes the study's lock (the row's) and counts this allocation in one statement; the number before
+    # it seeds the plan.
+    n_allocated = db.session.execute(
+        update(AllocationLock).where(AllocationLock.study_id == study.id)
+        .values(n_allocated=AllocationLock.n_allocated + 1).returning(AllocationLock.n_allocated)
+        .execution_options(synchronize_session=False)).scalar()
+    if n_allocated is None:
+        raise AllocationError(f"study {study.id} has no allocation row")
+    fetch = _fetch_least_filled(study, pool)
+
+    def fetch_or_seed(wanted):
+        got = fetch(wanted)
+        if not any(got.values()) and db.session.scalar(
+                select(FillCount.n).where(FillCount.study_id == study.id).limit(1)) is None:
+            seed_fill_rows(study, design, pool)  # the study's first Start (under its lock)
+            got = fetch(wanted)
+        return got
+    seed = study.seed * 100_003 + n_allocated - 1
+    specs, offered = plan_least_filled(design, fetch_or_seed, pool.clean, seed)
     trials = [
-        Trial(participant_id=participant.id, index=n, kind=s.kind, image_id=by_key[s.image],
-              image_b_id=by_key[s.image_b] if s.image_b else None, prompt_label=s.prompt_label, expected=s.expected)
+        Trial(participant_id=participant.id, index=n, kind=s.kind, image_id=pool.image_ids[s.image],
+              image_b_id=pool.image_ids[s.image_b] if s.image_b else None, prompt_label=s.prompt_label,
+              expected=s.expected)
         for n, s in enumerate(specs)
     ]
     db.session.add_all(trials)
-    db.session.execute(update(AllocationLock).where(AllocationLock.study_id == study.id)
-                       .values(n_allocated=AllocationLock.n_allocated + 1))
+    if fills.counts_toward_fill("in_task", participant.review):  # a person marked rejected beforehand does not
+        fills.add(study.id, Counter(s.item for s in specs if s.kind == "main"))
     db.session.add(AllocationLog(study_id=study.id, participant_id=participant.id, seed=seed,
-                                 counts_json=json.dumps(counts, sort_keys=True),
+                                 counts_json=json.dumps({"planner": "least-filled", "candidates": offered},
+                                                        sort_keys=True),
                                  plan_json=json.dumps([asdict(s) for s in specs])))
     participant.n_trials = len(trials)
     participant.next_trial_index = 0
     return trials
+
+
+def prepare_start(study: Study) -> None:
+    """Before a Start takes the study's lock: time out stale sessions and warm the pool, so neither
+    holds up other people's Starts."""
+    time_out_stale(study, Design.from_dict(study.design))
+    pool_of(study)
 
 
 def begin_allocation() -> None:
@@ -266,8 +414,39 @@ def begin_allocation() -> None:
 
 
 def replay(log: AllocationLog, study: Study) -> list[TrialSpec]:
-    """Recompute a logged allocation from its seed and the counts it saw."""
+    """Recompute a logged allocation from its seed and the fills it saw: the candidates it chose among,
+    or (allocations logged before the fill rows) every item's count."""
     design = Design.from_dict(study.design)
     images = db.session.scalars(select(Image).where(Image.stimulus_set_id == study.stimulus_set_id)).all()
     items, clean = build_pool(design, images)
-    return plan_trials(design, items, clean, json.loads(log.counts_json), log.seed)
+    logged = json.loads(log.counts_json)
+    if isinstance(logged.get("candidates"), dict):
+        by_key = {it.key: it for it in items}
+        cells = design.conditions()
+        offered = [(by_key[k], n) for k, n in logged["candidates"].items()]
+        chosen, _, _ = leastfilled.solve(cells, design.trials // len(cells), offered, log.seed)
+        return arrange(design, chosen, clean, log.seed)
+    return plan_trials(design, items, clean, logged, log.seed)
+
+
+def backfill_all(conn) -> None:
+    """Migration 0007: seed the fill rows of every study that has allocated anyone. Reads only the
+    columns it needs (by name), so later revisions that add columns do not break it."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.orm import Session
+
+    session = Session(bind=conn)
+    real = db.session
+    try:
+        db.session = session  # the app's queries, on the migration's connection
+        studies = session.execute(select(Study.id, Study.seed, Study.stimulus_set_id, Study.design_json,
+                                         Study.created_at)
+                                  .where(Study.id.in_(select(AllocationLog.study_id)))).all()
+        for row in studies:
+            study = SimpleNamespace(**row._asdict())
+            study.design = json.loads(row.design_json)
+            seed_fill_rows(study, Design.from_dict(study.design), pool_of(study), conn)
+    finally:
+        db.session = real
+        session.close()

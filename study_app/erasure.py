@@ -3,7 +3,7 @@
 Used when a participant withdraws and asks for their answers to be deleted, and when a researcher
 erases someone on request (found by platform id). What remains is one audit row naming the
 pseudonymous participant id and the counts, never the platform id or any answer. Fill counts for
-balance are derived from trials, so the study's balance simply no longer counts the person.
+balance (the fill_counts rows) are decremented first, so the study's balance no longer counts the person.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 
 from . import audit
 from .db import db
+from .fills import uncount_participant
 from .models import AllocationLog, Participant, Response, ReviewEvent, Trial, Transition
 
 
@@ -32,6 +33,7 @@ def erase(p: Participant, actor: str, reason: str) -> Erased:
     """Delete the participant and everything keyed to them, inside the caller's transaction (the caller
     holds the participant's row lock and commits)."""
     pid, study_id = p.id, p.study_id
+    uncount_participant(p)  # their trials stop counting toward balance, in this same transaction
     n_resp = db.session.scalar(select(func.count()).select_from(Response).where(Response.participant_id == pid))
     n_trials = db.session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == pid))
     # Children first (foreign keys), with the ORM's identity map bypassed: these are bulk deletes.

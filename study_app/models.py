@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -234,6 +235,28 @@ class AllocationLog(db.Model):
     counts_json: Mapped[str] = mapped_column(Text)
     plan_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FillCount(db.Model):
+    """How many counted participants (finished, or in task and not timed out; not rejected or excluded)
+    were given each main-trial item of a study: kept up to date in the same transaction as every event
+    that changes who counts (study_app/fills.py), so a Start reads a few rows instead of rescanning.
+
+    `cell` and `source` describe the item for the allocator; `rank` is a fixed random order among items
+    of one fill level, so a Start reads its cell's least-filled items from the (study, cell, n, rank)
+    index and different cells' first items do not share source digits by construction.
+    """
+
+    __tablename__ = "fill_counts"
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    item_key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    cell: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(200))
+    rank: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Index("ix_fill_counts_least_filled", FillCount.study_id, FillCount.cell, FillCount.n, FillCount.rank)
 
 
 class AdminUser(db.Model):

@@ -7,6 +7,7 @@ reinstates them to where they were. Every change is a ReviewEvent row; nothing i
 from __future__ import annotations
 
 from .db import db
+from .fills import counts_toward_fill, recount
 from .models import REVIEWS, Participant, ReviewEvent
 from .states import TransitionError, reinstate, transition
 
@@ -35,5 +36,7 @@ def set_mark(p: Participant, mark: str, by: str, note: str = "") -> bool:
     except TransitionError as exc:
         raise ReviewError(str(exc)) from exc
     db.session.add(ReviewEvent(participant_id=p.id, previous=p.review, mark=mark, by=by[:100], note=note))
+    counted = counts_toward_fill(p.state, p.review)  # the state change above has counted itself
     p.review = mark
+    recount(p, counted)  # rejected (or no longer rejected) changes who counts
     return True

@@ -96,4 +96,7 @@ def create_study(loaded: LoadedSet, design: Design, parent: Study | None = None)
     for image_id in db.session.scalars(select(Image.id).where(Image.stimulus_set_id == sset.id)):
         db.session.add(StudyImage(study_id=study.id, image_id=image_id, token=secrets.token_urlsafe(18)))
     db.session.flush()
+    from .allocation import pool_of, seed_fill_rows  # here, not at a Start: the first Start stays quick
+
+    seed_fill_rows(study, design, pool_of(study))
     return study

@@ -243,7 +243,7 @@ def instructions(token: str):
     if request.method == "POST" and not problem:
         study = p.study
         db.session.commit()  # the step above, and the row lock: the study's lock is always taken first
-        allocation.time_out_stale(study, Design.from_dict(study.design))  # in bulk, before the study's lock
+        allocation.prepare_start(study)  # time-outs in bulk and the pool, before the study's lock
         allocation.begin_allocation()  # SQLite: takes the one write lock
         allocation.lock_study(study.id)
         p = load(token, lock=True)  # read after the study lock: a double-submitted form already allocated

@@ -2,6 +2,7 @@
 and balanced under concurrent arrivals over real HTTP."""
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 
 import pytest
@@ -86,7 +87,8 @@ def test_plan_is_balanced_for_any_counts_and_seed(seed, task, fill):
 
 
 def test_allocation_is_logged_and_replays(app, client, study_id):
-    from study_app.allocation import replay
+    from study_app.allocation import build_pool, replay
+    from study_app.design import Design
     from study_app.db import db
     from study_app.models import AllocationLog, Image, Participant, Study, Trial
 
@@ -103,8 +105,18 @@ def test_allocation_is_logged_and_replays(app, client, study_id):
             plan = replay(lg, study)
             assert [(t.kind, t.image, t.image_b, t.prompt_label, t.expected) for t in plan] == \
                    [(t.kind, keys[t.image_id], keys.get(t.image_b_id), t.prompt_label, t.expected) for t in stored]
-        # The third participant saw the first two's allocations in its counts.
-        assert sum(eval_counts(logs[2]).values()) == 16
+        # The third participant saw the first two's allocations in the fills of its candidates, and its
+        # candidates were the least filled: every item left out is filled at least as much.
+        given = Counter(s["item"] for lg in logs[:2] for s in json.loads(lg.plan_json) if s["kind"] == "main")
+        candidates = eval_counts(logs[2])["candidates"]
+        assert sum(given.values()) == 16 and candidates
+        assert all(n == given.get(k, 0) for k, n in candidates.items())
+        cells = {}
+        for it in build_pool(Design.from_dict(study.design), db.session.scalars(select(Image)).all())[0]:
+            cells.setdefault(it.cell, []).append(it.key)
+        for members in cells.values():
+            offered = [candidates[k] for k in members if k in candidates]
+            assert offered and all(given.get(k, 0) >= max(offered) for k in members if k not in candidates)
         assert {p.state for p in db.session.scalars(select(Participant))} == {"in_task"}
 
 
@@ -205,3 +217,28 @@ def test_sequential_arrivals_keep_every_item_level(task, trials):
         assert spread <= (2 if task == "compare" else 1), (n, spread)
         uneven += spread > 1
     assert uneven <= 6
+
+
+def test_allocations_logged_before_fill_rows_still_replay(app, client, study_id):
+    """A log of the whole-pool planner (every item's count, as written before migration 0007) replays
+    with that planner; it is told apart from the least-filled log by its shape."""
+    import json as _json
+
+    from study_app.allocation import build_pool, fill_counts, plan_trials, replay
+    from study_app.db import db
+    from study_app.design import Design
+    from study_app.models import AllocationLog, Image, Study
+
+    start_participant(client, study_id, "NEW")
+    with app.app_context():
+        study = db.session.get(Study, study_id)
+        design = Design.from_dict(study.design)
+        items, clean = build_pool(design, db.session.scalars(select(Image)).all())
+        counts = fill_counts(study, design)
+        assert counts
+        plan = plan_trials(design, items, clean, counts, 12345)
+        old = AllocationLog(study_id=study_id, participant_id="", seed=12345, counts_json=_json.dumps(counts),
+                            plan_json="[]")
+        assert replay(old, study) == plan
+        new = db.session.scalars(select(AllocationLog)).one()
+        assert "candidates" in _json.loads(new.counts_json) and replay(new, study) != plan
