@@ -194,7 +194,12 @@ def pgd_vs_torchattacks(data, steps_train, reps, batch, width) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--attack", help="only this attack's strength row, printed (not written)")
     args = ap.parse_args()
+    if args.attack:
+        for name in list(ATTACKS):
+            if name != args.attack:
+                del ATTACKS[name]
     torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe them
     seeds = [0] if args.quick else [0, 1, 2]
     n_images, train_steps, def_steps = (8, 20, 4) if args.quick else (24, 150, 30)
@@ -209,6 +214,9 @@ def main() -> None:
     cap = torch.backends.cpu.get_cpu_capability()
     print("attacks...", flush=True)
     attack_table, _ = attack_strength(data, seeds, n_images, train_steps)
+    if args.attack:
+        print(attack_table)
+        return
     print("defenses...", flush=True)
     defense_table = defense_strength(data, seeds, def_steps, 100 if not args.quick else 20)
     print("pgd vs torchattacks...", flush=True)

@@ -128,3 +128,13 @@ def test_a_bf16_stimulus_set_records_fp32_predictions_and_verifies(tmp_path):
     for s, p in zip(stimuli, probs):
         assert s["predictions"][model_entry["name"]]["label"] == int(p.argmax())
         assert s["predictions"][model_entry["name"]]["probs"] == [round(float(v), 6) for v in p]
+
+
+def test_deepfool_in_bf16_stops_only_where_fp32_agrees_it_crossed(normal_model, batch):
+    x, y = batch
+    x, y = x[:24], y[:24]
+    fp32 = get_attack("deepfool")(normal_model, x, y, steps=20)
+    with precision.attacking("bf16", CPU, normal_model):
+        bf16 = get_attack("deepfool")(normal_model, x, y, steps=20)
+    assert fp32.success.all()
+    assert bf16.success.all()  # before the fp32 stop rule, bf16 stopped short on some images
