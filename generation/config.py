@@ -158,6 +158,7 @@ class InterpretabilityConfig:
 class GenerationConfig:
     name: str = "study"               # names the stimulus set (manifest); shown only to researchers
     seed: int = 0                     # recorded in the manifest; each stage below has its own seed
+    precision: str = "fp32"           # fp32 | bf16 | auto: autocast for attacks and training (auto = bf16 where the CPU has AVX-512 bf16 or the GPU supports it); recorded flags, norms and predictions are always fp32
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -273,6 +274,10 @@ def validate(cfg: GenerationConfig) -> None:
     from .models import ARCHITECTURES, GAP_HEAD_ARCHITECTURES
     from .saliency import METHODS
 
+    from .precision import PRECISIONS
+
+    _require(cfg.precision in PRECISIONS,
+             f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     d = cfg.data
     _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
     _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")

@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import exact_fp32
 
+
+@exact_fp32
 @torch.no_grad()
 def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     return torch.cat([F.softmax(model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
@@ -15,6 +18,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (probabilities(model, x, batch_size).argmax(1) == y).float().mean().item()
 
 
+@exact_fp32
 def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Per-example ||d CE(y, f(x)) / dx||_2: what gradient regularization is meant to shrink."""
     norms = []

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import precision
 from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
@@ -83,7 +84,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     data_for = {"train": to_tensors(dataset.images, dataset.labels, splits.train, dev),
                 "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}
 
-    specs = model_specs(cfg, dataset.sha256)
+    resolved = precision.resolve(cfg.precision, dev)
+    log.info("precision %s (config: %s)", resolved, cfg.precision)
+    specs = model_specs(cfg, dataset.sha256, resolved)
     # Loaded models first: a bad model file stops the run before hours of training, not after.
     loaded = {s.name: train_or_load(s, *data_for["train"], num_classes, dev) for s in specs if s.load is not None}
     trained = {}
@@ -97,11 +100,13 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
 
     log.info("evaluating %d models (%s)", len(everyone), ", ".join(cfg.evaluation.attacks))
     metrics = _cached_json("evaluation", {"checkpoints": checkpoints, "eval": asdict(cfg.evaluation),
-                                          "data": asdict(cfg.data), "dataset": dataset.sha256},
-                           lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation))
+                                          "data": asdict(cfg.data), "dataset": dataset.sha256,
+                                          **_precision_key(resolved)},
+                           lambda: _under(resolved, dev, defended,
+                                          lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation)))
 
     if len(cfg.training.seeds) > 1:
-        metrics = {**metrics, "seeds": _seed_summary(cfg, trained, metrics, dataset, x_test, y_test)}
+        metrics = {**metrics, "seeds": _seed_summary(cfg, trained, metrics, dataset, x_test, y_test, resolved)}
 
     if cfg.interpretability.enabled:
         metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
@@ -110,7 +115,8 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
              len(defended))
     sources = choose_sources(x_test, y_test, splits.test, defended, cfg.stimuli, num_classes)
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
-    stimuli, design = make_stimuli(pairs, defended, cfg.stimuli)
+    # Attacks under autocast (bf16); every flag, norm and prediction recorded below is an fp32 pass.
+    stimuli, design = _under(resolved, dev, defended, lambda: make_stimuli(pairs, defended, cfg.stimuli))
     for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli]))):
         s.predictions = p
         if s.kind != "adversarial":  # a control "succeeds" as its twin would: its model says the target
@@ -121,7 +127,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_set(tmp, cfg, dataset, splits, trained, metrics, sources, source_predictions, stimuli,
-                   (x_test, y_test), design)
+                   (x_test, y_test), design, resolved)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -135,7 +141,18 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     return out
 
 
-def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_test) -> dict[str, Any]:
+def _precision_key(resolved: str) -> dict[str, str]:
+    """bf16 attacks may find other images, so bf16 evaluations are cached apart; fp32 keys stay as before."""
+    return {} if resolved == "fp32" else {"precision": resolved}
+
+
+def _under(resolved: str, dev: torch.device, models: dict[str, Any], work):
+    with precision.attacking(resolved, dev, *models.values()):
+        return work()
+
+
+def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_test,
+                  resolved: str = "fp32") -> dict[str, Any]:
     """Evaluate every other seed's models as the first seed's were; summarize across seeds."""
     per_seed = [metrics]
     for seed in cfg.training.seeds[1:]:
@@ -146,8 +163,11 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in {**models, **raters}}
         log.info("evaluating seed %d's models", seed)
         per_seed.append(_cached_json("evaluation", {"checkpoints": sha, "eval": asdict(cfg.evaluation),
-                                                    "data": asdict(cfg.data), "dataset": dataset.sha256},
-                                     lambda: evaluate(models, {**models, **raters}, x_test, y_test, cfg.evaluation)))
+                                                    "data": asdict(cfg.data), "dataset": dataset.sha256,
+                                                    **_precision_key(resolved)},
+                                     lambda: _under(resolved, x_test.device, models,
+                                                    lambda: evaluate(models, {**models, **raters}, x_test,
+                                                                     y_test, cfg.evaluation))))
     return summarize(cfg.training.seeds, per_seed)
 
 
@@ -182,7 +202,7 @@ def _loaded_from(t) -> dict[str, Any]:
 
 
 def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, source_predictions,
-               stimuli: list[Stimulus], test_data, design: dict[str, Any]) -> None:
+               stimuli: list[Stimulus], test_data, design: dict[str, Any], resolved: str = "fp32") -> None:
     images = folder / "images"
     figures = folder / "figures"
     images.mkdir()
@@ -250,7 +270,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                   for n, t in trained.items() if t.spec.role == "replicate"]
     write_manifest(folder, {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "software": {"advlegit": VERSION, "torch": torch.__version__, "python": platform.python_version()},
+        "software": {"advlegit": VERSION, "torch": torch.__version__, "python": platform.python_version(),
+                     "precision": resolved},  # attacks/training; recorded numbers are fp32
         "name": cfg.name,
         "config": cfg.to_dict(),
         "config_hash": cfg.hash(),

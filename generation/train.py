@@ -19,6 +19,7 @@ from .defenses import TrainContext, build_defense
 from .manifest import sha256_file as file_sha256
 from .models import build_model
 from .normalization import normalized
+from .precision import attacking
 from .user_models import file_format, load_model
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,14 @@ class ModelSpec:
     data: dict[str, Any]           # data config + dataset hash
     batch_norm: bool = False       # ross_cnn only (model.batch_norm)
     load: dict[str, Any] | None = None  # a loaded model (generation/user_models.py): file and settings
+    precision: str = "fp32"        # resolved ("fp32" | "bf16"): bf16 training gives other weights
 
     def key(self) -> str:
         fields = asdict(self)
         if fields["load"] is None:  # trained models keep the keys of their cached checkpoints
             del fields["load"]
+        if fields["precision"] == "fp32":  # so do fp32 ones: only bf16 adds to the key
+            del fields["precision"]
         return sha256_json({"format": CHECKPOINT_FORMAT, **fields, "name": None})
 
 
@@ -65,7 +69,8 @@ class TrainedModel:
     cached: bool
 
 
-def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
+def model_specs(cfg: GenerationConfig, dataset_sha256: str, precision: str = "fp32") -> list[ModelSpec]:
+    """precision: the resolved one (generation/precision.py resolve), part of every trained model's key."""
     data = {**asdict(cfg.data), "sha256": dataset_sha256}
     m, t = cfg.model, cfg.training
     bn = lambda arch: m.batch_norm and arch == "ross_cnn"  # noqa: E731  (gap_cnn has none)
@@ -78,14 +83,15 @@ def model_specs(cfg: GenerationConfig, dataset_sha256: str) -> list[ModelSpec]:
             continue
         arch = d.architecture or m.architecture
         specs.append(ModelSpec(d.name, "defended", d.kind, d.params, arch, m.width, m.dropout,
-                               d.train_steps or t.steps, t.batch_size, t.lr, seed, "train", data, bn(arch)))
+                               d.train_steps or t.steps, t.batch_size, t.lr, seed, "train", data, bn(arch),
+                               precision=precision))
         replicates += [dataclasses.replace(specs[-1], name=replicate_name(d.name, s), role="replicate", seed=s)
                        for s in t.seeds[1:]]
     for i in range(cfg.raters.count):
         arch = cfg.raters.architecture or m.architecture
         specs.append(ModelSpec(f"rater{i + 1}" if cfg.raters.count > 1 else "rater", "rater", "normal", {},
                                arch, m.width, m.dropout, cfg.raters.steps or t.steps, t.batch_size, t.lr,
-                               seed + 1000 + i, "rater", data, bn(arch)))
+                               seed + 1000 + i, "rater", data, bn(arch), precision=precision))
     return specs + replicates
 
 
@@ -111,8 +117,10 @@ def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-        *, steps: int, batch_size: int, lr: float, seed: int, desc: str) -> nn.Module:
-    """Adam on random mini-batches (sampled with a seeded generator) for a fixed number of steps."""
+        *, steps: int, batch_size: int, lr: float, seed: int, desc: str, precision: str = "fp32") -> nn.Module:
+    """Adam on random mini-batches (sampled with a seeded generator) for a fixed number of steps.
+    precision "bf16": the loss (forward passes, and any input gradients it takes) under autocast with
+    fp32 logits; the weight backward and Adam's update stay outside it, on the fp32 master weights."""
     device = images.device
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -120,7 +128,8 @@ def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Te
     bar = tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
     for step in bar:
         idx = torch.randint(len(labels), (batch_size,), generator=gen).to(device)
-        loss = loss_fn(model, images[idx], labels[idx], step)
+        with attacking(precision, device, model):
+            loss = loss_fn(model, images[idx], labels[idx], step).float()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the "
                                      "learning rate or the regularization strength")
@@ -164,11 +173,11 @@ def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, n
         torch.manual_seed(spec.seed + 1)
         helper = new_model(spec, image_shape, num_classes).to(device)
         return fit(helper, loss_fn, images, labels, steps=spec.steps, batch_size=spec.batch_size,
-                   lr=spec.lr, seed=spec.seed + 1, desc=f"{spec.name} ({suffix})")
+                   lr=spec.lr, seed=spec.seed + 1, desc=f"{spec.name} ({suffix})", precision=spec.precision)
 
     defense.prepare(TrainContext(train_model=train_helper, total_steps=spec.steps))
     fit(model, defense.loss, images, labels, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-        seed=spec.seed, desc=spec.name)
+        seed=spec.seed, desc=spec.name, precision=spec.precision)
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint under the key

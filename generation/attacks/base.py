@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import exact_fp32
+
 
 @dataclass
 class AttackResult:
@@ -19,6 +21,7 @@ class AttackResult:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@exact_fp32
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
     delta = (x_adv - x).flatten(1)
     return {
@@ -28,6 +31,7 @@ def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.
     }
 
 
+@exact_fp32
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).argmax(dim=1)
@@ -40,6 +44,7 @@ def success_mask(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor,
     return pred == target if target is not None else pred != y
 
 
+@exact_fp32
 def finish(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
            target: torch.Tensor | None) -> AttackResult:
     x_adv = x_adv.detach()
@@ -51,9 +56,12 @@ def loss_gradient(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> to
     """d CE(model(x), labels) / dx, summed over the batch so each row is its own example's gradient.
 
     Only the input gradient is requested, so autograd skips the weight gradients.
+
+    Under bf16 autocast the logits are bf16; the loss is taken in fp32, and the gradient comes back
+    in x's dtype (fp32), so sign/normalisation steps see fp32 numbers.
     """
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), labels, reduction="sum")
+    loss = F.cross_entropy(model(x).float(), labels, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
     return grad
 
