@@ -51,6 +51,10 @@ def test_every_task_renderer_matches_its_plugin(browser, e2e_db_url, e2e_stimuli
             assert sorted(values) == sorted(plugin.responses), (task, values)
             assert page.locator("#stage img").count() == plugin.n_images
             assert page.locator("#keys").inner_text() == plugin.keys()
+            # Every answer is reachable without scrolling on a 1024 x 800 screen (a 1-7 scale on one row).
+            bottoms = [buttons.nth(k).bounding_box()["y"] + buttons.nth(k).bounding_box()["height"]
+                       for k in range(buttons.count())]
+            assert max(bottoms) <= 800, (task, max(bottoms))
             trials = requests.get(f"{server.url}/api/p/{token}/trials", timeout=10).json()["trials"]
             for index in (0, 1):  # the two practice trials, answered with the first button
                 assert trials[index]["practice"]
