@@ -1,6 +1,8 @@
 """One row per response: idempotent, validated, private to its participant, complete before any code."""
 from __future__ import annotations
 
+import json
+
 import uuid
 
 from sqlalchemy import func, select
@@ -203,14 +205,17 @@ def test_api_errors_are_json_and_pages_errors_are_readable(app, client, study_id
 
 def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_id):
     from study_app.db import db
-    from study_app.models import Image, Participant, Trial
+    from study_app.models import Participant, Trial
 
+    with app.app_context():  # a design the set cannot serve (more trials per cell than distinct source
+        from study_app.models import Study  # digits); changed before anyone arrived, while that is allowed
+
+        st = db.session.get(Study, study_id)
+        st.design_json = json.dumps({**st.design, "trials": 4000})
+        db.session.commit()
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=UNLUCKY")
     base = r.headers["Location"].rsplit("/", 1)[0]
     client.post(f"{base}/consent", data=form(base.rsplit("/", 1)[1], choice="agree"))
-    with app.app_context():  # the set can no longer serve this design (as if attacks were withdrawn)
-        db.session.execute(db.update(Image).where(Image.defense == "gradreg_dbp").values(success=False))
-        db.session.commit()
     r = client.post(f"{base}/instructions", data=form(base.rsplit("/", 1)[1]))
     assert r.status_code == 503 and "try again later" in r.get_data(as_text=True).lower()
     with app.app_context():
