@@ -152,7 +152,8 @@ def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2
         assert row["focus_lost"] == "false"
     assert [r["fullscreen_exits"] for r in rows] == ["0", "0", "0", "1", "0"]
     stalled = rows[1]
-    assert float(stalled["exposure_ms_measured"]) >= 250 and int(stalled["dropped_frames"]) >= 10
+    # >= 249.5: the stall and the frame timestamps are both read from clocks coarsened to 0.1 ms
+    assert float(stalled["exposure_ms_measured"]) >= 249.5 and int(stalled["dropped_frames"]) >= 10
     assert stalled["exposure_missed"] == "true"
     last = rows[4]
     assert last["response"] == "timeout" and last["response_timed_out"] == "true" and last["confidence"] == ""

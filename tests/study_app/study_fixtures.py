@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,9 +229,27 @@ def fresh_postgres_database(admin_url: str):
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin, name: str, tries: int = 20) -> None:
+    """Drop a test database. Our own leftover connections are terminated first; then a plain DROP, which
+    also stops an autovacuum worker busy in it (DROP ... WITH (FORCE) instead fails when one is, since
+    the test role may not signal the superuser's processes)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            with admin.connect() as c:
+                c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
+                               "AND usename = current_user AND pid <> pg_backend_pid()"), {"n": name})
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except (OperationalError, ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)  # a backend still exiting, or autovacuum finishing
 
 
 def make_app(url: str, instance: Path, **overrides):
