@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from analysis.errors import AnalysisError
+from contracts.cli_flags import effect_option, output_option
 
 log = logging.getLogger(__name__)
 cli = click.Group()
@@ -74,8 +75,7 @@ def _plan_summary(plan_path, companion_doc: dict, cfg, result, design: str) -> d
 
 @cli.command("analyze")
 @click.argument("export_file", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Report directory (replaced atomically when the report is complete).")
+@output_option("Report directory (replaced atomically when the report is complete).", file_okay=False, required=True)
 @click.option("--database", help="Read the study's responses from this database URL instead of a file.")
 @click.option("--study", help="Study id (with --database).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -135,7 +135,7 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
 
 @cli.command("prereg")
 @click.argument("design_file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The plan (Markdown).")
+@output_option("The plan (Markdown).", dir_okay=False, required=True)
 def prereg_cmd(design_file, output):
     """Write the pre-registered analysis plan of a study design, with its SHA-256."""
     from analysis import prereg
@@ -150,14 +150,12 @@ def prereg_cmd(design_file, output):
 
 
 @cli.command("power")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Directory for power.csv, power.png and power.md.")
+@output_option("Directory for power.csv, power.png and power.md.", file_okay=False, required=True)
 @click.option("--pilot", type=click.Path(exists=True, dir_okay=False),
               help="Pilot export: effects and variance components are estimated from it.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--defenses", default="normal,gradreg_y", show_default=True, help="Comma-separated.")
-@click.option("--effect", "effects", multiple=True, metavar="DEFENSE=LOGOR",
-              help="Conditional log-odds ratio vs the reference (repeatable).")
+@effect_option("logodds", "Conditional log-odds ratio vs the reference (repeatable).", old="--effect")
 @click.option("--baseline-rate", type=float, default=0.25, show_default=True)
 @click.option("--participant-sd", type=float, default=0.8, show_default=True)
 @click.option("--image-sd", type=float, default=0.5, show_default=True)
@@ -182,15 +180,8 @@ def power_cmd(output, pilot, config_path, defenses, effects, baseline_rate, part
             from analysis.load import read_export
             design = power.design_from_pilot(read_export(pilot), cfg, trials)
         else:
-            eff = {}
-            for e in effects:
-                name, _, val = e.partition("=")
-                try:
-                    eff[name.strip()] = float(val)
-                except ValueError:
-                    raise AnalysisError(f"--effect must be DEFENSE=LOGOR, got {e!r}") from None
             design = power.PowerDesign.build(defenses=tuple(x.strip() for x in defenses.split(",")),
-                                             effects=eff, baseline_rate=baseline_rate,
+                                             effects=effects, baseline_rate=baseline_rate,
                                              participant_sd=participant_sd, image_sd=image_sd,
                                              trials=trials, cfg=cfg)
         with atomic_dir(Path(output)) as tmp:

@@ -34,7 +34,7 @@ class PowerDesign:
         defenses = tuple(dict.fromkeys(defenses))
         unknown = set(effects) - set(defenses)
         if unknown:
-            raise AnalysisError(f"--effect names defenses not in --defenses: {', '.join(sorted(unknown))}")
+            raise AnalysisError(f"--effect-logodds names defenses not in --defenses: {', '.join(sorted(unknown))}")
         if not 0 < baseline_rate < 1:
             raise AnalysisError("baseline rate must be between 0 and 1")
         if trials < len(defenses):

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import click
 
+from contracts.cli_flags import output_option
+
 cli = click.Group("demo")
 
 
 @cli.command()
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Generation config (default: examples/mnist-demo.toml, the embedded MNIST demo).")
-@click.option("-o", "--out", "out", default=Path("runs/mnist-demo"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Folder for everything the demo writes.")
+@output_option("Folder for everything the demo writes.", dest="out", file_okay=False, path_type=Path,
+               default=Path("runs/mnist-demo"), show_default=True, old="--out")
 @click.option("--bots", default=30, show_default=True, type=click.IntRange(1, 10_000),
               help="Simulated participants per study.")
 @click.option("--host", default="127.0.0.1", show_default=True)

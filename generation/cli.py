@@ -8,13 +8,15 @@ from pathlib import Path
 
 import click
 
+from contracts.cli_flags import output_option
+
 cli = click.Group("generation")
 
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write the stimulus set into (not needed with --dry-run).")
+@output_option("Folder to write the stimulus set into (not needed with --dry-run).", dest="out", file_okay=False,
+               path_type=Path, old="--out")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1 ...")
 @click.option("--force", is_flag=True, help="Replace OUT if it holds another stimulus set.")
 @click.option("--dry-run", is_flag=True, help="Validate CONFIG and print the plan; train and write nothing.")
@@ -24,7 +26,7 @@ def generate(config: Path, out: Path | None, device: str, force: bool, dry_run: 
         _dry_run(config)
         return
     if out is None:
-        raise click.UsageError("Missing option '-o' / '--out' (or pass --dry-run).")
+        raise click.UsageError("Missing option '-o' / '--output' (or pass --dry-run).")
     _run_generate(config, out, device, force)
 
 

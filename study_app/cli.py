@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from contracts.cli_flags import effect_option, output_option
+
 log = logging.getLogger(__name__)
 
 cli = click.Group("study_app", help="Study app commands.")
@@ -313,12 +315,13 @@ def study_bot_token(study_id: str) -> None:
 @cli.command("bots")
 @click.option("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:5000")
 @click.option("--study", "study_id", required=True)
-@click.option("-n", "n", default=10, show_default=True, type=int)
+@click.option("-n", "--n-participants", "n", default=10, show_default=True, type=int,
+              help="simulated participants to run")
 @click.option("--stimuli", type=click.Path(file_okay=False), help="stimulus set folder (else read the DB)")
 @click.option("--model", type=click.Choice(["rater", "effect"]), default="rater", show_default=True)
 @click.option("--rater", default=None, help="rater model name (default: the first rater in the manifest)")
 @click.option("--noise", default=0.1, show_default=True, type=float, help="chance of a random answer")
-@click.option("--effect", "effects", multiple=True, help="DEFENSE=P: chance of naming the target (effect model)")
+@effect_option("prob", "chance of naming the target (effect model; repeatable)", old="--effect")
 @click.option("--concurrency", default=1, show_default=True, type=int)
 @click.option("--platform", type=click.Choice(["prolific", "mturk", "anonymous"]), default="prolific")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -331,13 +334,6 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
     from .bots import AnswerModel, BotError, Oracle, run_bots
     from .security import simulated_token_for
 
-    parsed = {}
-    for item in effects:
-        name, _, p = item.partition("=")
-        try:
-            parsed[name] = float(p)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: expected DEFENSE=PROBABILITY", param_hint="--effect") from None
     if stimuli:
         oracle = Oracle.from_stimulus_dir(stimuli)
     else:
@@ -345,7 +341,7 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
             oracle = Oracle.from_database(study_id)
     if not simulated_token:
         simulated_token = simulated_token_for(_app().config["SECRET_KEY"], study_id)
-    answer_model = AnswerModel(kind=model, rater=rater, noise=noise, effects=parsed)
+    answer_model = AnswerModel(kind=model, rater=rater, noise=noise, effects=effects)
     done = [0]
 
     def tick():
@@ -363,7 +359,7 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
 
 @cli.command("export")
 @click.option("--study", "study_id", required=True)
-@click.option("-o", "output", required=True, type=click.Path(dir_okay=False), help="FILE.csv or FILE.jsonl")
+@output_option("FILE.csv or FILE.jsonl", dir_okay=False, required=True)
 @click.option("--include-platform-ids", is_flag=True, help="add Prolific/MTurk ids (identifying!)")
 def export(study_id: str, output: str, include_platform_ids: bool) -> None:
     """Tidy export (docs/export.md) plus FILE.study.json with the design and its [analysis] section."""

@@ -128,7 +128,7 @@ def test_missing_file_and_database_without_study(tmp_path):
 
 def test_power_command(tmp_path):
     out = tmp_path / "power"
-    res = run("power", "-o", out, "--effect", "gradreg_y=1.0", "-n", "10,40", "--sims", "30", "--trials", "12")
+    res = run("power", "-o", out, "--effect-logodds", "gradreg_y=1.0", "-n", "10,40", "--sims", "30", "--trials", "12")
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out / "power.csv")
     assert table["n_participants"].tolist() == [10, 40]
@@ -144,7 +144,7 @@ def test_power_from_pilot(identify_export, tmp_path):
 
 
 def test_power_bad_effect(tmp_path):
-    res = CliRunner().invoke(main, ["power", "-o", str(tmp_path / "p"), "--effect", "nosuch=1"])
+    res = CliRunner().invoke(main, ["power", "-o", str(tmp_path / "p"), "--effect-logodds", "nosuch=1"])
     assert res.exit_code != 0 and "not in --defenses" in res.output
 
 

@@ -83,4 +83,4 @@ def test_the_image_shape_comes_from_the_idx_header_only(tmp_path):
 
 def test_generate_without_out_or_dry_run_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["generate", str(EXAMPLES[0])])
-    assert result.exit_code == 2 and "--out" in result.output
+    assert result.exit_code == 2 and "'--output'" in result.output

@@ -106,7 +106,7 @@ def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
     env = {**__import__("os").environ, **env_extra}
     with ServerProcess(db_url, tmp_path / "srv") as srv:
         out = subprocess.run([sys.executable, "-c", code, "bots", "--url", srv.url, "--study", sid, "-n", "3",
-                              "--model", "effect", "--effect", "gradreg_dbp=1", "--noise", "0"],
+                              "--model", "effect", "--effect-prob", "gradreg_dbp=1", "--noise", "0"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "3 bots completed, 18 responses" in out.stdout
