@@ -5,11 +5,6 @@ from __future__ import annotations
 from contracts.export import (  # noqa: F401  (re-exported: the analysis modules import them from here)
     COLUMN_NAMES,
     COLUMNS,
-    IMAGE_KINDS,
-    PARTICIPANT_STATES,
-    REVIEW_MARKS,
-    STIMULUS_DESIGNS,
-    STIMULUS_KINDS,
     TASK_TYPES,
     TRIAL_KINDS,
     names,

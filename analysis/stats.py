@@ -8,17 +8,14 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
-
+from statsmodels.stats.proportion import proportion_confint
 
 
 def wilson(p: np.ndarray | float, n: np.ndarray | float, alpha: float = 0.05):
-    """Wilson score interval for a proportion p observed on n units (n may be non-integer)."""
+    """Wilson score interval for a proportion p observed on n units (n may be non-integer): statsmodels'
+    `proportion_confint(method="wilson")`, called with the count p * n that the call sites do not keep."""
     p, n = np.asarray(p, float), np.asarray(n, float)
-    z = stats.norm.ppf(1 - alpha / 2)
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    return proportion_confint(p * n, n, alpha, method="wilson")
 
 
 def holm(p: pd.Series | np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ defenses and the size of the stimulus set. The derived files are written next to
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TASKS = ("identify", "rate", "compare")
@@ -66,23 +67,8 @@ def load_example(task: str) -> dict[str, Any]:
 
 
 def write_toml(data: dict[str, Any], path: Path, header: str) -> Path:
-    """A TOML writer for design files (tables of strings, numbers, booleans and string lists).
-
-    JSON's string escapes are valid TOML basic strings, so json.dumps quotes strings safely."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {type(v).__name__} to a design file")
-
-    lines = [f"# {line}" for line in header.splitlines()]
-    for table, fields in data.items():
-        lines += ["", f"[{table}]"] + [f"{k} = {value(v)}" for k, v in fields.items()]
+    """Write a design file (tomli-w), under a comment header saying where it came from."""
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(comments + "\n" + tomli_w.dumps(data), encoding="utf-8")
     return path

@@ -39,10 +39,6 @@ def _selected_logits(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tenso
     return logits.gather(1, classes[:, None]).squeeze(1)
 
 
-def _expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (x.dim() - 1)))
-
-
 def logit_gradient(model: nn.Module, x: torch.Tensor, classes: Classes = None, *,
                    create_graph: bool = False) -> torch.Tensor:
     """d Psi_c(x) / dx per example (Psi = logits); classes None = the predicted class. Shape of x."""

@@ -103,10 +103,6 @@ class Design:
         base = task_of(self.task).base_cells(self.defenses)
         return [cell_of(k, b) for k in self.stimuli.kinds for b in base]
 
-    @property
-    def n_trials_total(self) -> int:
-        return self.practice + self.trials + self.attention_checks
-
 
 # Consent, instructions and debrief: reading and answering, about three minutes together.
 FIXED_MINUTES = 3

@@ -30,10 +30,6 @@ class LoadedSet:
         return f"{ds}-{self.manifest.get('config_hash', '')[:12]}"
 
     @property
-    def models(self) -> list[dict[str, Any]]:
-        return list(self.manifest["models"])
-
-    @property
     def defended(self) -> list[str]:
         return [m["name"] for m in self.manifest["models"] if m.get("role", "defended") == "defended"]
 

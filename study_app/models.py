@@ -21,12 +21,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false as sql_false, true as sql_true
 
-from contracts.export import PARTICIPANT_STATES, REVIEW_MARKS, TASK_TYPES, TRIAL_KINDS  # noqa: F401
+from contracts.export import REVIEW_MARKS
 
 from .db import UTCDateTime, db, utcnow
 
 # The vocabularies live once, in contracts/export.py (the analysis reads the same ones).
-STATES = PARTICIPANT_STATES
 REVIEWS = REVIEW_MARKS
 
 

@@ -3,7 +3,6 @@ check its header: grayscale and colour stimuli (CIFAR-10, SVHN) alike, nothing a
 differently from what was verified (a header of unknown type, bit depth or interlace method)."""
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 
@@ -70,13 +69,3 @@ def strip_png(data: bytes) -> bytes:
     if not seen_end:
         raise NotAPNG("PNG has no IEND chunk")
     return b"".join(out)
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the IHDR chunk."""
-    w, h = struct.unpack(">II", data[16:24])
-    return w, h
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

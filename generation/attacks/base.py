@@ -1,7 +1,7 @@
 """Shared pieces of every attack: the result type, norms, success, loss gradients, seeding."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,6 @@ class AttackResult:
     success: torch.Tensor                       # bool (B,)
     norms: dict[str, torch.Tensor]              # l2, linf, l0 of (images - x), each (B,)
     budget: torch.Tensor | None = None          # until-success: smallest budget that worked (nan = none)
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @exact_fp32

@@ -62,6 +62,10 @@ def test_wilson_and_holm_match_statsmodels():
     rlo, rhi = proportion_confint([3, 0, 17], 20, method="wilson")
     np.testing.assert_allclose(lo, rlo)
     np.testing.assert_allclose(hi, rhi)
+    lo, hi = wilson(np.array([3, 0, 17]) / 20, 20, 0.1)
+    rlo, rhi = proportion_confint([3, 0, 17], 20, alpha=0.1, method="wilson")
+    np.testing.assert_allclose(lo, rlo)
+    np.testing.assert_allclose(hi, rhi)
     p = np.array([0.01, 0.04, 0.03, 0.2])
     np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
     assert not np.allclose(holm(p), multipletests(p)[1])  # the library default (Holm-Sidak) differs
@@ -71,6 +75,16 @@ def test_rates_are_means_of_participant_means(ident):
     r = identify.rates(ident, "target_hit", 0.05, ["defense"]).set_index("defense")
     pm = ident.groupby(["defense", "participant_id"])["target_hit"].mean().groupby("defense").mean()
     np.testing.assert_allclose(r["rate"], pm.loc[r.index])
+
+
+def test_rate_intervals_are_statsmodels_wilson_on_participants(ident):
+    """The call site: each cell's interval is proportion_confint's Wilson on n participants, at the given alpha."""
+    r = identify.rates(ident, "target_hit", 0.1, ["defense", "attack"])
+    lo, hi = proportion_confint(r["rate"] * r["n_participants"], r["n_participants"], alpha=0.1, method="wilson")
+    np.testing.assert_allclose(r["ci_low"], lo)
+    np.testing.assert_allclose(r["ci_high"], hi)
+    wider = identify.rates(ident, "target_hit", 0.05, ["defense", "attack"])
+    assert (r["ci_high"] - r["ci_low"] < wider["ci_high"] - wider["ci_low"]).all()  # alpha reaches the call
 
 
 def test_pairwise_by_participant_is_a_paired_t_test(ident):

@@ -1,0 +1,42 @@
+"""The demo's design files (demo/designs.py, written with tomli-w) read back as exactly what was written: every
+example design, the designs the demo derives from them, and strings TOML must escape; the study app loads them."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from demo.designs import EXAMPLES, TASKS, derive, write_toml
+from study_app.design import load_design
+
+EXAMPLE_DESIGNS = sorted(EXAMPLES.glob("design-*.toml"))
+
+
+def test_there_are_example_designs():
+    assert len(EXAMPLE_DESIGNS) >= len(TASKS)
+
+
+@pytest.mark.parametrize("example", EXAMPLE_DESIGNS, ids=lambda p: p.name)
+def test_every_example_design_reads_back_unchanged(tmp_path, example):
+    data = tomllib.loads(example.read_text(encoding="utf-8"))
+    path = write_toml(data, tmp_path / "d.toml", "a header")
+    assert tomllib.loads(path.read_text(encoding="utf-8")) == data
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_derived_design_reads_back_unchanged_under_its_header(tmp_path, task):
+    data = derive(task, ["normal", "gradreg_y", "distill"], 6)
+    path = write_toml(data, tmp_path / "new" / f"{task}.toml", "Written by `advlegit demo`\nfrom the examples.")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Written by `advlegit demo`\n# from the examples.\n\n[")
+    assert tomllib.loads(text) == data
+    design = load_design(path)
+    assert design.defenses == ["normal", "gradreg_y", "distill"] and design.trials == 6
+
+
+def test_strings_toml_must_escape_survive(tmp_path):
+    data = {"consent": {"text": 'a "quoted" \\ back\\slash\nnew line\ttab — Ziffer ä {minutes}'},
+            "study": {"defenses": ["a'b", 'c"d'], "flag": True, "rate": 0.25, "n": 3}}
+    path = write_toml(data, tmp_path / "d.toml", "")
+    assert tomllib.loads(path.read_text(encoding="utf-8")) == data
