@@ -175,12 +175,12 @@ def study_clone(study_id: str, stimuli: str, design_path: str | None) -> None:
 
 @study_group.command("list")
 def study_list() -> None:
+    """One line per study: id, status, task type, name."""
     from sqlalchemy import select
 
     from .db import db
     from .models import Study
 
-    """One line per study: id, status, task type, name."""
     with _app().app_context():
         studies = db.session.scalars(select(Study).order_by(Study.created_at)).all()
         for s in studies:

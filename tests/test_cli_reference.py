@@ -1,0 +1,30 @@
+"""docs/cli.md is generated from the click commands; it must match them."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_page_matches_the_commands():
+    ref = _script()
+    assert ref.PAGE.read_text(encoding="utf-8") == ref.render(), "run: python scripts/cli_reference.py"
+
+
+def test_every_command_has_a_section_and_no_old_spelling_shows():
+    ref = _script()
+    import advlegit
+
+    text = ref.render()
+    for name, _ in ref._commands(advlegit.main):
+        assert f"\n## advlegit {name}\n" in text, name
+    body = text[text.index("\n## advlegit\n"):]
+    assert "--out " not in body and "--effect " not in body
