@@ -48,6 +48,8 @@ def output_option(help: str, *, dest: str = "output", file_okay: bool = True, di
                   path_type: type | None = None, required: bool = False, default: Any = None,
                   show_default: bool = False, old: str | None = None) -> Decorator:
     """`-o/--output PATH`; `old` ("--out") is a command's earlier spelling, kept hidden and deprecated."""
+    if required and old:
+        raise TypeError("a required -o/--output cannot take an old spelling (click would ask for -o first)")
     kind = click.Path(file_okay=file_okay, dir_okay=dir_okay, writable=True, path_type=path_type)
     return _with_old_spelling(
         click.option(*OUTPUT_FLAGS, dest, type=kind, required=required, default=default, show_default=show_default,

@@ -42,9 +42,18 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
             yield " ".join(path), command
 
 
-def _help(command: click.Command, name: str, parent: click.Context) -> str:
-    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
-    return command.get_help(ctx)
+def _help(command: click.Command, name: str, parent: click.Context | None) -> str:
+    settings = command.context_settings if parent is None else {}
+    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH,
+                        **settings)
+    # click (>= 8.1.8) caches a command's help option from the first context that asked, which may have been a
+    # package's own group (plain --help) rather than advlegit's (-h/--help): build it afresh for this context.
+    cached = getattr(command, "_help_option", None)
+    command._help_option = None
+    try:
+        return command.get_help(ctx)
+    finally:
+        command._help_option = cached
 
 
 def render() -> str:
@@ -52,11 +61,10 @@ def render() -> str:
     import advlegit
     from contracts.cli_flags import DEPRECATED
 
-    root = click.Context(advlegit.main, info_name="advlegit", terminal_width=WIDTH, max_content_width=WIDTH,
-                         **advlegit.main.context_settings)
+    root = click.Context(advlegit.main, info_name="advlegit", **advlegit.main.context_settings)
     parts = [HEAD]
     parts += [f"- `{old}`: now {new}\n" for old, new in DEPRECATED.items()]
-    parts.append(f"\n## advlegit\n\n```\n{advlegit.main.get_help(root)}\n```\n")
+    parts.append(f"\n## advlegit\n\n```\n{_help(advlegit.main, 'advlegit', None)}\n```\n")
     for name, command in _commands(advlegit.main):
         parts.append(f"\n## advlegit {name}\n\n```\n{_help(command, name, root)}\n```\n")
     return "".join(parts)
