@@ -114,8 +114,9 @@ def main() -> None:
 
     lines = ["## Generation: attacks and training steps (`benchmarks/bench_generation.py`)", "",
              "Same model (Ross MNIST CNN, full width, 150 training steps) and same batch for every "
-             "column; best of %d interleaved runs after a warm-up (JSMA: 1 run); torch threads = %d. advlegit's "
-             "attacks also return the success mask and norms (one more forward pass than the others)." % (r, torch.get_num_threads()), "",
+             f"column; best of {r} interleaved runs after a warm-up (JSMA: 1 run); torch threads = "
+             f"{torch.get_num_threads()}. advlegit's attacks also return the success mask and norms (one more "
+             "forward pass than the others).", "",
              "| attack | images | advlegit (s) | torchattacks (s) | bare torch loop (s) | speed-up vs torchattacks | advlegit / bare |",
              "|---|---|---|---|---|---|---|"]
     for name, count, o, t, b in rows:

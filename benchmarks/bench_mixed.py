@@ -115,7 +115,7 @@ def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float
                               engine="python")
         dt = time.perf_counter() - t
         t_py, n = t_py + dt, n + 1
-        sd = dict(zip(res.random["factor"], res.random["sd"]))
+        sd = dict(zip(res.random["factor"], res.random["sd"], strict=False))
         new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p, "df": r.df,
                 "sd_participant": sd.get("participant_id", np.nan), "sd_image": sd.get("stimulus_id", np.nan),
                 "converged": res.converged, "seconds": dt}
@@ -306,7 +306,7 @@ def render(results: list[dict], alpha: float) -> str:
                   f"coverage Py (z) | coverage R | coverage R (Hessian) | rejection Py (z) | rejection R |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for t in res["terms"]:
-            g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: E731
+            g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: B023, E731
             lines.append(f"| {t['term']} | {t['true']:g} | {g('se_ratio_mean')} [{g('se_ratio_min')}, "
                          f"{g('se_ratio_max')}] | {g('se_ratio_hess_median') if 'se_ratio_hess_median' in t else g('se_ratio_hess_mean')} | {g('est_diff_max')} | "
                          f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} | {g('reject_r')} |")

@@ -81,9 +81,9 @@ def estimate(path: Path, steps: int) -> tuple[list[str], float, float]:
         if spec.load is not None:
             continue
         arch = (spec.architecture, spec.width, spec.batch_size)
-        build = lambda: build_model(spec.architecture, in_channels=shape[0], num_classes=classes,  # noqa: E731
-                                    image_size=shape[-1], width=spec.width, dropout=spec.dropout,
-                                    batch_norm=spec.batch_norm)
+        build = lambda: build_model(spec.architecture, in_channels=shape[0], num_classes=classes,  # noqa: B023, E731
+                                    image_size=shape[-1], width=spec.width, dropout=spec.dropout,  # noqa: B023
+                                    batch_norm=spec.batch_norm)  # noqa: B023
         torch.manual_seed(0)
         if arch not in plain:
             plain[arch] = step_seconds(build(), "normal", {}, shape, spec.batch_size, classes, steps)

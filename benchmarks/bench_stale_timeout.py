@@ -50,10 +50,10 @@ def measure(kind: str, stale: int, repeats: int) -> dict:
             client = app.test_client()
 
             def start() -> float:
-                token = re.search(r"/p/([^/]+)/", client.get(f"/s/{study}").headers["Location"]).group(1)
-                client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf_of(token)})
+                token = re.search(r"/p/([^/]+)/", client.get(f"/s/{study}").headers["Location"]).group(1)  # noqa: B023
+                client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf_of(token)})  # noqa: B023
                 t0 = time.perf_counter()
-                resp = client.post(f"/p/{token}/instructions", data={"csrf": csrf_of(token)})
+                resp = client.post(f"/p/{token}/instructions", data={"csrf": csrf_of(token)})  # noqa: B023
                 elapsed = time.perf_counter() - t0
                 assert resp.status_code == 303 and resp.headers["Location"].endswith("/task"), resp.status_code
                 return elapsed

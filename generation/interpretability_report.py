@@ -65,7 +65,7 @@ def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
     cols = min(4, len(models))
     rows = int(np.ceil(len(models) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
-    for ax, (name, r) in zip(axes.flat, models.items()):
+    for ax, (name, r) in zip(axes.flat, models.items(), strict=False):
         a = np.array([np.nan if v is None else v for v in r["per_image"]["alignment"]], dtype=float)
         rt = np.array([np.nan if v is None else v for v in r["per_image"]["linearized_robustness"]], dtype=float)
         ax.scatter(rt, a, s=9, alpha=0.7, label="linearized ρ̃")

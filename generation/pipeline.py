@@ -117,7 +117,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
     # Attacks under autocast (bf16); every flag, norm and prediction recorded below is an fp32 pass.
     stimuli, design = _under(resolved, dev, defended, lambda: make_stimuli(pairs, defended, cfg.stimuli))
-    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli]))):
+    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli])), strict=False):
         s.predictions = p
         if s.kind != "adversarial":  # a control "succeeds" as its twin would: its model says the target
             s.success = p[s.defense]["label"] == s.target
@@ -165,9 +165,10 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
         per_seed.append(_cached_json("evaluation", {"checkpoints": sha, "eval": asdict(cfg.evaluation),
                                                     "data": asdict(cfg.data), "dataset": dataset.sha256,
                                                     **_precision_key(resolved)},
-                                     lambda: _under(resolved, x_test.device, models,
-                                                    lambda: evaluate(models, {**models, **raters}, x_test,
-                                                                     y_test, cfg.evaluation))))
+                                     lambda models=models, raters=raters: _under(
+                                         resolved, x_test.device, models,
+                                         lambda: evaluate(models, {**models, **raters}, x_test, y_test,
+                                                          cfg.evaluation))))
     return summarize(cfg.training.seeds, per_seed)
 
 
@@ -208,7 +209,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     images.mkdir()
     figures.mkdir()
     source_entries = []
-    for src, preds in zip(sources, source_predictions):
+    for src, preds in zip(sources, source_predictions, strict=False):
         rel = f"images/{src.id}.png"
         write_png(folder / rel, src.image.cpu().numpy())
         source_entries.append({"id": src.id, "kind": "clean", "twin": None, "image": rel,

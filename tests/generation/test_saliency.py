@@ -204,7 +204,7 @@ def test_ig_with_create_graph_gives_the_right_weight_gradients(gap, x):
     ig = S.integrated_gradients(gap, x, CLASSES, steps=5, create_graph=True)
     grads = torch.autograd.grad(ig.abs().sum(), list(gap.parameters()), allow_unused=True)
     ref = _reference_ig_weight_grads(gap, x, CLASSES, steps=5)
-    for (name, p), g in zip(gap.named_parameters(), grads):
+    for (name, p), g in zip(gap.named_parameters(), grads, strict=False):
         torch.testing.assert_close(torch.zeros_like(p) if g is None else g, ref[name], **TOL)
     assert sum(g.abs().sum() for g in grads if g is not None) > 0
     with pytest.raises(RuntimeError):  # without create_graph the attribution is a constant
@@ -259,5 +259,5 @@ def test_cuda_matches_cpu(gap, x):
     model = GapCNN(width=0.25).double().eval()
     model.load_state_dict(gap.state_dict())
     cuda_model, xc, cc = model.cuda(), x.cuda(), CLASSES.cuda()
-    for name, fn in S.METHODS.items():
+    for _name, fn in S.METHODS.items():
         torch.testing.assert_close(fn(cuda_model, xc, cc).cpu(), fn(gap, x, CLASSES), rtol=1e-7, atol=1e-10)
