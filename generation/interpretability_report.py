@@ -141,7 +141,8 @@ def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, fol
              f"ε = {cfg.attack_epsilon}, {cfg.attack_steps} steps × {cfg.attack_step_size}, k = {cfg.attack_k}, "
              f"{cfg.attack_restarts} restart(s), softplus β = {cfg.softplus_beta}, best iterate by "
              f"{cfg.attack_select}; top-k intersection at k = {cfg.top_k} and Kendall's τ between the "
-             "true label's |IG| maps before and after, over the correctly classified digits only. α, ρ̃: Etmann et al.; ρ: smallest L2 of "
+             "true label's |IG| maps before and after, over the correctly classified digits only. "
+             "α, ρ̃: Etmann et al.; ρ: smallest L2 of "
              f"{', '.join(cfg.robustness_attacks) or '—'}.",
              "",
              "| " + " | ".join(head[k] for k in keys) + " |",

@@ -109,7 +109,8 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
         metrics = {**metrics, "seeds": _seed_summary(cfg, trained, metrics, dataset, x_test, y_test, resolved)}
 
     if cfg.interpretability.enabled:
-        metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
+        metrics = {**metrics,
+                   "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
 
     log.info("making stimuli: design %s, %s against %d defenses", cfg.stimuli.design, cfg.stimuli.attack,
              len(defended))
@@ -179,7 +180,8 @@ _PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
 def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_test, y_test) -> dict[str, Any]:
     ic = cfg.interpretability
     log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
-    key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended}, "data": asdict(cfg.data), "dataset": dataset.sha256,
+    key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended},
+           "data": asdict(cfg.data), "dataset": dataset.sha256,
            "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
     return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
 
@@ -213,7 +215,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         rel = f"images/{src.id}.png"
         write_png(folder / rel, src.image.cpu().numpy())
         source_entries.append({"id": src.id, "kind": "clean", "twin": None, "image": rel,
-                               "sha256": sha256_file(folder / rel), "source_index": src.index, "true_label": src.label, "predictions": preds})
+                               "sha256": sha256_file(folder / rel), "source_index": src.index,
+                               "true_label": src.label, "predictions": preds})
     saliency = {}
     if cfg.interpretability.enabled and cfg.interpretability.export_saliency:
         saliency = export_stimulus_saliency(folder, stimuli, {n: t.model for n, t in trained.items()},

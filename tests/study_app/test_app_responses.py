@@ -99,7 +99,8 @@ def test_participants_cannot_touch_each_others_trials(app, client, study_id):
     assert r.status_code == 409 and r.get_json()["error"] == "uuid_conflict"
     # Unknown or guessed tokens (including B's pseudonymous id) reach nothing.
     with app.app_context():
-        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "bob"))  # Prolific ids are stored in lower case
+        # Prolific ids are stored in lower case
+        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "bob"))
     for fake in (pid_b, "x" * 43, a[:-1] + ("A" if a[-1] != "A" else "B")):
         assert client.get(f"/api/p/{fake}/trials").status_code == 404
         assert post(client, fake, answer_body(1, "1")).status_code == 404
