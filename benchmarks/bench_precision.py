@@ -227,7 +227,7 @@ def main() -> None:
 
 CPU capability (`torch.backends.cpu.get_cpu_capability()`): **{cap}**; oneDNN bf16 supported:
 **{bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}**; so `precision = "auto"` resolves to
-**{precision.resolve("auto", "cpu")}** here. Load average (1/5/15 min) at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f},
+**{precision.resolve("auto", "cpu")}** here. Load average (1/5/15 min) at start {"/".join(f"{v:.1f}" for v in load)},
 at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} (2 cores shared with other jobs); one torch thread.
 Seeds {seeds}; mean [95 % t-interval across seeds]. Small on purpose: ross_cnn width 0.25 trained
 {train_steps} steps on 2,000 embedded MNIST digits, {n_images} test digits per seed per attack. No GPU was lent

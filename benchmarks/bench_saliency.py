@@ -8,7 +8,8 @@
   weights a training loss adds).
 
 Runs are interleaved (a, b, c, a, b, c, ...) after a warm-up each; a ratio is the median over
-rounds of the two times within a round, so drift in machine load hits both sides alike. Writes its section of BENCHMARKS.md.
+rounds of the two times within a round, so drift in machine load hits both sides alike. Writes its section
+of BENCHMARKS.md.
 
     .venv/bin/python benchmarks/bench_saliency.py [--repeats 9] [--width 0.5]
 """

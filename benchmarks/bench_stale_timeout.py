@@ -114,7 +114,8 @@ def main() -> None:
     body = "\n".join([
         "## One Start after a backlog of abandoned sessions (`benchmarks/bench_stale_timeout.py`)", "",
         f"After a warm-up Start, {args.stale:,} anonymous arrivals quiet past the timeout, then one Start (it "
-        f"times them all out), then another Start; server time of the request, in process, median of {args.repeats} fresh databases.", "",
+        f"times them all out), then another Start; server time of the request, in process, median of "
+        f"{args.repeats} fresh databases.", "",
         "| code | database | Start that times the backlog out | next Start |", "|---|---|---|---|", *rows, "",
         f"Load average during the run: {'/'.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine).",
     ])
