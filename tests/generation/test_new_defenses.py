@@ -21,7 +21,13 @@ FAST = {  # small inner loops: the tests check wiring and gradients, not robustn
     "int": {"steps": 2, "step_size": 0.1},
     "int2": {"steps": 2, "step_size": 0.1},
 }
-COEFFICIENT = {"etmann_gradreg": "lambda_", "ig_norm": "lambda_", "ig_sum_norm": "beta", "int": "gamma", "int2": "gamma"}
+COEFFICIENT = {
+    "etmann_gradreg": "lambda_",
+    "ig_norm": "lambda_",
+    "ig_sum_norm": "beta",
+    "int": "gamma",
+    "int2": "gamma",
+}
 
 
 def _model(kind: str, seed: int = 0) -> torch.nn.Module:

@@ -41,7 +41,9 @@ def test_logit_gradient_matches_captum_saliency(gap, ross, x):
         ref = Saliency(model).attribute(x, target=CLASSES, abs=False)
         torch.testing.assert_close(ours, ref, **TOL)
         predicted = model(x).argmax(1)
-        torch.testing.assert_close(S.logit_gradient(model, x), Saliency(model).attribute(x, target=predicted, abs=False), **TOL)
+        torch.testing.assert_close(
+            S.logit_gradient(model, x), Saliency(model).attribute(x, target=predicted, abs=False), **TOL
+        )
     torch.testing.assert_close(S.logit_gradient(gap, x, 4), Saliency(gap).attribute(x, target=4, abs=False), **TOL)
 
 
@@ -73,7 +75,9 @@ def test_smoothgrad_is_seeded_and_its_noise_has_the_requested_scale(gap, x):
     assert not torch.allclose(a, S.smoothgrad(gap, x, CLASSES, n=4, sigma=0.2, seed=8))
     # A linear model's gradient ignores the noise: SmoothGrad == gradient, whatever sigma.
     linear = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
-    torch.testing.assert_close(S.smoothgrad(linear, x, CLASSES, n=3, sigma=0.5), S.logit_gradient(linear, x, CLASSES), **TOL)
+    torch.testing.assert_close(
+        S.smoothgrad(linear, x, CLASSES, n=3, sigma=0.5), S.logit_gradient(linear, x, CLASSES), **TOL
+    )
     # sigma is a fraction of the input range: sigma=0.1 over a range of 2 is a std of 0.2.
     g = torch.Generator().manual_seed(0)
     expected = torch.stack([torch.randn(x.shape, generator=g, dtype=x.dtype) * 0.2 for _ in range(2)])

@@ -125,7 +125,9 @@ def test_double_submitted_start_allocates_once(app, server_process, stimulus_dir
     with app.app_context():
         logs = dict(db.session.execute(select(AllocationLog.participant_id, func.count())
                                        .group_by(AllocationLog.participant_id)).all())
-        trials = dict(db.session.execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all())
+        trials = dict(
+            db.session.execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all()
+        )
     assert len(logs) == 70 and set(logs.values()) == {1} and set(trials.values()) == {1}
     for state, _code, _n, moves in db_state.values():
         assert state == "in_task"

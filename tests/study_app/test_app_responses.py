@@ -236,9 +236,11 @@ def test_fuzzed_bodies_never_crash_and_store_only_valid_answers(app, client, stu
     from hypothesis import strategies as st
 
     token = start_participant(client, study_id)
-    junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                        max_leaves=6)
+    junk = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=6,
+    )
     fields = ["uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width",
               "device_pixel_ratio"]
 

@@ -305,7 +305,9 @@ def test_a_running_study_survives_the_upgrade_from(revision, reference, old_db, 
             for token in unfinished:
                 p = db.session.scalar(select(Participant).where(Participant.access_token == token))
                 assert p.state == "code_issued", (p.platform_pid, p.state)
-                indexes = sorted(db.session.scalars(select(Response.trial_index).where(Response.participant_id == p.id)))
+                indexes = sorted(
+                    db.session.scalars(select(Response.trial_index).where(Response.participant_id == p.id))
+                )
                 assert indexes == list(range(p.n_trials)), p.platform_pid  # each answer once, every pointer moved
                 n_trials = len(db.session.scalars(select(Trial.id).where(Trial.participant_id == p.id)).all())
                 assert n_trials == p.n_trials and p.next_trial_index == p.n_trials
