@@ -93,7 +93,8 @@ def bradley_terry(d: pd.DataFrame, reference: str, n_boot: int, alpha: float,
     cid = agg.merge(cells.reset_index(), on=["l", "r"])["index"].to_numpy()
     pids = pd.factorize(agg["participant_id"])[0]
     P, C, k = pids.max() + 1, len(cells), len(defenses)
-    ones = np.zeros((P, C)); tot = np.zeros((P, C))
+    ones = np.zeros((P, C))
+    tot = np.zeros((P, C))
     np.add.at(ones, (pids, cid), agg["sum"].to_numpy())
     np.add.at(tot, (pids, cid), agg["size"].to_numpy())
     L, R = cells["l"].to_numpy(), cells["r"].to_numpy()

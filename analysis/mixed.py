@@ -270,7 +270,7 @@ class _Laplace:
         """Gradient of Q and the pieces of N = -Hessian: diagonal D of the eliminated factor,
         B (its coupling to the dense rest), R (the dense rest)."""
         th, b, vs, g, h, extra = parts
-        X, nt, k = self.X, self.nt, self.k
+        X, nt, _k = self.X, self.nt, self.k
         negh = -h
         # fixed gradient / hessian
         gb = X.T @ g
@@ -278,7 +278,7 @@ class _Laplace:
         Rff_b = X.T @ Xw
         if nt:
             la, lc, Haa, Hcc, Hac = extra
-            yi, K = self.yi, self.K
+            yi, _K = self.yi, self.K
             gth = np.bincount(yi[self.hi], la[self.hi], nt) + np.bincount(yi[self.lo] - 1, lc[self.lo], nt)
             Hth = np.zeros((nt, nt))
             Hth[np.diag_indices(nt)] = -(np.bincount(yi[self.hi], Haa[self.hi], nt)
@@ -373,7 +373,7 @@ class _Laplace:
     def _newton(self, sig, w0, tol=1e-9, maxit=100, fixed_free=True):
         w = w0.copy()
         Q, parts = self._objective(w, sig)
-        for it in range(maxit):
+        for it in range(maxit):  # noqa: B007
             gfix, Rff, gv, Dv, Fv, negh = self._system(sig, parts)
             if not fixed_free:  # mode of v given the fixed parameters: freeze their rows
                 gfix = np.zeros_like(gfix)
@@ -485,7 +485,8 @@ class _Laplace:
             ok = True
         else:
             x0 = np.full(self.m, 0.5)
-            f = lambda s: self.deviance(s)[0]
+            def f(s):
+                return self.deviance(s)[0]
             res = optimize.minimize(f, x0, method="L-BFGS-B", bounds=[(0.0, 10.0)] * self.m,
                                     options={"maxiter": 200, "ftol": 1e-10, "gtol": 1e-6, "eps": 1e-5})
             sig = res.x
@@ -565,7 +566,7 @@ def _fit_r(y, X: pd.DataFrame, factors: dict[str, np.ndarray], family: str, time
         tmp = Path(tmp)
         frame = pd.DataFrame(X.to_numpy(float), columns=names)
         frame.insert(0, "y", y)
-        for rn, c in zip(rnames, factors.values()):
+        for rn, c in zip(rnames, factors.values(), strict=False):
             frame[rn] = np.char.add("L", c.astype(str))
         frame.to_csv(tmp / "d.csv", index=False, float_format="%.17g")
         (tmp / "meta.txt").write_text(",".join(names) + "\n" + ",".join(rnames) + "\n")
@@ -579,10 +580,10 @@ def _fit_r(y, X: pd.DataFrame, factors: dict[str, np.ndarray], family: str, time
         coef = pd.read_csv(out[0])
         vc = pd.read_csv(out[1])
         info = out[2].read_text().splitlines()
-    back = dict(zip(names, X.columns))
+    back = dict(zip(names, X.columns, strict=False))
     coef["term"] = coef["term"].map(lambda t: back.get(t, t))
-    vc["factor"] = vc["factor"].map(dict(zip(rnames, factors.keys())))
-    return coef, vc, info[0], [l for l in info[1:] if l.strip()]
+    vc["factor"] = vc["factor"].map(dict(zip(rnames, factors.keys(), strict=False)))
+    return coef, vc, info[0], [line for line in info[1:] if line.strip()]
 
 
 # ---------------------------------------------------------------- public API
@@ -679,7 +680,7 @@ def fit_mixed(d: pd.DataFrame, outcome: str, *, family: str = "binomial",
         sds = sig
         engine_name = ("Python Laplace GLMM (analysis.mixed, penalized IRLS + profiled variances, "
                        "vcov conditional on the variances)")
-        for f_, s_ in zip(factors, sig):
+        for f_, s_ in zip(factors, sig, strict=False):
             if s_ < 1e-4:
                 notes.append(f"random intercept {f_!r}: variance estimated as 0 (singular fit)")
     # absurd standard errors: not identified (separation); never printed as numbers

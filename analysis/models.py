@@ -251,7 +251,8 @@ def mixed_model(task: str, d: pd.DataFrame, cfg: AnalysisConfig, ref: str) -> Mo
     elif task in RATING_TASKS:
         det = rating_stats.ordinal_model(d, ref, cfg.alpha)
         q = stats.t.ppf(1 - cfg.alpha / 2, det["df"].astype(float))
-        method = f"proportional-odds mixed model rating ~ defense + (1|participant) + (1|image) ({det.attrs.get('engine', '')})"
+        engine = det.attrs.get("engine", "")
+        method = f"proportional-odds mixed model rating ~ defense + (1|participant) + (1|image) ({engine})"
         tab = _tidy(task, "mixed", "log odds (higher rating)", method, det["term"], det["log_odds"], det["se"],
                     det["log_odds"] - q * det["se"], det["log_odds"] + q * det["se"], level,
                     det["log_odds"] / det["se"], det["df"], det["p"])

@@ -127,7 +127,8 @@ def primary_identify(d: pd.DataFrame, cfg: AnalysisConfig, ref: str, outcome: st
     return out[cols], notes
 
 
-def primary_rate(d: pd.DataFrame, cfg: AnalysisConfig, ref: str, adjust: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
+def primary_rate(d: pd.DataFrame, cfg: AnalysisConfig, ref: str,
+                 adjust: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
     """rating ~ defense (+ norm) by least squares, cluster-robust (participant and group): the mean
     difference in rating points of the target class between defenses."""
     d = designs.adversarial_only(d)
@@ -447,7 +448,8 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
         summary["models"].append(mixed)
         ordm = mixed.detail
         note = (f"Proportional-odds (cumulative) logit with crossed random intercepts for participant and image; "
-                f"{lv} Wald intervals with a t reference (df: containment degrees of freedom). Odds ratio > 1: higher ratings.")
+                f"{lv} Wald intervals with a t reference (df: containment degrees of freedom). "
+                "Odds ratio > 1: higher ratings.")
         if ordm.attrs.get("engine"):
             note += f" Engine: {ordm.attrs['engine']}."
         if ordm.attrs.get("notes"):

@@ -199,7 +199,8 @@ def deviations(plan: dict, cfg: AnalysisConfig, tasks: list[str], defenses: dict
     pd_ = plan.get("stimulus_design", "")
     if pd_ and design and pd_ != design:
         out.append(f"stimulus design: planned {pd_}, the export says {design}")
-    if pd_ and designs.norm_fixed(pd_) != designs.norm_fixed(design):  # unknown in the plan: it said "unless matched_norm"
+    # unknown in the plan: it said "unless matched_norm"
+    if pd_ and designs.norm_fixed(pd_) != designs.norm_fixed(design):
         out.append("covariates: the plan " + ("does not adjust" if designs.norm_fixed(pd_) else "adjusts")
                    + " for the L2 norm, the analysis " + ("does not" if designs.norm_fixed(design) else "does")
                    + f" (stimulus design {design or 'unknown'})")

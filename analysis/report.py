@@ -58,7 +58,7 @@ def md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(cols, row)) + " |")
+        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(cols, row, strict=False)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -69,7 +69,8 @@ def _primary_line(task: str, p: dict, cfg: AnalysisConfig) -> str:
                 "trials of this pair); no usable estimate.\n")
     lvl = p.get("ci_level") or cfg.level
     if "mean_diff" in p:
-        eff = f"mean difference {fmt_num(p['mean_diff'])} rating points [{lvl} CI {fmt_num(p['ci_low'])}, {fmt_num(p['ci_high'])}]"
+        eff = (f"mean difference {fmt_num(p['mean_diff'])} rating points "
+               f"[{lvl} CI {fmt_num(p['ci_low'])}, {fmt_num(p['ci_high'])}]")
     else:
         eff = (f"odds ratio {fmt_num(p['odds_ratio'])} [{lvl} CI {fmt_num(p['or_ci_low'])}, "
                f"{fmt_num(p['or_ci_high'])}]")

@@ -177,7 +177,8 @@ def cluster_logit(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray
         bse = np.sqrt(np.clip(np.diag(V), 0, None))
     cov = pd.DataFrame(V, index=X.columns, columns=X.columns)
     params = np.asarray(res.params, float)
-    bad = [c for c, s, b in zip(X.columns, bse, params) if not np.isfinite(s) or s > SE_MAX or abs(b) > B_MAX]
+    bad = [c for c, s, b in zip(X.columns, bse, params, strict=False)
+           if not np.isfinite(s) or s > SE_MAX or abs(b) > B_MAX]
     for c in X.columns:  # a 0/1 column whose rows are all hits or all misses: (quasi-)separation
         x = X[c].to_numpy(float)
         if c != "Intercept" and c not in bad and np.isin(x, (0.0, 1.0)).all() and x.any():

@@ -18,7 +18,9 @@ def write_section(name: str, body: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = f"{start}\n{body.rstrip()}\n\n_Measured {stamp} on {machine()}._\n{end}"
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\nEvery number here comes from a script in `benchmarks/`; rerun it to refresh its section.\n"
+    header = ("# Benchmarks\n\nEvery number here comes from a script in `benchmarks/`; "
+              "rerun it to refresh its section.\n")
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else header
     if start in text and end in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:

@@ -65,8 +65,10 @@ def mixed_only(engine: str, write: bool) -> None:
     text = (f"## Mixed model at 100k responses (benchmarks/bench_analysis.py --mixed-only --engine {engine})\n\n"
             f"`fit_mixed(target_hit ~ defense + (1|participant) + (1|image))` on all {int(nobs):,} main "
             f"responses of the bench_analysis design (1,000 participants, 1,800 images), no subsampling.\n\n"
-            f"| engine | wall s | CPU s (fit process) | peak RSS MiB (fit process) | peak RSS MiB (R child) | load average |\n"
-            f"|---|---|---|---|---|---|\n| {engine} | {wall} | {cpu} | {rss} | {rss_r if rss_r != '0' else '–'} | {load:.1f} |\n\n"
+            "| engine | wall s | CPU s (fit process) | peak RSS MiB (fit process) | peak RSS MiB (R child) "
+            "| load average |\n"
+            f"|---|---|---|---|---|---|\n| {engine} | {wall} | {cpu} | {rss} | {rss_r if rss_r != '0' else '–'} "
+            f"| {load:.1f} |\n\n"
             "The Python engine runs single-threaded BLAS (OPENBLAS_NUM_THREADS=1); wall time depends on the "
             "machine's load, CPU time much less.")
     if write:
@@ -135,9 +137,11 @@ def full_report(r_crosscheck: str, keep: str | None, write: bool, participants: 
     text = "\n".join([
         "## Full report at 100k responses (benchmarks/bench_analysis.py)", "",
         f"`advlegit analyze` on {n_main:,} main identify responses ({participants:,} participants × 100 trials, "
-        f"6 defenses, 1,800 images), defaults (`--r-crosscheck {r_crosscheck}`: R is skipped at this size), the mixed model "
+        f"6 defenses, 1,800 images), defaults (`--r-crosscheck {r_crosscheck}`: R is skipped at this size), "
+        "the mixed model "
         f"on every response ({'SUBSAMPLED: see the report' if subsampled else 'no subsampling'}).", "",
-        "| wall s | CPU s (user+sys, analyze process and its children) | peak RSS MiB | cores | load average before (1/5/15 min) | after |",
+        "| wall s | CPU s (user+sys, analyze process and its children) | peak RSS MiB | cores "
+        "| load average before (1/5/15 min) | after |",
         "|---|---|---|---|---|---|",
         f"| {wall:.1f} | {cpu:.1f} | {peak:.0f} | {os.cpu_count()} | {la(load_before)} | {la(load_after)} |", "",
         f"BLAS threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; niceness "

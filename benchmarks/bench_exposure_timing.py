@@ -115,8 +115,8 @@ def summarise(rows: list[dict]) -> dict:
     mask_err = [float(r["mask_ms_measured"]) - 200 for r in rows]
     within = [r["exposure_missed"] == "false" for r in rows]
     return {"n": len(rows), "hz": statistics.median(hz), "hz_min": min(hz), "hz_max": max(hz),
-            "within": sum(within) / len(rows), "mask_within": sum(abs(e) <= 1000 / h + 0.5
-                                                                  for e, h in zip(mask_err, hz)) / len(rows),
+            "within": sum(within) / len(rows),
+            "mask_within": sum(abs(e) <= 1000 / h + 0.5 for e, h in zip(mask_err, hz, strict=False)) / len(rows),
             "err": {q: pct(err, q) for q in (0.01, 0.05, 0.5, 0.95, 0.99)}, "max_abs": max(abs(e) for e in err),
             "mask_err": {q: pct(mask_err, q) for q in (0.05, 0.5, 0.95)},
             "dropped_trials": sum(int(r["dropped_frames"]) > 0 for r in rows),
@@ -132,17 +132,20 @@ def report(results: dict[str, dict], participants: int, trials: int, load: str) 
              "answering as soon as each image is up; the numbers are read from the study's export "
              "(`exposure_ms_measured` - `exposure_ms_requested`; within one frame = `exposure_missed` is false, "
              f"i.e. |error| <= 1000/`refresh_hz` + 0.5 ms). Machine load while measuring: {load}.", "",
-             "| Chromium flags | trials | refresh (median, min-max) | within one frame | error p1 / p5 / p50 / p95 / p99 (ms) "
+             "| Chromium flags | trials | refresh (median, min-max) | within one frame "
+             "| error p1 / p5 / p50 / p95 / p99 (ms) "
              "| max abs error | trials with dropped frames | mask within one frame | mask error p5 / p50 / p95 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, s in results.items():
         e, m = s["err"], s["mask_err"]
         lines.append(
-            f"| {name} | {s['n']} | {s['hz']:.2f} Hz ({s['hz_min']:.2f}-{s['hz_max']:.2f}) | **{100 * s['within']:.1f}%** "
+            f"| {name} | {s['n']} | {s['hz']:.2f} Hz ({s['hz_min']:.2f}-{s['hz_max']:.2f}) "
+            f"| **{100 * s['within']:.1f}%** "
             f"| {e[0.01]:+.1f} / {e[0.05]:+.1f} / {e[0.5]:+.1f} / {e[0.95]:+.1f} / {e[0.99]:+.1f} | {s['max_abs']:.1f} "
             f"| {s['dropped_trials']} ({s['dropped']} frames) | {100 * s['mask_within']:.1f}% "
             f"| {m[0.05]:+.1f} / {m[0.5]:+.1f} / {m[0.95]:+.1f} |")
-    lines += ["", "Flags common to every run: `" + " ".join(BASE_FLAGS) + "`; \"honest\" adds `" + " ".join(HONEST_FLAGS)
+    lines += ["", "Flags common to every run: `" + " ".join(BASE_FLAGS) + "`; \"honest\" adds `"
+              + " ".join(HONEST_FLAGS)
               + "`, which keep Chromium from throttling timers or deprioritising the renderer of a page it may treat "
               "as backgrounded. New headless mode (the only headless mode since Chromium 132) runs "
               "requestAnimationFrame from a 60 Hz begin-frame clock, so no flag is needed for 60 Hz itself. "

@@ -66,7 +66,8 @@ def main() -> None:
     ds = load_embedded()
     order = np.random.default_rng(0).permutation(len(ds.labels))
     xtr, ytr = torch.from_numpy(ds.images[order[:3000]]), torch.from_numpy(ds.labels[order[:3000]])
-    x, y = torch.from_numpy(ds.images[order[3000:3000 + args.batch]]), torch.from_numpy(ds.labels[order[3000:3000 + args.batch]])
+    batch = order[3000:3000 + args.batch]
+    x, y = torch.from_numpy(ds.images[batch]), torch.from_numpy(ds.labels[batch])
     model = build_model("ross_cnn")  # the paper's widths
     normal = build_defense("normal", {})
     fit(model, normal.loss, xtr, ytr, steps=150, batch_size=64, lr=1e-3, seed=0, desc="benchmark model")
@@ -114,13 +115,16 @@ def main() -> None:
 
     lines = ["## Generation: attacks and training steps (`benchmarks/bench_generation.py`)", "",
              "Same model (Ross MNIST CNN, full width, 150 training steps) and same batch for every "
-             "column; best of %d interleaved runs after a warm-up (JSMA: 1 run); torch threads = %d. advlegit's "
-             "attacks also return the success mask and norms (one more forward pass than the others)." % (r, torch.get_num_threads()), "",
-             "| attack | images | advlegit (s) | torchattacks (s) | bare torch loop (s) | speed-up vs torchattacks | advlegit / bare |",
+             f"column; best of {r} interleaved runs after a warm-up (JSMA: 1 run); torch threads = "
+             f"{torch.get_num_threads()}. advlegit's attacks also return the success mask and norms (one more "
+             "forward pass than the others).", "",
+             "| attack | images | advlegit (s) | torchattacks (s) | bare torch loop (s) | speed-up vs torchattacks "
+             "| advlegit / bare |",
              "|---|---|---|---|---|---|---|"]
     for name, count, o, t, b in rows:
         vs_bare = "—" if b != b else f"{o / b:.2f}"
-        lines.append(f"| {name} | {count} | {o:.3f} | {t:.3f} | {'—' if b != b else f'{b:.3f}'} | {t / o:.2f}× | {vs_bare} |")
+        bare = "—" if b != b else f"{b:.3f}"
+        lines.append(f"| {name} | {count} | {o:.3f} | {t:.3f} | {bare} | {t / o:.2f}× | {vs_bare} |")
     lines += ["", "| training step (batch 64) | seconds/step | ratio to plain |", "|---|---|---|",
               f"| plain cross-entropy | {plain:.4f} | 1.00 |",
               f"| double backprop (gradreg, y) | {dbp:.4f} | {dbp / plain:.2f} |", "",

@@ -115,7 +115,7 @@ def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float
                               engine="python")
         dt = time.perf_counter() - t
         t_py, n = t_py + dt, n + 1
-        sd = dict(zip(res.random["factor"], res.random["sd"]))
+        sd = dict(zip(res.random["factor"], res.random["sd"], strict=False))
         new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p, "df": r.df,
                 "sd_participant": sd.get("participant_id", np.nan), "sd_image": sd.get("stimulus_id", np.nan),
                 "converged": res.converged, "seconds": dt}
@@ -145,7 +145,8 @@ def run_family(fam: str, n_sims: int, r_sims: int, alpha: float, seed0: int, wor
     ok, why = mixed.r_available()
     proc, out, t0 = None, workdir / f"{fam}_r.csv", time.perf_counter()
     if ok and r_sims > 0:
-        pd.concat([study(s) for s in range(first, min(n_sims, first + r_sims))], ignore_index=True).to_csv(csv, index=False)
+        studies = [study(s) for s in range(first, min(n_sims, first + r_sims))]
+        pd.concat(studies, ignore_index=True).to_csv(csv, index=False)
         script = workdir / f"loop_{fam}.R"
         script.write_text(R_LOOP)
         proc = subprocess.Popen(["nice", "Rscript", str(script), fam, str(csv), str(out), str(min(r_sims, n_sims))])
@@ -302,18 +303,22 @@ def render(results: list[dict], alpha: float) -> str:
                   + (f" {res['parts']}." if res.get("parts") else "")
                   + (" Fewer than 1,000 studies: the run was stopped before the end." if res["n_sims"] < 1000 else "")
                   + (f" R not run: {res['r_reason']}" if res["r_reason"] else ""), "",
-                  "| term | true | SE ratio Py/R mean [min, max] | SE ratio Py/R (Hessian vcov; median, older runs mean) | max abs. est. diff | "
+                  "| term | true | SE ratio Py/R mean [min, max] "
+                  "| SE ratio Py/R (Hessian vcov; median, older runs mean) | max abs. est. diff | "
                   f"coverage Py (z) | coverage R | coverage R (Hessian) | rejection Py (z) | rejection R |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for t in res["terms"]:
-            g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: E731
+            g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: B023, E731
+            hess = g("se_ratio_hess_median") if "se_ratio_hess_median" in t else g("se_ratio_hess_mean")
             lines.append(f"| {t['term']} | {t['true']:g} | {g('se_ratio_mean')} [{g('se_ratio_min')}, "
-                         f"{g('se_ratio_max')}] | {g('se_ratio_hess_median') if 'se_ratio_hess_median' in t else g('se_ratio_hess_mean')} | {g('est_diff_max')} | "
-                         f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} | {g('reject_r')} |")
+                         f"{g('se_ratio_max')}] | {hess} | {g('est_diff_max')} | "
+                         f"{g('cover_py')} | {g('cover_r')} | {g('cover_r_hess')} | {g('reject_py')} "
+                         f"| {g('reject_r')} |")
         dg = res.get("diagnostics")
         if dg and dg["n"] > 1:
             lines += ["", f"Diagnostics over these {dg['n']} studies ({dg['studies']}): "
-                      + "; ".join(f"{t}: mean SE / SD of the estimates {v['se_over_sd_py']:.3f}, bias {v['bias_py']:+.3f}"
+                      + "; ".join(f"{t}: mean SE / SD of the estimates {v['se_over_sd_py']:.3f}, "
+                                  f"bias {v['bias_py']:+.3f}"
                                   for t, v in dg["terms"].items())
                       + ". Mean estimated random-intercept SDs: "
                       + ", ".join(f"{k.removeprefix('sd_')} {dg['sd_hat'][k]:.3f} (true {dg['sd_true'][k]:g})"

@@ -81,9 +81,9 @@ def estimate(path: Path, steps: int) -> tuple[list[str], float, float]:
         if spec.load is not None:
             continue
         arch = (spec.architecture, spec.width, spec.batch_size)
-        build = lambda: build_model(spec.architecture, in_channels=shape[0], num_classes=classes,  # noqa: E731
-                                    image_size=shape[-1], width=spec.width, dropout=spec.dropout,
-                                    batch_norm=spec.batch_norm)
+        build = lambda: build_model(spec.architecture, in_channels=shape[0], num_classes=classes,  # noqa: B023, E731
+                                    image_size=shape[-1], width=spec.width, dropout=spec.dropout,  # noqa: B023
+                                    batch_norm=spec.batch_norm)  # noqa: B023
         torch.manual_seed(0)
         if arch not in plain:
             plain[arch] = step_seconds(build(), "normal", {}, shape, spec.batch_size, classes, steps)
@@ -96,11 +96,13 @@ def estimate(path: Path, steps: int) -> tuple[list[str], float, float]:
         passes = training_passes(spec.defense, spec.defense_params)
         cpu = spec.steps * passes * plain[arch] * ratio[(arch, kind)]
         macs = _macs(build(), shape)
-        gpu = spec.steps * passes * ratio[(arch, kind)] * max(GPU_LATENCY_S, 3 * macs * spec.batch_size / GPU_MACS_PER_S)
+        per_pass = max(GPU_LATENCY_S, 3 * macs * spec.batch_size / GPU_MACS_PER_S)
+        gpu = spec.steps * passes * ratio[(arch, kind)] * per_pass
         total_cpu += cpu
         total_gpu += gpu
         rows.append(f"| {path.name} | {spec.name} | {spec.architecture} | {spec.steps:,} x {spec.batch_size} | "
-                    f"{plain[arch] * 1000:.0f} ms | {passes:,.0f} | {ratio[(arch, kind)]:.2f} | {human(cpu)} | {human(gpu)} |")
+                    f"{plain[arch] * 1000:.0f} ms | {passes:,.0f} | {ratio[(arch, kind)]:.2f} | {human(cpu)} "
+                    f"| {human(gpu)} |")
     ic = cfg.interpretability
     if ic.enabled and ic.attribution_attack:
         n_def = sum(s.role == "defended" for s in model_specs(cfg, "bench"))
@@ -111,7 +113,8 @@ def estimate(path: Path, steps: int) -> tuple[list[str], float, float]:
         gpu = passes / arch[2] * GPU_LATENCY_S
         total_cpu += cpu
         total_gpu += gpu
-        rows.append(f"| {path.name} | top-k attack, {n_def} models | | {ic.attack_images} images | | {passes:,.0f} image-passes | | {human(cpu)} | {human(gpu)} |")
+        rows.append(f"| {path.name} | top-k attack, {n_def} models | | {ic.attack_images} images | "
+                    f"| {passes:,.0f} image-passes | | {human(cpu)} | {human(gpu)} |")
     return rows, total_cpu, total_gpu
 
 
@@ -126,9 +129,11 @@ def main() -> None:
              "Training time of each model = steps x (passes per step from the dry run's model) x (measured "
              "seconds of one plain step of that net and batch) x (measured/predicted ratio of that defense at "
              "reduced inner settings). CPU: CPU seconds of one torch thread (process time, so the other jobs "
-             "sharing the machine do not count); two cores would at best halve it. GPU: **not measured**; modelled as max({GPU_LATENCY_S * 1000:g} ms, 3 x MACs x "
+             "sharing the machine do not count); two cores would at best halve it. GPU: **not measured**; "
+             f"modelled as max({GPU_LATENCY_S * 1000:g} ms, 3 x MACs x "
              f"batch / {GPU_MACS_PER_S / 1e12:g} TMAC/s) per pass.", "",
-             "| config | model | architecture | steps x batch | plain step (1 CPU thread) | passes/step | measured/predicted | one CPU core | GPU (modelled) |",
+             "| config | model | architecture | steps x batch | plain step (1 CPU thread) | passes/step "
+             "| measured/predicted | one CPU core | GPU (modelled) |",
              "|---|---|---|---|---|---|---|---|---|"]
     totals = []
     for path in configs:

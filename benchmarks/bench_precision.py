@@ -83,7 +83,7 @@ def attack_strength(data, seeds, n_images, train_steps) -> tuple[str, dict]:
             for prec in ("fp32", "bf16"):  # interleaved: the same load for both
                 kw = {"target": target} if name in TARGETED else {}
                 with precision.attacking(prec, "cpu", model):
-                    res, dt = timed(lambda: get_attack(name)(model, xs, ys, **kw, **params))
+                    res, dt = timed(lambda: get_attack(name)(model, xs, ys, **kw, **params))  # noqa: B023
                 rec = finish(model, xs, res.images, ys, kw.get("target"))  # fp32, as recorded
                 r = rows[(name, prec)]
                 r["success"].append(rec.success.float().mean().item())
@@ -111,7 +111,7 @@ def defense_strength(data, seeds, steps, n_eval) -> str:
         spent = {"fp32": 0.0, "bf16": 0.0}
         for seed in seeds:
             for prec in ("fp32", "bf16"):
-                model, dt = timed(lambda: train(kind, params, x, y, steps, seed, prec))
+                model, dt = timed(lambda: train(kind, params, x, y, steps, seed, prec))  # noqa: B023
                 spent[prec] += dt
                 acc[prec]["clean"].append(accuracy(model, xe, ye))
                 adv = pgd_linf(model, xe, ye, epsilon=0.1, steps=10, seed=seed).images  # fp32 attack
@@ -227,7 +227,7 @@ def main() -> None:
 
 CPU capability (`torch.backends.cpu.get_cpu_capability()`): **{cap}**; oneDNN bf16 supported:
 **{bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}**; so `precision = "auto"` resolves to
-**{precision.resolve("auto", "cpu")}** here. Load average (1/5/15 min) at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f},
+**{precision.resolve("auto", "cpu")}** here. Load average (1/5/15 min) at start {"/".join(f"{v:.1f}" for v in load)},
 at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} (2 cores shared with other jobs); one torch thread.
 Seeds {seeds}; mean [95 % t-interval across seeds]. Small on purpose: ross_cnn width 0.25 trained
 {train_steps} steps on 2,000 embedded MNIST digits, {n_images} test digits per seed per attack. No GPU was lent

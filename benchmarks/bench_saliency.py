@@ -8,7 +8,8 @@
   weights a training loss adds).
 
 Runs are interleaved (a, b, c, a, b, c, ...) after a warm-up each; a ratio is the median over
-rounds of the two times within a round, so drift in machine load hits both sides alike. Writes its section of BENCHMARKS.md.
+rounds of the two times within a round, so drift in machine load hits both sides alike. Writes its section
+of BENCHMARKS.md.
 
     .venv/bin/python benchmarks/bench_saliency.py [--repeats 9] [--width 0.5]
 """
@@ -62,7 +63,7 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int) -> dic
 def paired_ratio(num: list[float], den: list[float], scale: float = 1.0) -> str:
     """Median over rounds of num/den within a round (the pair ran back to back under the same
     load), with the range across rounds."""
-    ratios = [a / (scale * b) for a, b in zip(num, den)]
+    ratios = [a / (scale * b) for a, b in zip(num, den, strict=False)]
     return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
@@ -133,7 +134,7 @@ def main() -> None:
     plain = {arch: f"step{i}" for i, (_, kind, _, arch) in enumerate(STEP_CASES) if kind == "normal"}
     rows = ["| model | training step (batch 64) | median seconds/step | ratio to plain (range) | "
             "500 steps at this load (min) |", "|---|---|---|---|---|"]
-    for i, (label, kind, params, arch) in enumerate(STEP_CASES):
+    for i, (label, kind, params, arch) in enumerate(STEP_CASES):  # noqa: B007
         t = med[f"step{i}"]
         rows.append(f"| {arch} | {label} | {t:.4f} | {paired_ratio(times[f'step{i}'], times[plain[arch]])} "
                     f"| {t * TOTAL_STEPS / 60:.1f} |")

@@ -50,10 +50,10 @@ def measure(kind: str, stale: int, repeats: int) -> dict:
             client = app.test_client()
 
             def start() -> float:
-                token = re.search(r"/p/([^/]+)/", client.get(f"/s/{study}").headers["Location"]).group(1)
-                client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf_of(token)})
+                token = re.search(r"/p/([^/]+)/", client.get(f"/s/{study}").headers["Location"]).group(1)  # noqa: B023
+                client.post(f"/p/{token}/consent", data={"choice": "agree", "csrf": csrf_of(token)})  # noqa: B023
                 t0 = time.perf_counter()
-                resp = client.post(f"/p/{token}/instructions", data={"csrf": csrf_of(token)})
+                resp = client.post(f"/p/{token}/instructions", data={"csrf": csrf_of(token)})  # noqa: B023
                 elapsed = time.perf_counter() - t0
                 assert resp.status_code == 303 and resp.headers["Location"].endswith("/task"), resp.status_code
                 return elapsed
@@ -114,7 +114,8 @@ def main() -> None:
     body = "\n".join([
         "## One Start after a backlog of abandoned sessions (`benchmarks/bench_stale_timeout.py`)", "",
         f"After a warm-up Start, {args.stale:,} anonymous arrivals quiet past the timeout, then one Start (it "
-        f"times them all out), then another Start; server time of the request, in process, median of {args.repeats} fresh databases.", "",
+        f"times them all out), then another Start; server time of the request, in process, median of "
+        f"{args.repeats} fresh databases.", "",
         "| code | database | Start that times the backlog out | next Start |", "|---|---|---|---|", *rows, "",
         f"Load average during the run: {'/'.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine).",
     ])

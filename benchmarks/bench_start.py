@@ -188,7 +188,8 @@ def main() -> None:
         t0 = time.perf_counter()
         from study_fixtures import write_stimulus_set
 
-        stimuli = write_stimulus_set(tmp / "stimuli", n_groups=args.groups, n_extra_sources=0)  # MNIST stand-in: 5,000 digits in all
+        # MNIST stand-in: 5,000 digits in all
+        stimuli = write_stimulus_set(tmp / "stimuli", n_groups=args.groups, n_extra_sources=0)
         with tolerant(fresh_postgres_database(admin)) as url:
             study = setup(tmp, url, stimuli)
             print(f"set and study ready in {time.perf_counter() - t0:.0f} s", flush=True)

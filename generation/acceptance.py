@@ -96,7 +96,8 @@ def main(config: str, small_models: bool = False) -> None:
                                   # such models cannot all classify 3 digits of every class correctly
                                   stimuli=dataclasses.replace(cfg.stimuli, require_correct=False))
     variants = {"as_configured": cfg,
-                "fixed_budget": dataclasses.replace(cfg, stimuli=dataclasses.replace(cfg.stimuli, design="fixed_budget")),
+                "fixed_budget": dataclasses.replace(
+                    cfg, stimuli=dataclasses.replace(cfg.stimuli, design="fixed_budget")),
                 "minimal_no_controls": dataclasses.replace(cfg, stimuli=dataclasses.replace(
                     cfg.stimuli, design="minimal", controls=[]))}
     report: dict[str, Any] = {}

@@ -37,7 +37,7 @@ def softplus_copy(model: nn.Module, beta: float = 1.0) -> nn.Module:
     """A deep copy of `model` with every nn.ReLU replaced by nn.Softplus(beta): smooth, so the
     second derivatives a saliency loss needs are not zero."""
     smooth = copy.deepcopy(model).eval()
-    for name, module in list(smooth.named_modules()):
+    for _name, module in list(smooth.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.ReLU):
                 setattr(module, child_name, nn.Softplus(beta=beta))

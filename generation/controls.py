@@ -44,7 +44,7 @@ def flip_control(x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, dict]:
     """The vertical flip; where it cannot keep the norms (a large perturbation leaves no pixel to
     swap with), the horizontal flip, then the 180-degree rotation: also permutations without the
     adversarial structure."""
-    for name, transform in FLIPS.items():
+    for name, transform in FLIPS.items():  # noqa: B007
         delta, moved, matched = flip_delta(x, d, transform)
         if matched:
             break
@@ -114,7 +114,7 @@ def noise_delta(x: np.ndarray, d: np.ndarray, rng: np.random.Generator) -> tuple
     else:
         matched = True
     flat_x, flat = x.ravel(), out.ravel()
-    for pos, m in zip(rng.choice(usable, size=len(magnitudes), replace=False), magnitudes):
+    for pos, m in zip(rng.choice(usable, size=len(magnitudes), replace=False), magnitudes, strict=False):
         signs = [s for s in (1, -1) if 0 <= flat_x[pos] + s * m <= 255]
         flat[pos] = m * signs[rng.integers(len(signs))]
     return out, matched

@@ -54,7 +54,8 @@ def as_images(raw: np.ndarray, where: str) -> np.ndarray:
     if raw.ndim == 4 and raw.shape[1] not in (1, 3) and raw.shape[-1] in (1, 3):
         raw = raw.transpose(0, 3, 1, 2)  # channel-last (N,H,W,C), as Keras' CIFAR-10 arrays
     if raw.ndim != 4 or raw.shape[1] not in (1, 3):
-        raise DataError(f"{where}: expected images shaped (N,H,W), (N,C,H,W) or (N,H,W,C) with C = 1 or 3, or (N,H*W), got {raw.shape}")
+        raise DataError(f"{where}: expected images shaped (N,H,W), (N,C,H,W) or (N,H,W,C) with C = 1 or 3, "
+                        f"or (N,H*W), got {raw.shape}")
     images = raw.astype(np.float32)
     if images.max(initial=0) > 1.0:
         images /= 255.0
@@ -148,7 +149,8 @@ def _load_npz_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             keys = set(npz.files)
             pairs = [("x_train", "y_train"), ("x_test", "y_test")] if "x_train" in keys else [("x", "y")]
             if "x_train" not in keys and not {"x", "y"} <= keys:
-                raise DataError(f"{f}: expected arrays x_train/y_train (and x_test/y_test) or x/y, found {sorted(keys)}")
+                raise DataError(f"{f}: expected arrays x_train/y_train (and x_test/y_test) or x/y, "
+                                f"found {sorted(keys)}")
             for xk, yk in pairs:
                 if xk not in keys:
                     continue

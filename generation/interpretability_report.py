@@ -65,7 +65,7 @@ def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
     cols = min(4, len(models))
     rows = int(np.ceil(len(models) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
-    for ax, (name, r) in zip(axes.flat, models.items()):
+    for ax, (name, r) in zip(axes.flat, models.items(), strict=False):
         a = np.array([np.nan if v is None else v for v in r["per_image"]["alignment"]], dtype=float)
         rt = np.array([np.nan if v is None else v for v in r["per_image"]["linearized_robustness"]], dtype=float)
         ax.scatter(rt, a, s=9, alpha=0.7, label="linearized ρ̃")
@@ -141,7 +141,8 @@ def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, fol
              f"ε = {cfg.attack_epsilon}, {cfg.attack_steps} steps × {cfg.attack_step_size}, k = {cfg.attack_k}, "
              f"{cfg.attack_restarts} restart(s), softplus β = {cfg.softplus_beta}, best iterate by "
              f"{cfg.attack_select}; top-k intersection at k = {cfg.top_k} and Kendall's τ between the "
-             "true label's |IG| maps before and after, over the correctly classified digits only. α, ρ̃: Etmann et al.; ρ: smallest L2 of "
+             "true label's |IG| maps before and after, over the correctly classified digits only. "
+             "α, ρ̃: Etmann et al.; ρ: smallest L2 of "
              f"{', '.join(cfg.robustness_attacks) or '—'}.",
              "",
              "| " + " | ".join(head[k] for k in keys) + " |",

@@ -109,7 +109,8 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
         metrics = {**metrics, "seeds": _seed_summary(cfg, trained, metrics, dataset, x_test, y_test, resolved)}
 
     if cfg.interpretability.enabled:
-        metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
+        metrics = {**metrics,
+                   "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
 
     log.info("making stimuli: design %s, %s against %d defenses", cfg.stimuli.design, cfg.stimuli.attack,
              len(defended))
@@ -117,7 +118,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
     # Attacks under autocast (bf16); every flag, norm and prediction recorded below is an fp32 pass.
     stimuli, design = _under(resolved, dev, defended, lambda: make_stimuli(pairs, defended, cfg.stimuli))
-    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli]))):
+    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli])), strict=False):
         s.predictions = p
         if s.kind != "adversarial":  # a control "succeeds" as its twin would: its model says the target
             s.success = p[s.defense]["label"] == s.target
@@ -165,9 +166,10 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
         per_seed.append(_cached_json("evaluation", {"checkpoints": sha, "eval": asdict(cfg.evaluation),
                                                     "data": asdict(cfg.data), "dataset": dataset.sha256,
                                                     **_precision_key(resolved)},
-                                     lambda: _under(resolved, x_test.device, models,
-                                                    lambda: evaluate(models, {**models, **raters}, x_test,
-                                                                     y_test, cfg.evaluation))))
+                                     lambda models=models, raters=raters: _under(
+                                         resolved, x_test.device, models,
+                                         lambda: evaluate(models, {**models, **raters}, x_test, y_test,
+                                                          cfg.evaluation))))
     return summarize(cfg.training.seeds, per_seed)
 
 
@@ -178,7 +180,8 @@ _PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
 def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_test, y_test) -> dict[str, Any]:
     ic = cfg.interpretability
     log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
-    key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended}, "data": asdict(cfg.data), "dataset": dataset.sha256,
+    key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended},
+           "data": asdict(cfg.data), "dataset": dataset.sha256,
            "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
     return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
 
@@ -208,11 +211,12 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     images.mkdir()
     figures.mkdir()
     source_entries = []
-    for src, preds in zip(sources, source_predictions):
+    for src, preds in zip(sources, source_predictions, strict=False):
         rel = f"images/{src.id}.png"
         write_png(folder / rel, src.image.cpu().numpy())
         source_entries.append({"id": src.id, "kind": "clean", "twin": None, "image": rel,
-                               "sha256": sha256_file(folder / rel), "source_index": src.index, "true_label": src.label, "predictions": preds})
+                               "sha256": sha256_file(folder / rel), "source_index": src.index,
+                               "true_label": src.label, "predictions": preds})
     saliency = {}
     if cfg.interpretability.enabled and cfg.interpretability.export_saliency:
         saliency = export_stimulus_saliency(folder, stimuli, {n: t.model for n, t in trained.items()},

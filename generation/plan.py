@@ -111,7 +111,8 @@ def _data(cfg: GenerationConfig, plan: Plan) -> tuple[tuple[int, ...], int]:
         plan.lines.append(f"data: embedded MNIST subset ({EMBEDDED_IMAGES} digits, {'x'.join(map(str, shape))}, "
                           f"{classes} classes); splits train {d.n_train} / rater {d.n_rater} / test {d.n_test}")
         if need > EMBEDDED_IMAGES:
-            plan.warnings.append(f"data: n_train + n_rater + n_test = {need} exceeds the {EMBEDDED_IMAGES} embedded digits")
+            plan.warnings.append(f"data: n_train + n_rater + n_test = {need} exceeds the {EMBEDDED_IMAGES} "
+                                 "embedded digits")
         return shape, classes
     folder = Path(d.path).expanduser()
     fmt = d.format
@@ -198,10 +199,16 @@ def make_plan(cfg: GenerationConfig) -> Plan:
     if cfg.interpretability.enabled:
         ic = cfg.interpretability
         plan.lines.append(f"interpretability: {ic.n_images} images; attribution attack "
-                          f"{'on ' + str(ic.attack_images or ic.n_images) + ' images, ' + str(ic.attack_steps) + ' steps x ' + str(ic.attack_restarts) + ' restarts' if ic.attribution_attack else 'off'}")
+                          f"{_attack_plan(ic)}")
     plan.lines.append(f"training work: {total / 1e12:,.2f} TMAC in all, forward+backward counted as 3 forwards "
                       "(docs/generation.md, \"Paper configs: expected time\": from work to time)")
     trained_loaded = [s.name for s in specs if s.defense == LOADED]
     if trained_loaded:
         plan.lines.append(f"loaded, not trained: {', '.join(trained_loaded)}")
     return plan
+
+
+def _attack_plan(ic) -> str:
+    if not ic.attribution_attack:
+        return "off"
+    return f"on {ic.attack_images or ic.n_images} images, {ic.attack_steps} steps x {ic.attack_restarts} restarts"

@@ -246,5 +246,6 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "grad_cam": grad_cam,
 }
 
-__all__ = ["METHODS", "cam", "cam_all_classes", "default_gradcam_layer", "grad_cam", "integrated_gradients", "logit_gradient",
+__all__ = ["METHODS", "cam", "cam_all_classes", "default_gradcam_layer", "grad_cam", "integrated_gradients",
+           "logit_gradient",
            "loss_gradient", "path_integrated_gradients", "per_example_loss", "smoothgrad"]

@@ -176,8 +176,8 @@ def exclusion_rules_part() -> list[str]:
 
     out = ["### `[[analysis.exclusions]]` (one table per rule, applied in the order written)", "",
            "Pre-registrable exclusion rules (`contracts/exclusion_rules.py`), applied after the app's own two "
-           "(participants marked excluded, participants who did not finish). Each rule may appear once; a parameter left "
-           "out takes its default (`attention_checks.min_pass_rate` and `rt_floor.ms` default to the "
+           "(participants marked excluded, participants who did not finish). Each rule may appear once; "
+           "a parameter left out takes its default (`attention_checks.min_pass_rate` and `rt_floor.ms` default to the "
            "`attention_threshold` and `rt_floor_ms` options). Unset, the list is `attention_checks`, then "
            "`rt_floor`.", "",
            "| `rule` | removes | parameters (default) | reads export columns |", "|---|---|---|---|"]

@@ -203,7 +203,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
             abort(400, description=gettext("The address contains an invalid character."))
-        if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form_types = ("application/x-www-form-urlencoded", "multipart/form-data")
+        if request.method == "POST" and request.mimetype in form_types:
             if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
                 abort(400, description=gettext("The form contains an invalid character."))
 

@@ -170,7 +170,8 @@ def presentation_fields(pres: dict[str, Any], answer: str, hz: float, rng: rando
     if pres.get("exposure_ms"):
         frames = max(1, round(pres["exposure_ms"] / frame))
         dropped = 1 if rng.random() < 0.03 else 0
-        out |= {"exposure_ms_requested": pres["exposure_ms"], "exposure_ms_measured": round((frames + dropped) * frame, 2),
+        out |= {"exposure_ms_requested": pres["exposure_ms"],
+                "exposure_ms_measured": round((frames + dropped) * frame, 2),
                 "dropped_frames": dropped}
         if pres.get("mask", "none") != "none":
             out["mask_ms_measured"] = round(max(1, round(pres["mask_ms"] / frame)) * frame, 2)

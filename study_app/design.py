@@ -50,7 +50,8 @@ Analysis = analysis_options.AnalysisOptions
 class StimulusChoice:
     """Which stimuli of the set a study serves ([stimuli] in the design file)."""
 
-    kinds: list[str] = field(default_factory=list)  # adversarial | control_flip | control_noise; [] = every kind the set has
+    # adversarial | control_flip | control_noise; [] = every kind the set has
+    kinds: list[str] = field(default_factory=list)
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
     saliency: str = ""  # explain, explain_pair: the saliency method whose maps are shown; "" = the set's only one
 
@@ -83,7 +84,8 @@ class Design:
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
     presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
-    language: str = "en"  # of the participant pages: "en", "de" (study_app/translations); write consent, instructions, questions in it
+    # of the participant pages: "en", "de" (study_app/translations); write consent, instructions, questions in it
+    language: str = "en"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

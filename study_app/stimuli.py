@@ -34,7 +34,8 @@ def set_design(manifest: dict[str, Any]) -> str:
     """The stimulus set's design: fixed_budget | matched_norm | minimal | ross."""
     design = (manifest.get("stimulus_design") or {}).get("design") or DEFAULT_DESIGN
     if design not in STIMULUS_DESIGNS:
-        raise ValueError(f"manifest.json: unknown stimulus_design.design {design!r} (expected one of {STIMULUS_DESIGNS})")
+        raise ValueError(f"manifest.json: unknown stimulus_design.design {design!r} "
+                         f"(expected one of {STIMULUS_DESIGNS})")
     return design
 
 

@@ -121,9 +121,11 @@ def test_contracts_import_no_flask_or_torch():
     import subprocess
     import sys
 
-    code = ("import sys, contracts.export, contracts.stimulus_set, contracts.analysis_options, contracts.exclusion_rules; "
-            "bad = {'flask', 'torch', 'sqlalchemy', 'study_app', 'analysis', 'generation'} & set(sys.modules); "
-            "sys.exit(f'imports {bad}' if bad else 0)")
+    code = (
+        "import sys, contracts.export, contracts.stimulus_set, contracts.analysis_options, contracts.exclusion_rules; "
+        "bad = {'flask', 'torch', 'sqlalchemy', 'study_app', 'analysis', 'generation'} & set(sys.modules); "
+        "sys.exit(f'imports {bad}' if bad else 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr or out.stdout
 

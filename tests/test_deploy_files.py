@@ -41,8 +41,13 @@ def test_compose_wires_app_database_and_tls_proxy():
     services = compose["services"]
     assert set(services) == {"db", "app", "proxy"}
     app = services["app"]
-    assert (DEPLOY / app["build"]["context"] / app["build"]["dockerfile"]).resolve() == (DEPLOY / "Dockerfile").resolve()
-    assert app["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://") and "@db:5432/" in app["environment"]["DATABASE_URL"]
+    assert (DEPLOY / app["build"]["context"] / app["build"]["dockerfile"]).resolve() == (
+        DEPLOY / "Dockerfile"
+    ).resolve()
+    assert (
+        app["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
+        and "@db:5432/" in app["environment"]["DATABASE_URL"]
+    )
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
     assert "443:443" in services["proxy"]["ports"]
     caddy = services["proxy"]["volumes"][0].split(":")[0]

@@ -75,7 +75,8 @@ def study(study_id: str):
     participants = db.session.scalars(select(Participant).where(Participant.study_id == st.id)
                                       .order_by(Participant.created_at)).all()
     answered = dict(db.session.execute(select(ResponseRow.participant_id, func.count()).join(Participant)
-                                       .where(Participant.study_id == st.id).group_by(ResponseRow.participant_id)).all())
+                                       .where(Participant.study_id == st.id)
+                                       .group_by(ResponseRow.participant_id)).all())
     return render_template("admin/study.html", study=st, design=st.design, stats=study_stats(st),
                            participants=participants, answered=answered, debrief=debrief_rows(st),
                            failures=attention_failures_by_participant(st), reviews=REVIEWS, labels=review.LABELS,

@@ -208,7 +208,8 @@ def _answer(token: str):
                     stored = conn.execute(_STORE_PG, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
                                                       "trial_id": trial_id, "now": now, **r}).first() is not None
                 else:
-                    conn.execute(_INSERT_RESPONSE, {"participant_id": pid, "trial_id": trial_id, "received_at": now, **r})
+                    conn.execute(_INSERT_RESPONSE,
+                                 {"participant_id": pid, "trial_id": trial_id, "received_at": now, **r})
                     stored = conn.execute(_MOVE_POINTER, {"pid": pid, "idx": next_index, "nxt": next_index + 1,
                                                           "now": now}).rowcount == 1
                     if stored:

@@ -125,7 +125,8 @@ def entry(study_id: str):
     try:
         arrival = parse_arrival(request.args, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
     except RecruitmentError as exc:
-        return message(_("Link problem"), _("This study link is incomplete or damaged (%(problem)s).", problem=exc), 400)
+        return message(_("Link problem"),
+                       _("This study link is incomplete or damaged (%(problem)s).", problem=exc), 400)
     simulated = security.arrival_is_simulated(study.id)  # before anything is written: a bad token changes nothing
     if arrival.preview:
         return render_template("participant/preview.html", study=study, design=study.design,
@@ -261,7 +262,8 @@ def instructions(token: str):
         db.session.commit()
         return goto(p)
     db.session.commit()
-    return render_template("participant/instructions.html", p=p, text=md(with_minutes(design["instructions_md"], design)),
+    text = md(with_minutes(design["instructions_md"], design))
+    return render_template("participant/instructions.html", p=p, text=text,
                            design=design, task=p.study.task_type, presentation=presentation,
                            display_problem=problem), (422 if problem else 200)
 

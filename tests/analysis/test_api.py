@@ -60,7 +60,9 @@ def test_report_numbers_are_the_api_numbers(mixed_export, study, tmp_path):
     tidy = pd.read_csv(out / "tables" / "models.csv", keep_default_na=False, na_values=[""])
     api = study.table[~((study.table["task"] == "compare") & (study.table["model"] == "mixed"))]  # API-only model
     assert list(tidy.columns) == TIDY_COLUMNS
-    pd.testing.assert_frame_equal(tidy[["task", "model", "term"]], api[["task", "model", "term"]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        tidy[["task", "model", "term"]], api[["task", "model", "term"]].reset_index(drop=True)
+    )
     np.testing.assert_allclose(tidy["estimate"], api["estimate"], rtol=1e-9)
     report = pd.read_csv(out / "tables" / "identify_mixed_model.csv")
     np.testing.assert_allclose(report["estimate"], study["identify"].secondary["mixed"].table["estimate"], rtol=1e-6)

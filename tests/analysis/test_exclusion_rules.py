@@ -100,7 +100,10 @@ def test_the_default_list_is_the_old_fixed_order(identify_df):
     # a rule that leaves its parameter out takes the shorthand option's value, which then shows it
     cfg = AnalysisConfig(rt_floor_ms=800, attention_threshold=0.5,
                          exclusions=[{"rule": "rt_floor"}, {"rule": "attention_checks", "min_pass_rate": 0.75}])
-    assert cfg.exclusion_rules() == ({"rule": "rt_floor", "ms": 800.0}, {"rule": "attention_checks", "min_pass_rate": 0.75})
+    assert cfg.exclusion_rules() == (
+        {"rule": "rt_floor", "ms": 800.0},
+        {"rule": "attention_checks", "min_pass_rate": 0.75},
+    )
     assert (cfg.rt_floor_ms, cfg.attention_threshold) == (800.0, 0.75)
     # an empty list keeps only the app's own two rules
     assert len(apply_exclusions(identify_df, AnalysisConfig(exclusions=[])).table) == 3
@@ -125,14 +128,18 @@ def test_a_rule_whose_columns_the_export_lacks_is_an_error(identify_df, tmp_path
 
 
 def test_bad_rules_are_refused_naming_the_key(tmp_path):
-    cases = [('rule = "rt_flor"', r"analysis\.exclusions\[1\]\.rule: unknown rule 'rt_flor' \(allowed: attention_checks"),
-             ('rule = "rt_floor"\nms = -5', r"analysis\.exclusions\[1\]\.ms: must be >= 0"),
-             ('rule = "rt_floor"\nseconds = 1', r"analysis\.exclusions\[1\]\.seconds: unknown parameter of rule 'rt_floor'"),
-             ('rule = "straight_lining"\nmax_share = 1.5', r"analysis\.exclusions\[1\]\.max_share: must be a fraction"),
-             ('rule = "total_time"\nmin_s = 900\nmax_s = 90', r"analysis\.exclusions\[1\]\.max_s: must be greater"),
-             ('min_s = 3', r"analysis\.exclusions\[1\]\.rule: required"),
-             ('rule = "focus_loss"\n[[analysis.exclusions]]\nrule = "focus_loss"',
-              r"analysis\.exclusions\[2\]\.rule: 'focus_loss' is already rule 1")]
+    cases = [
+        ('rule = "rt_flor"', r"analysis\.exclusions\[1\]\.rule: unknown rule 'rt_flor' \(allowed: attention_checks"),
+        ('rule = "rt_floor"\nms = -5', r"analysis\.exclusions\[1\]\.ms: must be >= 0"),
+        ('rule = "rt_floor"\nseconds = 1', r"analysis\.exclusions\[1\]\.seconds: unknown parameter of rule 'rt_floor'"),
+        ('rule = "straight_lining"\nmax_share = 1.5', r"analysis\.exclusions\[1\]\.max_share: must be a fraction"),
+        ('rule = "total_time"\nmin_s = 900\nmax_s = 90', r"analysis\.exclusions\[1\]\.max_s: must be greater"),
+        ("min_s = 3", r"analysis\.exclusions\[1\]\.rule: required"),
+        (
+            'rule = "focus_loss"\n[[analysis.exclusions]]\nrule = "focus_loss"',
+            r"analysis\.exclusions\[2\]\.rule: 'focus_loss' is already rule 1",
+        ),
+    ]
     for body, message in cases:
         path = tmp_path / "c.toml"
         path.write_text(f"[[analysis.exclusions]]\n{body}\n")
@@ -171,8 +178,12 @@ def test_design_file_companion_config_and_command_line_agree(tmp_path):
     assert cfg.sources["attention_threshold"] == "default"  # the list has no attention rule
     # the command line changes the rt_floor rule's parameter in place, and says so
     cli = load_config(companion=companion, rt_floor_ms=100)
-    assert cli.exclusion_rules()[1] == {"rule": "rt_floor", "ms": 100.0} and cli.sources["rt_floor_ms"] == "command line"
-    with pytest.raises(AnalysisError, match=r"attention_threshold: the study's exclusion list has no 'attention_checks'"):
+    assert (
+        cli.exclusion_rules()[1] == {"rule": "rt_floor", "ms": 100.0} and cli.sources["rt_floor_ms"] == "command line"
+    )
+    with pytest.raises(
+        AnalysisError, match=r"attention_threshold: the study's exclusion list has no 'attention_checks'"
+    ):
         load_config(companion=companion, attention_threshold=0.5)
     # a --config file with its own list replaces the study's
     conf = tmp_path / "c.toml"

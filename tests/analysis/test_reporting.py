@@ -282,7 +282,11 @@ def test_plan_rebuilt_from_the_companion_has_the_same_hash(identify_csv, tmp_pat
 
 def test_design_from_the_export_column_and_norm_fixed_only_for_matched_norm():
     from analysis import designs
-    assert designs.detect(small(stimulus_design="fixed_budget")) == ("fixed_budget", "the export's stimulus_design column")
+
+    assert designs.detect(small(stimulus_design="fixed_budget")) == (
+        "fixed_budget",
+        "the export's stimulus_design column",
+    )
     assert designs.detect(small()) == ("", "not recorded")
     assert designs.detect(small(), "ross")[0] == "ross"
     assert [designs.norm_fixed(x) for x in designs.DESIGNS] == [False, True, False, False]

@@ -190,7 +190,9 @@ def test_pages_fit_phone_and_desktop(browser, e2e_db_url, e2e_stimuli, tmp_path,
         assert img_box["x"] + img_box["width"] <= width
         # Keyboard-only: Tab reaches an answer button and its focus is visible.
         page.keyboard.press("Tab")
-        focused = page.evaluate("document.activeElement.tagName + ':' + getComputedStyle(document.activeElement).outlineStyle")
+        focused = page.evaluate(
+            "document.activeElement.tagName + ':' + getComputedStyle(document.activeElement).outlineStyle"
+        )
         assert focused.startswith("BUTTON:") and not focused.endswith(":none")
         buttons.nth(3).tap() if width < 500 else buttons.nth(3).click()
         page.locator("#feedback").wait_for(state="visible")

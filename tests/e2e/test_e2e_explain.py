@@ -92,7 +92,7 @@ def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_p
         assert errors == []
         context.close()
 
-        for task, sid in studies.items():
+        for task, sid in studies.items():  # noqa: B007
             advlegit(env, "bots", "--url", server.url, "--study", sid, "-n", "6", "--stimuli", str(explain_set),
                      "--seed", "11", "--concurrency", "2")
 

@@ -44,8 +44,8 @@ def test_a_german_participant_run_in_chromium(browser, e2e_db_url, e2e_stimuli, 
             context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
             page = context.new_page()
             errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))  # noqa: B023
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)  # noqa: B023
             page.goto(f"{server.url}/s/{ids[task]}?PROLIFIC_PID=DE{task}&STUDY_ID=S&SESSION_ID=X{task}")
             token = re.search(r"/p/([^/]+)/", page.url).group(1)
             german_page(page, "consent")

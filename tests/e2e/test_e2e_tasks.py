@@ -37,8 +37,8 @@ def test_every_task_renderer_matches_its_plugin(browser, e2e_db_url, e2e_stimuli
             context = browser.new_context(viewport={"width": 1024, "height": 800})
             page = context.new_page()
             errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))  # noqa: B023
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)  # noqa: B023
             page.goto(f"{server.url}/s/{ids[task]}?PROLIFIC_PID=R{task}")
             token = re.search(r"/p/([^/]+)/", page.url).group(1)
             page.get_by_role("button", name="I agree, continue").click()

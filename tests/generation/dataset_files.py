@@ -56,7 +56,10 @@ def write_svhn(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0)
     folder.mkdir(parents=True, exist_ok=True)
     digits = np.arange(n_train + n_test) % 10
     images = colour_images(digits, seed=seed)
-    for name, idx in (("train_32x32.mat", np.arange(n_train)), ("test_32x32.mat", np.arange(n_train, n_train + n_test))):
+    for name, idx in (
+        ("train_32x32.mat", np.arange(n_train)),
+        ("test_32x32.mat", np.arange(n_train, n_train + n_test)),
+    ):
         y = np.where(digits[idx] == 0, 10, digits[idx]).astype(np.uint8)[:, None]
         scipy.io.savemat(folder / name, {"X": images[idx].transpose(1, 2, 3, 0), "y": y})
     return images, digits

@@ -46,7 +46,8 @@ def test_missing_data_folder_is_a_warning_not_an_error():
     assert result.exit_code == 0, result.output
     assert "WARNING data.path: data/cifar-10-batches-py does not exist here" in result.output
     assert "3x32x32 (fixed by the cifar10 format)" in result.output
-    assert "gap_cnn (width 1): 166,908 parameters" in result.output  # Boopathy's CIFAR "Small": 3*16*16+16 = 784 in the first layer
+    # Boopathy's CIFAR "Small": 3*16*16+16 = 784 in the first layer
+    assert "gap_cnn (width 1): 166,908 parameters" in result.output
 
 
 @pytest.mark.parametrize("path", STUDY_DESIGNS, ids=lambda p: p.name)

@@ -22,7 +22,8 @@ MICRO = {
     "stimuli": {"per_class": 1, "attack": "tgsm_iterative", "attack_params": {"steps": 2},
                 "epsilons": [0.3], "require_correct": False},
     "interpretability": {"n_images": 6, "grid_images": 4, "ig_steps": 4, "pgd_steps": 2,
-                         "robustness_attacks": ["deepfool"], "attack_steps": 2, "attack_restarts": 1, "attack_ig_steps": 4,
+                         "robustness_attacks": ["deepfool"], "attack_steps": 2, "attack_restarts": 1,
+                         "attack_ig_steps": 4,
                          "attack_k": 50, "top_k": 20, "export_saliency": ["integrated_gradients", "cam"]},
 }
 

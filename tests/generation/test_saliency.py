@@ -41,7 +41,9 @@ def test_logit_gradient_matches_captum_saliency(gap, ross, x):
         ref = Saliency(model).attribute(x, target=CLASSES, abs=False)
         torch.testing.assert_close(ours, ref, **TOL)
         predicted = model(x).argmax(1)
-        torch.testing.assert_close(S.logit_gradient(model, x), Saliency(model).attribute(x, target=predicted, abs=False), **TOL)
+        torch.testing.assert_close(
+            S.logit_gradient(model, x), Saliency(model).attribute(x, target=predicted, abs=False), **TOL
+        )
     torch.testing.assert_close(S.logit_gradient(gap, x, 4), Saliency(gap).attribute(x, target=4, abs=False), **TOL)
 
 
@@ -73,7 +75,9 @@ def test_smoothgrad_is_seeded_and_its_noise_has_the_requested_scale(gap, x):
     assert not torch.allclose(a, S.smoothgrad(gap, x, CLASSES, n=4, sigma=0.2, seed=8))
     # A linear model's gradient ignores the noise: SmoothGrad == gradient, whatever sigma.
     linear = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
-    torch.testing.assert_close(S.smoothgrad(linear, x, CLASSES, n=3, sigma=0.5), S.logit_gradient(linear, x, CLASSES), **TOL)
+    torch.testing.assert_close(
+        S.smoothgrad(linear, x, CLASSES, n=3, sigma=0.5), S.logit_gradient(linear, x, CLASSES), **TOL
+    )
     # sigma is a fraction of the input range: sigma=0.1 over a range of 2 is a std of 0.2.
     g = torch.Generator().manual_seed(0)
     expected = torch.stack([torch.randn(x.shape, generator=g, dtype=x.dtype) * 0.2 for _ in range(2)])
@@ -204,7 +208,7 @@ def test_ig_with_create_graph_gives_the_right_weight_gradients(gap, x):
     ig = S.integrated_gradients(gap, x, CLASSES, steps=5, create_graph=True)
     grads = torch.autograd.grad(ig.abs().sum(), list(gap.parameters()), allow_unused=True)
     ref = _reference_ig_weight_grads(gap, x, CLASSES, steps=5)
-    for (name, p), g in zip(gap.named_parameters(), grads):
+    for (name, p), g in zip(gap.named_parameters(), grads, strict=False):
         torch.testing.assert_close(torch.zeros_like(p) if g is None else g, ref[name], **TOL)
     assert sum(g.abs().sum() for g in grads if g is not None) > 0
     with pytest.raises(RuntimeError):  # without create_graph the attribution is a constant
@@ -259,5 +263,5 @@ def test_cuda_matches_cpu(gap, x):
     model = GapCNN(width=0.25).double().eval()
     model.load_state_dict(gap.state_dict())
     cuda_model, xc, cc = model.cuda(), x.cuda(), CLASSES.cuda()
-    for name, fn in S.METHODS.items():
+    for _name, fn in S.METHODS.items():
         torch.testing.assert_close(fn(cuda_model, xc, cc).cpu(), fn(gap, x, CLASSES), rtol=1e-7, atol=1e-10)

@@ -91,16 +91,22 @@ def test_dashboard_review_and_close(app, client, study_id):
     assert len(checks) == 4 and len(failed) >= 2  # P2 answered "not a digit" to both
     assert f"Attention-check failures</dt><dd>{len(failed)} ({len(set(failed))} participants)" in page
     with app.app_context():
-        p2 = db.session.scalar(select(Participant).where(Participant.platform_pid == "p2"))  # Prolific ids are stored in lower case
+        # Prolific ids are stored in lower case
+        p2 = db.session.scalar(select(Participant).where(Participant.platform_pid == "p2"))
         p2_id = p2.id
     token = csrf(client, f"/admin/studies/{study_id}")
     # Bad input changes nothing.
-    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "banned", "csrf": token}).status_code == 400
+    assert (
+        client.post(f"/admin/participants/{p2_id}/review", data={"review": "banned", "csrf": token}).status_code == 400
+    )
     assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded"}).status_code == 403
     with app.app_context():
         assert db.session.get(Participant, p2_id).review == ""
     # Exclusion asks for confirmation first (nothing changes), then applies.
-    assert client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded", "csrf": token}).status_code == 200
+    assert (
+        client.post(f"/admin/participants/{p2_id}/review", data={"review": "excluded", "csrf": token}).status_code
+        == 200
+    )
     with app.app_context():
         assert db.session.get(Participant, p2_id).review == ""
     assert client.post(f"/admin/participants/{p2_id}/review",

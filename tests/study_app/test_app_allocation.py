@@ -28,7 +28,7 @@ def participant_trials(app, study_id):
             .outerjoin(B, B.id == Trial.image_b_id).where(Participant.study_id == study_id)
             .order_by(Participant.id, Trial.index)).all()
         out = defaultdict(list)
-        for pid, state, _i, kind, a, b in rows:
+        for pid, _state, _i, kind, a, b in rows:
             out[pid].append((kind, (a.key, a.defense, a.source_key, a.success),
                              (b.key, b.defense, b.source_key) if b else None))
         return dict(out)
@@ -60,7 +60,7 @@ def test_plan_is_balanced_for_any_counts_and_seed(seed, task, fill):
                     consent_md="c", instructions_md="i", defenses=list(DEFENSES))
     items, n_src = [], 30
     for s in range(n_src):
-        for k, d in enumerate(DEFENSES):
+        for _k, d in enumerate(DEFENSES):
             if task != "compare":
                 items.append(Item(f"s{s}-{d}", (d,), f"src{s}", f"s{s}-{d}", None, (s + 1) % 10))
         if task == "compare":

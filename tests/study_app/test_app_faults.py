@@ -97,6 +97,8 @@ def test_acknowledged_answers_survive_worker_kill_and_postgres_restart(postgres_
     stored_uuids = Counter(u for u, _, _ in rows)
     assert max(stored_uuids.values()) == 1, "a response is stored twice"
     assert set(acked_uuids) == set(stored_uuids), (
-        f"lost: {len(set(acked_uuids) - set(stored_uuids))}, unacknowledged: {len(set(stored_uuids) - set(acked_uuids))}")
+        f"lost: {len(set(acked_uuids) - set(stored_uuids))}, "
+        f"unacknowledged: {len(set(stored_uuids) - set(acked_uuids))}"
+    )
     assert len(rows) == N_BOTS * 12
     assert len({(tok, idx) for _, tok, idx in rows}) == len(rows)  # one row per (participant, trial)

@@ -208,7 +208,8 @@ def hostile_requests(w):
         st.tuples(free_text, free_text).map(
             lambda t: ("anon-login", "post", "/admin/login", {"data": {"username": t[0], "password": t[1]}}, False)),
         st.tuples(free_text, free_text, st.sampled_from(["admin", "anon"])).map(
-            lambda t: (t[2], "post", f"/admin/studies/{w['study']}/status", {"json": {"status": t[0], "x": t[1]}}, False)),
+            lambda t: (t[2], "post", f"/admin/studies/{w['study']}/status",
+                       {"json": {"status": t[0], "x": t[1]}}, False)),
     )
     return st.one_of(participant.map(lambda r: ("participant", *r)), admin)
 

@@ -110,7 +110,9 @@ def test_language_is_validated_and_defaults_to_english(tmp_path):
     assert example.language == "de" and example.debrief_questions == de.debrief_questions
     bad = tmp_path / "xx.toml"
     bad.write_text((tmp_path / "de.toml").read_text().replace('language = "de"', 'language = "xx"'))
-    with pytest.raises(DesignError, match=r"study\.language: invalid value 'xx' \(the participant pages exist in en, de"):
+    with pytest.raises(
+        DesignError, match=r"study\.language: invalid value 'xx' \(the participant pages exist in en, de"
+    ):
         load_design(bad)
     bad.write_text((tmp_path / "de.toml").read_text().replace('language = "de"', "language = 7"))
     with pytest.raises(DesignError, match=r"study\.language: expected str"):
@@ -126,7 +128,9 @@ def german_study(app, stimulus_dir, tmp_path, task):
     from study_app.studies import create_study
 
     with app.app_context():
-        study = create_study(load_stimulus_set(stimulus_dir), load_design(write_german_design(tmp_path / f"{task}.toml", task)))
+        study = create_study(
+            load_stimulus_set(stimulus_dir), load_design(write_german_design(tmp_path / f"{task}.toml", task))
+        )
         db.session.commit()
         return study.id
 
@@ -156,7 +160,10 @@ def test_a_german_study_shows_no_english(app, client, stimulus_dir, tmp_path, ta
     client.post(f"/p/{token}/instructions", data={"csrf": csrf})
     page = check_german(client.get(f"/p/{token}/task"), "task page")
     catalogue = json.loads(re.search(r'<script type="application/json" id="i18n">(.*?)</script>', page, re.S).group(1))
-    assert catalogue["trial_of"] == "Durchgang {i} von {n}" and catalogue["saving_other"] == "{n} Antworten werden gespeichert …"
+    assert (
+        catalogue["trial_of"] == "Durchgang {i} von {n}"
+        and catalogue["saving_other"] == "{n} Antworten werden gespeichert …"
+    )
     assert not english_in(" ".join(catalogue.values()))
     check_german(client.get(f"/p/{token}/withdraw"), "withdraw page")
     trials = client.get(f"/api/p/{token}/trials")

@@ -24,7 +24,9 @@ def counts(app):
     from study_app.models import Image, StimulusSet, Study, StudyImage
 
     with app.app_context():
-        return tuple(db.session.scalar(select(func.count()).select_from(m)) for m in (StimulusSet, Image, Study, StudyImage))
+        return tuple(
+            db.session.scalar(select(func.count()).select_from(m)) for m in (StimulusSet, Image, Study, StudyImage)
+        )
 
 
 def test_create_prints_id_last_and_import_is_idempotent(app, monkeypatch, stimulus_dir, tmp_path):

@@ -77,7 +77,9 @@ def test_candidates_stay_few_on_a_large_level_pool():
     """20,000 items at one level: a Start reads a few dozen of them, not the pool."""
     rng = random.Random(1)
     cells = [(f"d{c}",) for c in range(4)]
-    items = [Item(f"d{c}-{k}", (f"d{c}",), f"src{k % 5000}", f"d{c}-{k}", None, 1) for c in range(4) for k in range(5000)]
+    items = [
+        Item(f"d{c}-{k}", (f"d{c}",), f"src{k % 5000}", f"d{c}-{k}", None, 1) for c in range(4) for k in range(5000)
+    ]
     counts = {it.key: rng.randrange(2) for it in items}
     read = []
     fetch = _fetch(items, counts)

@@ -63,8 +63,9 @@ def test_rows_carry_the_design_hash_and_clone_makes_a_linked_version(app, client
 
     env = {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "ADVLEGIT_INSTANCE": app.instance_path}
     changed = write_design(tmp_path / "v2.toml", "identify", trials=4)
-    res = CliRunner().invoke(cli, ["study", "clone", study_id, "--stimuli", str(stimulus_dir), "--design", str(changed)],
-                             env=env)
+    res = CliRunner().invoke(
+        cli, ["study", "clone", study_id, "--stimuli", str(stimulus_dir), "--design", str(changed)], env=env
+    )
     assert res.exit_code == 0, res.output
     new_id = res.output.strip().splitlines()[-1]
     with app.app_context():

@@ -132,7 +132,9 @@ def test_controls_and_simulated_revision_up_and_down_keeps_data(empty_db, tmp_pa
 
             db.engine.dispose()
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT stimulus_kind FROM images WHERE kind = 'stimulus'")).scalar() == "adversarial"
+            assert (
+                conn.execute(text("SELECT stimulus_kind FROM images WHERE kind = 'stimulus'")).scalar() == "adversarial"
+            )
     finally:
         engine.dispose()
 

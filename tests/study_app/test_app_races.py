@@ -125,7 +125,9 @@ def test_double_submitted_start_allocates_once(app, server_process, stimulus_dir
     with app.app_context():
         logs = dict(db.session.execute(select(AllocationLog.participant_id, func.count())
                                        .group_by(AllocationLog.participant_id)).all())
-        trials = dict(db.session.execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all())
+        trials = dict(
+            db.session.execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all()
+        )
     assert len(logs) == 70 and set(logs.values()) == {1} and set(trials.values()) == {1}
     for state, _code, _n, moves in db_state.values():
         assert state == "in_task"
@@ -241,7 +243,7 @@ def test_bots_run_twice_with_one_seed_both_finish_with_the_same_answers(app, ser
     for _ in range(2):
         acks = []
         run_bot(server_process.url, study_id, oracle, AnswerModel(kind="effect", noise=1.0), seed=5,
-                simulated_token=bot_token(study_id), retries=0, on_ack=lambda _t, body: acks.append(body))
+                simulated_token=bot_token(study_id), retries=0, on_ack=lambda _t, body: acks.append(body))  # noqa: B023
         runs.append(acks)
     assert [b["response"] for b in runs[0]] == [b["response"] for b in runs[1]]
     assert [b["rt_ms"] for b in runs[0]] == [b["rt_ms"] for b in runs[1]]
@@ -306,7 +308,7 @@ def test_stale_sessions_are_timed_out_in_bulk(app, client, stimulus_dir, tmp_pat
     for n in (3, 40):
         stale = make_stale(app, study_id, client, n)
         token = re.search(r"/p/([^/]+)/", client.get(f"/s/{study_id}").headers["Location"]).group(1)
-        costs.append(statements_during(app, lambda: start(client, token)))
+        costs.append(statements_during(app, lambda: start(client, token)))  # noqa: B023
         with app.app_context():
             states = db.session.execute(select(Participant.state, func.count()).where(
                 Participant.access_token.in_(stale)).group_by(Participant.state)).all()

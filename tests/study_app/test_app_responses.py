@@ -99,7 +99,8 @@ def test_participants_cannot_touch_each_others_trials(app, client, study_id):
     assert r.status_code == 409 and r.get_json()["error"] == "uuid_conflict"
     # Unknown or guessed tokens (including B's pseudonymous id) reach nothing.
     with app.app_context():
-        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "bob"))  # Prolific ids are stored in lower case
+        # Prolific ids are stored in lower case
+        pid_b = db.session.scalar(select(Participant.id).where(Participant.platform_pid == "bob"))
     for fake in (pid_b, "x" * 43, a[:-1] + ("A" if a[-1] != "A" else "B")):
         assert client.get(f"/api/p/{fake}/trials").status_code == 404
         assert post(client, fake, answer_body(1, "1")).status_code == 404
@@ -235,9 +236,11 @@ def test_fuzzed_bodies_never_crash_and_store_only_valid_answers(app, client, stu
     from hypothesis import strategies as st
 
     token = start_participant(client, study_id)
-    junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                        max_leaves=6)
+    junk = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=6,
+    )
     fields = ["uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width",
               "device_pixel_ratio"]
 

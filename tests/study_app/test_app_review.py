@@ -68,7 +68,9 @@ def test_bad_review_input_changes_nothing(app, client, study_id):
     token = csrf(client, f"/admin/studies/{study_id}")
     for data in ({"csrf": token}, {"review": "banned", "csrf": token}, {"review": "excluded"}):
         assert client.post(f"/admin/participants/{pid}/review", data=data).status_code in (400, 403)
-    assert client.post("/admin/participants/nobody/review", data={"review": "approved", "csrf": token}).status_code == 404
+    assert (
+        client.post("/admin/participants/nobody/review", data={"review": "approved", "csrf": token}).status_code == 404
+    )
     assert _participant(app, "P1")[1:] == ("in_task", "", [])
 
 

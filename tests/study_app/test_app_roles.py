@@ -76,7 +76,9 @@ def test_roles_bound_what_each_researcher_sees_and_does(app, client, study_id, s
 
     # A collaborator reviews and exports ids, but cannot erase, manage members or read the audit log.
     token = csrf(carol, f"/admin/studies/{study_id}")
-    assert carol.post(f"/admin/participants/{pid}/review", data={"csrf": token, "review": "approved"}).status_code == 303
+    assert (
+        carol.post(f"/admin/participants/{pid}/review", data={"csrf": token, "review": "approved"}).status_code == 303
+    )
     assert carol.get(f"/admin/studies/{study_id}/export.csv?platform_ids=1").status_code == 200
     assert carol.post(f"/admin/participants/{pid}/erase", data={"csrf": token}).status_code == 403
     assert _member(carol, study_id, "vic", "owner").status_code == 403

@@ -230,8 +230,8 @@ def _assert_same(reference_url: str, upgraded_url: str) -> None:
                 cols = [c for c in cols if c not in BACKFILL_CANNOT_KNOW.get(table, ())]
                 want, got = _rows(r, table, cols), _rows(u, table, cols)
                 assert len(got) == len(want), f"{table}: {len(got)} rows after the upgrade, {len(want)} before"
-                for w, g in zip(want, got):
-                    diff = {c: (a, b) for c, a, b in zip(cols, w, g) if a != b}
+                for w, g in zip(want, got, strict=False):
+                    diff = {c: (a, b) for c, a, b in zip(cols, w, g, strict=False) if a != b}
                     assert not diff, f"{table} row {w[0]!r} changed in the upgrade: {diff}"
     finally:
         ref.dispose()
@@ -305,7 +305,9 @@ def test_a_running_study_survives_the_upgrade_from(revision, reference, old_db, 
             for token in unfinished:
                 p = db.session.scalar(select(Participant).where(Participant.access_token == token))
                 assert p.state == "code_issued", (p.platform_pid, p.state)
-                indexes = sorted(db.session.scalars(select(Response.trial_index).where(Response.participant_id == p.id)))
+                indexes = sorted(
+                    db.session.scalars(select(Response.trial_index).where(Response.participant_id == p.id))
+                )
                 assert indexes == list(range(p.n_trials)), p.platform_pid  # each answer once, every pointer moved
                 n_trials = len(db.session.scalars(select(Trial.id).where(Trial.participant_id == p.id)).all())
                 assert n_trials == p.n_trials and p.next_trial_index == p.n_trials

@@ -35,7 +35,9 @@ def test_one_time_estimate_everywhere(app, client, stimulus_dir, tmp_path):
     from study_app.models import Study
 
     path = write_design(tmp_path / "d.toml", "rate")
-    path.write_text(path.read_text().replace('[consent]\ntext = """', '[consent]\ntext = """It takes about {minutes} minutes. ', 1))
+    path.write_text(
+        path.read_text().replace('[consent]\ntext = """', '[consent]\ntext = """It takes about {minutes} minutes. ', 1)
+    )
     study_id = create_study_from(app, path, stimulus_dir)
     with app.app_context():
         design = db.session.get(Study, study_id).design

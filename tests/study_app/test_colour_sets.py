@@ -23,7 +23,9 @@ def _png(mode: str, shape: tuple[int, ...], text: str | None = None) -> bytes:
     if text:
         info.add_text("Comment", text)
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8), mode).save(buf, "PNG", pnginfo=info)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8), mode).save(
+        buf, "PNG", pnginfo=info
+    )
     return buf.getvalue()
 
 
@@ -73,4 +75,7 @@ def test_identify_asks_for_named_classes_by_name():
     assert identify.feedback(practice, CIFAR) == "This one is a cat."
     digits = [str(d) for d in range(10)]
     assert identify.prompt(practice, digits) == "Which digit is this?"
-    assert identify.feedback(SimpleNamespace(kind="practice", expected="8", prompt_label=None), digits) == "This one is an 8."
+    assert (
+        identify.feedback(SimpleNamespace(kind="practice", expected="8", prompt_label=None), digits)
+        == "This one is an 8."
+    )
