@@ -58,12 +58,7 @@ def create_app(settings: AppSettings | Mapping[str, Any] | None = None, **overri
     `create_app({"DATABASE_URL": ...})`). With production on, a missing or weak secret key is refused."""
     if settings is not None and not isinstance(settings, AppSettings):
         settings, overrides = None, {**settings, **overrides}
-    settings = settings or AppSettings.from_env(os.environ)
-    changed = {_SETTING_OVERRIDES[k]: overrides.pop(k) for k in list(overrides) if k in _SETTING_OVERRIDES}
-    if "production" in changed:
-        changed["production"] = bool(changed["production"])
-    settings = dataclasses.replace(settings, **changed)
-
+    settings = _with_setting_overrides(settings or AppSettings.from_env(os.environ), overrides)
     app = StudyFlask(__name__, instance_path=settings.instance_path or None, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     init_config(app, settings, overrides)
@@ -80,6 +75,13 @@ def create_app(settings: AppSettings | Mapping[str, Any] | None = None, **overri
     errors.init_app(app)
     health.init_app(app)
     return app
+
+
+def _with_setting_overrides(settings: AppSettings, overrides: dict[str, Any]) -> AppSettings:
+    """Take INSTANCE_PATH, DATABASE_URL and PRODUCTION out of `overrides` into the settings (None = keep)."""
+    changed = {field: overrides.pop(key) for key, field in _SETTING_OVERRIDES.items() if key in overrides}
+    changed = {k: (bool(v) if k == "production" else v) for k, v in changed.items() if v is not None}
+    return dataclasses.replace(settings, **changed)
 
 
 def init_config(app: Flask, settings: AppSettings, overrides: Mapping[str, Any]) -> None:

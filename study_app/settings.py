@@ -105,7 +105,7 @@ class AppSettings:
                                          "a whole number of at least 60")
     # 0 turns every rate limit and the login lockout off (for tests of other things only).
     rate_limits: bool = setting("ADVLEGIT_RATE_LIMITS", True, _flag, "0 or 1")
-    # Arrivals through /s/<study> per minute from one client address.
+    # Arrivals through `/s/<study>` per minute from one client address.
     rate_entry_per_ip: int = setting("ADVLEGIT_RATE_ENTRY_PER_IP", 1200, _whole(0), _COUNT)
     # Answer POSTs per minute from one client address (a flood guard: about twice what a 2-core server stores).
     rate_answers_per_ip: int = setting("ADVLEGIT_RATE_ANSWERS_PER_IP", 60_000, _whole(0), _COUNT)
