@@ -1,4 +1,5 @@
-"""Write docs/config-reference.md from the configuration dataclasses themselves, so it cannot drift.
+"""Write docs/config-reference.md from the configuration dataclasses themselves (and the study app's
+environment variables from study_app/settings.py), so it cannot drift.
 
     python scripts/config_reference.py          # rewrite the page
     python scripts/config_reference.py --check  # exit 1 if the page is out of date (the test suite does this)
@@ -201,12 +202,39 @@ def analysis_part() -> list[str]:
             field_table(ac.AnalysisConfig, skip=("explicit",)), ""]
 
 
+def environment_part() -> list[str]:
+    """The study app's environment variables, from study_app/settings.py (AppSettings)."""
+    from study_app.settings import AppSettings
+
+    comments = field_comments(AppSettings)
+    out = ["## Study app environment (`study_app/settings.py`)", "",
+           "Every variable the study app, `advlegit serve` and the study commands read; nothing else reads the "
+           "environment. Unset or empty means the default; a value outside what is allowed stops startup with "
+           "an error naming the variable. Secrets (marked) are never shown in those errors or in the settings' repr. "
+           "Other variables belong to other parts: `ADVLEGIT_CACHE_DIR` (generation, [generation.md](generation.md)); "
+           "`ADVLEGIT_DOMAIN`, `POSTGRES_PASSWORD`, `PORT` (the container files in `deploy/`); "
+           "`ADVLEGIT_TEST_DATABASE_URL`, `ADVLEGIT_HOSTILE_EXAMPLES` (the tests); `ADVLEGIT_SKIP_R` "
+           "(`scripts/system-deps.sh`).", "",
+           "| variable | default | allowed | meaning |", "|---|---|---|---|"]
+    for name, f in AppSettings.variables().items():
+        meta = f.metadata
+        if meta["default_text"]:
+            shown = meta["default_text"]
+        elif isinstance(f.default, bool):
+            shown = f"`{int(f.default)}`"
+        else:
+            shown = "*(unset)*" if f.default is None else f"`{f.default}`"
+        meaning = comments.get(f.name, "") + (" *Secret.*" if meta["secret"] else "")
+        out.append(f"| `{name}` | {cell(shown)} | {cell(meta['allowed'])} | {cell(meaning)} |")
+    return out + [""]
+
+
 def render() -> str:
     lines = ["# Configuration reference", "",
              "Generated from the configuration dataclasses by `python scripts/config_reference.py`; the test "
-             "suite fails when this page and the code disagree. Environment variables are listed in "
-             "[study-app.md](study-app.md) and [deployment.md](deployment.md).", ""]
-    lines += generation_part() + design_part() + analysis_part()
+             "suite fails when this page and the code disagree. The study app's environment variables are "
+             "the last section; [deployment.md](deployment.md) shows them in use.", ""]
+    lines += generation_part() + design_part() + analysis_part() + environment_part()
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -16,10 +16,24 @@ log = logging.getLogger(__name__)
 cli = click.Group("study_app", help="Study app commands.")
 
 
-def _app(require_schema: bool = True):
-    from . import create_app
+def _settings():
+    """The app's settings from the environment; a bad value ends the command with its message."""
+    from .settings import AppSettings, ConfigError
 
-    app = create_app()
+    try:
+        return AppSettings.from_env(os.environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _app(require_schema: bool = True, settings=None):
+    from . import create_app
+    from .settings import ConfigError
+
+    try:
+        app = create_app(settings or _settings())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     if require_schema:
         with app.app_context():
             problem = schema_problem()
@@ -199,7 +213,7 @@ def create_admin(username: str, researcher: bool) -> None:
     from .accounts import AccountError, save_account
     from .db import db
 
-    password = os.environ.get("ADVLEGIT_ADMIN_PASSWORD")
+    password = _settings().admin_password
     if not password:
         password = getpass.getpass("password: ")
         if password != getpass.getpass("again: "):
@@ -252,33 +266,23 @@ def study_member(study_id: str, username: str, role: str) -> None:
 def serve(host: str, port: int, production: bool, workers: int | None, threads: int | None,
           access_log: bool) -> None:
     """Serve participants and the admin pages (docs/deployment.md)."""
-    from .security import ConfigError
+    import dataclasses
 
+    settings = _settings()
     if not production:
-        try:
-            app = _app()
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from exc
-        app.run(host=host, port=port, threaded=True)
+        _app(settings=settings).run(host=host, port=port, threaded=True)
         return
-    workers = workers or int(os.environ.get("WEB_CONCURRENCY") or 4)
-    threads = threads or int(os.environ.get("ADVLEGIT_THREADS") or 4)
-    from . import create_app
-
-    try:
-        probe = create_app({"PRODUCTION": True})  # refuses a missing or weak secret before any worker starts
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    with probe.app_context():
-        problem = schema_problem()
-    if problem:
-        raise click.ClickException(f"{problem}; run `advlegit db upgrade` first")
-    # Every worker builds its own app (and connection pool) after the fork, from this environment.
-    os.environ["ADVLEGIT_PRODUCTION"] = "1"
-    os.environ.setdefault("ADVLEGIT_DB_POOL_SIZE", str(threads))  # per pool; two pools per worker
+    workers = workers or settings.web_concurrency
+    threads = threads or settings.threads
+    # Each worker's pools hold one connection per thread unless ADVLEGIT_DB_POOL_SIZE says otherwise.
+    settings = dataclasses.replace(settings, production=True, db_pool_size=settings.db_pool_size or threads)
+    # Refuses a missing or weak secret, or an old schema, before any worker starts.
+    probe = _app(settings=settings)
     if probe.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication
+
+    from . import create_app
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
@@ -290,7 +294,11 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
                 self.cfg.set(k, v)
 
         def load(self):
-            return create_app()
+            # Called in each worker after the fork (no preload): the worker builds its own app and
+            # connection pools from the settings this process parsed, inherited through the fork, so
+            # nothing is written into os.environ. (A USR2 re-exec runs this command again from the
+            # original environment, which yields the same settings.)
+            return create_app(settings)
 
     click.echo(f"gunicorn: {workers} workers x {threads} threads on http://{host}:{port}", err=True)
     _Gunicorn().run()
@@ -325,9 +333,10 @@ def study_bot_token(study_id: str) -> None:
 @click.option("--concurrency", default=1, show_default=True, type=int)
 @click.option("--platform", type=click.Choice(["prolific", "mturk", "anonymous"]), default="prolific")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--simulated-token", envvar="ADVLEGIT_SIMULATED_TOKEN", default=None,
-              help="the study's token from `advlegit study bot-token` [default: derived from this machine's "
-                   "ADVLEGIT_SECRET_KEY / instance secret, i.e. the server's when run beside it]")
+@click.option("--simulated-token", default=None,
+              help="the study's token from `advlegit study bot-token` [default: $ADVLEGIT_SIMULATED_TOKEN, else "
+                   "derived from this machine's ADVLEGIT_SECRET_KEY / instance secret, i.e. the server's when run "
+                   "beside it]")
 def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, platform, seed,
          simulated_token) -> None:
     """Run N simulated participants through the real HTTP flow; the server stores them as simulated."""
@@ -339,6 +348,7 @@ def bots(url, study_id, n, stimuli, model, rater, noise, effects, concurrency, p
     else:
         with _app().app_context():
             oracle = Oracle.from_database(study_id)
+    simulated_token = simulated_token or _settings().simulated_token
     if not simulated_token:
         simulated_token = simulated_token_for(_app().config["SECRET_KEY"], study_id)
     answer_model = AnswerModel(kind=model, rater=rater, noise=noise, effects=effects)

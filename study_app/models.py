@@ -307,7 +307,7 @@ class RateCounter(db.Model):
 
     Kept in the database so that several gunicorn workers and several app servers count together;
     `key` names the limit, the client and the window, so a row is only ever incremented. Expired
-    rows are swept now and then (study_app/security.py). On PostgreSQL the table is UNLOGGED:
+    rows are swept now and then (study_app/security/sweeping.py). On PostgreSQL the table is UNLOGGED:
     counters need no crash safety, and their commits need no fsync.
     """
 

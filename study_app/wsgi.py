@@ -1,4 +1,5 @@
-"""WSGI entry point for any server: `gunicorn 'study_app.wsgi:app'` (DATABASE_URL, ADVLEGIT_SECRET_KEY)."""
+"""WSGI entry point for any server: `gunicorn 'study_app.wsgi:app'`. Settings come from the environment
+(DATABASE_URL, ADVLEGIT_SECRET_KEY, ...: docs/config-reference.md), read once per process by create_app."""
 from . import create_app
 
 app = create_app()

@@ -123,7 +123,7 @@ def entry(study_id: str):
         return message(_("Study not found"), _("This link does not lead to a study. Please check the address."), 404)
     use_language(study.design.get("language"))
     try:
-        arrival = parse_arrival(request.args, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+        arrival = parse_arrival(request.args)
     except RecruitmentError as exc:
         return message(_("Link problem"),
                        _("This study link is incomplete or damaged (%(problem)s).", problem=exc), 400)
@@ -311,7 +311,7 @@ def done(token: str):
     submit = None
     if p.platform == "mturk":
         try:
-            submit = mturk_submit_url(info, tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+            submit = mturk_submit_url(info)
         except RecruitmentError:  # a row stored before the stricter check: the HIT link gives a good one
             return message(_("Link problem"), _("Your completion code is %(code)s. Please open the HIT again from "
                                                 "MTurk to submit it.", code=p.completion_code), 400)
