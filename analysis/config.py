@@ -35,18 +35,23 @@ class AnalysisConfig:
     by its field's rules (contracts/validation.py), however the config was made."""
     ALIASES: ClassVar[dict[str, str]] = ALIASES
 
-    attention_threshold: float = opt.option("attention_threshold")  # participant kept if >= this share of attention checks passed
+    # participant kept if >= this share of attention checks passed
+    attention_threshold: float = opt.option("attention_threshold")
     rt_floor_ms: float = opt.option("rt_floor_ms")  # responses faster than this are removed (response-level rule)
-    primary_outcome: str = opt.option("primary_outcome")  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
-    primary_contrast: str | tuple[str, str] = opt.option("primary_contrast")  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
-    reference_defense: str = opt.option("reference_defense")  # "" = normal if present, else the first defense in sorted order
+    # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_outcome: str = opt.option("primary_outcome")
+    # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    primary_contrast: str | tuple[str, str] = opt.option("primary_contrast")
+    # "" = normal if present, else the first defense in sorted order
+    reference_defense: str = opt.option("reference_defense")
     # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables); unset = attention_checks, then rt_floor
     exclusions: tuple[dict[str, Any], ...] | None = opt.option("exclusions")
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
     alpha: float = spec(0.05, gt=0, lt=1)  # two-sided significance level; every interval is 1 - alpha
     n_boot: int = spec(1000, ge=50)  # bootstrap resamples for cluster-bootstrap intervals
     seed: int = 0  # bootstrap and subsampling seed (the report is reproducible)
-    r_crosscheck: str = spec("auto", choices=("auto", "on", "off"))  # auto: lme4/ordinal beside the Python engine when R is installed and the data are small | on | off
+    # auto: lme4/ordinal beside the Python engine when R is installed and the data are small | on | off
+    r_crosscheck: str = spec("auto", choices=("auto", "on", "off"))
     mixed_model: bool = True  # mixed-model fits (slowest part)
     mixed_model_max_participants: int = 0  # 0 = everyone (the default); a cap is announced at the top of the report
 

@@ -56,15 +56,19 @@ class AnalysisOptions:
     """The design file's `[analysis]` section (every field but set_in_design is an option)."""
     ALIASES: ClassVar[dict[str, str]] = ALIASES
 
-    attention_threshold: float = spec(1.0, ge=0, le=1, message=_FRACTION)  # participant kept if >= this share of attention checks passed
+    # participant kept if >= this share of attention checks passed
+    attention_threshold: float = spec(1.0, ge=0, le=1, message=_FRACTION)
     rt_floor_ms: float = spec(200.0, ge=0)  # responses faster than this are removed (response-level rule)
-    primary_outcome: str = spec("", choices=OUTCOMES, message=_OUTCOME, none="")  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
-    primary_contrast: str | tuple[str, str] = spec("each_vs_reference", none="each_vs_reference", check=_contrast, expects=_CONTRAST)  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_outcome: str = spec("", choices=OUTCOMES, message=_OUTCOME, none="")
+    # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    primary_contrast: str | tuple[str, str] = spec(CONTRASTS[0], none=CONTRASTS[0], check=_contrast, expects=_CONTRAST)
     reference_defense: str = spec("", none="")  # "" = normal if present, else the first defense in sorted order
     # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables, docs/analysis.md);
     # unset = attention_checks (attention_threshold), then rt_floor (rt_floor_ms)
     exclusions: tuple[dict[str, Any], ...] | None = spec(None, check=_exclusions, typed=False)
-    set_in_design: tuple[str, ...] | None = spec(None, internal=True)  # not an option: the options the design file set (None: not recorded)
+    # not an option: the options the design file set (None: not recorded)
+    set_in_design: tuple[str, ...] | None = spec(None, internal=True)
 
     def __post_init__(self) -> None:
         try:
@@ -155,7 +159,8 @@ def parse_section(table: dict[str, Any], task: str | None = None, where: str = "
     opts.set_in_design = tuple(values)
     own = TASK_OUTCOMES.get(task or "")
     if own and opts.primary_outcome not in ("", own) and not (task == "identify" and opts.primary_outcome == "original_hit"):
-        raise OptionError(f"{where}.primary_outcome", f"the {task} task's outcome is {own}, got {opts.primary_outcome!r}")
+        raise OptionError(f"{where}.primary_outcome",
+                          f"the {task} task's outcome is {own}, got {opts.primary_outcome!r}")
     return opts
 
 

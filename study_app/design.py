@@ -59,7 +59,8 @@ def _kinds(kinds: list[str]) -> list[str]:
 class StimulusChoice:
     """Which stimuli of the set a study serves ([stimuli] in the design file)."""
 
-    kinds: list[str] = spec(factory=list, check=_kinds)  # adversarial | control_flip | control_noise; [] = every kind the set has
+    # adversarial | control_flip | control_noise; [] = every kind the set has
+    kinds: list[str] = spec(factory=list, check=_kinds)
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
     saliency: str = ""  # explain, explain_pair: the saliency method whose maps are shown; "" = the set's only one
 
