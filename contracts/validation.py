@@ -22,7 +22,8 @@ import functools
 import keyword
 import types
 import typing
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 MISSING = dataclasses.MISSING
 
@@ -290,7 +291,7 @@ def _typed(value: Any, hint: Any, path: str, expects: str) -> Any:
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):  # tuple[X, Y]: fixed length
             if len(value) != len(args):
                 raise wrong()
-            return tuple(_typed(v, a, f"{path}[{i}]", "") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(_typed(v, a, f"{path}[{i}]", "") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         items = [_typed(v, item, f"{path}[{i}]", "") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple or hint is tuple else items

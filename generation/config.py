@@ -1,7 +1,9 @@
 """The generation config (study.toml): dataclasses, strict loading, canonical hash.
 
-Every unknown key or wrong type is an error that names the field (e.g. `defenses[2].lambda_`),
-raised before anything is trained.
+Every unknown key, wrong type or value out of its field's range is an error that names the field
+(e.g. `defenses[2].lamda: unknown field (did you mean 'lambda'? ...)`), raised before anything is
+trained: contracts/validation.py reads the tables, validate() checks between fields and against the
+registries of defenses, attacks and models.
 """
 from __future__ import annotations
 

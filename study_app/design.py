@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from contracts.validation import build, distinct, each, keys, nonempty, spec
 from .planning import cell_of  # noqa: F401  (kept importable from here)
 from .presentation import Presentation
 from .tasks import TASKS, task_of
+
 
 def N_(text: str) -> str:
     """Marks a string for the catalogue (pybabel extract -k N_) that is translated later, not here."""

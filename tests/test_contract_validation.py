@@ -9,8 +9,17 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from contracts.validation import (ValidationError, build, canonical, check_field, check_instance, each, keys,
-                                  nonempty, spec)
+from contracts.validation import (
+    ValidationError,
+    build,
+    canonical,
+    check_field,
+    check_instance,
+    each,
+    keys,
+    nonempty,
+    spec,
+)
 
 
 @dataclass
