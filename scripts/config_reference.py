@@ -93,8 +93,16 @@ def field_table(cls: type, skip: tuple[str, ...] = (), rename: dict[str, str] | 
         default = default_of(f)
         shown = "**required**" if default == "required" else toml_value(default)
         key = rename.get(f.name, f.name)
-        rows.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
+        rows.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(meaning(comments, f))} |")
     return "\n".join(rows)
+
+
+def meaning(comments: dict[str, str], f: dataclasses.Field, rules: dataclasses.Field | None = None) -> str:
+    """The field's comment, then its range or choices (contracts/validation.py rules), the ones enforced."""
+    from contracts.validation import rule_text
+
+    rule = rule_text((rules or f).metadata)
+    return comments.get(f.name, "") + (f" ({rule})" if rule else "")
 
 
 def nested_sections(cls: type) -> list[tuple[str, type]]:
@@ -153,9 +161,11 @@ def design_part() -> list[str]:
         out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for key in sorted(sections[section], key=lambda k: list(fields).index(names.get((section, k), k))):
             f = fields[names.get((section, key), key)]
-            default = default_of(f)
+            rules = next(r for r in dataclasses.fields(sd._TABLES[section]) if r.name == key)
+            default = default_of(rules)  # the file's default (debrief questions: the study's, in its language)
+            default = default_of(f) if default is None and default_of(f) != "required" else default
             shown = "**required**" if default == "required" else toml_value(default)
-            out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(comments.get(f.name, ''))} |")
+            out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(meaning(comments, f, rules))} |")
         out.append("")
     out += ["### `[stimuli]`", "", first_paragraph(sd.StimulusChoice), "", field_table(sd.StimulusChoice), ""]
     from study_app import presentation as sp
@@ -233,7 +243,12 @@ def render() -> str:
     lines = ["# Configuration reference", "",
              "Generated from the configuration dataclasses by `python scripts/config_reference.py`; the test "
              "suite fails when this page and the code disagree. The study app's environment variables are "
-             "the last section; [deployment.md](deployment.md) shows them in use.", ""]
+             "the last section; [deployment.md](deployment.md) shows them in use.", "",
+             "Every file on this page is read by one validator (`contracts/validation.py`): a value of the wrong "
+             "type, outside the range in brackets, or a key the table does not have is refused before anything "
+             "runs, and the message names the value's full path and what was wrong, e.g. "
+             "`presentation.exposure_ms: must lie in [0, 60000], got -5` or "
+             "`training.stepz: unknown field (did you mean 'steps'? allowed: ...)`.", ""]
     lines += generation_part() + design_part() + analysis_part() + environment_part()
     return "\n".join(lines).rstrip() + "\n"
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,10 +9,12 @@ from typing import Any
 
 from contracts import analysis_options
 from contracts.export import STIMULUS_KINDS
+from contracts.validation import build, distinct, each, keys, nonempty, spec
 
 from .planning import cell_of  # noqa: F401  (kept importable from here)
-from .presentation import Presentation, PresentationError, parse_section as parse_presentation
+from .presentation import Presentation
 from .tasks import TASKS, task_of
+
 
 def N_(text: str) -> str:
     """Marks a string for the catalogue (pybabel extract -k N_) that is translated later, not here."""
@@ -46,12 +47,20 @@ class DesignError(ValueError):
 Analysis = analysis_options.AnalysisOptions
 
 
+def _kinds(kinds: list[str]) -> list[str]:
+    if not kinds:
+        raise ValueError("must not be empty (leave it out to serve every kind in the set)")
+    if any(k not in STIMULUS_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"must be distinct values of {', '.join(STIMULUS_KINDS)}; got {kinds!r}")
+    return [k for k in STIMULUS_KINDS if k in kinds]  # canonical order
+
+
 @dataclass
 class StimulusChoice:
     """Which stimuli of the set a study serves ([stimuli] in the design file)."""
 
     # adversarial | control_flip | control_noise; [] = every kind the set has
-    kinds: list[str] = field(default_factory=list)
+    kinds: list[str] = spec(factory=list, check=_kinds)
     include_failed: bool | None = None  # None until checked = the set's design: true for fixed_budget only
     saliency: str = ""  # explain, explain_pair: the saliency method whose maps are shown; "" = the set's only one
 
@@ -120,105 +129,85 @@ def with_minutes(text: str, design: dict[str, Any]) -> str:
     return text.replace("{minutes}", str(estimated_minutes(design)))
 
 
-_ALLOWED = {
-    "study": {"name", "task", "trials", "practice", "attention_checks", "target_sample_size",
-              "defenses", "timeout_minutes", "seed", "language"},
-    "consent": {"text"},
-    "instructions": {"text"},
-    "completion": {"code"},
-    "debrief": {"questions"},
-    "stimuli": {"kinds", "include_failed", "saliency"},
-    "presentation": set(Presentation.__dataclass_fields__),
-    "analysis": set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES),
-}
-
-
-def _get(tbl: dict, section: str, key: str, typ: type | tuple, default: Any = ..., *, check=None, hint=""):
-    name = f"{section}.{key}"
-    if key not in tbl:
-        if default is ...:
-            raise DesignError(f"{name}: required field is missing")
-        return default
-    value = tbl[key]
-    if isinstance(value, bool) and typ in (int, float, (int, float)):
-        raise DesignError(f"{name}: expected a number, got {value!r}")
-    if not isinstance(value, typ):
-        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise DesignError(f"{name}: expected {want}, got {value!r}")
-    if check is not None and not check(value):
-        raise DesignError(f"{name}: invalid value {value!r}{' (' + hint + ')' if hint else ''}")
-    return value
-
-
-def parse_design(data: dict[str, Any]) -> Design:
-    for section, tbl in data.items():
-        if section not in _ALLOWED:
-            raise DesignError(f"{section}: unknown section (allowed: {', '.join(sorted(_ALLOWED))})")
-        if not isinstance(tbl, dict):
-            raise DesignError(f"{section}: must be a table")
-        unknown = set(tbl) - _ALLOWED[section]
-        if unknown:
-            raise DesignError(f"{section}.{sorted(unknown)[0]}: unknown field")
-    for required in ("study", "consent", "instructions"):
-        if required not in data:
-            raise DesignError(f"{required}: required section is missing")
-    s = data["study"]
-    pos = lambda v: v > 0  # noqa: E731
-    nonneg = lambda v: v >= 0  # noqa: E731
-    task = _get(s, "study", "task", str, check=lambda v: v in TASKS, hint="one of " + ", ".join(TASKS))
-    nonempty = lambda v: v.strip() != ""  # noqa: E731
-    try:
-        analysis = analysis_options.parse_section(data.get("analysis", {}), task)
-    except analysis_options.OptionError as exc:
-        raise DesignError(str(exc)) from None
+def _language(value: str) -> str:
     from .i18n import available_languages
 
     languages = available_languages()
-    language = _get(s, "study", "language", str, "en", check=lambda v: v in languages,
-                    hint="the participant pages exist in " + ", ".join(languages))
-    questions = _get(data.get("debrief", {}), "debrief", "questions", list, None)
-    if questions is None:
-        questions = default_questions(language)
-    if not all(isinstance(q, str) and q.strip() for q in questions):
-        raise DesignError("debrief.questions: must be a list of non-empty strings")
-    st = data.get("stimuli", {})
-    kinds = _get(st, "stimuli", "kinds", list, [])
-    if not kinds and "kinds" in st:
-        raise DesignError("stimuli.kinds: must not be empty (leave it out to serve every kind in the set)")
-    bad = [k for k in kinds if k not in STIMULUS_KINDS]
-    if bad or len(set(kinds)) != len(kinds):
-        raise DesignError(f"stimuli.kinds: must be distinct values of {', '.join(STIMULUS_KINDS)}; got {kinds!r}")
-    stimuli = StimulusChoice(kinds=[k for k in STIMULUS_KINDS if k in kinds],  # canonical order
-                             include_failed=_get(st, "stimuli", "include_failed", bool, None),
-                             saliency=_get(st, "stimuli", "saliency", str, ""))
+    if value not in languages:
+        raise ValueError(f"invalid value {value!r} (the participant pages exist in {', '.join(languages)})")
+    return value
+
+
+def _completion_code(value: str) -> str:
+    if value and not (value.isalnum() and len(value) <= 64):
+        raise ValueError(f"invalid value {value!r} (letters and digits only, at most 64)")
+    return value
+
+
+# The design file's tables, read by contracts/validation.py (types, ranges, unknown keys); their keys are
+# the fields of Design of the same meaning, documented there.
+@dataclass
+class StudyTable:
+    name: str = spec(check=nonempty)
+    task: str = spec(choices=TASKS)
+    trials: int = spec(gt=0)
+    target_sample_size: int = spec(gt=0)
+    practice: int = spec(2, ge=0)
+    attention_checks: int = spec(2, ge=0)
+    defenses: list[str] = spec(factory=list, check=distinct)
+    timeout_minutes: int = spec(60, gt=0)
+    seed: int | None = spec(None, ge=0, lt=2**31)
+    language: str = spec("en", check=_language)
+
+
+@dataclass
+class TextTable:
+    text: str = spec(check=nonempty)
+
+
+@dataclass
+class CompletionTable:
+    code: str = spec("", check=_completion_code)
+
+
+@dataclass
+class DebriefTable:
+    questions: list[str] | None = spec(None, check=each(nonempty))  # None: the defaults
+
+
+@dataclass
+class DesignFile:
+    study: StudyTable
+    consent: TextTable
+    instructions: TextTable
+    completion: CompletionTable = field(default_factory=CompletionTable)
+    debrief: DebriefTable = field(default_factory=DebriefTable)
+    stimuli: StimulusChoice = field(default_factory=StimulusChoice)
+    presentation: Presentation = field(default_factory=Presentation)
+    analysis: dict[str, Any] = field(default_factory=dict)  # contracts/analysis_options.parse_section: needs the task
+
+
+_TABLES = {"study": StudyTable, "consent": TextTable, "instructions": TextTable, "completion": CompletionTable,
+           "debrief": DebriefTable, "stimuli": StimulusChoice, "presentation": Presentation}
+# Every key a design file may set, per table (docs/config-reference.md lists each one).
+_ALLOWED = {name: set(keys(table)) for name, table in _TABLES.items()}
+_ALLOWED["analysis"] = set(analysis_options.OPTION_NAMES) | set(analysis_options.ALIASES)
+
+
+def parse_design(data: dict[str, Any]) -> Design:
+    f = build(DesignFile, data, error=DesignError)
+    s = f.study
     try:
-        presentation = parse_presentation(data.get("presentation", {}))
-    except PresentationError as exc:
+        analysis = analysis_options.parse_section(f.analysis, s.task)
+    except analysis_options.OptionError as exc:
         raise DesignError(str(exc)) from None
-    defenses = _get(s, "study", "defenses", list, [])
-    if not all(isinstance(x, str) for x in defenses) or len(set(defenses)) != len(defenses):
-        raise DesignError("study.defenses: must be a list of distinct model names")
+    questions = f.debrief.questions
     return Design(
-        name=_get(s, "study", "name", str, check=nonempty, hint="must not be empty"),
-        task=task,
-        trials=_get(s, "study", "trials", int, check=pos, hint="must be positive"),
-        practice=_get(s, "study", "practice", int, 2, check=nonneg, hint="must be >= 0"),
-        attention_checks=_get(s, "study", "attention_checks", int, 2, check=nonneg, hint="must be >= 0"),
-        target_sample_size=_get(s, "study", "target_sample_size", int, check=pos, hint="must be positive"),
-        defenses=list(defenses),
-        timeout_minutes=_get(s, "study", "timeout_minutes", int, 60, check=pos, hint="must be positive"),
-        seed=_get(s, "study", "seed", int, None, check=lambda v: 0 <= v < 2**31, hint="0 <= seed < 2^31"),
-        consent_md=_get(data["consent"], "consent", "text", str, check=nonempty, hint="must not be empty"),
-        instructions_md=_get(data["instructions"], "instructions", "text", str, check=nonempty,
-                             hint="must not be empty"),
-        completion_code=_get(data.get("completion", {}), "completion", "code", str, "",
-                             check=lambda v: v == "" or (v.isalnum() and len(v) <= 64),
-                             hint="letters and digits only"),
-        debrief_questions=list(questions),
-        analysis=analysis,
-        stimuli=stimuli,
-        presentation=presentation,
-        language=language,
+        name=s.name, task=s.task, trials=s.trials, practice=s.practice, attention_checks=s.attention_checks,
+        target_sample_size=s.target_sample_size, defenses=list(s.defenses), timeout_minutes=s.timeout_minutes,
+        seed=s.seed, consent_md=f.consent.text, instructions_md=f.instructions.text, completion_code=f.completion.code,
+        debrief_questions=list(questions) if questions is not None else default_questions(s.language),
+        analysis=analysis, stimuli=f.stimuli, presentation=f.presentation, language=s.language,
     )
 
 

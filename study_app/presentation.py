@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from contracts.validation import ValidationError, build, spec
+
 MASKS = ("none", "blank", "noise")
 MAX_MS = 60_000  # no phase of a trial lasts longer than a minute
 TIMEOUT_RESPONSE = "timeout"  # what the runner sends when the response window passes without an answer
@@ -20,17 +22,30 @@ class PresentationError(ValueError):
 
 @dataclass
 class Presentation:
-    fixation_ms: int = 0  # a fixation cross this long before each image; 0 = none
-    exposure_ms: int = 0  # how long the image stays up; 0 = until answered
-    mask: str = "none"  # none | blank | noise: what replaces the image after a timed exposure
-    mask_ms: int = 0  # how long the mask stays up (needs exposure_ms > 0 and a mask)
+    fixation_ms: int = spec(0, ge=0, le=MAX_MS)  # a fixation cross this long before each image; 0 = none
+    exposure_ms: int = spec(0, ge=0, le=MAX_MS)  # how long the image stays up; 0 = until answered
+    mask: str = spec("none", choices=MASKS)  # none | blank | noise: what replaces the image after a timed exposure
+    mask_ms: int = spec(0, ge=0, le=MAX_MS)  # how long the mask stays up (needs exposure_ms > 0 and a mask)
     # answers later than this (counted from image onset, like rt_ms) are timed out; 0 = no limit
-    response_window_ms: int = 0
-    min_refresh_hz: float = 0.0  # displays measured slower than this are not started; 0 = any
+    response_window_ms: int = spec(0, ge=0, le=10 * MAX_MS)
+    min_refresh_hz: float = spec(0.0, ge=0, le=1000)  # displays measured slower than this are not started; 0 = any
     confidence: bool = False  # ask "how sure are you?" (1-4) after each answer
     fullscreen: bool = False  # trials run in full screen; exits are counted per trial
-    min_viewport_width: int = 0  # CSS pixels; narrower windows are not started; 0 = any
-    min_viewport_height: int = 0  # CSS pixels; lower windows are not started; 0 = any
+    min_viewport_width: int = spec(0, ge=0, le=10_000)  # CSS pixels; narrower windows are not started; 0 = any
+    min_viewport_height: int = spec(0, ge=0, le=10_000)  # CSS pixels; lower windows are not started; 0 = any
+
+    def __post_init__(self) -> None:
+        """The timing fits together (each value's own range is its field's rule, contracts/validation.py)."""
+        if self.mask != "none" and not self.timed:
+            raise ValidationError("mask", "a mask follows a timed exposure; set exposure_ms > 0 or mask = \"none\"")
+        if self.mask != "none" and self.mask_ms == 0:
+            raise ValidationError("mask_ms", f"the {self.mask} mask needs a duration > 0")
+        if self.mask == "none" and self.mask_ms:
+            raise ValidationError("mask_ms", "set only with mask = \"blank\" or \"noise\"")
+        shown = self.exposure_ms + self.mask_ms
+        if self.response_window_ms and self.timed and self.response_window_ms < shown:
+            raise ValidationError("response_window_ms", f"counted from image onset, so it must be at least "
+                                                        f"exposure_ms + mask_ms ({shown})")
 
     @property
     def timed(self) -> bool:
@@ -49,55 +64,8 @@ class Presentation:
 KEYS = tuple(f.name for f in fields(Presentation))
 
 
-def _number(tbl: dict, key: str, typ: type | tuple, lo: float, hi: float) -> Any:
-    default = getattr(Presentation, key)
-    if key not in tbl:
-        return default
-    v = tbl[key]
-    if isinstance(v, bool) or not isinstance(v, typ) or not lo <= v <= hi:
-        kind = "an integer" if typ is int else "a number"
-        raise PresentationError(f"presentation.{key}: expected {kind} from {lo:g} to {hi:g}, got {v!r}")
-    return v
-
-
-def _flag(tbl: dict, key: str) -> bool:
-    v = tbl.get(key, getattr(Presentation, key))
-    if not isinstance(v, bool):
-        raise PresentationError(f"presentation.{key}: expected true or false, got {v!r}")
-    return v
-
-
 def parse_section(tbl: dict[str, Any]) -> Presentation:
-    unknown = sorted(set(tbl) - set(KEYS))
-    if unknown:
-        raise PresentationError(f"presentation.{unknown[0]}: unknown field (allowed: {', '.join(KEYS)})")
-    mask = tbl.get("mask", "none")
-    if mask not in MASKS:
-        raise PresentationError(f"presentation.mask: expected one of {', '.join(MASKS)}, got {mask!r}")
-    p = Presentation(
-        fixation_ms=_number(tbl, "fixation_ms", int, 0, MAX_MS),
-        exposure_ms=_number(tbl, "exposure_ms", int, 0, MAX_MS),
-        mask=mask,
-        mask_ms=_number(tbl, "mask_ms", int, 0, MAX_MS),
-        response_window_ms=_number(tbl, "response_window_ms", int, 0, 10 * MAX_MS),
-        min_refresh_hz=float(_number(tbl, "min_refresh_hz", (int, float), 0, 1000)),
-        confidence=_flag(tbl, "confidence"),
-        fullscreen=_flag(tbl, "fullscreen"),
-        min_viewport_width=_number(tbl, "min_viewport_width", int, 0, 10_000),
-        min_viewport_height=_number(tbl, "min_viewport_height", int, 0, 10_000),
-    )
-    if p.mask != "none" and not p.timed:
-        raise PresentationError("presentation.mask: a mask follows a timed exposure; set exposure_ms > 0 "
-                                "or mask = \"none\"")
-    if p.mask != "none" and p.mask_ms == 0:
-        raise PresentationError(f"presentation.mask_ms: the {p.mask} mask needs a duration > 0")
-    if p.mask == "none" and p.mask_ms:
-        raise PresentationError("presentation.mask_ms: set only with mask = \"blank\" or \"noise\"")
-    shown = p.exposure_ms + p.mask_ms
-    if p.response_window_ms and p.timed and p.response_window_ms < shown:
-        raise PresentationError(f"presentation.response_window_ms: counted from image onset, so it must be at "
-                                f"least exposure_ms + mask_ms ({shown})")
-    return p
+    return build(Presentation, tbl, "presentation", error=PresentationError)
 
 
 def display_problem(p: Presentation, refresh_hz: Any, width: Any, height: Any) -> str | None:

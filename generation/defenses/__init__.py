@@ -28,9 +28,10 @@ DEFENSES: dict[str, type[Defense]] = {
 }
 
 
-def defense_params(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """Validated, complete parameters (defaults filled in) as a plain dict for the manifest."""
-    return dataclasses.asdict(build_params(DEFENSES[kind], raw))
+def defense_params(kind: str, raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Validated, complete parameters (defaults filled in) as a plain dict for the manifest; errors name
+    the key under `where` (e.g. defenses[2])."""
+    return dataclasses.asdict(build_params(DEFENSES[kind], raw, where))
 
 
 def build_defense(kind: str, params: dict[str, Any]) -> Defense:

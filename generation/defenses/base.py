@@ -1,13 +1,13 @@
 """What every defense is: a training objective on one batch, plus optional preparation."""
 from __future__ import annotations
 
-import dataclasses
-import keyword
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
+
+from contracts.validation import build
 
 
 @dataclass
@@ -34,30 +34,10 @@ class Defense:
         raise NotImplementedError
 
 
-def build_params(cls: type[Defense], raw: dict[str, Any]) -> Any:
-    """Defense parameters from a config table; unknown or mistyped keys raise with the key's name."""
-    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
-    # TOML may say `lambda`; Python needs `lambda_` (a keyword).
-    raw = {(k + "_" if keyword.iskeyword(k) else k): v for k, v in raw.items()}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r} for defense {cls.name!r} "
-                         f"(known: {', '.join(sorted(fields)) or 'none'})")
-    kwargs = {}
-    for key, value in raw.items():
-        default = fields[key].default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = type(default)(value) if ok and isinstance(default, float) else value
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise ValueError(f"parameter {key!r} of defense {cls.name!r} must be "
-                             f"{type(default).__name__}, got {value!r}")
-        kwargs[key] = value
-    return cls.Params(**kwargs)
+def build_params(cls: type[Defense], raw: dict[str, Any], where: str = "") -> Any:
+    """Defense parameters from a config table (contracts/validation.py: types from the Params annotations,
+    `lambda` for `lambda_`); an unknown or mistyped key raises a ValueError naming it under `where`."""
+    return build(cls.Params, raw, where)
 
 
 def linear_ramp(step: int, total_steps: int, fraction: float) -> float:

@@ -88,3 +88,12 @@ def test_options_change_the_fit_and_bad_ones_are_named(mixed_export):
         fit_task(load_export(mixed_export), "identify", mixed=False)
     with pytest.raises(AnalysisError, match="path or a pandas DataFrame"):
         load_export(42)
+
+
+def test_options_are_read_by_the_one_validator():
+    """contracts/validation.py: a misspelt option is named with the one meant, a bad value with its rule."""
+    with pytest.raises(AnalysisError, match=r"^alhpa: unknown field \(did you mean 'alpha'\?"):
+        make_config(alhpa=0.01)
+    with pytest.raises(AnalysisError, match=r"^n_boot: must be >= 50, got 10$"):
+        make_config({"n_boot": 10})
+    assert make_config(complete_states=["data_complete"]).complete_states == ("data_complete",)

@@ -112,3 +112,15 @@ def test_bad_interpretability_config_names_the_field(raw, field):
     with pytest.raises(ConfigError) as err:
         from_dict(raw)
     assert field in str(err.value)
+
+
+def test_errors_name_the_full_path_and_suggest_the_key_meant():
+    """contracts/validation.py: one reader for the config and the defenses' parameters."""
+    with pytest.raises(ConfigError, match=r"^defenses\[0\]\.lamda: unknown field \(did you mean 'lambda'\?"):
+        from_dict({"defenses": [{"name": "g", "kind": "gradreg", "lamda": 1.0}]})
+    with pytest.raises(ConfigError, match=r"^training\.stepz: unknown field \(did you mean 'steps'\?"):
+        from_dict({"training": {"stepz": 3}})
+    with pytest.raises(ConfigError, match=r"^model\.dropout: must lie in \[0, 1\), got 1\.0$"):
+        from_dict({"model": {"dropout": 1.0}})
+    with pytest.raises(ConfigError, match=r"^defenses\[1\]\.variant: expected str, got 3$"):
+        from_dict({"defenses": [{"name": "normal"}, {"name": "g", "kind": "gradreg", "variant": 3}]})

@@ -60,7 +60,7 @@ def test_an_invalid_config_fails_with_the_field_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[training]\nsteps = "many"\n')
     result = dry_run(bad)
-    assert result.exit_code == 1 and "training.steps must be an integer" in result.output
+    assert result.exit_code == 1 and "training.steps: expected int" in result.output
 
 
 def test_the_image_shape_comes_from_the_idx_header_only(tmp_path):

@@ -85,6 +85,17 @@ def test_bad_presentation_values_are_refused_by_name(section, field):
     assert str(err.value).startswith(field), str(err.value)
 
 
+def test_design_errors_name_the_full_path_and_suggest_the_key_meant():
+    from study_app.design import DesignError
+
+    with pytest.raises(DesignError, match=r"^presentation\.exposure: unknown field \(did you mean 'exposure_ms'\?"):
+        design_with("[presentation]\nexposure = 200")
+    with pytest.raises(DesignError, match=r"^presentation\.exposure_ms: must lie in \[0, 60000\], got -5$"):
+        design_with("[presentation]\nexposure_ms = -5")
+    with pytest.raises(DesignError, match=r"^debrief\.questions\[1\]: must not be empty$"):
+        design_with('[debrief]\nquestions = ["ok?", " "]')
+
+
 # ---- answers under a timed protocol (SQLite and PostgreSQL)
 
 def n_responses(app) -> int:
