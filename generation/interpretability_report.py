@@ -17,6 +17,7 @@ from torch import nn  # noqa: E402
 
 from .render import to_uint8  # noqa: E402
 from .saliency_images import applies, display_maps  # noqa: E402
+from .seeds import interpretability_lines  # noqa: E402
 
 LABELS = {"gradient": "gradient", "integrated_gradients": "integrated\ngradients", "smoothgrad": "SmoothGrad",
           "cam": "CAM", "grad_cam": "Grad-CAM"}
@@ -102,6 +103,19 @@ COLUMNS = [
 ]
 
 
+# Columns that describe the run rather than measure the model: not summarized across seeds.
+_NOT_MEASURES = ("model", "architecture", "attack_n_attacked", "empirical_robustness_failed")
+SEED_COLUMNS = [(k, label) for k, label in COLUMNS if k not in _NOT_MEASURES]
+# The metrics whose spread across seeds is drawn (figures/seeds_interpretability.png).
+SEED_FIGURE = [("top_k_intersection", "top-k intersection"), ("kendall_tau", "Kendall's τ"),
+               ("alignment_mean", "mean α"), ("cam_discrepancy_two_class_relative", "CAM disc. ÷ CAM size")]
+
+
+def seed_metrics(interp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{model: {metric: value}} of one seed's interpretability results (the table's measures)."""
+    return {r["model"]: {k: r[k] for k, _ in SEED_COLUMNS} for r in table_rows(interp, {})}
+
+
 def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for name, r in interp["models"].items():
@@ -124,8 +138,11 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
     return rows
 
 
-def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, folder: Path) -> None:
-    """tables/interpretability.csv and .md: one row per model."""
+def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, folder: Path,
+                 across_seeds: dict[str, Any] | None = None) -> None:
+    """tables/interpretability.csv and .md: one row per model (the first seed's). With several
+    training seeds (`across_seeds`, seeds.summarize_interpretability) the .md adds every metric's mean
+    and interval across seeds, and interpretability_seeds.csv holds them."""
     folder.mkdir(exist_ok=True)
     rows = table_rows(interp, architectures)
     keys = [k for k, _ in COLUMNS if any(r[k] is not None for r in rows)]
@@ -147,4 +164,20 @@ def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, fol
              "| " + " | ".join(head[k] for k in keys) + " |",
              "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    if across_seeds:
+        lines[2:2] = [f"The table below is the first training seed's models; the second one is the mean "
+                      f"across seeds {across_seeds['seeds']}.", ""]
+        lines += [""] + interpretability_lines(across_seeds, SEED_COLUMNS)
+        _write_seed_csv(across_seeds, folder / "interpretability_seeds.csv")
     (folder / "interpretability.md").write_text("\n".join(lines) + "\n")
+
+
+def _write_seed_csv(across_seeds: dict[str, Any], path: Path) -> None:
+    """One row per (model, metric): mean, interval, n seeds measured, every seed's value."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "metric", "mean", "ci_low", "ci_high", "n", "values"])
+        for model, row in across_seeds["models"].items():
+            for metric, s in row.items():
+                writer.writerow([model, metric, s["mean"], s["ci_low"], s["ci_high"], s["n"],
+                                 " ".join(f"{v:.6g}" for v in s["values"])])

@@ -23,13 +23,15 @@ from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
 from .interpretability import RESULTS_VERSION, evaluate_interpretability
-from .interpretability_report import plot_alignment_vs_robustness, plot_saliency_grids, write_tables
+from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_vs_robustness, plot_saliency_grids,
+                                     seed_metrics, write_tables)
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
 from .saliency_images import export_stimulus_saliency
-from .seeds import plot_clean_accuracy, plot_white_box_curves, summarize, write_table
+from .seeds import (plot_clean_accuracy, plot_interpretability, plot_white_box_curves, summarize,
+                    summarize_interpretability, write_table)
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
 from .train import cache_dir, model_specs, replicate_name, to_tensors, train_or_load
 
@@ -110,6 +112,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
 
     if cfg.interpretability.enabled:
         metrics = {**metrics, "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
+        if len(cfg.training.seeds) > 1:
+            metrics["seeds"] = {**metrics["seeds"], "interpretability": _interpretability_across_seeds(
+                cfg, trained, metrics["interpretability"], dataset, x_test, y_test)}
 
     log.info("making stimuli: design %s, %s against %d defenses", cfg.stimuli.design, cfg.stimuli.attack,
              len(defended))
@@ -156,9 +161,7 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
     """Evaluate every other seed's models as the first seed's were; summarize across seeds."""
     per_seed = [metrics]
     for seed in cfg.training.seeds[1:]:
-        # the same names as the first seed's, so the evaluations line up (loaded models have no seed)
-        models = {n: trained.get(replicate_name(n, seed), t).model
-                  for n, t in trained.items() if t.spec.role == "defended"}
+        models = _seed_models(trained, seed)
         raters = {n: t.model for n, t in trained.items() if t.spec.role == "rater"}
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in {**models, **raters}}
         log.info("evaluating seed %d's models", seed)
@@ -169,6 +172,25 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
                                                     lambda: evaluate(models, {**models, **raters}, x_test,
                                                                      y_test, cfg.evaluation))))
     return summarize(cfg.training.seeds, per_seed)
+
+
+def _seed_models(trained, seed: int) -> dict[str, Any]:
+    """Another seed's defended models under the first seed's names, so the results line up (a loaded
+    model has no seed: it stands in for itself)."""
+    return {n: trained.get(replicate_name(n, seed), t).model for n, t in trained.items() if t.spec.role == "defended"}
+
+
+def _interpretability_across_seeds(cfg: GenerationConfig, trained, first: dict[str, Any], dataset, x_test,
+                                   y_test) -> dict[str, Any]:
+    """The interpretability metrics of every other seed's models (cached per seed, as the first
+    seed's), summarized with the first seed's as mean and interval per model and metric."""
+    per_seed = [seed_metrics(first)]
+    for seed in cfg.training.seeds[1:]:
+        models = _seed_models(trained, seed)
+        sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in models}
+        log.info("interpretability of seed %d's models", seed)
+        per_seed.append(seed_metrics(_interpretability(cfg, models, sha, dataset, x_test, y_test)))
+    return summarize_interpretability(cfg.training.seeds, per_seed)
 
 
 # Settings that only change pictures or exports, not the measured numbers: outside the cache key.
@@ -191,7 +213,8 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
     interp = metrics["interpretability"]
     if ic.alignment:
         plot_alignment_vs_robustness(interp, folder / "figures" / "alignment_vs_robustness.png")
-    write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables")
+    write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables",
+                 metrics.get("seeds", {}).get("interpretability"))
 
 
 def _loaded_from(t) -> dict[str, Any]:
@@ -253,7 +276,10 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         plot_clean_accuracy(metrics["seeds"], figures / "seeds_clean_accuracy.png")
         for attack in cfg.evaluation.attacks:
             plot_white_box_curves(metrics["seeds"], attack, figures / f"seeds_accuracy_vs_epsilon_{attack}.png")
-        write_table(metrics["seeds"], folder / "tables" / "seeds.md")
+        write_table(metrics["seeds"], folder / "tables" / "seeds.md", SEED_COLUMNS)
+        if "interpretability" in metrics["seeds"]:
+            plot_interpretability(metrics["seeds"]["interpretability"], SEED_FIGURE,
+                                  figures / "seeds_interpretability.png")
 
     models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
                "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,
