@@ -82,6 +82,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     dataset = load_dataset(cfg.data)
     splits = split(dataset, cfg.data)
     num_classes = len(dataset.classes)
+    if num_classes > IDENTIFY_MAX_CLASSES:
+        log.warning("%d classes: a study of this set cannot use the identify task (at most %d); rate, compare "
+                    "and explain can", num_classes, IDENTIFY_MAX_CLASSES)
     x_test, y_test = to_tensors(dataset.images, dataset.labels, splits.test, dev)
     data_for = {"train": to_tensors(dataset.images, dataset.labels, splits.train, dev),
                 "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}

@@ -176,10 +176,19 @@ def _stimuli(cfg: GenerationConfig, classes: int, n_defended: int) -> str:
             + (" (at most: sources all defenses get right)" if s.require_correct else ""))
 
 
+# study_app's identify task (study_app/tasks/identify.py max_classes) refuses a set of more classes.
+IDENTIFY_MAX_CLASSES = 10
+
+
 def make_plan(cfg: GenerationConfig) -> Plan:
     plan = Plan()
     plan.lines.append(f"config {cfg.name!r} (hash {cfg.hash()[:12]}): valid")
     shape, classes = _data(cfg, plan)
+    classes = max(classes, len(cfg.data.classes))
+    if classes > IDENTIFY_MAX_CLASSES:
+        plan.warnings.append(f"data: {classes} classes; a study of this set cannot use the identify task (one "
+                             f"answer key per class, 0-9: at most {IDENTIFY_MAX_CLASSES}); rate, compare and "
+                             "explain can")
     specs = model_specs(cfg, "dry-run")
     plan.lines.append(f"models: {len(specs)} ({sum(s.role == 'defended' for s in specs)} defended, "
                       f"{sum(s.role == 'rater' for s in specs)} raters, "
