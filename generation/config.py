@@ -35,6 +35,7 @@ class DataConfig:
     n_train: int = 3000               # defended models train on this split
     n_rater: int = 1000               # rater models train on this disjoint split
     n_test: int = 1000                # evaluation and stimulus sources
+    n_validation: int = 0             # held out from every model and every evaluation: where an accuracy-matched model (defenses match_accuracy_of) is stopped; taken after the other splits, which stay as they were
     split_seed: int = 0               # seed of the train/rater/test split (fixed = same digits every run)
 
 
@@ -70,6 +71,8 @@ class DefenseConfig:
     factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
     mean: list[float] = field(default_factory=list)  # input normalization per channel, inside the model
     std: list[float] = field(default_factory=list)   # per channel, with mean (both empty = the model takes [0, 1] pixels)
+    match_accuracy_of: str = ""       # the name of another trained defense: train this one (usually kind "normal") until its accuracy on the validation split (data.n_validation) first reaches that model's, checked every match_every steps; train_steps is the most it may take (Chen et al.'s accuracy-matched natural baseline)
+    match_every: int = 50             # optimizer steps between two accuracy checks of match_accuracy_of
 
 
 @dataclass
@@ -319,6 +322,7 @@ def validate(cfg: GenerationConfig) -> None:
             dc.params = defense_params(dc.kind, dc.params)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    _validate_matching(cfg)
     _require(cfg.raters.count >= 0, "raters.count must be >= 0")
     _require(not cfg.raters.architecture or cfg.raters.architecture in ARCHITECTURES,
              f"raters.architecture must be one of {sorted(ARCHITECTURES)}")
@@ -364,6 +368,27 @@ def _validate_loaded(dc: DefenseConfig, where: str) -> None:
     _require(len(dc.mean) == len(dc.std), f"{where}: mean and std need one value per channel each "
                                           f"(got {len(dc.mean)} and {len(dc.std)})")
     _require(all(v > 0 for v in dc.std), f"{where}.std must be positive")
+
+
+def _validate_matching(cfg: GenerationConfig) -> None:
+    """match_accuracy_of names another model that is not matched itself, and there is a validation split."""
+    _require(cfg.data.n_validation >= 0, "data.n_validation must be >= 0")
+    by_name = {dc.name: dc for dc in cfg.defenses}
+    for i, dc in enumerate(cfg.defenses):
+        where = f"defenses[{i}]"
+        _require(dc.match_every > 0, f"{where}.match_every must be positive")
+        if not dc.match_accuracy_of:
+            continue
+        _require(dc.kind != LOADED, f"{where}.match_accuracy_of: a loaded model is not trained, so it cannot be "
+                                    "stopped at an accuracy")
+        target = by_name.get(dc.match_accuracy_of)
+        _require(target is not None, f"{where}.match_accuracy_of {dc.match_accuracy_of!r} is not the name of a "
+                                     f"defense (names: {', '.join(by_name)})")
+        _require(target is not dc, f"{where}.match_accuracy_of names the defense itself")
+        _require(not target.match_accuracy_of, f"{where}.match_accuracy_of {target.name!r} is matched to another "
+                                               "model itself; match to a model trained to its end")
+        _require(cfg.data.n_validation > 0, f"{where}.match_accuracy_of needs a held-out split to measure accuracy "
+                                            "on while training: set data.n_validation (e.g. 1000)")
 
 
 def _validate_data(d: DataConfig) -> None:

@@ -5,6 +5,7 @@ interrupted run never leaves a half-written stimulus set.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -27,6 +28,8 @@ from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_
                                      seed_metrics, write_tables)
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
+from .metrics import accuracy
+from .plan import IDENTIFY_MAX_CLASSES
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
 from .saliency_images import export_stimulus_saliency
@@ -94,11 +97,16 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     specs = model_specs(cfg, dataset.sha256, resolved)
     # Loaded models first: a bad model file stops the run before hours of training, not after.
     loaded = {s.name: train_or_load(s, *data_for["train"], num_classes, dev) for s in specs if s.load is not None}
+    validation = to_tensors(dataset.images, dataset.labels, splits.validation, dev) if len(splits.validation) else None
     trained = {}
-    for i, spec in enumerate(specs, 1):
+    # accuracy-matched models after the ones they are matched to (their stop depends on those)
+    for i, spec in enumerate(sorted(specs, key=lambda s: s.match is not None), 1):
         log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
         x, y = data_for.get(spec.split, data_for["train"])
-        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev)
+        if spec.match:
+            spec = matched_spec(spec, trained, validation)
+        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev, validation)
+    trained = {s.name: trained[s.name] for s in specs}  # the config's order again
     everyone = {n: t.model for n, t in trained.items() if t.spec.role != "replicate"}
     defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
     checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items() if t.spec.role != "replicate"}
@@ -147,6 +155,28 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
              "manifest sha256 %s", out, len(adversarial), sum(s.success for s in adversarial),
              len(stimuli) - len(adversarial), len(sources), time.time() - started, manifest_sha256(out)[:12])
     return out
+
+
+def matched_spec(spec, trained, validation) -> Any:
+    """An accuracy-matched spec with its target filled in: the matched-to model of the same seed (a
+    replicate is matched to that seed's replicate), its accuracy on the validation split and its
+    checkpoint hash (both part of the cache key: another target, another model)."""
+    of = spec.match["of"]
+    target = replicate_name(of, spec.seed) if spec.role == "replicate" and replicate_name(of, spec.seed) in trained else of
+    t = trained[target]
+    acc = accuracy(t.model, *validation)
+    log.info("model %s: trained until its validation accuracy reaches %s's %.3f", spec.name, target, acc)
+    return dataclasses.replace(spec, match={**spec.match, "target": target, "target_accuracy": round(acc, 6),
+                                            "target_sha256": t.checkpoint_sha256, "n_validation": len(validation[1])})
+
+
+def _matched(t) -> dict[str, Any]:
+    """An accuracy-matched model's entry says so: to which model, on which split, where it stopped."""
+    if t.matched is None:
+        return {}
+    m = t.spec.match
+    return {"accuracy_matched": {"to": m["target"], "split": "validation", "n_images": m["n_validation"],
+                                 "every": m["every"], "max_steps": t.spec.steps, **t.matched}}
 
 
 def _precision_key(resolved: str) -> dict[str, str]:
@@ -290,12 +320,12 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                "clean_accuracy": metrics["clean_accuracy"][n],
                "input_gradient_norm": metrics["input_gradient_norm"][n],
-               **_loaded_from(t)}
+               **_loaded_from(t), **_matched(t)}
               for n, t in trained.items() if t.spec.role != "replicate"]
     replicates = [{"name": n, "defense_model": n.split("@")[0], "seed": t.spec.seed,
                    "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                    "clean_accuracy": metrics["seeds"]["clean_accuracy"][n.split("@")[0]]["values"][
-                       cfg.training.seeds.index(t.spec.seed)]}
+                       cfg.training.seeds.index(t.spec.seed)], **_matched(t)}
                   for n, t in trained.items() if t.spec.role == "replicate"]
     write_manifest(folder, {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -156,9 +156,11 @@ def _model_line(spec: ModelSpec, shape: tuple[int, ...], classes: int, plan: Pla
     macs = _macs(model, shape)
     passes = training_passes(spec.defense, spec.defense_params) * spec.steps * spec.batch_size
     work = passes * macs * 3  # a forward+backward pass is about 3 forwards
+    until = (f" (at most: stops when its validation accuracy reaches {spec.match['of']}'s, checked every "
+             f"{spec.match['every']} steps)") if spec.match else ""
     return (f"  {spec.name:<18} {spec.role:<8} {spec.defense:<14} {spec.architecture} (width {spec.width:g}): "
             f"{parameter_count(model):,} parameters, {macs / 1e6:.2f} MMAC/image; {spec.steps} steps x "
-            f"{spec.batch_size} -> {passes:,.0f} image-passes, {work / 1e12:,.2f} TMAC", work)
+            f"{spec.batch_size} -> {passes:,.0f} image-passes, {work / 1e12:,.2f} TMAC{until}", work)
 
 
 def _stimuli(cfg: GenerationConfig, classes: int, n_defended: int) -> str:
