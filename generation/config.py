@@ -153,6 +153,10 @@ class InterpretabilityConfig:
     softplus_beta: float = 1.0        # the smooth surrogate for second derivatives (Chen et al.: tf softplus, 1)
     top_k: int = 100                  # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
+    cam_min_epsilon: bool = True      # also under Boopathy et al.'s own protocol: a targeted attack to a random class at each image's smallest successful epsilon, beside the margin (GAP-head models; docs/generation.md)
+    cam_attack_steps: int = 10        # steps of that targeted attack at each epsilon tried (Boopathy et al.: 10)
+    cam_search_rounds: int = 10       # rounds of its epsilon search (Boopathy et al.: 10, from 0.05, doubling after a failure, halving the bracket after a success)
+    cam_max_epsilon: float = 1.0      # largest epsilon the search may reach, in [0, 1] pixels (Boopathy et al.: 1.0)
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
     seed: int = 0                     # noise of SmoothGrad and the attacks' random starts
 
@@ -445,6 +449,9 @@ def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks
     for key in ("n_images", "grid_images", "ig_steps", "pgd_steps", "attack_steps", "attack_k",
                 "attack_restarts", "top_k"):
         _require(getattr(c, key) > 0, f"{w}.{key} must be positive")
+    for key in ("cam_attack_steps", "cam_search_rounds"):
+        _require(getattr(c, key) > 0, f"{w}.{key} must be positive")
+    _require(0 < c.cam_max_epsilon <= 1, f"{w}.cam_max_epsilon must lie in (0, 1]")
     for key in ("attack_images", "attack_ig_steps"):
         _require(getattr(c, key) >= 0, f"{w}.{key} must be >= 0")
     for key in ("pgd_epsilon", "attack_epsilon", "attack_step_size"):

@@ -24,8 +24,8 @@ from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
 from .interpretability import RESULTS_VERSION, evaluate_interpretability
-from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_vs_robustness, plot_saliency_grids,
-                                     seed_metrics, write_tables)
+from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_vs_robustness,
+                                     plot_cam_discrepancy_vs_margin, plot_saliency_grids, seed_metrics, write_tables)
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
 from .metrics import accuracy
@@ -246,6 +246,7 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
     interp = metrics["interpretability"]
     if ic.alignment:
         plot_alignment_vs_robustness(interp, folder / "figures" / "alignment_vs_robustness.png")
+    plot_cam_discrepancy_vs_margin(interp, folder / "figures" / "cam_discrepancy_vs_margin.png")
     write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables",
                  metrics.get("seeds", {}).get("interpretability"))
 

@@ -97,7 +97,8 @@ SEEDED_INTERP = {
     "evaluation": {"attacks": ["fgsm"], "epsilons": [0.0, 0.3], "n_images": 8},
     "training": {"steps": 3, "batch_size": 16, "seeds": [0, 7]},
     "interpretability": {"n_images": 6, "grid_images": 2, "ig_steps": 4, "pgd_steps": 2, "robustness_attacks": [],
-                         "attack_steps": 2, "attack_restarts": 1, "attack_ig_steps": 4, "attack_k": 50, "top_k": 20},
+                         "attack_steps": 2, "attack_restarts": 1, "attack_ig_steps": 4, "attack_k": 50, "top_k": 20,
+                         "cam_attack_steps": 2, "cam_search_rounds": 3},
 }
 
 
