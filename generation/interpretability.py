@@ -21,8 +21,9 @@ from .config import InterpretabilityConfig
 from .metrics import accuracy
 
 # Part of the cache key: bump when a change to the code changes the numbers for the same config.
-RESULTS_VERSION = 4   # 4: Boopathy's targeted minimum-epsilon CAM discrepancy; 3: Chen's attack (true label, correct images only, best iterate), relative CAM
-                      # discrepancy and margin; 2: the top-k attack's random start
+RESULTS_VERSION = 4   # 4: Boopathy's targeted minimum-epsilon CAM discrepancy; 3: Chen's attack (true label,
+                      # correct images only, best iterate), relative CAM discrepancy and margin; 2: the top-k
+                      # attack's random start
 
 
 def has_gap_head(model: nn.Module) -> bool:

@@ -162,7 +162,8 @@ def matched_spec(spec, trained, validation) -> Any:
     replicate is matched to that seed's replicate), its accuracy on the validation split and its
     checkpoint hash (both part of the cache key: another target, another model)."""
     of = spec.match["of"]
-    target = replicate_name(of, spec.seed) if spec.role == "replicate" and replicate_name(of, spec.seed) in trained else of
+    same_seed = replicate_name(of, spec.seed)
+    target = same_seed if spec.role == "replicate" and same_seed in trained else of
     t = trained[target]
     acc = accuracy(t.model, *validation)
     log.info("model %s: trained until its validation accuracy reaches %s's %.3f", spec.name, target, acc)
