@@ -71,6 +71,7 @@ def test_the_matched_model_stops_at_the_first_check_that_reaches_the_target(tmp_
     entry = next(x for x in m["models"] if x["name"] == "normal_matched")
     match = entry["accuracy_matched"]
     assert match["to"] == "normal" and match["split"] == "validation" and match["n_images"] == 100
+    assert m["dataset"]["splits"] == {"train": 300, "rater": 50, "test": 60, "validation": 100}
     assert match["reached"] and match["accuracy"] >= match["target_accuracy"]
     assert match["stopped_at_step"] < 400 and match["stopped_at_step"] % 5 == 0 and match["max_steps"] == 400
     steps = [s for s, _ in match["checks"]]
