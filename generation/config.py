@@ -37,6 +37,7 @@ class DataConfig:
     n_train: int = spec(3000, gt=0)   # defended models train on this split
     n_rater: int = spec(1000, gt=0)   # rater models train on this disjoint split
     n_test: int = spec(1000, gt=0)    # evaluation and stimulus sources
+    n_validation: int = spec(0, ge=0)  # held out from every model and every evaluation: where an accuracy-matched model (defenses match_accuracy_of) is stopped; taken after the other splits, which stay as they were
     split_seed: int = 0               # seed of the train/rater/test split (fixed = same digits every run)
 
 
@@ -72,6 +73,8 @@ class DefenseConfig:
     factory_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
     mean: list[float] = field(default_factory=list)  # input normalization per channel, inside the model
     std: list[float] = field(default_factory=list)   # per channel, with mean (both empty = the model takes [0, 1] pixels)
+    match_accuracy_of: str = ""       # the name of another trained defense: train this one (usually kind "normal") until its accuracy on the validation split (data.n_validation) first reaches that model's, checked every match_every steps; train_steps is the most it may take (Chen et al.'s accuracy-matched natural baseline)
+    match_every: int = 50             # optimizer steps between two accuracy checks of match_accuracy_of
 
 
 @dataclass
@@ -156,6 +159,10 @@ class InterpretabilityConfig:
     softplus_beta: float = spec(1.0, gt=0)
     top_k: int = spec(100, gt=0)      # k of the reported top-k intersection (Chen et al.: 100)
     cam_discrepancy: bool = True      # Boopathy's discrepancy under PGD, for gap_cnn models
+    cam_min_epsilon: bool = True      # also under Boopathy et al.'s own protocol: a targeted attack to a random class at each image's smallest successful epsilon, beside the margin (GAP-head models; docs/generation.md)
+    cam_attack_steps: int = spec(10, gt=0)  # steps of that targeted attack at each epsilon tried (Boopathy et al.: 10)
+    cam_search_rounds: int = spec(10, gt=0)  # rounds of its epsilon search (Boopathy et al.: 10, from 0.05, doubling after a failure, halving the bracket after a success)
+    cam_max_epsilon: float = spec(1.0, gt=0, le=1)  # largest epsilon the search may reach, in [0, 1] pixels (Boopathy et al.: 1.0)
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
     seed: int = 0                     # noise of SmoothGrad and the attacks' random starts
 
@@ -254,6 +261,7 @@ def validate(cfg: GenerationConfig) -> None:
             dc.params = defense_params(dc.kind, dc.params, where)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    _validate_matching(cfg)
     _require(not cfg.raters.architecture or cfg.raters.architecture in ARCHITECTURES,
              f"raters.architecture must be one of {sorted(ARCHITECTURES)}")
     e = cfg.evaluation
@@ -293,6 +301,27 @@ def _validate_loaded(dc: DefenseConfig, where: str) -> None:
     _require(len(dc.mean) == len(dc.std), f"{where}: mean and std need one value per channel each "
                                           f"(got {len(dc.mean)} and {len(dc.std)})")
     _require(all(v > 0 for v in dc.std), f"{where}.std must be positive")
+
+
+def _validate_matching(cfg: GenerationConfig) -> None:
+    """match_accuracy_of names another model that is not matched itself, and there is a validation split."""
+    _require(cfg.data.n_validation >= 0, "data.n_validation must be >= 0")
+    by_name = {dc.name: dc for dc in cfg.defenses}
+    for i, dc in enumerate(cfg.defenses):
+        where = f"defenses[{i}]"
+        _require(dc.match_every > 0, f"{where}.match_every must be positive")
+        if not dc.match_accuracy_of:
+            continue
+        _require(dc.kind != LOADED, f"{where}.match_accuracy_of: a loaded model is not trained, so it cannot be "
+                                    "stopped at an accuracy")
+        target = by_name.get(dc.match_accuracy_of)
+        _require(target is not None, f"{where}.match_accuracy_of {dc.match_accuracy_of!r} is not the name of a "
+                                     f"defense (names: {', '.join(by_name)})")
+        _require(target is not dc, f"{where}.match_accuracy_of names the defense itself")
+        _require(not target.match_accuracy_of, f"{where}.match_accuracy_of {target.name!r} is matched to another "
+                                               "model itself; match to a model trained to its end")
+        _require(cfg.data.n_validation > 0, f"{where}.match_accuracy_of needs a held-out split to measure accuracy "
+                                            "on while training: set data.n_validation (e.g. 1000)")
 
 
 def _validate_data(d: DataConfig) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class Splits:
     train: np.ndarray
     rater: np.ndarray
     test: np.ndarray
+    validation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # data.n_validation
 
 
 def as_images(raw: np.ndarray, where: str) -> np.ndarray:
@@ -242,11 +243,14 @@ def _embedded_names(classes: list[str], ds: Dataset) -> list[str]:
 
 
 def split(dataset: Dataset, cfg: DataConfig) -> Splits:
-    """Seeded, disjoint train / rater / test index sets."""
+    """Seeded, disjoint train / rater / test (/ validation) index sets. The validation split is taken
+    after the others, so adding it leaves train, rater and test as they were."""
     need = cfg.n_train + cfg.n_rater + cfg.n_test
-    if need > len(dataset.labels):
-        raise DataError(f"data: n_train + n_rater + n_test = {need} exceeds the {len(dataset.labels)} "
-                        f"images of {dataset.name}")
+    if need + cfg.n_validation > len(dataset.labels):
+        what = "n_train + n_rater + n_test" + (" + n_validation" if cfg.n_validation else "")
+        raise DataError(f"data: {what} = {need + cfg.n_validation} exceeds the {len(dataset.labels)} images of "
+                        f"{dataset.name}")
     order = np.random.default_rng(cfg.split_seed).permutation(len(dataset.labels))
     a, b = cfg.n_train, cfg.n_train + cfg.n_rater
-    return Splits(train=order[:a], rater=order[a:b], test=order[b:need])
+    return Splits(train=order[:a], rater=order[a:b], test=order[b:need],
+                  validation=order[need:need + cfg.n_validation])

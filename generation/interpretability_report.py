@@ -17,6 +17,7 @@ from torch import nn  # noqa: E402
 
 from .render import to_uint8  # noqa: E402
 from .saliency_images import applies, display_maps  # noqa: E402
+from .seeds import interpretability_lines  # noqa: E402
 
 LABELS = {"gradient": "gradient", "integrated_gradients": "integrated\ngradients", "smoothgrad": "SmoothGrad",
           "cam": "CAM", "grad_cam": "Grad-CAM"}
@@ -88,6 +89,32 @@ def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_cam_discrepancy_vs_margin(interp: dict[str, Any], path: Path) -> bool:
+    """Boopathy et al.'s view: per image, the two-class CAM discrepancy at the smallest targeted
+    epsilon against the clean margin 1/2 (f_y - f_t), a panel per GAP-head model. False: no model had it."""
+    models = {n: r["per_image"]["cam_min_epsilon"] for n, r in interp["models"].items()
+              if "cam_min_epsilon" in r["per_image"]}
+    if not models:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.2), squeeze=False)
+    for ax, (name, p) in zip(axes[0], models.items()):
+        ok = np.array(p["success"], dtype=bool)
+        m = np.array([np.nan if v is None else v for v in p["margin"]], dtype=float)
+        d = np.array([np.nan if v is None else v for v in p["two_class"]], dtype=float)
+        ax.scatter(m[ok], d[ok], s=10, alpha=0.7, label="reached t")
+        ax.scatter(m[~ok], d[~ok], s=10, marker="x", color="grey", label="did not")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("margin ½(f_y − f_t), clean", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("CAM discrepancy (2-class) ÷ (H·W)", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("CAM discrepancy at the smallest targeted ε vs margin (Boopathy et al. 2020)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 COLUMNS = [
     ("model", "model"), ("architecture", "architecture"), ("natural_accuracy", "natural acc."),
     ("pgd_accuracy", "PGD acc."), ("attack_n_attacked", "attacked (correct)"),
@@ -99,7 +126,26 @@ COLUMNS = [
     ("cam_discrepancy_one_class", "CAM discrepancy (1-class)"),
     ("cam_discrepancy_two_class_relative", "CAM disc. ÷ CAM size (2-class)"),
     ("cam_margin_median", "median margin ½(f_y − f_t)"),
+    ("cam_min_eps_success", "min-ε attack reached t"),
+    ("cam_min_eps_epsilon_median", "min-ε: median ε"),
+    ("cam_min_eps_two_class", "min-ε: CAM disc. (2-class)"),
+    ("cam_min_eps_two_class_relative", "min-ε: CAM disc. ÷ CAM size"),
+    ("cam_min_eps_margin_median", "min-ε: median margin ½(f_y − f_t)"),
+    ("cam_min_eps_per_margin_median", "min-ε: median disc. ÷ margin"),
 ]
+
+
+# Columns that describe the run rather than measure the model: not summarized across seeds.
+_NOT_MEASURES = ("model", "architecture", "attack_n_attacked", "empirical_robustness_failed", "cam_min_eps_success")
+SEED_COLUMNS = [(k, label) for k, label in COLUMNS if k not in _NOT_MEASURES]
+# The metrics whose spread across seeds is drawn (figures/seeds_interpretability.png).
+SEED_FIGURE = [("top_k_intersection", "top-k intersection"), ("kendall_tau", "Kendall's τ"),
+               ("alignment_mean", "mean α"), ("cam_min_eps_two_class_relative", "CAM disc. ÷ CAM size (min-ε)")]
+
+
+def seed_metrics(interp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{model: {metric: value}} of one seed's interpretability results (the table's measures)."""
+    return {r["model"]: {k: r[k] for k, _ in SEED_COLUMNS} for r in table_rows(interp, {})}
 
 
 def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[dict[str, Any]]:
@@ -107,6 +153,7 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
     for name, r in interp["models"].items():
         attack = r.get("attribution_attack", {})
         cam = r.get("cam_discrepancy", {})
+        low = r.get("cam_min_epsilon", {})
         rows.append({
             "model": name, "architecture": architectures.get(name, ""),
             "natural_accuracy": r["natural_accuracy"], "pgd_accuracy": r["pgd_accuracy"],
@@ -120,12 +167,21 @@ def table_rows(interp: dict[str, Any], architectures: dict[str, str]) -> list[di
             "cam_discrepancy_two_class": cam.get("two_class"), "cam_discrepancy_one_class": cam.get("one_class"),
             "cam_discrepancy_two_class_relative": cam.get("two_class_relative"),
             "cam_margin_median": cam.get("margin_median"),
+            "cam_min_eps_success": (f"{low['n_success']}/{low['n_images']}" if low else None),
+            "cam_min_eps_epsilon_median": low.get("epsilon_median"),
+            "cam_min_eps_two_class": low.get("two_class"),
+            "cam_min_eps_two_class_relative": low.get("two_class_relative"),
+            "cam_min_eps_margin_median": low.get("margin_median"),
+            "cam_min_eps_per_margin_median": low.get("discrepancy_per_margin_median"),
         })
     return rows
 
 
-def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, folder: Path) -> None:
-    """tables/interpretability.csv and .md: one row per model."""
+def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, folder: Path,
+                 across_seeds: dict[str, Any] | None = None) -> None:
+    """tables/interpretability.csv and .md: one row per model (the first seed's). With several
+    training seeds (`across_seeds`, seeds.summarize_interpretability) the .md adds every metric's mean
+    and interval across seeds, and interpretability_seeds.csv holds them."""
     folder.mkdir(exist_ok=True)
     rows = table_rows(interp, architectures)
     keys = [k for k, _ in COLUMNS if any(r[k] is not None for r in rows)]
@@ -143,9 +199,29 @@ def write_tables(interp: dict[str, Any], architectures: dict[str, str], cfg, fol
              f"{cfg.attack_select}; top-k intersection at k = {cfg.top_k} and Kendall's τ between the "
              "true label's |IG| maps before and after, over the correctly classified digits only. "
              "α, ρ̃: Etmann et al.; ρ: smallest L2 of "
-             f"{', '.join(cfg.robustness_attacks) or '—'}.",
+             f"{', '.join(cfg.robustness_attacks) or '—'}. CAM discrepancy: under untargeted PGD at "
+             f"ε = {cfg.pgd_epsilon}, and (min-ε) under Boopathy et al.'s targeted attack to a random class at "
+             f"each image's smallest successful ε ({cfg.cam_search_rounds} search rounds, {cfg.cam_attack_steps} "
+             "steps), over the images it took to the target; read it divided by the CAM's size or by the margin, "
+             "not raw (a model with small logits looks robust in raw units).",
              "",
              "| " + " | ".join(head[k] for k in keys) + " |",
              "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    if across_seeds:
+        lines[2:2] = [f"The table below is the first training seed's models; the second one is the mean "
+                      f"across seeds {across_seeds['seeds']}.", ""]
+        lines += [""] + interpretability_lines(across_seeds, SEED_COLUMNS)
+        _write_seed_csv(across_seeds, folder / "interpretability_seeds.csv")
     (folder / "interpretability.md").write_text("\n".join(lines) + "\n")
+
+
+def _write_seed_csv(across_seeds: dict[str, Any], path: Path) -> None:
+    """One row per (model, metric): mean, interval, n seeds measured, every seed's value."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "metric", "mean", "ci_low", "ci_high", "n", "values"])
+        for model, row in across_seeds["models"].items():
+            for metric, s in row.items():
+                writer.writerow([model, metric, s["mean"], s["ci_low"], s["ci_high"], s["n"],
+                                 " ".join(f"{v:.6g}" for v in s["values"])])

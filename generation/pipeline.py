@@ -5,6 +5,7 @@ interrupted run never leaves a half-written stimulus set.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -23,13 +24,17 @@ from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
 from .interpretability import RESULTS_VERSION, evaluate_interpretability
-from .interpretability_report import plot_alignment_vs_robustness, plot_saliency_grids, write_tables
+from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_vs_robustness,
+                                     plot_cam_discrepancy_vs_margin, plot_saliency_grids, seed_metrics, write_tables)
 from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
                        write_manifest)
+from .metrics import accuracy
+from .plan import IDENTIFY_MAX_CLASSES
 from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
                      plot_transfer_heatmap, write_png)
 from .saliency_images import export_stimulus_saliency
-from .seeds import plot_clean_accuracy, plot_white_box_curves, summarize, write_table
+from .seeds import (plot_clean_accuracy, plot_interpretability, plot_white_box_curves, summarize,
+                    summarize_interpretability, write_table)
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
 from .train import cache_dir, model_specs, replicate_name, to_tensors, train_or_load
 
@@ -80,6 +85,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     dataset = load_dataset(cfg.data)
     splits = split(dataset, cfg.data)
     num_classes = len(dataset.classes)
+    if num_classes > IDENTIFY_MAX_CLASSES:
+        log.warning("%d classes: a study of this set cannot use the identify task (at most %d); rate, compare "
+                    "and explain can", num_classes, IDENTIFY_MAX_CLASSES)
     x_test, y_test = to_tensors(dataset.images, dataset.labels, splits.test, dev)
     data_for = {"train": to_tensors(dataset.images, dataset.labels, splits.train, dev),
                 "rater": to_tensors(dataset.images, dataset.labels, splits.rater, dev)}
@@ -89,11 +97,16 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     specs = model_specs(cfg, dataset.sha256, resolved)
     # Loaded models first: a bad model file stops the run before hours of training, not after.
     loaded = {s.name: train_or_load(s, *data_for["train"], num_classes, dev) for s in specs if s.load is not None}
+    validation = to_tensors(dataset.images, dataset.labels, splits.validation, dev) if len(splits.validation) else None
     trained = {}
-    for i, spec in enumerate(specs, 1):
+    # accuracy-matched models after the ones they are matched to (their stop depends on those)
+    for i, spec in enumerate(sorted(specs, key=lambda s: s.match is not None), 1):
         log.info("model %d/%d: %s (%s)", i, len(specs), spec.name, spec.defense)
         x, y = data_for.get(spec.split, data_for["train"])
-        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev)
+        if spec.match:
+            spec = matched_spec(spec, trained, validation)
+        trained[spec.name] = loaded.get(spec.name) or train_or_load(spec, x, y, num_classes, dev, validation)
+    trained = {s.name: trained[s.name] for s in specs}  # the config's order again
     everyone = {n: t.model for n, t in trained.items() if t.spec.role != "replicate"}
     defended = {n: t.model for n, t in trained.items() if t.spec.role == "defended"}
     checkpoints = {n: t.checkpoint_sha256 for n, t in trained.items() if t.spec.role != "replicate"}
@@ -111,6 +124,9 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     if cfg.interpretability.enabled:
         metrics = {**metrics,
                    "interpretability": _interpretability(cfg, defended, checkpoints, dataset, x_test, y_test)}
+        if len(cfg.training.seeds) > 1:
+            metrics["seeds"] = {**metrics["seeds"], "interpretability": _interpretability_across_seeds(
+                cfg, trained, metrics["interpretability"], dataset, x_test, y_test)}
 
     log.info("making stimuli: design %s, %s against %d defenses", cfg.stimuli.design, cfg.stimuli.attack,
              len(defended))
@@ -142,6 +158,29 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     return out
 
 
+def matched_spec(spec, trained, validation) -> Any:
+    """An accuracy-matched spec with its target filled in: the matched-to model of the same seed (a
+    replicate is matched to that seed's replicate), its accuracy on the validation split and its
+    checkpoint hash (both part of the cache key: another target, another model)."""
+    of = spec.match["of"]
+    same_seed = replicate_name(of, spec.seed)
+    target = same_seed if spec.role == "replicate" and same_seed in trained else of
+    t = trained[target]
+    acc = accuracy(t.model, *validation)
+    log.info("model %s: trained until its validation accuracy reaches %s's %.3f", spec.name, target, acc)
+    return dataclasses.replace(spec, match={**spec.match, "target": target, "target_accuracy": round(acc, 6),
+                                            "target_sha256": t.checkpoint_sha256, "n_validation": len(validation[1])})
+
+
+def _matched(t) -> dict[str, Any]:
+    """An accuracy-matched model's entry says so: to which model, on which split, where it stopped."""
+    if t.matched is None:
+        return {}
+    m = t.spec.match
+    return {"accuracy_matched": {"to": m["target"], "split": "validation", "n_images": m["n_validation"],
+                                 "every": m["every"], "max_steps": t.spec.steps, **t.matched}}
+
+
 def _precision_key(resolved: str) -> dict[str, str]:
     """bf16 attacks may find other images, so bf16 evaluations are cached apart; fp32 keys stay as before."""
     return {} if resolved == "fp32" else {"precision": resolved}
@@ -157,9 +196,7 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
     """Evaluate every other seed's models as the first seed's were; summarize across seeds."""
     per_seed = [metrics]
     for seed in cfg.training.seeds[1:]:
-        # the same names as the first seed's, so the evaluations line up (loaded models have no seed)
-        models = {n: trained.get(replicate_name(n, seed), t).model
-                  for n, t in trained.items() if t.spec.role == "defended"}
+        models = _seed_models(trained, seed)
         raters = {n: t.model for n, t in trained.items() if t.spec.role == "rater"}
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in {**models, **raters}}
         log.info("evaluating seed %d's models", seed)
@@ -171,6 +208,25 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
                                          lambda: evaluate(models, {**models, **raters}, x_test, y_test,
                                                           cfg.evaluation))))
     return summarize(cfg.training.seeds, per_seed)
+
+
+def _seed_models(trained, seed: int) -> dict[str, Any]:
+    """Another seed's defended models under the first seed's names, so the results line up (a loaded
+    model has no seed: it stands in for itself)."""
+    return {n: trained.get(replicate_name(n, seed), t).model for n, t in trained.items() if t.spec.role == "defended"}
+
+
+def _interpretability_across_seeds(cfg: GenerationConfig, trained, first: dict[str, Any], dataset, x_test,
+                                   y_test) -> dict[str, Any]:
+    """The interpretability metrics of every other seed's models (cached per seed, as the first
+    seed's), summarized with the first seed's as mean and interval per model and metric."""
+    per_seed = [seed_metrics(first)]
+    for seed in cfg.training.seeds[1:]:
+        models = _seed_models(trained, seed)
+        sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in models}
+        log.info("interpretability of seed %d's models", seed)
+        per_seed.append(seed_metrics(_interpretability(cfg, models, sha, dataset, x_test, y_test)))
+    return summarize_interpretability(cfg.training.seeds, per_seed)
 
 
 # Settings that only change pictures or exports, not the measured numbers: outside the cache key.
@@ -194,7 +250,9 @@ def _write_interpretability(folder: Path, cfg: GenerationConfig, trained, metric
     interp = metrics["interpretability"]
     if ic.alignment:
         plot_alignment_vs_robustness(interp, folder / "figures" / "alignment_vs_robustness.png")
-    write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables")
+    plot_cam_discrepancy_vs_margin(interp, folder / "figures" / "cam_discrepancy_vs_margin.png")
+    write_tables(interp, {n: t.spec.architecture for n, t in trained.items()}, ic, folder / "tables",
+                 metrics.get("seeds", {}).get("interpretability"))
 
 
 def _loaded_from(t) -> dict[str, Any]:
@@ -257,7 +315,10 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         plot_clean_accuracy(metrics["seeds"], figures / "seeds_clean_accuracy.png")
         for attack in cfg.evaluation.attacks:
             plot_white_box_curves(metrics["seeds"], attack, figures / f"seeds_accuracy_vs_epsilon_{attack}.png")
-        write_table(metrics["seeds"], folder / "tables" / "seeds.md")
+        write_table(metrics["seeds"], folder / "tables" / "seeds.md", SEED_COLUMNS)
+        if "interpretability" in metrics["seeds"]:
+            plot_interpretability(metrics["seeds"]["interpretability"], SEED_FIGURE,
+                                  figures / "seeds_interpretability.png")
 
     models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
                "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,
@@ -265,12 +326,12 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                "clean_accuracy": metrics["clean_accuracy"][n],
                "input_gradient_norm": metrics["input_gradient_norm"][n],
-               **_loaded_from(t)}
+               **_loaded_from(t), **_matched(t)}
               for n, t in trained.items() if t.spec.role != "replicate"]
     replicates = [{"name": n, "defense_model": n.split("@")[0], "seed": t.spec.seed,
                    "checkpoint_sha256": t.checkpoint_sha256, "cache_key": t.spec.key(),
                    "clean_accuracy": metrics["seeds"]["clean_accuracy"][n.split("@")[0]]["values"][
-                       cfg.training.seeds.index(t.spec.seed)]}
+                       cfg.training.seeds.index(t.spec.seed)], **_matched(t)}
                   for n, t in trained.items() if t.spec.role == "replicate"]
     write_manifest(folder, {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -281,7 +342,8 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         "config_hash": cfg.hash(),
         "dataset": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256,
                     "image_shape": list(dataset.images.shape[1:]), "classes": dataset.classes,
-                    "splits": {"train": len(splits.train), "rater": len(splits.rater), "test": len(splits.test)},
+                    "splits": {"train": len(splits.train), "rater": len(splits.rater), "test": len(splits.test),
+                               **({"validation": len(splits.validation)} if len(splits.validation) else {})},
                     "split_seed": cfg.data.split_seed},
         "models": models,
         **({"seed_replicates": replicates} if replicates else {}),

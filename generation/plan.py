@@ -157,9 +157,11 @@ def _model_line(spec: ModelSpec, shape: tuple[int, ...], classes: int, plan: Pla
     macs = _macs(model, shape)
     passes = training_passes(spec.defense, spec.defense_params) * spec.steps * spec.batch_size
     work = passes * macs * 3  # a forward+backward pass is about 3 forwards
+    until = (f" (at most: stops when its validation accuracy reaches {spec.match['of']}'s, checked every "
+             f"{spec.match['every']} steps)") if spec.match else ""
     return (f"  {spec.name:<18} {spec.role:<8} {spec.defense:<14} {spec.architecture} (width {spec.width:g}): "
             f"{parameter_count(model):,} parameters, {macs / 1e6:.2f} MMAC/image; {spec.steps} steps x "
-            f"{spec.batch_size} -> {passes:,.0f} image-passes, {work / 1e12:,.2f} TMAC", work)
+            f"{spec.batch_size} -> {passes:,.0f} image-passes, {work / 1e12:,.2f} TMAC{until}", work)
 
 
 def _stimuli(cfg: GenerationConfig, classes: int, n_defended: int) -> str:
@@ -177,10 +179,19 @@ def _stimuli(cfg: GenerationConfig, classes: int, n_defended: int) -> str:
             + (" (at most: sources all defenses get right)" if s.require_correct else ""))
 
 
+# study_app's identify task (study_app/tasks/identify.py max_classes) refuses a set of more classes.
+IDENTIFY_MAX_CLASSES = 10
+
+
 def make_plan(cfg: GenerationConfig) -> Plan:
     plan = Plan()
     plan.lines.append(f"config {cfg.name!r} (hash {cfg.hash()[:12]}): valid")
     shape, classes = _data(cfg, plan)
+    classes = max(classes, len(cfg.data.classes))
+    if classes > IDENTIFY_MAX_CLASSES:
+        plan.warnings.append(f"data: {classes} classes; a study of this set cannot use the identify task (one "
+                             f"answer key per class, 0-9: at most {IDENTIFY_MAX_CLASSES}); rate, compare and "
+                             "explain can")
     specs = model_specs(cfg, "dry-run")
     plan.lines.append(f"models: {len(specs)} ({sum(s.role == 'defended' for s in specs)} defended, "
                       f"{sum(s.role == 'rater' for s in specs)} raters, "

@@ -4,7 +4,9 @@ t-interval (n - 1 degrees of freedom) and every seed's value. Two runs of one co
 more than the differences between defenses being reported, so one run says little on its own.
 
 The first seed's models are the ones attacked for the stimuli; the others ("replicates") are only
-evaluated. Raters are not replicated (they stand in for people, not for a condition).
+evaluated. Raters are not replicated (they stand in for people, not for a condition). The
+interpretability metrics (top-k intersection, Kendall's tau, CAM discrepancy, ...) are measured on
+every seed's models too and summarized the same way (`summarize_interpretability`).
 """
 from __future__ import annotations
 
@@ -60,6 +62,50 @@ def summarize(seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any
     return out
 
 
+def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Across-seed summary of the interpretability table: per_seed[i] = {model: {metric: value}} (one
+    table row per model, generation/interpretability_report.py seed_metrics). A metric a seed could
+    not measure (None: no correctly classified image to attack) is left out of that seed's values;
+    `n` says how many seeds it has."""
+    out: dict[str, Any] = {}
+    for model, first in per_seed[0].items():
+        row = {}
+        for metric in first:
+            values = [s[model][metric] for s in per_seed if s.get(model, {}).get(metric) is not None]
+            if values:
+                row[metric] = {**interval(values), "n": len(values)}
+        out[model] = row
+    return {"seeds": list(seeds), "level": LEVEL, "models": out}
+
+
+def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]], path: Path) -> bool:
+    """One panel per metric: every seed's value (dots) and the mean with its interval, per model.
+    False (nothing drawn) when no metric was measured."""
+    models = summary["models"]
+    shown = [(k, label) for k, label in metrics if any(k in row for row in models.values())]
+    if not shown:
+        return False
+    names = list(models)
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(3.2, 0.8 * len(names)) * len(shown), 3.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], shown):
+        for i, n in enumerate(names):
+            s = models[n].get(key)
+            if s is None:
+                continue
+            ax.scatter([i] * len(s["values"]), s["values"], s=14, color="grey", zorder=2)
+            if s["ci_low"] is not None:
+                ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                            fmt="o", color="black", capsize=4, zorder=3)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{len(summary['seeds'])} seeds: each seed (grey), mean and {LEVEL:.0%} interval", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_clean_accuracy(summary: dict[str, Any], path: Path) -> None:
     """Every seed's clean accuracy (dots) and the mean with its interval (bar), per model."""
     names = list(summary["clean_accuracy"])
@@ -104,11 +150,30 @@ def plot_white_box_curves(summary: dict[str, Any], attack: str, path: Path) -> N
     plt.close(fig)
 
 
-def write_table(summary: dict[str, Any], path: Path) -> None:
-    """tables/seeds.md: clean accuracy and white-box accuracy at the transfer epsilon, mean [interval]."""
-    def cell(s: dict[str, Any]) -> str:
-        ci = f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]" if s["ci_low"] is not None else ""
-        return f"{s['mean']:.3f}{ci}"
+def cell(s: dict[str, Any] | None) -> str:
+    """mean [ci_low, ci_high] of one interval() (just the mean for one seed, a dash for none)."""
+    if s is None:
+        return "—"
+    ci = f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]" if s["ci_low"] is not None else ""
+    return f"{s['mean']:.3f}{ci}"
+
+
+def interpretability_lines(summary: dict[str, Any], metrics: list[tuple[str, str]]) -> list[str]:
+    """A markdown table: one row per model, one column per measured metric, mean [interval]."""
+    models = summary["models"]
+    shown = [(k, label) for k, label in metrics if any(k in row for row in models.values())]
+    if not shown:
+        return []
+    lines = [f"Interpretability across seeds {summary['seeds']}: mean [{LEVEL:.0%} t-interval]; "
+             "read a difference between defenses only where the intervals say so", "",
+             "| model | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
+    lines += [f"| {n} | " + " | ".join(cell(row.get(k)) for k, _ in shown) + " |" for n, row in models.items()]
+    return lines
+
+
+def write_table(summary: dict[str, Any], path: Path, interpretability_metrics: list[tuple[str, str]] = ()) -> None:
+    """tables/seeds.md: clean accuracy and white-box accuracy at the transfer epsilon, and the
+    interpretability metrics when measured, mean [interval]."""
 
     lines = [f"Across seeds {summary['seeds']}: mean [{LEVEL:.0%} t-interval]", "",
              "| model | clean accuracy |", "|---|---|"]
@@ -121,5 +186,7 @@ def write_table(summary: dict[str, Any], path: Path) -> None:
             cells = [cell({"mean": tm["mean"][i][j], "ci_low": tm["ci_low"][i][j], "ci_high": tm["ci_high"][i][j]})
                      for j in range(len(tm["cols_source"]))]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    if "interpretability" in summary:
+        lines += [""] + interpretability_lines(summary["interpretability"], list(interpretability_metrics))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

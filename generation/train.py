@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .config import LOADED, DefenseConfig, GenerationConfig, sha256_json
 from .defenses import TrainContext, build_defense
 from .manifest import sha256_file as file_sha256
+from .metrics import accuracy
 from .models import build_model
 from .normalization import normalized
 from .precision import attacking
@@ -50,11 +51,15 @@ class ModelSpec:
     batch_norm: bool = False       # ross_cnn only (model.batch_norm)
     load: dict[str, Any] | None = None  # a loaded model (generation/user_models.py): file and settings
     precision: str = "fp32"        # resolved ("fp32" | "bf16"): bf16 training gives other weights
+    # defenses match_accuracy_of: {"of": model name, "every": steps}; the pipeline adds the target's
+    # validation accuracy and checkpoint hash before training (so they are part of the key)
+    match: dict[str, Any] | None = None
 
     def key(self) -> str:
         fields = asdict(self)
-        if fields["load"] is None:  # trained models keep the keys of their cached checkpoints
-            del fields["load"]
+        for optional in ("load", "match"):  # trained models keep the keys of their cached checkpoints
+            if fields[optional] is None:
+                del fields[optional]
         if fields["precision"] == "fp32":  # so do fp32 ones: only bf16 adds to the key
             del fields["precision"]
         return sha256_json({"format": CHECKPOINT_FORMAT, **fields, "name": None})
@@ -67,6 +72,7 @@ class TrainedModel:
     checkpoint: Path
     checkpoint_sha256: str
     cached: bool
+    matched: dict[str, Any] | None = None  # an accuracy-matched model: where it stopped (match_outcome)
 
 
 def model_specs(cfg: GenerationConfig, dataset_sha256: str, precision: str = "fp32") -> list[ModelSpec]:
@@ -82,9 +88,10 @@ def model_specs(cfg: GenerationConfig, dataset_sha256: str, precision: str = "fp
             specs.append(_loaded_spec(d, data))
             continue
         arch = d.architecture or m.architecture
+        match = {"of": d.match_accuracy_of, "every": d.match_every} if d.match_accuracy_of else None
         specs.append(ModelSpec(d.name, "defended", d.kind, d.params, arch, m.width, m.dropout,
                                d.train_steps or t.steps, t.batch_size, t.lr, seed, "train", data, bn(arch),
-                               precision=precision))
+                               precision=precision, match=match))
         replicates += [dataclasses.replace(specs[-1], name=replicate_name(d.name, s), role="replicate", seed=s)
                        for s in t.seeds[1:]]
     for i in range(cfg.raters.count):
@@ -117,10 +124,12 @@ def new_model(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-        *, steps: int, batch_size: int, lr: float, seed: int, desc: str, precision: str = "fp32") -> nn.Module:
+        *, steps: int, batch_size: int, lr: float, seed: int, desc: str, precision: str = "fp32",
+        stop: Callable[[int, nn.Module], bool] | None = None, check_every: int = 0) -> nn.Module:
     """Adam on random mini-batches (sampled with a seeded generator) for a fixed number of steps.
     precision "bf16": the loss (forward passes, and any input gradients it takes) under autocast with
-    fp32 logits; the weight backward and Adam's update stay outside it, on the fp32 master weights."""
+    fp32 logits; the weight backward and Adam's update stay outside it, on the fp32 master weights.
+    stop(steps done, model in eval mode), asked after every `check_every` steps: True ends training."""
     device = images.device
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -138,12 +147,18 @@ def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], images: torch.Te
         opt.step()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if stop is not None and (step + 1) % check_every == 0:
+            done = stop(step + 1, model.eval())
+            model.train()
+            if done:
+                break
     return model.eval()
 
 
 def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                  device: torch.device) -> TrainedModel:
-    """Load the checkpoint for this spec from the cache, or train it and store it there."""
+                  device: torch.device, validation: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainedModel:
+    """Load the checkpoint for this spec from the cache, or train it and store it there.
+    validation: the held-out split an accuracy-matched spec (spec.match) is stopped on."""
     if spec.load is not None:  # your own model: loaded, never trained or cached
         path = Path(spec.load["load"]).expanduser()
         model = load_model(spec.load, tuple(images.shape[1:]), num_classes, device)
@@ -161,7 +176,8 @@ def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, n
         try:
             model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
             log.info("model %s: reused cached checkpoint %s", spec.name, path.name[:12])
-            return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=True)
+            matched = json.loads((folder / f"{key}.match.json").read_text()) if spec.match else None
+            return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=True, matched=matched)
         except (RuntimeError, EOFError, OSError) as exc:  # a corrupt cache entry is retrained, not trusted
             log.warning("model %s: cached checkpoint unreadable (%s); retraining", spec.name, exc)
             torch.manual_seed(spec.seed)  # a fresh model, not one a failed load may have half-filled
@@ -176,13 +192,46 @@ def train_or_load(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, n
                    lr=spec.lr, seed=spec.seed + 1, desc=f"{spec.name} ({suffix})", precision=spec.precision)
 
     defense.prepare(TrainContext(train_model=train_helper, total_steps=spec.steps))
+    matching = AccuracyMatch(spec, validation) if spec.match else None
     fit(model, defense.loss, images, labels, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-        seed=spec.seed, desc=spec.name, precision=spec.precision)
+        seed=spec.seed, desc=spec.name, precision=spec.precision, stop=matching,
+        check_every=spec.match["every"] if spec.match else 0)
+    matched = matching.outcome(model) if matching else None
+    if matched:  # beside the checkpoint, so a cached model still says where it stopped
+        (folder / f"{key}.match.json").write_text(json.dumps(matched, indent=2))
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint under the key
     (folder / f"{key}.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
-    return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=False)
+    return TrainedModel(spec, model.eval(), path, file_sha256(path), cached=False, matched=matched)
+
+
+class AccuracyMatch:
+    """fit's stop rule for an accuracy-matched model: stop at the first check where the accuracy on
+    the validation split reaches spec.match["target_accuracy"] (the matched-to model's, same split)."""
+
+    def __init__(self, spec: ModelSpec, validation: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        if validation is None or not len(validation[1]):
+            raise ValueError(f"model {spec.name}: match_accuracy_of needs the validation split (data.n_validation)")
+        self.spec, self.validation = spec, validation
+        self.target = float(spec.match["target_accuracy"])
+        self.checks: list[tuple[int, float]] = []
+
+    def __call__(self, steps_done: int, model: nn.Module) -> bool:
+        # rounded as the target is: float32 means of equal counts (29/100) may differ in the last bits
+        acc = round(accuracy(model, *self.validation), 6)
+        self.checks.append((steps_done, acc))
+        log.info("model %s: validation accuracy %.3f after %d steps (target %.3f)", self.spec.name, acc,
+                 steps_done, self.target)
+        return acc >= self.target
+
+    def outcome(self, model: nn.Module) -> dict[str, Any]:
+        """Where training stopped. Not reached: it ran all its steps, and the accuracy is the final model's."""
+        reached = bool(self.checks) and self.checks[-1][1] >= self.target
+        if not reached and (not self.checks or self.checks[-1][0] != self.spec.steps):
+            self.checks.append((self.spec.steps, round(accuracy(model.eval(), *self.validation), 6)))
+        return {"reached": reached, "stopped_at_step": self.checks[-1][0], "accuracy": self.checks[-1][1],
+                "target_accuracy": self.target, "checks": [list(c) for c in self.checks]}
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, device: torch.device):

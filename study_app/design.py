@@ -222,10 +222,25 @@ def load_design(path: str | Path) -> Design:
     return parse_design(data)
 
 
+def _check_class_count(task_name: str, classes: list[str] | None) -> None:
+    most = task_of(task_name).max_classes
+    if classes is None or most is None or len(classes) <= most:
+        return
+    raise DesignError(
+        f"study.task: the {task_name} task serves stimulus sets of at most {most} classes (one answer key "
+        f"each, 0-9, and its analysis assumes chance level 1/K of such a set); this set has {len(classes)} "
+        f"classes ({', '.join(classes[:4])}, ...). Choose another task (rate, compare, explain), or "
+        f"generate the set from at most {most} classes"
+    )
+
+
 def check_against_set(design: Design, defended: list[str], stimuli: list[dict], sources: list[dict],
-                      set_design: str = "minimal") -> Design:
-    """Fill in defaults that depend on the stimulus set and refuse designs it cannot serve."""
+                      set_design: str = "minimal", classes: list[str] | None = None) -> Design:
+    """Fill in defaults that depend on the stimulus set and refuse designs it cannot serve.
+    classes: the set's class names (contracts.stimulus_set.class_names); None skips the class checks."""
     from .stimuli import stimulus_kind
+
+    _check_class_count(design.task, classes)
 
     if not design.defenses:
         design.defenses = list(defended)

@@ -8,6 +8,8 @@ import secrets
 
 from sqlalchemy import select
 
+from contracts.stimulus_set import class_names
+
 from .db import db
 from .design import Design, DesignError, check_against_set
 from .manifest import LoadedSet
@@ -72,7 +74,7 @@ def create_study(loaded: LoadedSet, design: Design, parent: Study | None = None)
     except ValueError as exc:
         raise DesignError(str(exc)) from exc
     check_against_set(design, loaded.defended, loaded.manifest["stimuli"], loaded.manifest["sources"],
-                      set_design=design_of_set)
+                      set_design=design_of_set, classes=class_names(loaded.manifest))
     sset = import_stimulus_set(loaded)
     seed = design.seed if design.seed is not None else secrets.randbelow(2**31)
     design.seed = seed

@@ -76,6 +76,9 @@ class Task:
     primary_outcome: ClassVar[str]  # the export column the primary test is about ([analysis].primary_outcome)
     outcome_columns: ClassVar[tuple[str, ...]]  # export columns this task fills (the rest stay empty)
     n_images: ClassVar[int]  # images per trial (set by the pairing)
+    # Most classes a stimulus set may have for this task (None: any). identify answers with one key
+    # per class, and its chance level (1/K) is part of the analysis.
+    max_classes: ClassVar[int | None] = None
 
     @property
     def renderer(self) -> str:

@@ -16,6 +16,7 @@ class Identify(SingleImage):
     responses = frozenset({str(d) for d in range(10)} | {"none"})
     primary_outcome = "target_hit"
     outcome_columns = ("response_label", "target_hit", "original_hit")
+    max_classes = 10  # the answer keys 0-9 (buttons in one row); more classes would change chance level too
 
     def keys(self):
         return _("Press a digit key 0–9, or N for “not a digit”.")

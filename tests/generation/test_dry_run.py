@@ -85,3 +85,15 @@ def test_the_image_shape_comes_from_the_idx_header_only(tmp_path):
 def test_generate_without_out_or_dry_run_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["generate", str(EXAMPLES[0])])
     assert result.exit_code == 2 and "'--output'" in result.output
+
+
+def test_dry_run_warns_that_a_set_of_more_than_ten_classes_cannot_serve_identify(tmp_path):
+    config = tmp_path / "eleven.toml"
+    names = ", ".join(f'"c{i}"' for i in range(11))
+    config.write_text(f'[data]\nsource = "folder"\npath = "{tmp_path}"\nformat = "image_folder"\nclasses = [{names}]\n')
+    result = dry_run(config)
+    assert result.exit_code == 0, result.output
+    assert "WARNING data: 11 classes; a study of this set cannot use the identify task" in result.output
+    ten = tmp_path / "ten.toml"
+    ten.write_text(config.read_text().replace(', "c10"', ""))
+    assert "identify task" not in dry_run(ten).output

@@ -24,7 +24,8 @@ MICRO = {
     "interpretability": {"n_images": 6, "grid_images": 4, "ig_steps": 4, "pgd_steps": 2,
                          "robustness_attacks": ["deepfool"], "attack_steps": 2, "attack_restarts": 1,
                          "attack_ig_steps": 4,
-                         "attack_k": 50, "top_k": 20, "export_saliency": ["integrated_gradients", "cam"]},
+                         "attack_k": 50, "top_k": 20, "export_saliency": ["integrated_gradients", "cam"],
+                         "cam_attack_steps": 2, "cam_search_rounds": 3},
 }
 
 
@@ -47,12 +48,16 @@ def test_interpretability_results_in_metrics_tables_and_figures(interp_set):
         assert attack["label_kept"] == attack["n_attacked"]
         if attack["n_attacked"]:
             assert 0 <= attack["top_k_intersection"] <= 1 and -1 <= attack["kendall_tau"] <= 1
-        assert ("cam_discrepancy" in r) == (name == "cam")
+        assert ("cam_discrepancy" in r) == (name == "cam") == ("cam_min_epsilon" in r)
     rows = list(csv.DictReader(open(interp_set / "tables" / "interpretability.csv")))
     assert [r["model"] for r in rows] == ["normal", "gradreg", "cam"]
     assert rows[2]["architecture"] == "gap_cnn" and rows[2]["cam_discrepancy_two_class"]
     assert "Kendall" in (interp_set / "tables" / "interpretability.md").read_text()
-    for fig in ["saliency_normal.png", "saliency_cam.png", "alignment_vs_robustness.png"]:
+    low = metrics["models"]["cam"]["cam_min_epsilon"]
+    assert low["attack"] == "targeted_min_epsilon" and low["n_images"] == 6 and low["search_rounds"] == 3
+    assert rows[2]["cam_min_eps_success"] == f"{low['n_success']}/6"
+    for fig in ["saliency_normal.png", "saliency_cam.png", "alignment_vs_robustness.png",
+                "cam_discrepancy_vs_margin.png"]:
         assert (interp_set / "figures" / fig).stat().st_size > 2000
 
 

@@ -9,7 +9,7 @@ from scipy import stats
 from generation.config import ConfigError, from_dict
 from generation.manifest import verify
 from generation.pipeline import generate
-from generation.seeds import interval, summarize
+from generation.seeds import interval, summarize, summarize_interpretability
 from generation.train import model_specs
 
 SEEDED = {
@@ -77,3 +77,50 @@ def test_generate_reports_mean_and_interval_across_seeds(tmp_path):
     for name in ("seeds_clean_accuracy.png", "seeds_accuracy_vs_epsilon_fgsm.png"):
         assert (out / "figures" / name).stat().st_size > 1000
     assert "mean [95% t-interval]" in (out / "tables" / "seeds.md").read_text()
+
+
+def test_interpretability_summary_lines_up_the_seeds_and_leaves_out_what_a_seed_could_not_measure():
+    per_seed = [{"a": {"kendall_tau": 0.2, "top_k_intersection": None}},
+                {"a": {"kendall_tau": 0.4, "top_k_intersection": 0.5}},
+                {"a": {"kendall_tau": 0.3, "top_k_intersection": 0.7}}]
+    s = summarize_interpretability([0, 1, 2], per_seed)
+    tau = s["models"]["a"]["kendall_tau"]
+    assert tau["values"] == [0.2, 0.4, 0.3] and tau["mean"] == pytest.approx(0.3) and tau["n"] == 3
+    assert tau["ci_low"] == pytest.approx(interval([0.2, 0.4, 0.3])["ci_low"])
+    top = s["models"]["a"]["top_k_intersection"]
+    assert top["values"] == [0.5, 0.7] and top["n"] == 2  # the first seed attacked no correct image
+
+
+SEEDED_INTERP = {
+    **SEEDED, "name": "seeded-interp",
+    "defenses": [{"name": "normal"}, {"name": "cam", "kind": "normal", "architecture": "gap_cnn"}],
+    "evaluation": {"attacks": ["fgsm"], "epsilons": [0.0, 0.3], "n_images": 8},
+    "training": {"steps": 3, "batch_size": 16, "seeds": [0, 7]},
+    "interpretability": {"n_images": 6, "grid_images": 2, "ig_steps": 4, "pgd_steps": 2, "robustness_attacks": [],
+                         "attack_steps": 2, "attack_restarts": 1, "attack_ig_steps": 4, "attack_k": 50, "top_k": 20,
+                         "cam_attack_steps": 2, "cam_search_rounds": 3},
+}
+
+
+def test_interpretability_metrics_are_measured_per_seed_and_reported_with_an_interval(tmp_path):
+    import csv
+    import json
+    out = generate(from_dict(SEEDED_INTERP), tmp_path / "set")
+    metrics = json.loads((out / "metrics.json").read_text())
+    across = metrics["seeds"]["interpretability"]
+    assert across["seeds"] == [0, 7] and set(across["models"]) == {"normal", "cam"}
+    first = metrics["interpretability"]["models"]
+    for name in ("normal", "cam"):
+        acc = across["models"][name]["natural_accuracy"]
+        assert acc["values"][0] == first[name]["natural_accuracy"]  # the first seed's table is seed 0's
+        assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"]
+        assert len(across["models"][name]["alignment_mean"]["values"]) == 2
+    assert len(set(across["models"]["normal"]["alignment_mean"]["values"])) == 2  # seed 7's own models
+    cam = across["models"]["cam"]["cam_discrepancy_two_class_relative"]
+    assert cam["values"][0] == first["cam"]["cam_discrepancy"]["two_class_relative"] and cam["n"] == 2
+    assert "cam_discrepancy_two_class" not in across["models"]["normal"]  # no GAP head: not measured
+    assert "Interpretability across seeds [0, 7]" in (out / "tables" / "seeds.md").read_text()
+    assert "Interpretability across seeds [0, 7]" in (out / "tables" / "interpretability.md").read_text()
+    rows = list(csv.DictReader(open(out / "tables" / "interpretability_seeds.csv")))
+    assert {(r["model"], r["metric"]) for r in rows} >= {("normal", "alignment_mean"), ("cam", "natural_accuracy")}
+    assert (out / "figures" / "seeds_interpretability.png").stat().st_size > 1000
