@@ -17,6 +17,7 @@ cell) and the whole-pool replay of a pre-fill-rows allocation (the 20,000-stimul
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -81,7 +82,7 @@ def lsa_solve(cells, per_cell: int, offered, seed) -> list[Item]:
     if (m[rows, cols] >= big).any():
         raise AllocationError("not enough distinct source digits")
     cell_of_row = [c for c in cells for _ in range(per_cell)]
-    return sorted((best[(cell_of_row[r], sources[c])] for r, c in zip(rows, cols)), key=lambda it: it.key)
+    return sorted((best[(cell_of_row[r], sources[c])] for r, c in zip(rows, cols, strict=True)), key=lambda it: it.key)
 
 
 def random_problem(trial: int):
@@ -159,9 +160,18 @@ def main() -> None:
     body = f"""## bench_assignment — the Start's min-cost flow vs scipy's linear_sum_assignment (issue 18, item 7)
 
 The same cost on the same problems: one row per trial slot of a cell, one column per source digit, the
-cheapest offered item of that cell from that source (`benchmarks/bench_assignment.py`).
+cheapest offered item of that cell from that source (`benchmarks/bench_assignment.py`). Load average
+(1/5/15 min) {"/".join(f"{x:.2f}" for x in os.getloadavg())} on 2 shared cores. SPFA's time includes the
+potentials that `choose` needs for its proof of exactness; linear_sum_assignment gives none, so keeping it
+would still need the residual graph and one shortest-path pass.
 
 {chr(10).join(rows)}
+
+Kept: the min-cost flow. At equal balance (every feasible problem: the same levels, and the very same items,
+so replays of logged allocations are unaffected either way) the assignment solver saves about a millisecond
+of a Start that costs tens, and would not remove the graph, which the exactness check of the least-filled
+candidates needs (`leastfilled.choose`). The whole-pool solve (`allocation.plan_trials`) only replays
+allocations logged before the fill rows.
 """
     print(body)
     if not args.no_write:

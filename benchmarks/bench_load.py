@@ -208,9 +208,11 @@ class Server:
     """`advlegit serve --production` in a subprocess (gunicorn master + workers), plain http on loopback."""
 
     def __init__(self, db_url: str, instance: Path, workers: int, threads: int, log: Path,
-                 secret: str | None = None, root: Path = ROOT, preamble: str = "", env: dict | None = None):
+                 secret: str | None = None, root: Path = ROOT, preamble: str = "", env: dict | None = None,
+                 boot_s: float = 60):
         """root: the checkout whose app is served (bench_start compares two); preamble: Python run in the
-        master before the app (a benchmark's hooks, from benchmarks/); env: extra environment."""
+        master before the app (a benchmark's hooks, from benchmarks/); env: extra environment; boot_s: how long
+        the workers may take to come up (a loaded machine imports slowly)."""
         # Several hosts of one deployment share the secret (participant CSRF tokens are derived from it).
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -224,7 +226,7 @@ class Server:
             env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
         import requests
 
-        deadline = time.time() + 60
+        deadline = time.time() + boot_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited; see {log}")

@@ -9,9 +9,14 @@ numbers go to BENCHMARKS.md (section bench_start). Issue 17, item 5.
 2. Over HTTP, against `advlegit serve --production` (gunicorn): 500 arrivals spread over 60 s, each
    entry -> consent -> Start -> trial list; Start latency p50/p95/max, and the fill balance afterwards.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_start.py [--groups 5000] [--participants 1000] [--arrivals 500] [--no-write]
+   With --phases, every worker logs each request's time inside the app and the Start view's steps
+   (start_phases.py); with --old DIR, runs of another checkout's app (e.g. `git worktree add /tmp/old
+   <commit>`) are interleaved with this one's, on copies of one template database.
 
-PostgreSQL: a fresh database on $ADVLEGIT_TEST_DATABASE_URL's server, dropped afterwards.
+    nice -n 10 .venv/bin/python benchmarks/bench_start.py [--groups 5000] [--participants 1000] [--arrivals 500]
+        [--http-only] [--phases] [--old DIR] [--rounds 1] [--stimuli DIR] [--template DB] [--no-write]
+
+PostgreSQL: fresh databases on $ADVLEGIT_TEST_DATABASE_URL's server, dropped afterwards.
 """
 from __future__ import annotations
 
@@ -202,7 +207,7 @@ def http_run(tmp: Path, admin: str, template: str, study: str, root: Path, args,
         load_before = bench_load.loadavg()
         server = bench_load.Server(url, tmp / f"inst-{tag}", args.workers, args.threads, tmp / f"server-{tag}.log",
                                    root=root, preamble="import start_phases; start_phases.install()",
-                                   env={"ADVLEGIT_START_PHASES": str(phases)} if args.phases else None)
+                                   env={"ADVLEGIT_START_PHASES": str(phases)} if args.phases else None, boot_s=300)
         try:
             t0 = time.perf_counter()
             stats, failed = asyncio.run(arrivals(server.url, study, args.arrivals, args.seconds))
@@ -313,8 +318,9 @@ def main() -> None:
         if args.phases:
             print(phase_table(runs), request_table(runs), sep="\n\n", flush=True)
 
-    http_rows = ["| run | load avg before → after | Start p50 (ms) | Start p95 (ms) | Start max (ms) | other pages p95 (ms) "
-                 "| failed | allocated | fill spread within a cell |", "|---|---|---|---|---|---|---|---|---|"]
+    http_rows = ["| run | load avg before → after | Start p50 (ms) | Start p95 (ms) | Start max (ms) "
+                 "| other pages p95 (ms) | failed | allocated | fill spread within a cell |",
+                 "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         http = r["start"]
         pages = [x for name, xs in r["all"].items() if name != "start" for x in xs]
@@ -336,8 +342,8 @@ cores shared with other engineers' work, so absolute times are pessimistic and n
         for a, b in blocks:
             s, lk = starts[a - 1:b], seq["lock_ms"][a - 1:b]
             rows.append(f"| {a}–{b} | {pct(s, .5):.1f} | {pct(s, .95):.1f} | {pct(lk, .5):.1f} | {pct(lk, .95):.1f} |")
-        legacy_rows = ["| participants before | previous allocator (ms, median of 3) | this allocator (ms, that Start) |",
-                       "|---|---|---|"]
+        legacy_rows = ["| participants before | previous allocator (ms, median of 3) "
+                       "| this allocator (ms, that Start) |", "|---|---|---|"]
         for k in sorted(seq["legacy"]):
             legacy_rows.append(f"| {k - 1} | {seq['legacy'][k]:.0f} | {starts[k - 1]:.1f} |")
         body += f"""
@@ -351,9 +357,10 @@ The previous allocator on the same database (up to its plan, under the lock, rol
 
 Fill spread within a cell after {n_seq} allocations: {spread_seq} (0 or 1 is level).
 """
+    interleaved = f"; before = {args.old}, runs interleaved" if args.old else ""
     body += f"""
 **2. Over HTTP: {args.arrivals} arrivals spread over {args.seconds:.0f} s** (gunicorn {args.workers} workers × \
-{args.threads} threads; entry → consent → Start → trial list){"; before = " + str(args.old) + ", runs interleaved" if args.old else ""}:
+{args.threads} threads; entry → consent → Start → trial list){interleaved}:
 
 {chr(10).join(http_rows)}
 """

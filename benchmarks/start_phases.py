@@ -2,10 +2,11 @@
 
 `install()` runs in the gunicorn master before it forks (bench_load.Server's preamble), so every worker
 inherits it. It wraps the Start view's steps (allocation.prepare_start, begin_allocation, lock_study,
-allocate) and the whole WSGI call, and appends one JSON line per request to $ADVLEGIT_START_PHASES/<pid>.jsonl:
-which request (method and last path segment: "POST instructions" is the Start), when the app got it
-(wall clock), how long each step took, and the app's total. The client's latency minus the app's total is the time the request
-waited in gunicorn (accept queue, a free thread) and on the wire.
+allocate) and the whole WSGI call, and appends one JSON line per request to
+$ADVLEGIT_START_PHASES/<pid>.jsonl: which request (method and last path segment: "POST instructions" is
+the Start), when the app got it (wall clock), how long each step took, and the app's total. The client's
+latency minus the app's total is the time the request waited in gunicorn (accept queue, a free thread)
+and on the wire.
 """
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
-from sqlalchemy.orm import defer
 
 from .db import UTCDateTime, db, utcnow
 from .design import Design
@@ -322,7 +321,6 @@ def _fetch_least_filled(study: Study, pool: Pool):
                  .order_by(FillCount.n, FillCount.rank).limit(wanted[c]).subquery()
                  for name, c in names.items()]
         stmt = union_all(*(select(*p.c) for p in parts)) if len(parts) > 1 else select(*parts[0].c)
-        out: dict[tuple[str, ...], list[tuple[Item, int]]] = {c: [] for c in wanted}
         ranked: dict[tuple[str, ...], list] = {c: [] for c in wanted}
         for cell, key, n, rank in db.session.execute(stmt):
             if key in pool.items:

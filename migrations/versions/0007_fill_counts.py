@@ -9,7 +9,7 @@ import collections
 import hashlib
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -124,12 +124,12 @@ def _counts(conn, study_id, design):
         .where(participants.c.study_id == study_id, trials.c.kind == "main",
                participants.c.state.in_(("in_task", "data_complete", "code_issued")),
                participants.c.review.notin_(("rejected", "excluded")))).all()
-    cutoff = datetime.now(timezone.utc) - timedelta(minutes=design.get("timeout_minutes", 60))
+    cutoff = datetime.now(UTC) - timedelta(minutes=design.get("timeout_minutes", 60))
     order = {d: n for n, d in enumerate(design["defenses"])}
     counts = collections.Counter()
     for state, seen, key, group, kind, defense, defense_b in rows:
         if seen is not None and seen.tzinfo is None:
-            seen = seen.replace(tzinfo=timezone.utc)  # SQLite keeps no zone; the app writes UTC
+            seen = seen.replace(tzinfo=UTC)  # SQLite keeps no zone; the app writes UTC
         if state == "in_task" and (seen is None or seen < cutoff):
             continue
         if design["task"] in _PAIRED_TASKS:
