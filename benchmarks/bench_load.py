@@ -208,21 +208,25 @@ class Server:
     """`advlegit serve --production` in a subprocess (gunicorn master + workers), plain http on loopback."""
 
     def __init__(self, db_url: str, instance: Path, workers: int, threads: int, log: Path,
-                 secret: str | None = None):
+                 secret: str | None = None, root: Path = ROOT, preamble: str = "", env: dict | None = None,
+                 boot_s: float = 60):
+        """root: the checkout whose app is served (bench_start compares two); preamble: Python run in the
+        master before the app (a benchmark's hooks, from benchmarks/); env: extra environment; boot_s: how long
+        the workers may take to come up (a loaded machine imports slowly)."""
         # Several hosts of one deployment share the secret (participant CSRF tokens are derived from it).
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(instance),
                "ADVLEGIT_SECRET_KEY": secret or secrets.token_hex(32), "ADVLEGIT_INSECURE_COOKIES": "1",
-               "ADVLEGIT_PROXY_HOPS": "0", "PYTHONPATH": str(ROOT)}
+               "ADVLEGIT_PROXY_HOPS": "0", "PYTHONPATH": f"{root}{os.pathsep}{ROOT / 'benchmarks'}", **(env or {})}
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from study_app.cli import cli; cli()", "serve", "--production",
+            [sys.executable, "-c", f"{preamble}\nfrom study_app.cli import cli; cli()", "serve", "--production",
              "--port", str(self.port), "--workers", str(workers), "--threads", str(threads), "--no-access-log"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
         import requests
 
-        deadline = time.time() + 60
+        deadline = time.time() + boot_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited; see {log}")

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
-from sqlalchemy.orm import defer
 
 from .db import UTCDateTime, db, utcnow
 from .design import Design
@@ -302,15 +301,15 @@ def _build_pool(study: Study) -> Pool:
     return Pool({it.key: it for it in items}, clean, {r.key: r.id for r in images})
 
 
-def seed_fill_rows(study: Study, design: Design, pool: Pool, conn=None) -> None:
-    """One row per item of the pool, filled from the reference rescan. Under the study's lock (or in
-    the migration): a study is seeded at its first Start, or when upgraded while running."""
+def seed_fill_rows(study: Study, design: Design, pool: Pool) -> None:
+    """One row per item of the pool, filled from the reference rescan: when the study is created, or
+    under its lock at a Start that finds none (migration 0007 seeds running studies with its own copy)."""
     counts = fill_counts(study, design)
     rows = [{"study_id": study.id, "item_key": it.key, "cell": fills.cell_name(it.cell), "source": it.source,
              "rank": fills.item_rank(study.seed, it.key), "n": counts.get(it.key, 0)}
             for it in sorted(pool.items.values(), key=lambda it: it.key)]
     if rows:
-        (conn or db.session).execute(insert(FillCount), rows)
+        db.session.execute(insert(FillCount), rows)
 
 
 def _fetch_least_filled(study: Study, pool: Pool):
@@ -322,7 +321,6 @@ def _fetch_least_filled(study: Study, pool: Pool):
                  .order_by(FillCount.n, FillCount.rank).limit(wanted[c]).subquery()
                  for name, c in names.items()]
         stmt = union_all(*(select(*p.c) for p in parts)) if len(parts) > 1 else select(*parts[0].c)
-        {c: [] for c in wanted}
         ranked: dict[tuple[str, ...], list] = {c: [] for c in wanted}
         for cell, key, n, rank in db.session.execute(stmt):
             if key in pool.items:
@@ -428,25 +426,3 @@ def replay(log: AllocationLog, study: Study) -> list[TrialSpec]:
         return arrange(design, chosen, clean, log.seed)
     return plan_trials(design, items, clean, logged, log.seed)
 
-
-def backfill_all(conn) -> None:
-    """Migration 0007: seed the fill rows of every study that has allocated anyone. Reads only the
-    columns it needs (by name), so later revisions that add columns do not break it."""
-    from types import SimpleNamespace
-
-    from sqlalchemy.orm import Session
-
-    session = Session(bind=conn)
-    real = db.session
-    try:
-        db.session = session  # the app's queries, on the migration's connection
-        studies = session.execute(select(Study.id, Study.seed, Study.stimulus_set_id, Study.design_json,
-                                         Study.created_at)
-                                  .where(Study.id.in_(select(AllocationLog.study_id)))).all()
-        for row in studies:
-            study = SimpleNamespace(**row._asdict())
-            study.design = json.loads(row.design_json)
-            seed_fill_rows(study, Design.from_dict(study.design), pool_of(study), conn)
-    finally:
-        db.session = real
-        session.close()

@@ -75,9 +75,10 @@ def trials(token: str):
     task = p.study.task_type
     plugin = task_of(task)
     classes = _classes(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study.stimulus_set_id)
-    tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)
-                                     .where(StudyImage.study_id == p.study_id)).all())
     rows = db.session.scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.index)).all()
+    shown = {i for t in rows for i in (t.image_id, t.image_b_id) if i}  # this person's images, not the set's
+    tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)
+                                     .where(StudyImage.study_id == p.study_id, StudyImage.image_id.in_(shown))).all())
 
     def img(image_id):
         return url_for("participant.image", token=tokens[image_id]) if image_id else None

@@ -176,3 +176,81 @@ def test_review_history_revision_backfills_marks_and_makes_them_coherent(empty_d
                                                   ("p3", "approved", "excluded"), ("p4", "", "excluded")]
     finally:
         engine.dispose()
+
+
+def _expected_fill_rows(app, study_id: str) -> dict:
+    """What the app itself would seed now: one row per pool item, counted by the reference rescan."""
+    from study_app.allocation import fill_counts, pool_of
+    from study_app.db import db
+    from study_app.design import Design
+    from study_app.fills import cell_name, item_rank
+    from study_app.models import Study
+
+    with app.app_context():
+        study = db.session.get(Study, study_id)
+        counts = fill_counts(study, Design.from_dict(study.design))
+        rows = {it.key: (cell_name(it.cell), it.source, item_rank(study.seed, it.key), counts.get(it.key, 0))
+                for it in pool_of(study).items.values()}
+        db.session.commit()
+    return rows
+
+
+def test_fill_counts_revision_seeds_running_studies_as_the_app_rescans(empty_db, tmp_path, stimulus_dir_v2):
+    """0007 on a database from 0006 with running studies (single images with controls, and pairs):
+    its own frozen backfill gives exactly the rows the app's rescan gives — finished, in task, gone
+    quiet, withdrawn, rejected and excluded participants alike; a study nobody started gets none."""
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+    from flask_migrate import downgrade
+    from sqlalchemy import select, text
+
+    from study_app import MIGRATIONS_DIR, review
+    from study_app.cli import cli
+    from study_app.db import db, utcnow
+    from study_app.models import Participant
+    from study_fixtures import answer_body, create_study, form, make_app, post_answer, start_participant, valid_answers
+
+    env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    app = make_app(empty_db, tmp_path / "app")
+    client = app.test_client()
+    stimuli = {"identify": '\n[stimuli]\nkinds = ["adversarial", "control_flip"]\ninclude_failed = false\n',
+               "compare": '\n[stimuli]\nkinds = ["adversarial", "control_noise"]\n'}
+    studies = {task: create_study(app, stimulus_dir_v2, tmp_path, task, trials=8 if task == "identify" else 12,
+                                  practice=1, checks=1, extra=stimuli[task])
+               for task in ("identify", "compare")}
+    idle = create_study(app, stimulus_dir_v2, tmp_path, "identify", trials=8, practice=1, checks=1,
+                        extra=stimuli["identify"])
+    for task, study_id in studies.items():
+        tokens = [start_participant(client, study_id, f"{task}{k}") for k in range(6)]
+        answer = valid_answers(task)[0]
+        with app.app_context():
+            n = db.session.scalar(select(Participant.n_trials).where(Participant.access_token == tokens[0]))
+        for token in tokens[:3]:  # finished
+            for idx in range(n):
+                assert post_answer(client, token, answer_body(idx, answer)).status_code in (200, 201)
+        client.post(f"/p/{tokens[3]}/withdraw", data=form(tokens[3]))
+        with app.app_context():
+            by_token = {p.access_token: p for p in db.session.scalars(select(Participant))}
+            review.set_mark(by_token[tokens[1]], "rejected", "researcher")
+            review.set_mark(by_token[tokens[2]], "excluded", "researcher")
+            by_token[tokens[4]].last_seen_at = utcnow() - timedelta(hours=3)  # quiet past the time-out
+            db.session.commit()
+    expected = {s: _expected_fill_rows(app, s) for s in studies.values()}
+    assert all(any(row[3] for row in rows.values()) for rows in expected.values())
+    with app.app_context():
+        db.session.remove()
+        downgrade(directory=MIGRATIONS_DIR, revision="0006")  # the schema and data as 0006 left them
+        db.engine.dispose()
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    engine = create_engine(empty_db)
+    try:
+        with engine.connect() as conn:
+            got: dict = {}
+            for sid, key, cell, source, rank, n in conn.execute(text(
+                    "SELECT study_id, item_key, cell, source, rank, n FROM fill_counts")):
+                got.setdefault(sid, {})[key] = (cell, source, rank, n)
+        assert got == expected and idle not in got
+    finally:
+        engine.dispose()
