@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import event, select, update
 
 from study_fixtures import (answer_body, create_study, csrf_of, form, fresh_postgres_database, make_app,
