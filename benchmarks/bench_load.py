@@ -155,8 +155,9 @@ def session(limit: int) -> aiohttp.ClientSession:
 
 
 async def run_participants(base: str, study: str, n: int, think, stats: Stats, offset: int = 0,
-                           start_concurrency: int = 32) -> dict:
-    """n participants: all start (allocation), then all answer at once, then all finish."""
+                           start_concurrency: int = 32, cpu_seconds=lambda: 0.0) -> dict:
+    """n participants: all start (allocation), then all answer at once, then all finish. `cpu_seconds`
+    (the server's CPU time so far) is read around the answering only."""
     people = [Participant(base, study, offset + i) for i in range(n)]
     async with session(n + 8) as s:
         gate = asyncio.Semaphore(start_concurrency)
@@ -169,13 +170,15 @@ async def run_participants(base: str, study: str, n: int, think, stats: Stats, o
         await asyncio.gather(*(start(p) for p in people))
         t_started = time.perf_counter() - t0
         before = len(stats.latency["answer"])
-        t1 = time.perf_counter()
+        cpu0, t1 = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(p.answer_all(s, stats, think) for p in people))
         t_answer = time.perf_counter() - t1
+        answer_cpu = cpu_seconds() - cpu0
         n_answers = len(stats.latency["answer"]) - before
         await asyncio.gather(*(p.finish(s, stats) for p in people))
     return {"n": n, "start_s": t_started, "answer_s": t_answer, "answers": n_answers,
-            "answers_per_s": n_answers / t_answer, "tokens": [p.token for p in people]}
+            "answers_per_s": n_answers / t_answer, "cpu_ms_per_answer": answer_cpu * 1000 / n_answers,
+            "tokens": [p.token for p in people]}
 
 
 async def hammer(url: str, seconds: float, conns: int) -> float:
@@ -247,6 +250,19 @@ class Server:
             except (OSError, IndexError, ValueError):
                 continue
         return sorted(pids)
+
+    def worker_cpu_seconds(self) -> float:
+        """User + system CPU time the workers have used so far: on a machine shared with other work this
+        cost per answer moves much less than answers per second do."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.workers():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / ticks
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -353,10 +369,11 @@ def main() -> None:
                 readyz = asyncio.run(hammer(server.url + "/readyz", args.seconds, 64))
                 print(f"trivial: /healthz {healthz:.0f}/s, /readyz {readyz:.0f}/s")
                 cap = asyncio.run(run_participants(server.url, study, args.capacity_participants, None, stats,
-                                                   offset=100_000))
+                                                   offset=100_000, cpu_seconds=server.worker_cpu_seconds))
                 cap.update(p50=stats.pct("answer", .5), p99=stats.pct("answer", .99))
                 print(f"answer capacity: {cap['answers_per_s']:.0f} answers/s ({cap['answers']} answers, "
-                      f"{args.capacity_participants} participants back to back)")
+                      f"{args.capacity_participants} participants back to back; app workers' CPU "
+                      f"{cap['cpu_ms_per_answer']:.2f} ms per answer)")
                 results = []
                 for n in levels:
                     st = Stats()

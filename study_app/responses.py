@@ -1,18 +1,18 @@
-"""Validate and store one response: idempotent by client UUID, one row per (participant, trial index)."""
+"""Validate one answer: the one check of an answer's body, whichever backend stores it (study_app/answers)."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from .db import db, utcnow
-from .models import Participant, Response, Trial
+from .db import db
+from .models import Participant, Response, Study
 from .presentation import CONFIDENCE_LEVELS, TIMEOUT_RESPONSE, Presentation
-from .states import transition
 from .tasks import TASKS
 
 # fullmatch, not `$`: "$" also matches before a final newline, so "<uuid>\n" (37 characters) would pass.
@@ -28,12 +28,15 @@ class ResponseError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stored:
+    """A stored answer (or, duplicate=True, one stored before under the same UUID) and where its participant is."""
+
     duplicate: bool
     trial_index: int
     next_index: int
     state: str
+    n_trials: int
 
 
 def _int(body: dict, key: str, lo: int, hi: int, required: bool = False) -> int | None:
@@ -146,67 +149,23 @@ def parse(body: Any, task: str, presentation: Presentation | None = None) -> dic
     }
 
 
-# Every presentation column, so a parsed answer always binds the same parameters (api/views.py inserts it).
+# Every presentation column, so a parsed answer always binds the same parameters.
 RESPONSE_DEFAULTS: dict[str, Any] = dict.fromkeys(
     ("refresh_hz", "exposure_ms_requested", "exposure_ms_measured", "mask_ms_measured", "dropped_frames",
      "response_timed_out", "confidence", "focus_lost", "fullscreen_exits"))
+# The keys of parse()'s result: the columns of a responses row that come from the answer itself.
+ANSWER_FIELDS = ("uuid", "trial_index", "response", "rt_ms", "shown_at", "answered_at", "screen_width",
+                 "screen_height", "viewport_width", "viewport_height", "device_pixel_ratio", *RESPONSE_DEFAULTS)
 
 
-def _existing(p: Participant, r: dict[str, Any]) -> Stored | None:
-    prior = db.session.scalar(select(Response).where(Response.uuid == r["uuid"]))
-    if prior is None:
-        return None
-    if prior.participant_id != p.id or prior.trial_index != r["trial_index"] or prior.response != r["response"]:
-        raise ResponseError(409, "uuid_conflict", "this response id was already used for a different answer")
-    return Stored(True, prior.trial_index, p.next_trial_index, p.state)
+@functools.lru_cache(maxsize=256)
+def _study_presentation(_database: str, study_id: str) -> Presentation:
+    return Presentation.from_dict(db.session.get(Study, study_id).design.get("presentation"))
 
 
-def presentation_of(study) -> Presentation:
-    return Presentation.from_dict(study.design.get("presentation"))
-
-
-def store(p: Participant, body: Any, task: str | None = None, presentation: Presentation | None = None) -> Stored:
-    """Validate and store one answer in one transaction (the caller's session), or raise ResponseError.
-
-    The usual case (the next trial, in task) costs one SELECT for the trial, one INSERT and one UPDATE;
-    only a retry or an out-of-step request looks the UUID up first."""
-    r = parse(body, task or p.study.task_type, presentation or presentation_of(p.study))
-    idx = r["trial_index"]
-    if p.state != "in_task" or idx != p.next_trial_index:
-        dup = _existing(p, r)
-        if dup:
-            return dup
-        if p.state != "in_task":
-            raise ResponseError(409, "not_in_task", f"responses are not accepted in state '{p.state}'")
-        if idx >= p.n_trials:
-            raise ResponseError(404, "no_such_trial", f"there is no trial {idx}")
-        if idx < p.next_trial_index:
-            raise ResponseError(409, "already_answered", f"trial {idx} already has a stored answer")
-        raise ResponseError(409, "out_of_order", f"trial {p.next_trial_index} must be answered first")
-    trial_id = db.session.scalar(select(Trial.id).where(Trial.participant_id == p.id, Trial.index == idx))
-    if trial_id is None:
-        raise ResponseError(404, "no_such_trial", f"there is no trial {idx}")
-    now = utcnow()
-    db.session.add(Response(participant_id=p.id, trial_id=trial_id, received_at=now, **r))
-    p.next_trial_index = idx + 1
-    p.last_seen_at = now
-    if p.next_trial_index >= p.n_trials:
-        db.session.flush()
-        n = db.session.scalar(select(db.func.count()).select_from(Response).where(Response.participant_id == p.id))
-        if n == p.n_trials:
-            transition(p, "data_complete", f"{n} responses stored")
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # A concurrent copy of this request (or another answer to this trial) won the race, or the
-        # UUID is already someone else's.
-        db.session.rollback()
-        db.session.refresh(p)
-        dup = _existing(p, r)
-        if dup:
-            return dup
-        raise ResponseError(409, "already_answered", f"trial {idx} already has a stored answer") from None
-    return Stored(False, idx, p.next_trial_index, p.state)
+def study_presentation(study_id: str) -> Presentation:
+    """A study's [presentation], cached per database: a design never changes after its study is created."""
+    return _study_presentation(current_app.config["SQLALCHEMY_DATABASE_URI"], study_id)
 
 
 def count_stored(p: Participant) -> int:
