@@ -336,7 +336,8 @@ def rerun_attack(stimulus_set: StimulusSet, ids: Iterable[str], *, models: dict[
 
     The attack is the set's ``stimulus_design.attack`` with each stimulus's ``attack_params``, against
     the defended model it names, on the source image, quantized to 8 bits as generation does; for
-    ``matched_norm`` the perturbation is then scaled by the recorded ``rescale``. Success and norms
+    ``matched_norm`` the perturbation is then scaled by the recorded ``rescale`` (the scale within its
+6 recorded digits at which the 8-bit image reaches the recorded norm). Success and norms
     are measured in fp32 on the final 8-bit image, as the manifest's are.
 
     Deterministic attacks (fgsm, tgsm, tgsm_iterative, jsma, deepfool, cw_l2) reproduce the recorded
