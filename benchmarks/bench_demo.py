@@ -94,6 +94,8 @@ def start(run: Run, config: Path, port: int, bots: int) -> tuple[subprocess.Pope
             for part in line.split("\r"):
                 if part.strip():
                     run.lines.append((time.monotonic() - t0, part.rstrip()))
+                    if _GEN.search(part) or _STAGE.match(part.strip()):  # progress survives an interrupted run
+                        print(f"  {run.label} {run.lines[-1][0]:7.0f} s  {part.strip()[:100]}", flush=True)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
