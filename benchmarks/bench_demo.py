@@ -89,13 +89,14 @@ def start(run: Run, config: Path, port: int, bots: int) -> tuple[subprocess.Pope
     proc = subprocess.Popen(cmd, cwd=run.checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace")
 
-    def read() -> None:
+    def read() -> None:  # the run ends when its output does (finish() may be called later, in --together)
         for line in proc.stdout:
             for part in line.split("\r"):
                 if part.strip():
                     run.lines.append((time.monotonic() - t0, part.rstrip()))
                     if _GEN.search(part) or _STAGE.match(part.strip()):  # progress survives an interrupted run
                         print(f"  {run.label} {run.lines[-1][0]:7.0f} s  {part.strip()[:100]}", flush=True)
+        run.wall = time.monotonic() - t0
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -104,11 +105,10 @@ def start(run: Run, config: Path, port: int, bots: int) -> tuple[subprocess.Pope
 
 def finish(run: Run, proc: subprocess.Popen, reader: threading.Thread, t0: float) -> None:
     _, status, usage = os.wait4(proc.pid, 0)  # the demo waits for its children: their CPU time counts
-    run.wall = time.monotonic() - t0
+    reader.join(timeout=10)
     run.cpu = usage.ru_utime + usage.ru_stime
     run.rc = os.waitstatus_to_exitcode(status)
     proc.returncode = run.rc
-    reader.join(timeout=10)
     if run.rc != 0:
         tail = "\n".join(line for _, line in run.lines[-15:])
         raise SystemExit(f"{run.label} demo failed (exit {run.rc}):\n{tail}")
@@ -121,7 +121,7 @@ def manifest_difference(a: Path, b: Path) -> list[str]:
     def walk(x, y, where: str) -> None:
         if isinstance(x, dict) and isinstance(y, dict):
             for k in sorted(set(x) | set(y)):
-                if where == "" and k in PROVENANCE:
+                if where == "manifest.json" and k in PROVENANCE:
                     continue
                 walk(x.get(k), y.get(k), f"{where}.{k}" if where else k)
         elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
