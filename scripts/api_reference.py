@@ -1,9 +1,11 @@
-"""Write docs/api.md from the numpydoc docstrings of the analysis package's public names, so it cannot drift.
+"""Write docs/api.md from the numpydoc docstrings of the analysis and generation packages' public names,
+so it cannot drift.
 
     python scripts/api_reference.py          # rewrite the page
     python scripts/api_reference.py --check  # exit 1 if the page is out of date (the test suite does this)
 
-The public names are `analysis.__all__`; each gets its signature and its docstring, with the numpydoc
+The public names are `analysis.__all__`, then `generation.__all__` (a second part of the page); each gets
+its signature and its docstring, with the numpydoc
 sections (Parameters, Returns, Raises, Attributes) as lists and Examples as a Python block.
 """
 from __future__ import annotations
@@ -92,15 +94,31 @@ def _signature(name: str, obj) -> str:
         return name
 
 
-def render() -> str:
-    sys.path.insert(0, str(ROOT))
-    import analysis
-    import analysis.api  # noqa: F401  (loads the API: analysis.__getattr__ would too, name by name)
+GENERATION_HEAD = """# Generation Python API
 
-    parts = [HEAD, "`" + "`, `".join(analysis.TIDY_COLUMNS) + "`\n"]
-    for name in analysis.__all__:
-        obj = getattr(analysis, name)
-        if name in ("AnalysisError", "TIDY_COLUMNS"):
+For notebooks that look inside a stimulus set: load it (manifest and images as arrays, every file checked
+against its sha256), load a model it names (architecture from the manifest, weights checked against the
+recorded checkpoint hash), and re-run the attack it records on chosen images. The set's format:
+docs/stimulus-set.md; how sets are made: docs/generation.md.
+
+```python
+from generation import load_stimulus_set, load_model, rerun_attack
+
+s = load_stimulus_set("runs/mnist-demo/stimuli")
+x = s.images(s.ids(defense="gradreg_y"))     # float32 (N, C, H, W) in [0, 1]
+model = load_model(s, "gradreg_y")           # torch.nn.Module, eval mode
+r = rerun_attack(s, s.ids(defense="gradreg_y")[:10])
+(r.success == r.recorded_success).all()
+```
+"""
+
+
+def render_names(module, skip: tuple[str, ...]) -> list[str]:
+    """One section per public name of `module` (its __all__), classes with their methods and properties."""
+    parts = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if name in skip:
             continue
         if inspect.isclass(obj):
             parts.append(f"## class `{name}`\n\n" + render_doc(obj.__doc__ or ""))
@@ -113,8 +131,25 @@ def render() -> str:
                     parts.append(f"### `{name}.{_signature(meth, fn)}`\n\n" + render_doc(fn.__doc__))
         else:
             parts.append(f"## `{_signature(name, obj)}`\n\n" + render_doc(obj.__doc__ or ""))
+    return parts
+
+
+def render() -> str:
+    sys.path.insert(0, str(ROOT))
+    import analysis
+    import analysis.api  # noqa: F401  (loads the API: analysis.__getattr__ would too, name by name)
+    import generation
+    import generation.api  # noqa: F401
+
+    parts = [HEAD, "`" + "`, `".join(analysis.TIDY_COLUMNS) + "`\n"]
+    parts += render_names(analysis, ("AnalysisError", "TIDY_COLUMNS"))
     parts.append("## `AnalysisError`\n\nEvery error a person can cause (a bad file, option or column) is an "
                  "`AnalysisError` whose message names the problem; nothing is changed.\n")
+    parts.append(GENERATION_HEAD)
+    parts += render_names(generation, ("GenerationError",))
+    parts.append("## `GenerationError`\n\nA stimulus set, model or request the API cannot serve (a missing or "
+                 "altered file, an unknown id or model, weights other than the set recorded) raises a "
+                 "`GenerationError` whose message names the problem.\n")
     return "\n".join(p.rstrip() + "\n" for p in parts)
 
 
