@@ -155,7 +155,8 @@ def test_separation_gives_empty_cells_not_absurd_numbers():
 
 
 # --- primary_test: the simulation test's entry point -----------------------------------------------------
-def test_primary_test_signature_speed_and_norm_adjustment():
+def test_primary_test_signature_and_norm_adjustment():
+    # (its speed is a benchmark's business, benchmarks/bench_analysis.py: never a timed assertion here)
     rng = np.random.default_rng(5)
     d = simulate(SimDesign(defenses=("normal", "gradreg_y"), n_participants=125, trials_per_participant=24,
                            models=()), seed=3)
@@ -164,12 +165,9 @@ def test_primary_test_signature_speed_and_norm_adjustment():
     # an observer who sees only the L2 norm, and a defense whose images have larger norms
     d["norm_l2"] = np.where(d["defense"] == "gradreg_y", 5.5, 4.0) + rng.normal(0, 0.8, len(d))
     d["target_hit"] = (rng.random(len(d)) < 1 / (1 + np.exp(-(-4 + 0.7 * d["norm_l2"])))).astype(float)
-    t0 = time.perf_counter()
     raw = primary_test(d, "gradreg_y", "normal", "target_hit")
-    took = time.perf_counter() - t0
     adj = primary_test(d, "gradreg_y", "normal", "target_hit", adjust_for=("norm_l2",), cluster="participant+group")
     one = primary_test(d, "gradreg_y", "normal", "target_hit", cluster="participant")
-    assert took < 0.5
     for r in (raw, adj, one):
         assert {"p", "log_or", "ci_low", "ci_high"} <= set(r)
     assert raw["p"] < 0.001 and adj["p"] > 0.01  # the confound is real; adjusting removes it
