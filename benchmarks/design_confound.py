@@ -56,19 +56,23 @@ def simulate_study(adv: pd.DataFrame, rng: np.random.Generator, n_participants: 
     """Every participant sees every (source, target) group once, the defense alternating over groups
     and participants (balanced). P(target named) = expit(-0.5 + slope * (L2 - median L2) + u)."""
     groups = sorted(adv["group"].unique())
-    defenses = [CONTROL, TREATMENT]
-    lookup = adv.set_index(["group", "defense"])["norm_l2"]
+    defenses = np.array([CONTROL, TREATMENT])
+    wide = adv.pivot(index="group", columns="defense", values="norm_l2").loc[groups, list(defenses)].to_numpy()
     centre = float(adv["norm_l2"].median())
-    rows = []
+    n_groups = len(groups)
+    d_idx = (np.arange(n_groups)[None, :] + np.arange(n_participants)[:, None]) % 2  # [participant, group]
+    norm = wide[np.arange(n_groups)[None, :], d_idx]
+    # Drawn in the order the per-answer loop drew them (per participant one normal, then one uniform per
+    # group): the same studies as before, without a pandas lookup and a dict per simulated answer.
+    hits = np.empty((n_participants, n_groups), dtype=bool)
     for p in range(n_participants):
         u = rng.normal(0, participant_sd)
-        for g_i, g in enumerate(groups):
-            d = defenses[(g_i + p) % 2]
-            norm = float(lookup[(g, d)])
-            hit = rng.random() < expit(-0.5 + slope * (norm - centre) + u)
-            rows.append({"participant_id": f"p{p}", "stimulus_id": f"{g}-{d}", "group": g, "defense": d,
-                         "norm_l2": norm, "target_hit": float(hit)})
-    return pd.DataFrame(rows)
+        hits[p] = rng.random(n_groups) < expit(-0.5 + slope * (norm[p] - centre) + u)
+    d = defenses[d_idx].ravel()
+    g = np.tile(np.array(groups, dtype=object), n_participants)
+    return pd.DataFrame({"participant_id": np.repeat([f"p{p}" for p in range(n_participants)], n_groups),
+                         "stimulus_id": [f"{a}-{b}" for a, b in zip(g, d)], "group": g, "defense": d,
+                         "norm_l2": norm.ravel(), "target_hit": hits.ravel().astype(float)})
 
 
 def rejection_rate(adv: pd.DataFrame, *, n_studies: int, alpha: float, adjust: bool, seed: int) -> float:

@@ -45,10 +45,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_run(tmp_path_factory, e2e_model_cache):
     root = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ADVLEGIT_INSTANCE")}
-    env.update(ADVLEGIT_CACHE_DIR=str(root / "cache"), PYTHONUNBUFFERED="1")
+    env.update(ADVLEGIT_CACHE_DIR=str(e2e_model_cache), PYTHONUNBUFFERED="1")
     out = root / "run"
     proc = subprocess.Popen([*ADVLEGIT, "demo", "--config", str(CONFIG), "-o", str(out), "--bots", "12",
                              "--port", str(_free_port())],

@@ -50,12 +50,22 @@ def advlegit(env, *args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def explain_set(tmp_path_factory):
+def explain_set(tmp_path_factory, e2e_model_cache):
     root = tmp_path_factory.mktemp("explain-set")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ADVLEGIT_INSTANCE")}
-    env["ADVLEGIT_CACHE_DIR"] = str(root / "cache")
+    env["ADVLEGIT_CACHE_DIR"] = str(e2e_model_cache)
     advlegit(env, "generate", str(CONFIG), "-o", str(root / "set"), "--device", "cpu")
     return root / "set"
+
+
+def test_explain_tiny_trains_only_models_the_demo_test_already_trained():
+    """explain-tiny.toml reuses test_demo.py's checkpoints through the shared e2e model cache only while
+    its models' cache keys are among demo-tiny.toml's: a drift would silently retrain them."""
+    from generation.config import load_config
+    from generation.train import model_specs
+
+    keys = lambda name: {s.key() for s in model_specs(load_config(CONFIG.with_name(name)), "any")}  # noqa: E731
+    assert keys("explain-tiny.toml") <= keys("demo-tiny.toml")
 
 
 def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_path, shots):
