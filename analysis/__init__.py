@@ -4,7 +4,7 @@ Reads the tidy export (docs/export.md, contract 2); never imports Flask or torch
 the public API for scripts and notebooks (docs/api.md); `advlegit analyze` builds its report from the
 same results objects.
 """
-from analysis.errors import AnalysisError
+from advlegit.analysis.errors import AnalysisError
 
 _API = ("load_export", "make_config", "apply_exclusions", "analyse", "fit_task", "fit_identify", "fit_rate",
         "fit_compare", "fit_explain", "fit_explain_pair", "StudyResult", "TaskResult", "ModelResult",
@@ -16,7 +16,7 @@ __all__ = ["AnalysisError", *_API]
 def __getattr__(name: str):
     # loaded on first use, so `import analysis` (the CLI, the study app's checks) stays light
     if name in _API:
-        from analysis import api
+        from advlegit.analysis import api
         return getattr(api, name)
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")
 

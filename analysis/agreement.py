@@ -6,8 +6,8 @@ import krippendorff
 import numpy as np
 import pandas as pd
 
-from analysis.schema import model_label_columns
-from analysis.stats import wilson
+from advlegit.analysis.schema import model_label_columns
+from advlegit.analysis.stats import wilson
 
 
 def category_counts(d: pd.DataFrame, unit: str, value: str) -> pd.DataFrame:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import designs, load, models
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError
-from analysis.exclusions import ExclusionResult
-from analysis.exclusions import apply_exclusions as _apply_exclusions
-from analysis.models import TIDY_COLUMNS, ModelResult
-from contracts.validation import build
+from advlegit.analysis import designs, load, models
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.exclusions import ExclusionResult
+from advlegit.analysis.exclusions import apply_exclusions as _apply_exclusions
+from advlegit.analysis.models import TIDY_COLUMNS, ModelResult
+from advlegit.contracts.validation import build
 
 __all__ = ["load_export", "make_config", "apply_exclusions", "fit_task", "fit_identify", "fit_rate", "fit_compare",
            "fit_explain", "fit_explain_pair", "analyse", "TaskResult", "StudyResult", "ModelResult",
@@ -32,7 +32,7 @@ def load_export(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     ----------
     source : str, pathlib.Path or pandas.DataFrame
         Path to ``export.csv`` / ``export.jsonl`` as written by ``advlegit export``, or a frame with the
-        same columns (e.g. read from the database, or simulated by ``analysis.simulate``).
+        same columns (e.g. read from the database, or simulated by ``advlegit.analysis.simulate``).
 
     Returns
     -------
@@ -47,7 +47,7 @@ def load_export(source: str | Path | pd.DataFrame) -> pd.DataFrame:
 
     Examples
     --------
-    >>> from analysis import load_export
+    >>> from advlegit.analysis import load_export
     >>> df = load_export("export.csv")  # doctest: +SKIP
     >>> df.groupby("task_type").size()  # doctest: +SKIP
     """
@@ -75,7 +75,7 @@ def make_config(config: AnalysisConfig | dict[str, Any] | None = None, **options
 
     Examples
     --------
-    >>> from analysis import make_config
+    >>> from advlegit.analysis import make_config
     >>> cfg = make_config(alpha=0.01, reference_defense="normal")
     >>> cfg.level
     '99%'
@@ -118,7 +118,7 @@ def apply_exclusions(data: pd.DataFrame, config: AnalysisConfig | dict | None = 
 
     Examples
     --------
-    >>> from analysis import apply_exclusions
+    >>> from advlegit.analysis import apply_exclusions
     >>> ex = apply_exclusions(df, rt_floor_ms=300)  # doctest: +SKIP
     >>> ex.table[["rule", "participants_removed", "responses_left"]]  # doctest: +SKIP
     """
@@ -221,11 +221,11 @@ def fit_task(data: pd.DataFrame, task: str, config: AnalysisConfig | dict | None
 
     Examples
     --------
-    >>> from analysis import fit_task
+    >>> from advlegit.analysis import fit_task
     >>> res = fit_task(ex.data, "rate", mixed=False)  # doctest: +SKIP
     >>> res.primary.table[["term", "estimate", "ci_low", "ci_high", "p_adjusted"]]  # doctest: +SKIP
     """
-    from analysis import pipeline
+    from advlegit.analysis import pipeline
 
     cfg = make_config(config, **options)
     check_excluded(data)
@@ -292,7 +292,7 @@ TaskResult
 Examples
 --------
 >>> import numpy as np
->>> from analysis import load_export, apply_exclusions, fit_identify
+>>> from advlegit.analysis import load_export, apply_exclusions, fit_identify
 >>> ex = apply_exclusions(load_export("export.csv"))  # doctest: +SKIP
 >>> res = fit_identify(ex.data)  # doctest: +SKIP
 >>> print(res.primary.summary())  # doctest: +SKIP
@@ -502,12 +502,12 @@ def analyse(source: str | Path | pd.DataFrame, config: AnalysisConfig | dict | N
 
     Examples
     --------
-    >>> from analysis import analyse
+    >>> from advlegit.analysis import analyse
     >>> res = analyse("export.csv", alpha=0.05)  # doctest: +SKIP
     >>> res.table.query("model == 'primary'")  # doctest: +SKIP
     >>> res["identify"].primary.plot()  # doctest: +SKIP
     """
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     df = load_export(source)
     cfg = make_config(config, **options)

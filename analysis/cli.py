@@ -6,21 +6,21 @@ from pathlib import Path
 
 import click
 
-from analysis.errors import AnalysisError
-from contracts.cli_flags import effect_option, output_option
+from advlegit.analysis.errors import AnalysisError
+from advlegit.contracts.cli_flags import effect_option, output_option
 
 log = logging.getLogger(__name__)
 cli = click.Group()
 
 
 def _config(config_path, companion=None, **overrides):
-    from analysis.config import load_config
+    from advlegit.analysis.config import load_config
     return load_config(Path(config_path) if config_path else None, companion=companion, **overrides)
 
 
 def _load(export_file: str | None, database: str | None, study: str | None, workdir: Path):
     """The export frame, and the companion .study.json that may carry the study's [analysis]."""
-    from analysis.load import read_export
+    from advlegit.analysis.load import read_export
     if database:
         if export_file:
             raise AnalysisError("give either an export FILE or --database/--study, not both")
@@ -54,7 +54,7 @@ def _export_from_database(database: str, study: str, workdir: Path) -> Path:
 
 def _plan_summary(plan_path, companion_doc: dict, cfg, result, design: str) -> dict | None:
     """The plan the report names: from --plan (hash checked), else rebuilt from the companion's design."""
-    from analysis import prereg
+    from advlegit.analysis import prereg
     if plan_path:
         plan, h = prereg.read_plan(Path(plan_path))
         source = f"from `{Path(plan_path).name}`"
@@ -98,11 +98,12 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
                 primary_family, attention_threshold, rt_floor_ms, alpha, n_boot, seed, r_crosscheck,
                 no_mixed_model):
     """Analyse an export: report.html, report.md, tables/*.csv, figures/*.png in OUTPUT."""
-    from analysis import models, rscript
-    from analysis.config import read_companion, study_info
-    from analysis.pipeline import run_analysis
-    from analysis.report import atomic_dir, write_report
     import tempfile
+
+    from advlegit.analysis import models, rscript
+    from advlegit.analysis.config import read_companion, study_info
+    from advlegit.analysis.pipeline import run_analysis
+    from advlegit.analysis.report import atomic_dir, write_report
     try:
         if primary_contrast and primary_family:
             raise AnalysisError("give either --primary-contrast or --primary-family, not both")
@@ -138,7 +139,7 @@ def analyze_cmd(export_file, output, database, study, config_path, plan_path, re
 @output_option("The plan (Markdown).", dir_okay=False, required=True)
 def prereg_cmd(design_file, output):
     """Write the pre-registered analysis plan of a study design, with its SHA-256."""
-    from analysis import prereg
+    from advlegit.analysis import prereg
     try:
         plan = prereg.plan_from_toml(Path(design_file))
         Path(output).write_text(prereg.render(plan), encoding="utf-8")
@@ -167,8 +168,8 @@ def prereg_cmd(design_file, output):
 def power_cmd(output, pilot, config_path, defenses, effects, baseline_rate, participant_sd, image_sd,
               trials, ns, sims, target_power, seed):
     """Simulation-based power of the primary contrast against the number of participants."""
-    from analysis import power
-    from analysis.report import atomic_dir
+    from advlegit.analysis import power
+    from advlegit.analysis.report import atomic_dir
     try:
         cfg = _config(config_path)
         sizes = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -177,7 +178,7 @@ def power_cmd(output, pilot, config_path, defenses, effects, baseline_rate, part
         if sims < 10:
             raise AnalysisError("--sims must be at least 10")
         if pilot:
-            from analysis.load import read_export
+            from advlegit.analysis.load import read_export
             design = power.design_from_pilot(read_export(pilot), cfg, trials)
         else:
             design = power.PowerDesign.build(defenses=tuple(x.strip() for x in defenses.split(",")),

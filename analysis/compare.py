@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.stats import holm
+from advlegit.analysis.stats import holm
 
 
 def compare_frame(df: pd.DataFrame) -> pd.DataFrame:

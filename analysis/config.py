@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from analysis.errors import AnalysisError
-from contracts import analysis_options as opt
-from contracts.analysis_options import ALIASES, DEFAULT_REFERENCE, TASK_OUTCOMES  # noqa: F401 (re-exported)
-from contracts.validation import ValidationError, canonical, check_instance, spec
+from advlegit.analysis.errors import AnalysisError
+from advlegit.contracts import analysis_options as opt
+from advlegit.contracts.analysis_options import ALIASES, DEFAULT_REFERENCE, TASK_OUTCOMES  # noqa: F401 (re-exported)
+from advlegit.contracts.validation import ValidationError, canonical, check_instance, spec
 
 log = logging.getLogger(__name__)
 FAMILIES = opt.CONTRASTS

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError
-from contracts import exclusion_rules
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.errors import AnalysisError
+from advlegit.contracts import exclusion_rules
 
 
 @dataclass

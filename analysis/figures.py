@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.config import level_label  # noqa: E402
-from analysis.identify import participant_means  # noqa: E402
-from analysis.stats import wilson  # noqa: E402
+from advlegit.analysis.config import level_label  # noqa: E402
+from advlegit.analysis.identify import participant_means  # noqa: E402
+from advlegit.analysis.stats import wilson  # noqa: E402
 
 
 def _err(mid, lo, hi) -> list:

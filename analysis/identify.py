@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.designs import adversarial_only
-from analysis.stats import (
-    ClusterLogit, cluster_logit, codes, cohens_dz, holm, treatment_design, wilson,
+from advlegit.analysis.designs import adversarial_only
+from advlegit.analysis.stats import (
+    ClusterLogit,
+    cluster_logit,
+    codes,
+    cohens_dz,
+    holm,
+    treatment_design,
+    wilson,
 )
 
 log = logging.getLogger(__name__)
@@ -254,7 +260,7 @@ def bayes_glmm(d: pd.DataFrame, outcome: str, reference: str, alpha: float = 0.0
     ci_low, ci_high, odds_ratio, or_ci_low, or_ci_high at level 1 - alpha; ``vc`` has component
     ("participant", "image", or the column name), factor, n_levels, sd, variance. The engine and the
     notes (dropped columns, singular fits) are in ``fe.attrs["engine"]`` / ``fe.attrs["notes"]``."""
-    from analysis.mixed import fit_mixed
+    from advlegit.analysis.mixed import fit_mixed
 
     res = fit_mixed(d, outcome, family="binomial", fixed=fixed, reference=reference, random=list(random),
                     alpha=alpha, engine=engine)

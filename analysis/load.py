@@ -6,10 +6,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import AnalysisError
-from analysis.schema import (
-    BOOL_COLUMNS, COLUMN_NAMES, FLOAT_COLUMNS, INT_COLUMNS, REQUIRED_ALWAYS, REQUIRED_BY_TASK, STR_COLUMNS,
-    TASK_TYPES, TRIAL_KINDS,
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.schema import (
+    BOOL_COLUMNS,
+    COLUMN_NAMES,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    REQUIRED_ALWAYS,
+    REQUIRED_BY_TASK,
+    STR_COLUMNS,
+    TASK_TYPES,
+    TRIAL_KINDS,
 )
 
 _TRUE = {"true", "1", "yes", "t"}

@@ -360,7 +360,7 @@ class _Laplace:
         S[:pf, :pf] -= Bdense.T @ (Bdense * Dinv[:, None])
         if Bsp is not None:
             DB = Bsp.multiply(Dinv[:, None]).tocsr()
-            cross = np.asarray((DB.T @ Bdense))  # (r-pf) x pf
+            cross = np.asarray(DB.T @ Bdense)  # (r-pf) x pf
             S[pf:, :pf] -= cross
             S[:pf, pf:] -= cross.T
             S[pf:, pf:] -= np.asarray((Bsp.T @ DB).todense())
@@ -545,7 +545,7 @@ writeLines(c(paste("ordinal", as.character(packageVersion("ordinal")), "clmm Lap
 
 
 def r_available() -> tuple[bool, str]:
-    from analysis.rcheck import r_available as _ra
+    from advlegit.analysis.rcheck import r_available as _ra
     return _ra()
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis import designs, identify
-from analysis import rate as rating_stats
-from analysis.config import AnalysisConfig, level_label
+from advlegit.analysis import designs, identify
+from advlegit.analysis import rate as rating_stats
+from advlegit.analysis.config import AnalysisConfig, level_label
 
 TIDY_COLUMNS = ["task", "model", "term", "estimate", "std_error", "ci_low", "ci_high", "ci_level", "statistic",
                 "df", "p_value", "p_adjusted", "scale", "method"]
@@ -173,13 +173,13 @@ def _tidy(task: str, model: str, scale: str, method: str, term, estimate, se, lo
 # --- which rows a task's models read -------------------------------------------------------------
 def task_frame(data: pd.DataFrame, task: str) -> pd.DataFrame:
     """The task's answered main-trial rows on adversarial stimuli (controls answer another question)."""
-    from analysis import compare
-    from analysis.tasks import explain, explain_pair
+    from advlegit.analysis import compare
+    from advlegit.analysis.tasks import explain, explain_pair
 
     frames = {"identify": identify.identify_frame, "rate": rating_stats.rate_frame, "compare": compare.compare_frame,
               "explain": explain.frame, "explain_pair": explain_pair.frame}
     if task not in frames:
-        from analysis.errors import AnalysisError
+        from advlegit.analysis.errors import AnalysisError
         raise AnalysisError(f"unknown task {task!r} (expected one of {', '.join(frames)})")
     return designs.adversarial_only(frames[task](data))
 
@@ -193,7 +193,7 @@ def defenses_of(d: pd.DataFrame, task: str) -> list[str]:
 # --- the primary (pre-registered) model ----------------------------------------------------------
 def primary_model(task: str, d: pd.DataFrame, cfg: AnalysisConfig, ref: str, design: str = "") -> ModelResult:
     """The pre-registered test of `task` on its prepared rows `d` (task_frame), as the report runs it."""
-    from analysis import pipeline
+    from advlegit.analysis import pipeline
 
     n = dict(n_participants=int(d["participant_id"].nunique()), n_responses=len(d), reference=ref)
     if task == "identify":
@@ -233,7 +233,7 @@ def identify_random(d: pd.DataFrame) -> tuple[str, ...]:
 def mixed_model(task: str, d: pd.DataFrame, cfg: AnalysisConfig, ref: str) -> ModelResult:
     """The task's mixed model on its prepared rows `d` (task_frame), as the report fits it: binomial
     GLMM for identify, proportional-odds for rate/explain, binomial per pair for compare/explain_pair."""
-    from analysis import pipeline
+    from advlegit.analysis import pipeline
 
     n = dict(n_participants=int(d["participant_id"].nunique()), n_responses=len(d), reference=ref)
     level = level_label(cfg.alpha)
@@ -242,7 +242,7 @@ def mixed_model(task: str, d: pd.DataFrame, cfg: AnalysisConfig, ref: str) -> Mo
         fe, vc = identify.bayes_glmm(d, "target_hit", ref, alpha=cfg.alpha, random=random)
         fe.attrs["variance"] = vc
         fe.attrs["random"] = random
-        method = (f"binomial GLMM target_hit ~ defense + " + " + ".join(f"(1|{r})" for r in random)
+        method = ("binomial GLMM target_hit ~ defense + " + " + ".join(f"(1|{r})" for r in random)
                   + f", Laplace ML ({fe.attrs.get('engine', '')})")
         tab = _tidy(task, "mixed", "log odds", method, fe["term"], fe["estimate"], fe["se"], fe["ci_low"],
                     fe["ci_high"], level, fe["z"], fe["df"], fe["p"])
@@ -258,7 +258,7 @@ def mixed_model(task: str, d: pd.DataFrame, cfg: AnalysisConfig, ref: str) -> Mo
                     det["log_odds"] / det["se"], det["df"], det["p"])
         notes = list(det.attrs.get("notes") or [])
     else:
-        from analysis.tasks.explain_pair import mixed_pairs
+        from advlegit.analysis.tasks.explain_pair import mixed_pairs
 
         det = mixed_pairs(d, pipeline.contrasts_for(cfg, defenses_of(d, task), ref), cfg.alpha)
         for c in ("log_odds", "se", "or_ci_low", "or_ci_high", "p"):

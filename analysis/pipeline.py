@@ -10,13 +10,13 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from analysis import agreement, compare, designs, figures, identify, models, rate, rcheck
-from analysis.config import AnalysisConfig, StudyInfo
-from analysis.errors import AnalysisError
-from analysis.exclusions import apply_exclusions
-from analysis.results import Section, Table
-from analysis.stats import cluster_logit, cluster_ols, holm, treatment_design
-from contracts import analysis_options
+from advlegit.analysis import agreement, compare, designs, figures, identify, models, rate, rcheck
+from advlegit.analysis.config import AnalysisConfig, StudyInfo
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.exclusions import apply_exclusions
+from advlegit.analysis.results import Section, Table
+from advlegit.analysis.stats import cluster_logit, cluster_ols, holm, treatment_design
+from advlegit.contracts import analysis_options
 
 log = logging.getLogger(__name__)
 MIN_PARTICIPANTS = 2
@@ -314,7 +314,7 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         mixed = models.mixed_model("identify", sub, cfg, ref)  # images of one (source, target) group are dependent
         summary["models"].append(mixed)
         fe, vc, random = mixed.detail, mixed.detail.attrs["variance"], mixed.detail.attrs["random"]
-        note = (f"Crossed random intercepts for participant and image"
+        note = ("Crossed random intercepts for participant and image"
                 + (" and (source, target) group" if "group" in random else "") + f"; {lv} Wald intervals with a t "
                 f"reference (df: containment degrees of freedom, e.g. images - defenses). Fitted on {who}.")
         if fe.attrs.get("engine"):
@@ -546,7 +546,7 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
     out.summary.setdefault("reference", {})
     out.summary["tasks"] = []
     data = ex.data
-    from analysis.tasks import TASKS  # here, not at the top: the task modules import this module
+    from advlegit.analysis.tasks import TASKS  # here, not at the top: the task modules import this module
 
     for task, plugin in TASKS.items():
         part = data[data["task_type"] == task]

@@ -6,9 +6,9 @@ import math
 
 import pandas as pd
 
-from analysis.config import AnalysisConfig
-from analysis.stats import fmt_num, fmt_p
-from contracts.exclusion_rules import describe
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.stats import fmt_num, fmt_p
+from advlegit.contracts.exclusion_rules import describe
 
 QUESTION = ("When a defended classifier is fooled, does the adversarial image look to people like the class "
             "the model was fooled into, and which defense makes that happen most often?")
@@ -51,7 +51,7 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
         return []
     rates = rates.sort_values("rate", ascending=False)
     lv = cfg.level
-    parts = [f"**Identify.** People named the target class for "
+    parts = ["**Identify.** People named the target class for "
              + "; ".join(f"{pct(r.rate)} of the images made against **{r.defense}** ({lv} CI {pct(r.ci_low)}–"
                          f"{pct(r.ci_high)})" for r in rates.itertuples()) + "."]
     top = rates.iloc[0]

@@ -10,15 +10,15 @@ import pandas as pd
 from scipy.special import expit
 from tqdm import tqdm
 
-from analysis import figures
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError
-from analysis.exclusions import apply_exclusions
-from analysis.identify import bayes_glmm, identify_frame, primary_test
-from analysis.pipeline import resolve_defenses
-from analysis.report import md_table
-from analysis.simulate import SimDesign, simulate
-from analysis.stats import wilson
+from advlegit.analysis import figures
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.exclusions import apply_exclusions
+from advlegit.analysis.identify import bayes_glmm, identify_frame, primary_test
+from advlegit.analysis.pipeline import resolve_defenses
+from advlegit.analysis.report import md_table
+from advlegit.analysis.simulate import SimDesign, simulate
+from advlegit.analysis.stats import wilson
 
 
 @dataclass
@@ -30,7 +30,7 @@ class PowerDesign:
 
     @classmethod
     def build(cls, defenses, effects, baseline_rate, participant_sd, image_sd, trials,
-              cfg: AnalysisConfig, source: str = "given") -> "PowerDesign":
+              cfg: AnalysisConfig, source: str = "given") -> PowerDesign:
         defenses = tuple(dict.fromkeys(defenses))
         unknown = set(effects) - set(defenses)
         if unknown:

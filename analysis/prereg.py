@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from analysis import designs
-from analysis.config import AnalysisConfig, option_names, read_toml, section_values
-from analysis.errors import AnalysisError
-from contracts.exclusion_rules import SHORTHANDS, describe
+from advlegit.analysis import designs
+from advlegit.analysis.config import AnalysisConfig, option_names, read_toml, section_values
+from advlegit.analysis.errors import AnalysisError
+from advlegit.contracts.exclusion_rules import SHORTHANDS, describe
 
 FORMAT = "advlegit-analysis-plan/1"
 COMPUTATIONAL = {"n_boot", "seed", "r_crosscheck", "mixed_model", "mixed_model_max_participants"}
@@ -31,7 +31,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def normalise(name: str, task: str, defenses: list[str], analysis: dict, stimulus_design: str = "") -> dict:
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     if task not in TASKS:
         raise AnalysisError(f"study.task must be one of {', '.join(TASKS)}, got {task!r}")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.stats import holm, rank_biserial_paired
+from advlegit.analysis.stats import holm, rank_biserial_paired
 
 
 def rate_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +79,7 @@ def ordinal_model(d: pd.DataFrame, reference: str, alpha: float, engine: str = "
     (analysis.mixed.fit_mixed, family "ordinal": ordinal::clmm through R where installed, else the
     Python Laplace engine). Log-odds are conditional on the random effects; > 0: higher ratings.
     Engine and notes in ``.attrs``; the thresholds in ``.attrs["thresholds"]``."""
-    from analysis.mixed import fit_mixed
+    from advlegit.analysis.mixed import fit_mixed
 
     res = fit_mixed(d, "rating", family="ordinal", fixed="defense", reference=reference,
                     random=list(random), alpha=alpha, engine=engine)

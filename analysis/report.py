@@ -7,17 +7,17 @@ import html
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import markdown
 import numpy as np
 import pandas as pd
 
-from analysis import plain
-from analysis.config import AnalysisConfig, StudyInfo
-from analysis.results import Section
-from analysis.stats import fmt_num, fmt_p
+from advlegit.analysis import plain
+from advlegit.analysis.config import AnalysisConfig, StudyInfo
+from advlegit.analysis.results import Section
+from advlegit.analysis.stats import fmt_num, fmt_p
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em;display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
@@ -122,7 +122,7 @@ def render_markdown(sections: list[Section], cfg: AnalysisConfig, source: str, s
     if sim:
         out.append(sim)
     out += _header_warnings(summary, info)
-    out.append(f"Source: `{source}` · generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n")
+    out.append(f"Source: `{source}` · generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}\n")
     out.append(plain.section(summary, cfg))
     prim = summary.get("primary") or {}
     if prim:

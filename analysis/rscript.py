@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analysis.config import AnalysisConfig
-from contracts import exclusion_rules
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.contracts import exclusion_rules
 
 ADVERSARIAL_RULE = ('kind <- trimws(x$stimulus_kind); kind[is.na(kind) | kind %in% c("", "nan", "None")] <- '
                     '"adversarial"')

@@ -2,7 +2,7 @@
 so that what the study app writes and what the analysis expects can never drift apart."""
 from __future__ import annotations
 
-from contracts.export import (  # noqa: F401  (re-exported: the analysis modules import them from here)
+from advlegit.contracts.export import (  # noqa: F401  (re-exported: the analysis modules import them from here)
     COLUMN_NAMES,
     COLUMNS,
     TASK_TYPES,

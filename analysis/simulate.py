@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from analysis.schema import BOOL_COLUMNS, EXPORT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS
+from advlegit.analysis.schema import BOOL_COLUMNS, EXPORT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS
 
 RATE_CUTS = np.array([-2.0, -1.2, -0.4, 0.4, 1.2, 2.0])
 
@@ -86,7 +86,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
 
     core=True returns only the main-trial columns the statistics use (fast: power, validation)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     if design.task not in TASKS or not TASKS[design.task].simulated:
         raise ValueError(f"unknown task {design.task!r} (the simulator makes "

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.simulate import SimDesign, simulate, write_export  # noqa: E402
+from advlegit.analysis.simulate import SimDesign, simulate, write_export  # noqa: E402
 
 DESIGN = SimDesign(
     defenses=("normal", "gradreg_y", "gradreg_insensitive", "adv_fgsm", "distilled", "gradreg_adv"),
@@ -36,7 +36,7 @@ DESIGN = SimDesign(
 
 _FIT_CHILD = r"""
 import pickle, resource, sys, time
-from analysis.mixed import fit_mixed
+from advlegit.analysis.mixed import fit_mixed
 d = pickle.load(open(sys.argv[1], "rb"))
 t, c = time.perf_counter(), time.process_time()
 res = fit_mixed(d, "target_hit", family="binomial", fixed="defense", reference="normal",
@@ -80,7 +80,7 @@ def mixed_only(engine: str, write: bool) -> None:
 _ANALYZE_CHILD = r"""
 import functools, inspect, json, sys, time
 import advlegit
-from analysis import (agreement, compare, designs, exclusions, figures, identify, load, mixed, pipeline, plain,
+from advlegit.analysis import (agreement, compare, designs, exclusions, figures, identify, load, mixed, pipeline, plain,
                       prereg, rate, report, stats)
 spent = {}
 def timed(mod, name, f):

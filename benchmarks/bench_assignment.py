@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT / "tests" / "study_app"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+from _report import write_section  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
-from _report import write_section  # noqa: E402
-from study_app.leastfilled import solve  # noqa: E402
-from study_app.planning import AllocationError, Item  # noqa: E402
+from advlegit.study_app.leastfilled import solve  # noqa: E402
+from advlegit.study_app.planning import AllocationError, Item  # noqa: E402
 
 
 def edge_costs(per_cell: int, n_cells: int, offered, seed) -> dict[str, int]:

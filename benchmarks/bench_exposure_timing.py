@@ -53,7 +53,7 @@ mask_ms = 200
 def setup(work: Path, trials: int, participants: int) -> tuple[str, str, dict]:
     from click.testing import CliRunner
 
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     stimuli = work / "stimuli"
     write_stimulus_set(stimuli, n_groups=trials + 8, n_extra_sources=8)
@@ -95,7 +95,7 @@ def take_part(browser, url: str, study_id: str, pid: str) -> None:
 def export_rows(env: dict, study_id: str, out: Path) -> list[dict]:
     from click.testing import CliRunner
 
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     res = CliRunner().invoke(cli, ["export", "--study", study_id, "-o", str(out)], env=env)
     assert res.exit_code == 0, res.output

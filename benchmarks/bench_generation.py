@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from advlegit.generation.attacks import fgsm, jsma, pgd_linf  # noqa: E402
+from advlegit.generation.data import load_embedded  # noqa: E402
+from advlegit.generation.defenses import build_defense, defense_params  # noqa: E402
+from advlegit.generation.models import build_model  # noqa: E402
+from advlegit.generation.train import fit  # noqa: E402
 from benchmarks._report import write_section  # noqa: E402
-from generation.attacks import fgsm, jsma, pgd_linf  # noqa: E402
-from generation.data import load_embedded  # noqa: E402
-from generation.defenses import build_defense, defense_params  # noqa: E402
-from generation.models import build_model  # noqa: E402
-from generation.train import fit  # noqa: E402
 
 
 def best_times(fns: dict, repeats: int) -> dict:

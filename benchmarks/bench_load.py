@@ -15,7 +15,8 @@ Phases, all against the same server in one run:
      answers): sustained answers/s and answer latency p50/p95/p99; allocation (the start button) and
      page latencies are reported on their own.
 
-    .venv/bin/python benchmarks/bench_load.py [--levels 50,200,500] [--workers 4] [--threads 4] [--tune 2x8,3x8,4x4] [--no-write]
+    .venv/bin/python benchmarks/bench_load.py [--levels 50,200,500] [--workers 4] [--threads 4]
+        [--tune 2x8,3x8,4x4] [--no-write]
 
 PostgreSQL: a fresh database on $ADVLEGIT_TEST_DATABASE_URL's server (scripts/start-postgres.sh), dropped
 afterwards.
@@ -29,7 +30,6 @@ import random
 import re
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +37,7 @@ import uuid
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ async def call(s: aiohttp.ClientSession, stats: Stats, name: str, method: str, u
             async with s.request(method, url, allow_redirects=False, **kw) as r:
                 text = await r.text()
                 status, headers = r.status, dict(r.headers)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             stats.retries[f"{name}:{type(exc).__name__}"] += 1
         else:
             if status in expect:
@@ -126,7 +126,7 @@ class Participant:
         for t in self.trials:
             if think:
                 await asyncio.sleep(rng.uniform(*think))
-            now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
             body = {"uuid": str(uuid.uuid4()), "trial_index": t["index"], "response": str(rng.randrange(10)),
                     "rt_ms": round(rng.uniform(400, 2000), 1), "shown_at": now, "answered_at": now,
                     "screen_width": 1440, "screen_height": 900, "viewport_width": 1440, "viewport_height": 800,
@@ -278,17 +278,17 @@ class Server:
 def study_database(tmp: Path, admin_url: str | None = None, db_url: str | None = None):
     """A fresh PostgreSQL database with the schema (advlegit db upgrade) and one identify study."""
     from click.testing import CliRunner
-
-    from study_app.cli import cli
     from study_fixtures import fresh_postgres_database, write_design, write_stimulus_set
+
+    from advlegit.study_app.cli import cli
 
     def setup(url):
         env = {"DATABASE_URL": url, "ADVLEGIT_INSTANCE": str(tmp / "inst")}
         res = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
         assert res.exit_code == 0, res.output
         stimuli = write_stimulus_set(tmp / "stimuli")
-        res = CliRunner().invoke(cli, ["study", "create", "--stimuli", str(stimuli), "--design",
-                                       str(write_design(tmp / "design.toml", "identify", trials=20, target=1_000_000))], env=env)
+        design = write_design(tmp / "design.toml", "identify", trials=20, target=1_000_000)
+        res = CliRunner().invoke(cli, ["study", "create", "--stimuli", str(stimuli), "--design", str(design)], env=env)
         assert res.exit_code == 0, res.output
         return res.output.strip().splitlines()[-1]
 
@@ -437,7 +437,7 @@ def write(args, healthz, readyz, cap, results, n_rows, n_distinct, n_acked, lost
         "",
         NOTE,
         "",
-        *([f"Gunicorn configurations tried first (workers × threads: /healthz, /readyz, answers per second): "
+        *(["Gunicorn configurations tried first (workers × threads: /healthz, /readyz, answers per second): "
            + "; ".join(f"{w}×{t}: {h:.0f}, {rz:.0f}, {a:.0f}" for w, t, h, rz, a, _ in args.tuning)
            + f" — the rest uses {args.workers}×{args.threads}.", ""] if getattr(args, "tuning", None) else []),
         "**Concurrent participants answering like people** (think time U(0.5, 1.5) s between answers; "

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from analysis import mixed  # noqa: E402
-from analysis.simulate import SimDesign, simulate  # noqa: E402
+from advlegit.analysis import mixed  # noqa: E402
+from advlegit.analysis.simulate import SimDesign, simulate  # noqa: E402
 
 DESIGNS = {
     "binomial": SimDesign(task="identify", defenses=("normal", "gradreg_y", "distilled", "adv_fgsm"),
@@ -291,7 +291,7 @@ def render(results: list[dict], alpha: float) -> str:
     lvl = f"{100 * (1 - alpha):g}%"
     lines = ["## Mixed model calibration (benchmarks/bench_mixed.py)", "",
              f"Simulated crossed designs (40 participants × 24 trials, random intercepts participant SD 0.8 and "
-             f"image SD 0.5, true conditional effects known). Python = `analysis.mixed` engine='python' "
+             f"image SD 0.5, true conditional effects known). Python = `advlegit.analysis.mixed` engine='python' "
              f"(Laplace GLMM); R = lme4::glmer (binomial) / ordinal::clmm (ordinal). Coverage: share of "
              f"studies whose {lvl} interval holds the true effect (its Monte-Carlo SE is about "
              f"{np.sqrt(0.95 * 0.05 / max(r['n_sims'] for r in results)):.3f}). Rejection at α = {alpha:g} "
@@ -305,7 +305,7 @@ def render(results: list[dict], alpha: float) -> str:
                   + (f" R not run: {res['r_reason']}" if res["r_reason"] else ""), "",
                   "| term | true | SE ratio Py/R mean [min, max] "
                   "| SE ratio Py/R (Hessian vcov; median, older runs mean) | max abs. est. diff | "
-                  f"coverage Py (z) | coverage R | coverage R (Hessian) | rejection Py (z) | rejection R |",
+                  "coverage Py (z) | coverage R | coverage R (Hessian) | rejection Py (z) | rejection R |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for t in res["terms"]:
             g = lambda k, f="{:.3f}": f.format(t[k]) if k in t else "–"  # noqa: B023, E731

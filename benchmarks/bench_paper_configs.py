@@ -7,7 +7,7 @@ attack where a config runs it:
    forward + backward) at the config's batch size are measured on random images of the config's
    shape: median of --steps steps after a warm-up. On an idle machine one core's wall time is
    about that; two cores give at most a 2x speed-up.
-2. Every defense's step costs `generation.plan.training_passes` plain passes (the dry run's model).
+2. Every defense's step costs `advlegit.generation.plan.training_passes` plain passes (the dry run's model).
    That model is checked here by timing each defense kind at reduced inner settings on the same
    net and comparing with its prediction; the measured/predicted ratio corrects the full estimate.
 3. GPU: not measured (no GPU in the session that wrote this). A modelled figure: each pass takes
@@ -27,12 +27,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from advlegit.generation.config import load_config  # noqa: E402
+from advlegit.generation.defenses import TrainContext, build_defense, defense_params  # noqa: E402
+from advlegit.generation.models import build_model  # noqa: E402
+from advlegit.generation.plan import Plan, _data, _macs, training_passes  # noqa: E402
+from advlegit.generation.train import model_specs  # noqa: E402
 from benchmarks._report import write_section  # noqa: E402
-from generation.config import load_config  # noqa: E402
-from generation.defenses import TrainContext, build_defense, defense_params  # noqa: E402
-from generation.models import build_model  # noqa: E402
-from generation.plan import Plan, _data, _macs, training_passes  # noqa: E402
-from generation.train import model_specs  # noqa: E402
 
 # Reduced inner settings for checking the pass model (kind -> params); the ratio carries over.
 PROBES = {

@@ -23,15 +23,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from advlegit.generation import precision  # noqa: E402
+from advlegit.generation.attacks import get_attack, pgd_linf  # noqa: E402
+from advlegit.generation.attacks.base import finish  # noqa: E402
+from advlegit.generation.data import load_embedded  # noqa: E402
+from advlegit.generation.defenses import TrainContext, build_defense, defense_params  # noqa: E402
+from advlegit.generation.metrics import accuracy  # noqa: E402
+from advlegit.generation.models import build_model  # noqa: E402
+from advlegit.generation.train import fit  # noqa: E402
 from benchmarks._report import write_section  # noqa: E402
-from generation import precision  # noqa: E402
-from generation.attacks import get_attack, pgd_linf  # noqa: E402
-from generation.attacks.base import finish  # noqa: E402
-from generation.data import load_embedded  # noqa: E402
-from generation.defenses import TrainContext, build_defense, defense_params  # noqa: E402
-from generation.metrics import accuracy  # noqa: E402
-from generation.models import build_model  # noqa: E402
-from generation.train import fit  # noqa: E402
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 ATTACKS = {  # small but real settings; success is judged on the attack's own (unquantized) output

@@ -20,18 +20,17 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from advlegit.generation.data import load_embedded  # noqa: E402
+from advlegit.generation.defenses import DEFENSES, TrainContext, build_defense, defense_params  # noqa: E402
+from advlegit.generation.models import build_model  # noqa: E402
+from advlegit.generation.saliency import integrated_gradients, logit_gradient  # noqa: E402
 from benchmarks._report import write_section  # noqa: E402
-from generation.data import load_embedded  # noqa: E402
-from generation.defenses import DEFENSES, TrainContext, build_defense, defense_params  # noqa: E402
-from generation.models import build_model  # noqa: E402
-from generation.saliency import integrated_gradients, logit_gradient  # noqa: E402
 
 TOTAL_STEPS = 500  # the demo's run length; every step is timed at its end (ramps fully on)
 STEP_CASES = [  # (label, defense, params, architecture)

@@ -31,10 +31,10 @@ def measure(kind: str, stale: int, repeats: int) -> dict:
     from datetime import timedelta
 
     from sqlalchemy import insert
-
-    from study_app.db import db, utcnow
-    from study_app.models import Participant, Transition
     from study_fixtures import create_study, csrf_of, fresh_postgres_database, make_app, write_stimulus_set
+
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant, Transition
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-stale-"))
     stimuli = write_stimulus_set(tmp / "stimuli")

@@ -62,9 +62,9 @@ def pct(xs: list[float], q: float) -> float:
 
 def setup(tmp: Path, url: str, stimuli: Path) -> str:
     from click.testing import CliRunner
-
-    from study_app.cli import cli
     from study_fixtures import write_design
+
+    from advlegit.study_app.cli import cli
 
     env = {"DATABASE_URL": url, "ADVLEGIT_INSTANCE": str(tmp / "inst")}
     res = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
@@ -80,10 +80,10 @@ def legacy_start(study) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import defer
 
-    from study_app import allocation
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.models import Image
+    from advlegit.study_app import allocation
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import Image
 
     design = Design.from_dict(study.design)
     lock = allocation.lock_study(study.id)
@@ -95,11 +95,12 @@ def legacy_start(study) -> None:
 
 
 def in_process(url: str, study_id: str, tmp: Path, n: int, legacy_at: set[int]) -> dict:
-    from study_app import allocation
-    from study_app.db import db, utcnow
-    from study_app.models import Participant, Study
-    from study_app.states import enter, transition
     from study_fixtures import make_app
+
+    from advlegit.study_app import allocation
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant, Study
+    from advlegit.study_app.states import enter, transition
 
     app = make_app(url, tmp / "inst-bench")
     rng = random.Random(1)

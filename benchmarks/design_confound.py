@@ -39,8 +39,8 @@ COMMON_STIMULI = {"per_class": 3, "targets": "next", "attack": "tgsm_iterative",
 
 def generate_sets(root: Path) -> dict[str, dict]:
     """{design: manifest} of one real stimulus set per design (models trained once, then cached)."""
-    from generation.config import from_dict
-    from generation.pipeline import generate
+    from advlegit.generation.config import from_dict
+    from advlegit.generation.pipeline import generate
 
     manifests = {}
     for design in DESIGNS:
@@ -71,13 +71,13 @@ def simulate_study(adv: pd.DataFrame, rng: np.random.Generator, n_participants: 
     d = defenses[d_idx].ravel()
     g = np.tile(np.array(groups, dtype=object), n_participants)
     return pd.DataFrame({"participant_id": np.repeat([f"p{p}" for p in range(n_participants)], n_groups),
-                         "stimulus_id": [f"{a}-{b}" for a, b in zip(g, d)], "group": g, "defense": d,
+                         "stimulus_id": [f"{a}-{b}" for a, b in zip(g, d, strict=False)], "group": g, "defense": d,
                          "norm_l2": norm.ravel(), "target_hit": hits.ravel().astype(float)})
 
 
 def rejection_rate(adv: pd.DataFrame, *, n_studies: int, alpha: float, adjust: bool, seed: int) -> float:
     """Share of simulated studies in which the primary test rejects 'no defense effect' at alpha."""
-    from analysis.identify import primary_test
+    from advlegit.analysis.identify import primary_test
 
     rng = np.random.default_rng(seed)
     rejections = 0

@@ -38,7 +38,7 @@ def install() -> None:
         return
     import flask
 
-    from study_app import allocation
+    from advlegit.study_app import allocation
 
     for name in ("prepare_start", "begin_allocation", "lock_study", "allocate"):
         setattr(allocation, name, _timed(name, getattr(allocation, name)))

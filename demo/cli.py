@@ -1,4 +1,4 @@
-"""`advlegit demo` (click group merged into the top-level CLI by advlegit.py)."""
+"""`advlegit demo` (click group merged into the top-level CLI by advlegit/cli.py)."""
 from __future__ import annotations
 
 import signal
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from contracts.cli_flags import output_option
+from advlegit.contracts.cli_flags import output_option
 
 cli = click.Group("demo")
 

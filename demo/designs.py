@@ -13,7 +13,9 @@ from typing import Any
 
 import tomli_w
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from advlegit.resources import resource_dir
+
+EXAMPLES = resource_dir("examples")
 TASKS = ("identify", "rate", "compare")
 TRIALS_PER_CELL = 3  # identify/rate: 3 images per defense; compare: each defense pair once, then fill
 

@@ -17,17 +17,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
-from generation.manifest import manifest_sha256
+from advlegit.generation.manifest import manifest_sha256
+from advlegit.resources import resource_dir
 
 from .designs import TASKS, DemoDesignError, derive, kinds_served, load_example, trial_options, write_toml
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = resource_dir("examples")
 DEFAULT_CONFIG = EXAMPLES / "mnist-demo.toml"
 STAGES = 6
 

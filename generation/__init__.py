@@ -12,7 +12,7 @@ __all__ = list(_API)
 def __getattr__(name: str):
     # loaded on first use: `import generation` (the CLI, the demo, the manifest helpers) must not load torch
     if name in _API:
-        from generation import api
+        from advlegit.generation import api
         return getattr(api, name)
     raise AttributeError(f"module 'generation' has no attribute {name!r}")
 

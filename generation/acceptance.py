@@ -1,6 +1,6 @@
 """Measure what issue 11 asks of a config's stimulus designs.
 
-    python -m generation.acceptance CONFIG [--small-models]
+    python -m advlegit.generation.acceptance CONFIG [--small-models]
 
 (--small-models: the config's defenses and stimuli on quarter-width models trained 60 steps, without
 [interpretability], sources not required to be classified correctly; for a busy machine.)
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts.stimulus_set import verify
+from advlegit.contracts.stimulus_set import verify
 
 
 def summarize(folder: Path) -> dict[str, Any]:

@@ -7,15 +7,16 @@ set records, the attack and its parameters from each stimulus's `attack_params`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from contracts.stimulus_set import VerificationError, read_manifest, sha256_file, verify
+from advlegit.contracts.stimulus_set import VerificationError, read_manifest, sha256_file, verify
 
 from . import precision
 from .attacks import attack_param_names, get_attack
@@ -48,7 +49,7 @@ class StimulusSet:
 
     Examples
     --------
-    >>> from generation import load_stimulus_set
+    >>> from advlegit.generation import load_stimulus_set
     >>> s = load_stimulus_set("runs/mnist-demo/stimuli")
     >>> s.ids(defense="gradreg_y", success=True)[:3]
     >>> s.images(["src-00012"]).shape            # (1, 1, 28, 28), floats in [0, 1]
@@ -193,7 +194,7 @@ def load_stimulus_set(folder: str | Path, *, check: bool = True) -> StimulusSet:
 
     Examples
     --------
-    >>> from generation import load_stimulus_set
+    >>> from advlegit.generation import load_stimulus_set
     >>> s = load_stimulus_set("runs/mnist-demo/stimuli")
     >>> len(s.stimuli), [m["name"] for m in s.models]
     """
@@ -237,7 +238,7 @@ def load_model(stimulus_set: StimulusSet, name: str, *, checkpoint: str | Path |
 
     Examples
     --------
-    >>> from generation import load_model
+    >>> from advlegit.generation import load_model
     >>> model = load_model(s, "gradreg_y")
     >>> model(torch.from_numpy(s.images(["src-00012"]))).argmax(1)
     """
@@ -327,7 +328,7 @@ class RerunResult:
         return [{"id": i, "true_label": int(t), "target_label": int(g), "success": bool(s),
                  "recorded_success": bool(rs), "norms": n, "same_image": bool(same)}
                 for i, t, g, s, rs, n, same in zip(self.ids, self.true_labels, self.target_labels, self.success,
-                                                   self.recorded_success, self.norms, self.same_image)]
+                                                   self.recorded_success, self.norms, self.same_image, strict=False)]
 
 
 def rerun_attack(stimulus_set: StimulusSet, ids: Iterable[str], *, models: dict[str, nn.Module] | None = None,
@@ -367,7 +368,7 @@ def rerun_attack(stimulus_set: StimulusSet, ids: Iterable[str], *, models: dict[
 
     Examples
     --------
-    >>> from generation import load_stimulus_set, rerun_attack
+    >>> from advlegit.generation import load_stimulus_set, rerun_attack
     >>> s = load_stimulus_set("runs/mnist-demo/stimuli")
     >>> r = rerun_attack(s, s.ids(defense="gradreg_y")[:10])
     >>> bool((r.success == r.recorded_success).all())

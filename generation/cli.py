@@ -1,4 +1,4 @@
-"""Command-line group of the generation package (composed into `advlegit` by advlegit.py).
+"""Command-line group of the generation package (composed into `advlegit` by advlegit/cli.py).
 
 Heavy imports (torch) happen inside the commands, so other packages' commands stay light.
 """
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from contracts.cli_flags import output_option
+from advlegit.contracts.cli_flags import output_option
 
 cli = click.Group("generation")
 
@@ -45,7 +45,8 @@ def _dry_run(config: Path) -> None:
 def _run_generate(config: Path, out: Path, device: str, force: bool) -> None:
     from .config import ConfigError, load_config
     from .data import DataError
-    from .pipeline import OutputExistsError, generate as run
+    from .pipeline import OutputExistsError
+    from .pipeline import generate as run
     from .user_models import ModelFileError
 
     try:

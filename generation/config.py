@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from contracts.stimulus_set import CONTROL_KINDS, DESIGNS
-from contracts.validation import build, spec
+from advlegit.contracts.stimulus_set import CONTROL_KINDS, DESIGNS
+from advlegit.contracts.validation import build, spec
 
 
 class ConfigError(ValueError):
@@ -223,9 +223,8 @@ def validate(cfg: GenerationConfig) -> None:
     from .attacks import ATTACKS, attack_param_names
     from .defenses import DEFENSES, defense_params
     from .models import ARCHITECTURES, GAP_HEAD_ARCHITECTURES
-    from .saliency import METHODS
-
     from .precision import PRECISIONS
+    from .saliency import METHODS
 
     _require(cfg.precision in PRECISIONS,
              f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def flip_delta(x: np.ndarray, d: np.ndarray, transform=FLIPS["vertical"]) -> tup
     return f, len(bad), matched
 
 
-@lru_cache(maxsize=None)
+@cache
 def four_squares(n: int) -> tuple[int, ...]:
     """Integers a >= b >= c >= d >= 0 with a^2 + b^2 + c^2 + d^2 = n (largest a first)."""
     for a in range(math.isqrt(n), -1, -1):

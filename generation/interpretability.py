@@ -14,8 +14,7 @@ from tqdm.auto import tqdm
 from .alignment import alignment, empirical_robustness, linearized_robustness
 from .attacks import pgd_linf
 from .attribution_attack import top_k_attack
-from .attribution_metrics import (cam_discrepancy, cam_size, kendall_tau, logit_margin, spearman,
-                                  top_k_intersection)
+from .attribution_metrics import cam_discrepancy, cam_size, kendall_tau, logit_margin, spearman, top_k_intersection
 from .cam_attack import random_targets, targeted_min_epsilon
 from .config import InterpretabilityConfig
 from .metrics import accuracy

@@ -97,7 +97,7 @@ def plot_cam_discrepancy_vs_margin(interp: dict[str, Any], path: Path) -> bool:
     if not models:
         return False
     fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.2), squeeze=False)
-    for ax, (name, p) in zip(axes[0], models.items()):
+    for ax, (name, p) in zip(axes[0], models.items(), strict=False):
         ok = np.array(p["success"], dtype=bool)
         m = np.array([np.nan if v is None else v for v in p["margin"]], dtype=float)
         d = np.array([np.nan if v is None else v for v in p["two_class"]], dtype=float)

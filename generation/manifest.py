@@ -1,7 +1,7 @@
 """Write the stimulus-set manifest (docs/stimulus-set.md). No torch here.
 
 Reading and verifying is contracts.stimulus_set's job (one verifier for generation and study_app);
-the names are re-exported so `generation.manifest.verify` keeps working.
+the names are re-exported so `advlegit.generation.manifest.verify` keeps working.
 """
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts.stimulus_set import (FORMAT, FORMAT_VERSION, MANIFEST, VerificationError, read_manifest,
-                                    sha256_file, verify)
+from advlegit.contracts.stimulus_set import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    VerificationError,
+    read_manifest,
+    sha256_file,
+    verify,
+)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "VerificationError", "list_files", "manifest_sha256",
            "read_manifest", "sha256_file", "verify", "write_manifest"]

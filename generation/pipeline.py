@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,28 @@ from .config import GenerationConfig, sha256_json
 from .data import load_dataset, split
 from .evaluate import evaluate
 from .interpretability import RESULTS_VERSION, evaluate_interpretability
-from .interpretability_report import (SEED_COLUMNS, SEED_FIGURE, plot_alignment_vs_robustness,
-                                     plot_cam_discrepancy_vs_margin, plot_saliency_grids, seed_metrics, write_tables)
-from .manifest import (VerificationError, manifest_sha256, read_manifest, sha256_file, verify,
-                       write_manifest)
+from .interpretability_report import (
+    SEED_COLUMNS,
+    SEED_FIGURE,
+    plot_alignment_vs_robustness,
+    plot_cam_discrepancy_vs_margin,
+    plot_saliency_grids,
+    seed_metrics,
+    write_tables,
+)
+from .manifest import VerificationError, manifest_sha256, read_manifest, sha256_file, verify, write_manifest
 from .metrics import accuracy
 from .plan import IDENTIFY_MAX_CLASSES
-from .render import (plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid,
-                     plot_transfer_heatmap, write_png)
+from .render import plot_accuracy_vs_epsilon, plot_grid_per_defense, plot_matched_grid, plot_transfer_heatmap, write_png
 from .saliency_images import export_stimulus_saliency
-from .seeds import (plot_clean_accuracy, plot_interpretability, plot_white_box_curves, summarize,
-                    summarize_interpretability, write_table)
+from .seeds import (
+    plot_clean_accuracy,
+    plot_interpretability,
+    plot_white_box_curves,
+    summarize,
+    summarize_interpretability,
+    write_table,
+)
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
 from .train import cache_dir, model_specs, replicate_name, to_tensors, train_or_load
 
@@ -334,7 +345,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
                        cfg.training.seeds.index(t.spec.seed)], **_matched(t)}
                   for n, t in trained.items() if t.spec.role == "replicate"]
     write_manifest(folder, {
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "software": {"advlegit": VERSION, "torch": torch.__version__, "python": platform.python_version(),
                      "precision": resolved},  # attacks/training; recorded numbers are fp32
         "name": cfg.name,

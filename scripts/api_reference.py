@@ -28,7 +28,7 @@ mixed model. `advlegit analyze` builds its report from the same results objects,
 cannot disagree. A worked example: `examples/analysis.ipynb`; the statistics themselves: docs/analysis.md.
 
 ```python
-from analysis import load_export, apply_exclusions, fit_identify, analyse
+from advlegit.analysis import load_export, apply_exclusions, fit_identify, analyse
 
 ex = apply_exclusions(load_export("export.csv"))
 res = fit_identify(ex.data)
@@ -102,7 +102,7 @@ recorded checkpoint hash), and re-run the attack it records on chosen images. Th
 docs/stimulus-set.md; how sets are made: docs/generation.md.
 
 ```python
-from generation import load_stimulus_set, load_model, rerun_attack
+from advlegit.generation import load_stimulus_set, load_model, rerun_attack
 
 s = load_stimulus_set("runs/mnist-demo/stimuli")
 x = s.images(s.ids(defense="gradreg_y"))     # float32 (N, C, H, W) in [0, 1]
@@ -136,10 +136,9 @@ def render_names(module, skip: tuple[str, ...]) -> list[str]:
 
 def render() -> str:
     sys.path.insert(0, str(ROOT))
-    import analysis
-    import analysis.api  # noqa: F401  (loads the API: analysis.__getattr__ would too, name by name)
-    import generation
-    import generation.api  # noqa: F401
+    import advlegit.analysis.api  # noqa: F401    (loads the API: analysis.__getattr__ would too, name by name)
+    import advlegit.generation.api  # noqa: F401
+    from advlegit import analysis, generation
 
     parts = [HEAD, "`" + "`, `".join(analysis.TIDY_COLUMNS) + "`\n"]
     parts += render_names(analysis, ("AnalysisError", "TIDY_COLUMNS"))

@@ -59,7 +59,7 @@ def _help(command: click.Command, name: str, parent: click.Context | None) -> st
 def render() -> str:
     sys.path.insert(0, str(ROOT))
     import advlegit
-    from contracts.cli_flags import DEPRECATED
+    from advlegit.contracts.cli_flags import DEPRECATED
 
     root = click.Context(advlegit.main, info_name="advlegit", **advlegit.main.context_settings)
     parts = [HEAD]

@@ -99,7 +99,7 @@ def field_table(cls: type, skip: tuple[str, ...] = (), rename: dict[str, str] | 
 
 def meaning(comments: dict[str, str], f: dataclasses.Field, rules: dataclasses.Field | None = None) -> str:
     """The field's comment, then its range or choices (contracts/validation.py rules), the ones enforced."""
-    from contracts.validation import rule_text
+    from advlegit.contracts.validation import rule_text
 
     rule = rule_text((rules or f).metadata)
     return comments.get(f.name, "") + (f" ({rule})" if rule else "")
@@ -116,9 +116,9 @@ def first_paragraph(obj: Any) -> str:
 
 
 def generation_part() -> list[str]:
-    from generation import config as gc
-    from generation.attacks import ATTACKS, attack_defaults
-    from generation.defenses import DEFENSES
+    from advlegit.generation import config as gc
+    from advlegit.generation.attacks import ATTACKS, attack_defaults
+    from advlegit.generation.defenses import DEFENSES
 
     out = ["## Generation: `advlegit generate CONFIG.toml -o DIR`", "",
            "A TOML file; every table and key is optional except at least one `[[defenses]]`. Unknown keys "
@@ -147,7 +147,7 @@ def generation_part() -> list[str]:
 
 
 def design_part() -> list[str]:
-    from study_app import design as sd
+    from advlegit.study_app import design as sd
 
     sections = sd._ALLOWED
     names = {("consent", "text"): "consent_md", ("instructions", "text"): "instructions_md",
@@ -168,7 +168,7 @@ def design_part() -> list[str]:
             out.append(f"| `{key}` | `{cell(str(f.type))}` | {cell(shown)} | {cell(meaning(comments, f, rules))} |")
         out.append("")
     out += ["### `[stimuli]`", "", first_paragraph(sd.StimulusChoice), "", field_table(sd.StimulusChoice), ""]
-    from study_app import presentation as sp
+    from advlegit.study_app import presentation as sp
 
     out += ["### `[presentation]` (how every trial is shown, whatever the task)", "",
             first_paragraph(sp) + " Timing, the mask and the measured columns: [study-app.md](study-app.md) "
@@ -183,7 +183,7 @@ def design_part() -> list[str]:
 
 def exclusion_rules_part() -> list[str]:
     """`[[analysis.exclusions]]`: every rule with its parameters, from contracts/exclusion_rules.py."""
-    from contracts import exclusion_rules as er
+    from advlegit.contracts import exclusion_rules as er
 
     out = ["### `[[analysis.exclusions]]` (one table per rule, applied in the order written)", "",
            "Pre-registrable exclusion rules (`contracts/exclusion_rules.py`), applied after the app's own two "
@@ -200,7 +200,7 @@ def exclusion_rules_part() -> list[str]:
 
 
 def analysis_part() -> list[str]:
-    from analysis import config as ac
+    from advlegit.analysis import config as ac
 
     # ALIASES maps an older spelling to the current name: both are accepted, the current one is written
     older = ", ".join(f"`{old}` (now `{new}`)" for old, new in ac.ALIASES.items())
@@ -214,7 +214,7 @@ def analysis_part() -> list[str]:
 
 def environment_part() -> list[str]:
     """The study app's environment variables, from study_app/settings.py (AppSettings)."""
-    from study_app.settings import AppSettings
+    from advlegit.study_app.settings import AppSettings
 
     comments = field_comments(AppSettings)
     out = ["## Study app environment (`study_app/settings.py`)", "",

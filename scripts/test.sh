@@ -6,6 +6,8 @@ bash scripts/system-deps.sh
 bash scripts/setup.sh
 export ADVLEGIT_TEST_DATABASE_URL=${ADVLEGIT_TEST_DATABASE_URL:-$(bash scripts/start-postgres.sh | tail -1)}
 echo "PostgreSQL for tests: $ADVLEGIT_TEST_DATABASE_URL"
+# Lint first (pyproject's [tool.ruff]): a lint error fails the run before the tests start.
+.venv/bin/ruff check .
 set +e
 .venv/bin/python -m pytest -q -ra --durations=30 "$@"
 rc=$?

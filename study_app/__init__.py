@@ -14,10 +14,12 @@ from typing import Any
 
 from flask import Flask
 
+from advlegit.resources import resource_dir
+
 from .db import db
 from .settings import AppSettings, check_secret_key
 
-MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+MIGRATIONS_DIR = str(resource_dir("migrations"))
 
 # Overrides that change settings (and so what is derived from them) rather than one Flask config key.
 _SETTING_OVERRIDES = {"INSTANCE_PATH": "instance_path", "DATABASE_URL": "database_url", "PRODUCTION": "production"}

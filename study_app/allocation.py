@@ -20,10 +20,10 @@ from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
 
+from . import fills, leastfilled
 from .db import UTCDateTime, db, utcnow
 from .design import Design
-from . import fills, leastfilled
-from .models import AllocationLock, AllocationLog, FillCount, Image, Participant, Study, Trial, Transition
+from .models import AllocationLock, AllocationLog, FillCount, Image, Participant, Study, Transition, Trial
 from .planning import AllocationError, Clean, Item, TrialSpec, kind_of  # noqa: F401  (kept importable from here)
 from .states import ACTIVE, FINISHED
 from .tasks import task_of

@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from contracts.stimulus_set import class_names
+from advlegit.contracts.stimulus_set import class_names
 
 from .maps import map_entries
 from .tasks import task_of
@@ -43,7 +43,7 @@ class Oracle:
     raters: list[str]
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], images: dict[str, bytes]) -> "Oracle":
+    def from_manifest(cls, manifest: dict[str, Any], images: dict[str, bytes]) -> Oracle:
         entries = {e["id"]: e for e in manifest["sources"]} | {e["id"]: e for e in manifest["stimuli"]}
         entries |= map_entries(manifest)  # saliency maps: the entry of the stimulus they explain
         by_sha = {hashlib.sha256(png).hexdigest(): entries[key] for key, png in images.items() if key in entries}
@@ -51,14 +51,14 @@ class Oracle:
         return cls(by_sha, class_names(manifest), raters)
 
     @classmethod
-    def from_stimulus_dir(cls, directory: str) -> "Oracle":
+    def from_stimulus_dir(cls, directory: str) -> Oracle:
         from .manifest import load_stimulus_set
 
         loaded = load_stimulus_set(directory)
         return cls.from_manifest(loaded.manifest, loaded.images)
 
     @classmethod
-    def from_database(cls, study_id: str) -> "Oracle":
+    def from_database(cls, study_id: str) -> Oracle:
         """Needs an app context (DATABASE_URL): reads the study's stored manifest and image bytes."""
         from sqlalchemy import select
 
@@ -246,7 +246,7 @@ def run_bot(base: str, study_id: str, oracle: Oracle, model: AnswerModel, seed: 
             cache[url] = send("GET", base + url).content
         return oracle.entry(cache[url])
 
-    clock = datetime.now(timezone.utc)
+    clock = datetime.now(UTC)
     answered = 0
     for t in d["trials"][d["next_index"]:]:
         entries = [img(t["image"])] + ([img(t["image_b"])] if t["image_b"] else [])

@@ -1,4 +1,4 @@
-"""The study app's commands; advlegit.py adds each of `cli.commands` at the top level."""
+"""The study app's commands; advlegit/cli.py adds each of `cli.commands` at the top level."""
 from __future__ import annotations
 
 import getpass
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from contracts.cli_flags import effect_option, output_option
+from advlegit.contracts.cli_flags import effect_option, output_option
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def study_clone(study_id: str, stimuli: str, design_path: str | None) -> None:
     from .db import db
     from .design import Design, DesignError, load_design
     from .manifest import StimulusSetError, load_stimulus_set
-    from .models import StudyMember, Study
+    from .models import Study, StudyMember
     from .studies import create_study
 
     try:
@@ -289,7 +289,7 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
             for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "accesslog": "-" if access_log else None,
                          # participant tokens and platform ids never reach the log (study_app/accesslog.py)
-                         "logger_class": "study_app.accesslog.RedactingLogger",
+                         "logger_class": "advlegit.study_app.accesslog.RedactingLogger",
                          "timeout": 60, "graceful_timeout": 20, "keepalive": 5, "backlog": 2048}.items():
                 self.cfg.set(k, v)
 
@@ -416,7 +416,8 @@ def erase(study_id: str, platform_pid: str | None, participant_id: str | None, r
     from sqlalchemy import select
 
     from .db import db
-    from .erasure import ErasureError, erase as erase_participant, find
+    from .erasure import ErasureError, find
+    from .erasure import erase as erase_participant
     from .models import Participant
 
     if (platform_pid is None) == (participant_id is None):

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts import analysis_options
-from contracts.export import STIMULUS_KINDS
-from contracts.validation import build, distinct, each, keys, nonempty, spec
+from advlegit.contracts import analysis_options
+from advlegit.contracts.export import STIMULUS_KINDS
+from advlegit.contracts.validation import build, distinct, each, keys, nonempty, spec
 
 from .planning import cell_of  # noqa: F401  (kept importable from here)
 from .presentation import Presentation
@@ -100,7 +100,7 @@ class Design:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Design":
+    def from_dict(cls, d: dict[str, Any]) -> Design:
         d = dict(d)
         d["analysis"] = Analysis(**d.get("analysis", {}))
         d["stimuli"] = StimulusChoice(**d.get("stimuli", LEGACY_STIMULI))

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from . import audit
 from .db import db
 from .fills import uncount_participant
-from .models import AllocationLog, Participant, Response, ReviewEvent, Trial, Transition
+from .models import AllocationLog, Participant, Response, ReviewEvent, Transition, Trial
 
 
 class ErasureError(ValueError):

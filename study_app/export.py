@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from contracts import export as contract
+from advlegit.contracts import export as contract
 
 from .db import db
 from .maps import map_entries
+from .models import Image, Participant, Response, Study, Transition, Trial
 from .stimuli import set_design, set_estimand, stimulus_kind, twin_of
-from .models import Image, Participant, Response, Study, Trial, Transition
 from .tasks import OUTCOME_COLUMNS, task_of
 
 # The columns and their types are contract 2 (contracts/export.py); the analysis reads the same list.

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.stimulus_set import VerificationError, verify as verify_stimulus_set
+from advlegit.contracts.stimulus_set import VerificationError
+from advlegit.contracts.stimulus_set import verify as verify_stimulus_set
 
 from .maps import map_entries
 from .pngsafe import NotAPNG, strip_png

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Float,
     ForeignKey,
@@ -15,13 +16,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    DDL,
     event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false as sql_false, true as sql_true
+from sqlalchemy.sql.expression import false as sql_false
+from sqlalchemy.sql.expression import true as sql_true
 
-from contracts.export import REVIEW_MARKS
+from advlegit.contracts.export import REVIEW_MARKS
 
 from .db import UTCDateTime, db, utcnow
 
@@ -38,7 +39,7 @@ class StimulusSet(db.Model):
     manifest_json: Mapped[str] = mapped_column(Text)
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    images: Mapped[list["Image"]] = relationship(back_populates="stimulus_set")
+    images: Mapped[list[Image]] = relationship(back_populates="stimulus_set")
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -58,14 +59,14 @@ class Image(db.Model):
     png: Mapped[bytes] = mapped_column(LargeBinary)  # served bytes (text chunks stripped)
     source_key: Mapped[str] = mapped_column(String(200))
     true_label: Mapped[int] = mapped_column(Integer)
-    target_label: Mapped[Optional[int]] = mapped_column(Integer)
-    group: Mapped[Optional[str]] = mapped_column(String(200))
-    defense: Mapped[Optional[str]] = mapped_column(String(200))
-    success: Mapped[Optional[bool]] = mapped_column()
+    target_label: Mapped[int | None] = mapped_column(Integer)
+    group: Mapped[str | None] = mapped_column(String(200))
+    defense: Mapped[str | None] = mapped_column(String(200))
+    success: Mapped[bool | None] = mapped_column()
     # Stimuli only: adversarial | control_flip | control_noise (manifest v1: adversarial), and for a
     # control the manifest id of its adversarial twin. The allocator balances kinds as their own cells.
-    stimulus_kind: Mapped[Optional[str]] = mapped_column(String(16))
-    twin_key: Mapped[Optional[str]] = mapped_column(String(200))
+    stimulus_kind: Mapped[str | None] = mapped_column(String(16))
+    twin_key: Mapped[str | None] = mapped_column(String(200))
 
     stimulus_set: Mapped[StimulusSet] = relationship(back_populates="images")
 
@@ -84,7 +85,7 @@ class Study(db.Model):
     # sha256 of the canonical design JSON, on every exported row; a changed design is a new study
     # (`study clone`), linked here to the one it was made from.
     design_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
-    parent_study_id: Mapped[Optional[str]] = mapped_column(ForeignKey("studies.id"))
+    parent_study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id"))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     stimulus_set: Mapped[StimulusSet] = relationship()
@@ -122,7 +123,7 @@ class Participant(db.Model):
     study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
     access_token: Mapped[str] = mapped_column(String(64), unique=True)  # secret, in the URL
     platform: Mapped[str] = mapped_column(String(16))  # prolific | mturk | anonymous
-    platform_pid: Mapped[Optional[str]] = mapped_column(String(200))  # never exported by default
+    platform_pid: Mapped[str | None] = mapped_column(String(200))  # never exported by default
     platform_json: Mapped[str] = mapped_column(Text, default="{}")
     state: Mapped[str] = mapped_column(String(16), default="entered")
     review: Mapped[str] = mapped_column(String(16), default="")
@@ -130,17 +131,17 @@ class Participant(db.Model):
     simulated: Mapped[bool] = mapped_column(default=False, server_default=sql_false())
     next_trial_index: Mapped[int] = mapped_column(Integer, default=0)
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
-    completion_code: Mapped[Optional[str]] = mapped_column(String(64))
-    debrief_json: Mapped[Optional[str]] = mapped_column(Text)
-    user_agent: Mapped[Optional[str]] = mapped_column(String(500))
+    completion_code: Mapped[str | None] = mapped_column(String(64))
+    debrief_json: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     study: Mapped[Study] = relationship()
-    transitions: Mapped[list["Transition"]] = relationship(
+    transitions: Mapped[list[Transition]] = relationship(
         back_populates="participant", order_by="Transition.id"
     )
-    review_events: Mapped[list["ReviewEvent"]] = relationship(order_by="ReviewEvent.id")
+    review_events: Mapped[list[ReviewEvent]] = relationship(order_by="ReviewEvent.id")
 
     @property
     def platform_info(self) -> dict[str, Any]:
@@ -151,7 +152,7 @@ class Transition(db.Model):
     __tablename__ = "transitions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
-    from_state: Mapped[Optional[str]] = mapped_column(String(16))
+    from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(200), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -180,12 +181,12 @@ class Trial(db.Model):
     index: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))  # practice | main | attention_check
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    image_b_id: Mapped[Optional[int]] = mapped_column(ForeignKey("images.id"))
-    prompt_label: Mapped[Optional[int]] = mapped_column(Integer)  # rate/compare: the class asked about
-    expected: Mapped[Optional[str]] = mapped_column(String(16))  # practice/attention: the right answer
+    image_b_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    prompt_label: Mapped[int | None] = mapped_column(Integer)  # rate/compare: the class asked about
+    expected: Mapped[str | None] = mapped_column(String(16))  # practice/attention: the right answer
 
     image: Mapped[Image] = relationship(foreign_keys=[image_id])
-    image_b: Mapped[Optional[Image]] = relationship(foreign_keys=[image_b_id])
+    image_b: Mapped[Image | None] = relationship(foreign_keys=[image_b_id])
 
 
 class Response(db.Model):
@@ -203,22 +204,22 @@ class Response(db.Model):
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime)
     answered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    screen_width: Mapped[Optional[int]] = mapped_column(Integer)
-    screen_height: Mapped[Optional[int]] = mapped_column(Integer)
-    viewport_width: Mapped[Optional[int]] = mapped_column(Integer)
-    viewport_height: Mapped[Optional[int]] = mapped_column(Integer)
-    device_pixel_ratio: Mapped[Optional[float]] = mapped_column(Float)
+    screen_width: Mapped[int | None] = mapped_column(Integer)
+    screen_height: Mapped[int | None] = mapped_column(Integer)
+    viewport_width: Mapped[int | None] = mapped_column(Integer)
+    viewport_height: Mapped[int | None] = mapped_column(Integer)
+    device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
     # What the browser measured while presenting the trial ([presentation], docs/export.md). Empty on
     # rows stored before revision 0005 and where a value does not apply (an untimed exposure, no mask).
-    refresh_hz: Mapped[Optional[float]] = mapped_column(Float)
-    exposure_ms_requested: Mapped[Optional[int]] = mapped_column(Integer)
-    exposure_ms_measured: Mapped[Optional[float]] = mapped_column(Float)
-    mask_ms_measured: Mapped[Optional[float]] = mapped_column(Float)
-    dropped_frames: Mapped[Optional[int]] = mapped_column(Integer)
-    response_timed_out: Mapped[Optional[bool]] = mapped_column()  # None: the study has no response window
-    confidence: Mapped[Optional[int]] = mapped_column(Integer)  # 1-4, when the design asks for it
-    focus_lost: Mapped[Optional[bool]] = mapped_column()
-    fullscreen_exits: Mapped[Optional[int]] = mapped_column(Integer)
+    refresh_hz: Mapped[float | None] = mapped_column(Float)
+    exposure_ms_requested: Mapped[int | None] = mapped_column(Integer)
+    exposure_ms_measured: Mapped[float | None] = mapped_column(Float)
+    mask_ms_measured: Mapped[float | None] = mapped_column(Float)
+    dropped_frames: Mapped[int | None] = mapped_column(Integer)
+    response_timed_out: Mapped[bool | None] = mapped_column()  # None: the study has no response window
+    confidence: Mapped[int | None] = mapped_column(Integer)  # 1-4, when the design asks for it
+    focus_lost: Mapped[bool | None] = mapped_column()
+    fullscreen_exits: Mapped[int | None] = mapped_column(Integer)
 
     trial: Mapped[Trial] = relationship()
 
@@ -298,7 +299,7 @@ class AuditEvent(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(100))  # admin username, "cli", or "participant"
     action: Mapped[str] = mapped_column(String(32))
-    study_id: Mapped[Optional[str]] = mapped_column(String(16), index=True)
+    study_id: Mapped[str | None] = mapped_column(String(16), index=True)
     detail: Mapped[str] = mapped_column(String(500), default="")
 
 
@@ -332,7 +333,8 @@ LOCKED_FIELDS = ("design_json", "design_sha256", "stimulus_set_id", "task_type",
 
 @event.listens_for(Study, "before_update")
 def _refuse_changes_to_a_started_study(mapper, connection, study: Study) -> None:
-    from sqlalchemy import func, inspect as sa_inspect, select
+    from sqlalchemy import func, select
+    from sqlalchemy import inspect as sa_inspect
 
     state = sa_inspect(study)
     changed = [f for f in LOCKED_FIELDS if state.attrs[f].history.has_changes()]

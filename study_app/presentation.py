@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from contracts.validation import ValidationError, build, spec
+from advlegit.contracts.validation import ValidationError, build, spec
 
 MASKS = ("none", "blank", "noise")
 MAX_MS = 60_000  # no phase of a trial lasts longer than a minute
@@ -55,7 +55,7 @@ class Presentation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Presentation":
+    def from_dict(cls, d: dict[str, Any] | None) -> Presentation:
         """A stored design's section; studies created before [presentation] existed get the defaults
         (until answered, no mask, no window), which is how they were shown."""
         return cls(**(d or {}))

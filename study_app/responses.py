@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
@@ -66,7 +66,7 @@ def _time(body: dict, key: str) -> datetime:
         if t.tzinfo is None:
             raise ValueError
         # Times near year 1 or 9999 cannot move to UTC (OverflowError), and none is a real answer time.
-        t = t.astimezone(timezone.utc)
+        t = t.astimezone(UTC)
         if not 2000 <= t.year <= 9000:
             raise ValueError
     except (ValueError, OverflowError):

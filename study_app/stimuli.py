@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.export import STIMULUS_DESIGNS, STIMULUS_KINDS
-from contracts.stimulus_set import ESTIMANDS
+from advlegit.contracts.export import STIMULUS_DESIGNS, STIMULUS_KINDS
+from advlegit.contracts.stimulus_set import ESTIMANDS
 
 DEFAULT_KIND = "adversarial"
 DEFAULT_DESIGN = "minimal"

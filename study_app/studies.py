@@ -8,12 +8,13 @@ import secrets
 
 from sqlalchemy import select
 
-from contracts.stimulus_set import class_names
+from advlegit.contracts.stimulus_set import class_names
 
 from .db import db
 from .design import Design, DesignError, check_against_set
 from .manifest import LoadedSet
-from .maps import KIND as MAP_KIND, map_entries
+from .maps import KIND as MAP_KIND
+from .maps import map_entries
 from .models import AllocationLock, Image, StimulusSet, Study, StudyImage
 from .stimuli import set_design, stimulus_kind, twin_of
 

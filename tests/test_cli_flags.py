@@ -10,7 +10,7 @@ import click
 import pytest
 
 import advlegit
-from contracts.cli_flags import DEPRECATED, EFFECT_UNITS, OUTPUT_FLAGS, parse_effects
+from advlegit.contracts.cli_flags import DEPRECATED, EFFECT_UNITS, OUTPUT_FLAGS, parse_effects
 
 # A visible option spelled like one of these writes something, so it must be -o/--output.
 WRITES = re.compile(r"^--(out|output|.*-out|.*-output|dest|save|write|report|target-dir)($|-)")

@@ -27,7 +27,7 @@ def test_every_documented_key_says_what_it_means():
 
 def test_every_design_key_is_on_the_page():
     """Every key a design file may set (study_app/design._ALLOWED) has a row, [stimuli] and [analysis] too."""
-    from study_app.design import _ALLOWED
+    from advlegit.study_app.design import _ALLOWED
 
     text = _script().render()
     design = text[text.index("## Study design"):text.index("## Analysis options")]
@@ -57,7 +57,7 @@ def test_comments_are_read_from_the_field_lines():
 
 def test_older_spellings_read_old_to_new():
     """ALIASES maps an older spelling to the current name; the page must say so that way round."""
-    from contracts.analysis_options import ALIASES, OPTION_NAMES
+    from advlegit.contracts.analysis_options import ALIASES, OPTION_NAMES
     text = _script().render()
     for old, new in ALIASES.items():
         assert new in OPTION_NAMES and old not in OPTION_NAMES
@@ -68,7 +68,7 @@ def test_older_spellings_read_old_to_new():
 def test_every_exclusion_rule_and_parameter_is_documented():
     """The generated page lists every rule of contracts/exclusion_rules.py with its parameters, and
     docs/analysis.md explains each one."""
-    from contracts.exclusion_rules import RULES
+    from advlegit.contracts.exclusion_rules import RULES
     page = _script().render()
     guide = (ROOT / "docs" / "analysis.md").read_text()
     for rule in RULES.values():
@@ -84,7 +84,7 @@ def test_every_exclusion_rule_and_parameter_is_documented():
 
 def test_every_design_presentation_key_is_documented():
     """[presentation] is a design section: each key the parser accepts has a row in the page."""
-    from study_app.design import _ALLOWED
+    from advlegit.study_app.design import _ALLOWED
 
     text = _script().render()
     assert "### `[presentation]`" in text

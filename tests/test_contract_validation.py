@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from contracts.validation import (
+from advlegit.contracts.validation import (
     ValidationError,
     build,
     canonical,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from generation.config import from_dict
-from generation.pipeline import generate
-from study_app.manifest import StimulusSetError, load_stimulus_set
+from advlegit.generation.config import from_dict
+from advlegit.generation.pipeline import generate
+from advlegit.study_app.manifest import StimulusSetError, load_stimulus_set
 
 TINY = {
     "name": "contract",
@@ -64,9 +64,9 @@ def _documented_export_columns() -> set[str]:
 
 def test_app_export_header_and_analysis_schema_agree():
     """What study_app writes is what analysis reads, column by column and type by type."""
-    from analysis import schema
-    from contracts import export as contract
-    from study_app.export import columns
+    from advlegit.analysis import schema
+    from advlegit.contracts import export as contract
+    from advlegit.study_app.export import columns
 
     manifest = {"models": [{"name": "normal"}, {"name": "rater"}]}
     header = columns(manifest)
@@ -93,10 +93,10 @@ def test_app_export_header_and_analysis_schema_agree():
 
 def test_export_vocabularies_are_shared():
     """The vocabularies each side checks against are the contract's (the app's participant states: below)."""
-    from analysis import load, schema
-    from contracts import export as contract
-    from contracts import stimulus_set
-    from study_app import models
+    from advlegit.analysis import load, schema
+    from advlegit.contracts import export as contract
+    from advlegit.contracts import stimulus_set
+    from advlegit.study_app import models
 
     assert load.TASK_TYPES == schema.TASK_TYPES == contract.TASK_TYPES
     assert load.TRIAL_KINDS == schema.TRIAL_KINDS == contract.TRIAL_KINDS
@@ -107,7 +107,7 @@ def test_export_vocabularies_are_shared():
 def test_every_export_column_is_documented():
     from pathlib import Path
 
-    from contracts import export as contract
+    from advlegit.contracts import export as contract
 
     documented = _documented_export_columns()
     for c in contract.COLUMN_NAMES:
@@ -122,8 +122,10 @@ def test_contracts_import_no_flask_or_torch():
     import sys
 
     code = (
-        "import sys, contracts.export, contracts.stimulus_set, contracts.analysis_options, contracts.exclusion_rules; "
-        "bad = {'flask', 'torch', 'sqlalchemy', 'study_app', 'analysis', 'generation'} & set(sys.modules); "
+        "import sys, advlegit.contracts.export, advlegit.contracts.stimulus_set, "
+        "advlegit.contracts.analysis_options, advlegit.contracts.exclusion_rules; "
+        "bad = {'flask', 'torch', 'sqlalchemy', 'advlegit.study_app', 'advlegit.analysis', 'advlegit.generation'}"
+        " & set(sys.modules); "
         "sys.exit(f'imports {bad}' if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -135,7 +137,7 @@ def test_contracts_import_no_flask_or_torch():
 import json  # noqa: E402
 import shutil  # noqa: E402
 
-from contracts.stimulus_set import ESTIMANDS, VerificationError, stimulus_fields, verify  # noqa: E402
+from advlegit.contracts.stimulus_set import ESTIMANDS, VerificationError, stimulus_fields, verify  # noqa: E402
 
 
 def _edited(stimulus_set, tmp_path, edit):
@@ -215,12 +217,13 @@ def test_one_verifier_refuses_on_both_sides(stimulus_set, tmp_path, edit, messag
 
 # --- issue 12: the vocabularies as enums; the task registries of both sides agree with the contract ---------
 
-from contracts.vocabularies import TaskType  # noqa: E402
+from advlegit.contracts.vocabularies import TaskType  # noqa: E402
+
 
 def test_vocabularies_are_str_enums_whose_values_are_unchanged():
     """A member is its string: the database, the JSON API and the export hold the same values as before."""
-    from contracts import export as contract
-    from contracts.vocabularies import ParticipantState, ReviewMark, TaskType, TrialKind
+    from advlegit.contracts import export as contract
+    from advlegit.contracts.vocabularies import ParticipantState, ReviewMark, TaskType, TrialKind
 
     assert contract.TASK_TYPES[:3] == ("identify", "rate", "compare")  # new task types come after these
     assert contract.TRIAL_KINDS == ("practice", "main", "attention_check")
@@ -236,8 +239,8 @@ def test_vocabularies_are_str_enums_whose_values_are_unchanged():
 
 
 def test_state_machine_covers_exactly_the_contract_states():
-    from contracts.vocabularies import ParticipantState
-    from study_app.states import ACTIVE, ALLOWED, FINISHED
+    from advlegit.contracts.vocabularies import ParticipantState
+    from advlegit.study_app.states import ACTIVE, ALLOWED, FINISHED
 
     assert set(ALLOWED) == set(ParticipantState)
     assert set().union(*ALLOWED.values()) <= set(ParticipantState)
@@ -247,11 +250,11 @@ def test_state_machine_covers_exactly_the_contract_states():
 def test_both_sides_know_every_task_type():
     """A TaskType without its study-app plugin, its analysis plugin, or the analysis' columns and
     outcome, fails here; and the two registries agree on each task's primary outcome."""
-    from analysis import config, schema
-    from analysis.tasks import TASKS as ANALYSIS_TASKS
-    from contracts.vocabularies import TaskType
-    from study_app.design import PRIMARY_OUTCOMES
-    from study_app.tasks import TASKS
+    from advlegit.analysis import config, schema
+    from advlegit.analysis.tasks import TASKS as ANALYSIS_TASKS
+    from advlegit.contracts.vocabularies import TaskType
+    from advlegit.study_app.design import PRIMARY_OUTCOMES
+    from advlegit.study_app.tasks import TASKS
 
     assert list(TASKS) == list(TaskType) == list(ANALYSIS_TASKS)
     assert all(TASKS[t].name == t == ANALYSIS_TASKS[t].name for t in TaskType)
@@ -266,9 +269,9 @@ def test_both_sides_know_every_task_type():
 def test_task_outcome_columns_are_contract_columns_the_analysis_reads(task):
     """Each plugin fills contract columns only, including every outcome column the analysis requires
     for its task; and the values it writes have the contract's types."""
-    from analysis import schema
-    from contracts import export as contract
-    from study_app.tasks import OUTCOME_COLUMNS, TASKS
+    from advlegit.analysis import schema
+    from advlegit.contracts import export as contract
+    from advlegit.study_app.tasks import OUTCOME_COLUMNS, TASKS
 
     plugin = TASKS[task]
     response_cols = set(contract.names(contract.RESPONSE))
@@ -295,8 +298,8 @@ def test_task_outcome_columns_are_contract_columns_the_analysis_reads(task):
 def test_every_task_has_its_browser_renderer(task):
     from pathlib import Path
 
-    import study_app
-    from study_app.tasks import TASKS
+    from advlegit import study_app
+    from advlegit.study_app.tasks import TASKS
 
     js = (Path(study_app.__file__).parent / "static" / TASKS[task].renderer).read_text()
     assert f"(window.advlegitTasks = window.advlegitTasks || {{}}).{task} = {{" in js
@@ -318,7 +321,7 @@ def test_the_verifier_checks_class_names(stimulus_set, tmp_path, edit, message):
 
 
 def test_sets_without_class_names_are_digits(stimulus_set, tmp_path):
-    from contracts.stimulus_set import class_names
+    from advlegit.contracts.stimulus_set import class_names
 
     old = _edited(stimulus_set, tmp_path, lambda m: m["dataset"].pop("classes"))
     assert class_names(verify(old)) == [str(d) for d in range(10)]

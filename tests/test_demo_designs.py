@@ -3,12 +3,11 @@ example design, the designs the demo derives from them, and strings TOML must es
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import pytest
 
-from demo.designs import EXAMPLES, TASKS, derive, write_toml
-from study_app.design import load_design
+from advlegit.demo.designs import EXAMPLES, TASKS, derive, write_toml
+from advlegit.study_app.design import load_design
 
 EXAMPLE_DESIGNS = sorted(EXAMPLES.glob("design-*.toml"))
 

@@ -10,7 +10,7 @@ only inside run_analysis, so either may be imported first.
 """
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from advlegit.contracts.vocabularies import TaskType
 
 from . import compare, explain, explain_pair, identify, rate
 from .base import AnalysisTask

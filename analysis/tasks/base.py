@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.config import AnalysisConfig
-from analysis.results import Section
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.results import Section
 
 # (this task's rows after exclusions, options, figure folder, R usable, stimulus design) ->
 # (its report section, its summary: "primary"/"rates"/"reference" keyed by task, optional "extra_sections", and

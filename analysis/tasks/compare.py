@@ -1,5 +1,5 @@
 """compare: 2AFC between two defenses' images (analysis/compare.py and pipeline.analyse_compare)."""
-from analysis import pipeline
+from advlegit.analysis import pipeline
 
 from .base import AnalysisTask
 

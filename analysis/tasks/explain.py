@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import agreement, designs, figures, models, pipeline
-from analysis import rate as rating_stats
-from analysis.config import AnalysisConfig
-from analysis.results import Section, Table
+from advlegit.analysis import agreement, designs, figures, models, pipeline
+from advlegit.analysis import rate as rating_stats
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.results import Section, Table
 
 from .base import AnalysisTask
 

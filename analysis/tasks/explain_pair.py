@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare as choice_stats
-from analysis import designs, figures, models, pipeline
-from analysis.config import AnalysisConfig
-from analysis.results import Section, Table
+from advlegit.analysis import compare as choice_stats
+from advlegit.analysis import designs, figures, models, pipeline
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.results import Section, Table
 
 from .base import AnalysisTask
 
@@ -31,7 +31,7 @@ def frame(df: pd.DataFrame) -> pd.DataFrame:
 def mixed_pairs(d: pd.DataFrame, pairs: list[tuple[str, str]], alpha: float) -> pd.DataFrame:
     """Per pair (a, b): chose a's map ~ 1 + a_shown_left + (1|participant) + (1|group), binomial; the
     intercept is the log-odds of choosing a's map over b's with the side averaged out."""
-    from analysis.mixed import fit_mixed
+    from advlegit.analysis.mixed import fit_mixed
 
     rows = []
     for a, b in pairs:

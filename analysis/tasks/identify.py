@@ -1,6 +1,6 @@
 """identify: P(target named | defense), logistic models, rater agreement (analysis/identify.py and
 pipeline.analyse_identify hold the statistics)."""
-from analysis import pipeline
+from advlegit.analysis import pipeline
 
 from .base import AnalysisTask
 

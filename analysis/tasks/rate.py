@@ -1,5 +1,5 @@
 """rate: 1-7 resemblance to the target class (analysis/rate.py and pipeline.analyse_rate)."""
-from analysis import pipeline
+from advlegit.analysis import pipeline
 
 from .base import AnalysisTask
 

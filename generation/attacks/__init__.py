@@ -5,7 +5,7 @@ A new attack is one module plus one line here.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from .base import AttackResult, perturbation_norms
 from .carlini_wagner import cw_l2

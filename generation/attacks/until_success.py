@@ -9,7 +9,7 @@ Attack success need not be monotone in the budget: the result is *a* boundary bu
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

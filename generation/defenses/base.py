@@ -1,13 +1,14 @@
 """What every defense is: a training objective on one batch, plus optional preparation."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from contracts.validation import build
+from advlegit.contracts.validation import build
 
 
 @dataclass

@@ -2,8 +2,8 @@
 attack-time eval mode and the epsilon schedules."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from contracts.stimulus_set import ESTIMANDS
+from advlegit.contracts.stimulus_set import ESTIMANDS
 
 from ..config import StimuliConfig
 from ..stimuli import Source, Stimulus, run_quantized, stimulus_norms

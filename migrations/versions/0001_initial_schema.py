@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-22 02:01:40.183661
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0001'
@@ -17,7 +16,7 @@ depends_on = None
 
 
 def upgrade():
-    
+
     op.create_table('admin_users',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('username', sa.String(length=100), nullable=False),
@@ -190,11 +189,11 @@ def upgrade():
     with op.batch_alter_table('responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_responses_participant_id'), ['participant_id'], unique=False)
 
-    
+
 
 
 def downgrade():
-    
+
     with op.batch_alter_table('responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_responses_participant_id'))
 
@@ -231,4 +230,4 @@ def downgrade():
     op.drop_table('images')
     op.drop_table('stimulus_sets')
     op.drop_table('admin_users')
-    
+

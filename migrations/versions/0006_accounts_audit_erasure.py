@@ -8,8 +8,8 @@ Create Date: 2026-12-02 04:20:00
 import hashlib
 import json
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 
 def design_hash(design: dict) -> str:

@@ -1,8 +1,18 @@
 """Researcher pages behind a login: studies, progress, participant review, open/close, export."""
 from __future__ import annotations
 
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy import func, select
 
 from .. import audit, erasure, review, roles, security
@@ -10,7 +20,8 @@ from ..auth import check_csrf, check_login, csrf_token, login_required, start_ad
 from ..db import db
 from ..design import estimated_minutes
 from ..export import debrief_rows, stream_audit_csv, stream_csv, stream_debrief_csv, stream_jsonl
-from ..models import REVIEWS, Participant, Response as ResponseRow, Study
+from ..models import REVIEWS, Participant, Study
+from ..models import Response as ResponseRow
 from ..stats import attention_failures_by_participant, presentation_summary, study_stats
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

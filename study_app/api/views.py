@@ -10,7 +10,7 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
-from contracts.stimulus_set import class_names
+from advlegit.contracts.stimulus_set import class_names
 
 from .. import security
 from ..answers import ResponseError, store

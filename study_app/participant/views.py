@@ -13,14 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import allocation, security
-from ..security import check_participant_csrf
 from ..db import db, utcnow
+from ..design import estimated_minutes, with_minutes
 from ..erasure import erase
 from ..i18n import use_language
-from ..design import Design, estimated_minutes, with_minutes
 from ..models import Image, Participant, Study, StudyImage
 from ..presentation import Presentation, display_problem
 from ..recruitment import RecruitmentError, mturk_submit_url, parse_arrival, prolific_redirect
+from ..security import check_participant_csrf
 from ..states import FINISHED, enter, resume_if_timed_out, transition
 from ..studies import new_id
 

@@ -5,7 +5,7 @@ counters they are kept in (counters.py) and the sweeping of expired counters (sw
 Nothing here keeps state in process memory: rate-limit and lockout counters are rows of
 `rate_counters` in the shared database, so any number of gunicorn workers and app servers behind a
 proxy count together (docs/deployment.md). Settings come from study_app/settings.py.
-Every name callers use is importable from `study_app.security` itself.
+Every name callers use is importable from `advlegit.study_app.security` itself.
 """
 from __future__ import annotations
 

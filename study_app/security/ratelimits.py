@@ -5,7 +5,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app, request
 from sqlalchemy import delete
@@ -60,7 +60,7 @@ def to_count(*limits: Limit) -> tuple[list[Limit], float, dict]:
     params = {}
     for i, lim in enumerate(active):
         params[f"k{i}"] = lim.key(now)
-        params[f"e{i}"] = datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, timezone.utc)
+        params[f"e{i}"] = datetime.fromtimestamp((int(now // lim.window) + 1) * lim.window + 5, UTC)
     return active, now, params
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete
 
@@ -13,7 +13,7 @@ SWEEP_CHANCE = 0.002  # per counted request: about one sweep a second at 500 ans
 def _sweep(conn, now: float) -> None:
     from ..models import RateCounter
 
-    conn.execute(delete(RateCounter).where(RateCounter.expires_at < datetime.fromtimestamp(now, timezone.utc)))
+    conn.execute(delete(RateCounter).where(RateCounter.expires_at < datetime.fromtimestamp(now, UTC)))
 
 
 def sweep_sometimes(conn, now: float | None = None) -> None:

@@ -6,7 +6,7 @@ The suites in tests/ run over TASKS, so the new task is tested by them as it sta
 """
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from advlegit.contracts.vocabularies import TaskType
 
 from . import compare, explain, explain_pair, identify, rate
 from .base import ImagePair, SingleImage, Task, article, label_name, with_article  # noqa: F401  (the plugin API)

@@ -2,12 +2,13 @@
 class c? A two-alternative forced choice; the outcome is the defense whose image was chosen."""
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from flask_babel import gettext as _
+from flask_babel import pgettext
 
-from flask_babel import gettext as _, pgettext
+from advlegit.contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import ImagePair, label_words, per_classes, article
+from .base import ImagePair, article, label_words, per_classes
 
 
 class Compare(ImagePair):

@@ -6,9 +6,9 @@ Practice and attention checks need no model: a clean digit beside itself (the hi
 exactly its strokes: a clear yes) or beside a digit of another class (a clear no)."""
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
-
 from flask_babel import gettext as _
+
+from advlegit.contracts.vocabularies import TaskType
 
 from ..maps import map_key, methods_of
 from ..planning import AllocationError, Item, TrialSpec

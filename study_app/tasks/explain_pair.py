@@ -9,13 +9,14 @@ robust models look like the digit). Practice and attention checks: a clean digit
 beside one of another class (compare's)."""
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from flask_babel import gettext as _
+from flask_babel import pgettext
+
+from advlegit.contracts.vocabularies import TaskType
 
 from ..maps import map_key
 from ..planning import Item
-from flask_babel import gettext as _, pgettext
-
-from .base import label_words, per_classes, article
+from .base import article, label_words, per_classes
 from .compare import Compare
 from .explain import choose_saliency
 

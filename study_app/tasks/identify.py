@@ -3,12 +3,13 @@
 primary outcome is whether people name the class the model was fooled into (target_hit)."""
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from flask_babel import gettext as _
+from flask_babel import pgettext
 
-from flask_babel import gettext as _, pgettext
+from advlegit.contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import SingleImage, digit_classes, label_name, per_classes, article
+from .base import SingleImage, article, digit_classes, label_name, per_classes
 
 
 class Identify(SingleImage):

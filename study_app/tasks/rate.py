@@ -2,12 +2,13 @@
 class; practice alternates a clear yes (the true class) and a clear no (another class)."""
 from __future__ import annotations
 
-from contracts.vocabularies import TaskType
+from flask_babel import gettext as _
+from flask_babel import pgettext
 
-from flask_babel import gettext as _, pgettext
+from advlegit.contracts.vocabularies import TaskType
 
 from ..planning import TrialSpec
-from .base import SingleImage, digit_classes, label_words, per_classes, article
+from .base import SingleImage, article, digit_classes, label_words, per_classes
 
 
 class Rate(SingleImage):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.simulate import SimDesign, simulate, write_export
+from advlegit.analysis.simulate import SimDesign, simulate, write_export
 
 DEFENSES = ("normal", "gradreg_y", "adv")
 
@@ -25,7 +25,7 @@ def identify_df() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def mixed_export(tmp_path_factory) -> str:
     """Responses of every task in the analysis registry, in one export (different participants)."""
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     parts = []
     for i, task in enumerate(TASKS):

@@ -6,9 +6,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import analysis
-from advlegit import main
-from analysis import AnalysisError, TIDY_COLUMNS, analyse, apply_exclusions, fit_task, load_export, make_config
+from advlegit import analysis, main
+from advlegit.analysis import TIDY_COLUMNS, AnalysisError, analyse, apply_exclusions, fit_task, load_export, make_config
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def test_every_public_name_resolves_and_is_documented():
 
 
 def test_every_task_and_model_in_one_tidy_vocabulary(study):
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     assert list(study.tasks) == list(TASKS)
     assert list(study.table.columns) == TIDY_COLUMNS

@@ -6,7 +6,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from advlegit import main
-from analysis.simulate import write_export
+from advlegit.analysis.simulate import write_export
 
 FAST = ["--no-mixed-model", "--r-crosscheck", "off", "--n-boot", "100"]
 
@@ -32,7 +32,7 @@ def test_full_report_on_all_task_types(mixed_export, tmp_path):
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert "Holm" in md and "<table>" in html
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     for task in TASKS:  # a pre-registered primary result for every task
         assert f"**Primary result** ({task}: " in md
@@ -162,8 +162,7 @@ def test_jsonl_export(identify_df, tmp_path):
 
 
 def test_without_r_the_report_says_skipped(identify_export, tmp_path, monkeypatch):
-    import analysis.rcheck as rcheck
-
+    import advlegit.analysis.rcheck as rcheck
     monkeypatch.setattr(rcheck.shutil, "which", lambda name: None)
     out = tmp_path / "r"
     res = run("analyze", identify_export, "-o", out, "--n-boot", "100")
@@ -179,7 +178,7 @@ def test_without_r_the_report_says_skipped(identify_export, tmp_path, monkeypatc
 
 def test_too_few_participants_is_a_note_in_the_report_not_a_crash(tmp_path):
     """A pilot with one participant per task still gets a report that says what is missing."""
-    from analysis.simulate import SimDesign, simulate
+    from advlegit.analysis.simulate import SimDesign, simulate
 
     parts = [simulate(SimDesign(task=t, n_participants=n), seed=1) for t, n in
              (("identify", 1), ("rate", 1), ("compare", 6))]
@@ -196,7 +195,7 @@ def test_too_few_participants_is_a_note_in_the_report_not_a_crash(tmp_path):
 def test_every_contract_column_is_required_or_optional(mixed_export, tmp_path):
     """An export without any of the columns the schema does not require (attack, budget, norms, group,
     simulated, ...) is analysed, not a KeyError: absent optional columns count as empty."""
-    from analysis.schema import COLUMN_NAMES, REQUIRED_ALWAYS, REQUIRED_BY_TASK
+    from advlegit.analysis.schema import COLUMN_NAMES, REQUIRED_ALWAYS, REQUIRED_BY_TASK
 
     required = set(REQUIRED_ALWAYS).union(*REQUIRED_BY_TASK.values())
     full = pd.read_csv(mixed_export, dtype=str, keep_default_na=False)

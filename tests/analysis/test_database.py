@@ -16,10 +16,17 @@ from advlegit import main  # noqa: E402
 
 
 def test_analyze_reads_the_study_database(tmp_path, tmp_path_factory):
-    from study_fixtures import (answer_body, create_study, csrf_of, make_app, post_answer, shared_stimulus_set,
-                                start_participant)
+    from study_fixtures import (
+        answer_body,
+        create_study,
+        csrf_of,
+        make_app,
+        post_answer,
+        shared_stimulus_set,
+        start_participant,
+    )
 
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     app = make_app(url, tmp_path / "instance")

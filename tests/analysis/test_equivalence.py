@@ -10,9 +10,10 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis import agreement, compare, identify, rate
-from analysis.simulate import SimDesign, simulate
-from analysis.stats import holm, wilson
+from advlegit.analysis import agreement, compare, identify, rate
+from advlegit.analysis.simulate import SimDesign, simulate
+from advlegit.analysis.stats import holm, wilson
+
 DEFENSES = ("normal", "gradreg_y", "adv")
 
 

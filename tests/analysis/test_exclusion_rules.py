@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.config import AnalysisConfig, load_config
-from analysis.errors import AnalysisError
-from analysis.exclusions import apply_exclusions
-from analysis.load import read_export
-from analysis.simulate import write_export
+from advlegit.analysis.config import AnalysisConfig, load_config
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.exclusions import apply_exclusions
+from advlegit.analysis.load import read_export
+from advlegit.analysis.simulate import write_export
 
 COMPLETE = ("data_complete", "code_issued")
 
@@ -154,7 +154,7 @@ def test_bad_rules_are_refused_naming_the_key(tmp_path):
 
 
 def test_design_file_companion_config_and_command_line_agree(tmp_path):
-    sd = pytest.importorskip("study_app.design")
+    sd = pytest.importorskip("advlegit.study_app.design")
     import tomllib
     toml = ('[study]\nname = "t"\ntask = "identify"\ntrials = 6\ntarget_sample_size = 10\n'
             '[consent]\ntext = "ok"\n[instructions]\ntext = "go"\n'

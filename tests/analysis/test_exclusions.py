@@ -1,8 +1,8 @@
 import pytest
 
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError
-from analysis.exclusions import apply_exclusions
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.exclusions import apply_exclusions
 
 
 def test_each_rule_counts_what_it_removed(identify_df):

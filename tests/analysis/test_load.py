@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from analysis.errors import AnalysisError
-from analysis.load import read_export
-from analysis.schema import EXPORT_COLUMNS
-from analysis.simulate import write_export
+from advlegit.analysis.errors import AnalysisError
+from advlegit.analysis.load import read_export
+from advlegit.analysis.schema import EXPORT_COLUMNS
+from advlegit.analysis.simulate import write_export
 
 
 def test_csv_and_jsonl_round_trip(identify_df, tmp_path):

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analysis import mixed
-from analysis.simulate import SimDesign, simulate
+from advlegit.analysis import mixed
+from advlegit.analysis.simulate import SimDesign, simulate
 
 R_OK, R_WHY = mixed.r_available()
 needs_r = pytest.mark.skipif(not R_OK, reason=f"R with lme4/ordinal is needed for the cross-check: {R_WHY}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.simulate import SimDesign, simulate, write_export
+from advlegit.analysis.simulate import SimDesign, simulate, write_export
 
 ROOT = Path(__file__).resolve().parents[2]
 nbformat = pytest.importorskip("nbformat")
@@ -38,7 +38,7 @@ def test_example_notebook_runs_and_reproduces_the_primary_result(tmp_path, monke
     shown = [c for c in code if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
     assert len(shown) == 2, [c.source[:40] for c in shown]
     # the custom statsmodels fit of the primary model's formula gives the API's estimates
-    from analysis import apply_exclusions, fit_identify, load_export
+    from advlegit.analysis import apply_exclusions, fit_identify, load_export
 
     res = fit_identify(apply_exclusions(load_export(export)).data, mixed=False)
     table = _text(next(c for c in code if "advlegit primary" in c.source))

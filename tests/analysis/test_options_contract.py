@@ -1,7 +1,7 @@
 """contracts/analysis_options.py: the one parser and rule set for the pre-registered [analysis] options."""
 import pytest
 
-from contracts import analysis_options as ao
+from advlegit.contracts import analysis_options as ao
 
 
 def test_parse_records_what_the_file_set_and_checks_each_value():

@@ -3,8 +3,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.agreement import fleiss_kappa
-from analysis.stats import holm, rank_biserial_paired, wilson
+from advlegit.analysis.agreement import fleiss_kappa
+from advlegit.analysis.stats import holm, rank_biserial_paired, wilson
 
 
 @given(st.integers(1, 500), st.data())
@@ -49,7 +49,7 @@ def test_rank_biserial_is_antisymmetric_and_bounded(x, y):
 # --- robust design matrices: no table of the models holds an infinite or absurd number ---------------------
 from hypothesis import HealthCheck  # noqa: E402
 
-from analysis.stats import B_MAX, SE_MAX  # noqa: E402
+from advlegit.analysis.stats import B_MAX, SE_MAX  # noqa: E402
 
 
 def _check_table(t, where):
@@ -76,11 +76,11 @@ def _check_table(t, where):
        const_norm=st.booleans(), seed=st.integers(0, 2**20), family=st.sampled_from(["each_vs_reference", "all_pairs"]))
 def test_no_infinite_or_absurd_numbers_in_model_tables(task, k, n, trials, base, eff, psd, budgets, attacks,
                                                          const_norm, seed, family):
-    from analysis import identify
-    from analysis.config import AnalysisConfig
-    from analysis.errors import AnalysisError
-    from analysis.pipeline import primary_compare, primary_identify, primary_rate
-    from analysis.simulate import SimDesign, simulate
+    from advlegit.analysis import identify
+    from advlegit.analysis.config import AnalysisConfig
+    from advlegit.analysis.errors import AnalysisError
+    from advlegit.analysis.pipeline import primary_compare, primary_identify, primary_rate
+    from advlegit.analysis.simulate import SimDesign, simulate
 
     defenses = ("normal", "gradreg_y", "adv", "pgd")[:k]
     design = SimDesign(task=task, defenses=defenses, effects={"gradreg_y": eff}, baseline_rate=base,
@@ -100,11 +100,11 @@ def test_no_infinite_or_absurd_numbers_in_model_tables(task, k, n, trials, base,
             _check_table(identify.odds_ratio_table(fit, 0.05), "covariate logit")
             _check_table(identify.pairwise(d, "target_hit", "normal", fit, X, 0.05), "pairwise")
         elif task == "rate":
-            from analysis.rate import rate_frame
+            from advlegit.analysis.rate import rate_frame
             prim, _ = primary_rate(rate_frame(d), cfg, "normal", ("norm_l2",))
             _check_table(prim, "rate primary")
         else:
-            from analysis.compare import compare_frame
+            from advlegit.analysis.compare import compare_frame
             prim, _ = primary_compare(compare_frame(d), cfg, "normal", "")
             _check_table(prim, "compare primary")
     except AnalysisError:

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from analysis import rcheck
-from analysis.identify import bayes_glmm, identify_frame
-from analysis.simulate import SimDesign, simulate
+from advlegit.analysis import rcheck
+from advlegit.analysis.identify import bayes_glmm, identify_frame
+from advlegit.analysis.simulate import SimDesign, simulate
 
 
 @pytest.fixture(scope="module")

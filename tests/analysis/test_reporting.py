@@ -3,7 +3,6 @@ task, robust design matrices, the plain-words section, stimulus designs and cont
 labelled, and the pre-registered plan with its hash and deviations."""
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from advlegit import main
-from analysis.config import AnalysisConfig
-from analysis.identify import defense_model, identify_frame, odds_ratio_table, primary_test
-from analysis.report import _cell, render_html
-from analysis.simulate import SimDesign, simulate, write_export
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.identify import defense_model, identify_frame, odds_ratio_table, primary_test
+from advlegit.analysis.report import _cell, render_html
+from advlegit.analysis.simulate import SimDesign, simulate, write_export
 
 FAST = ["--no-mixed-model", "--r-crosscheck", "off", "--n-boot", "60"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -88,7 +87,7 @@ def test_provenance_is_true_for_every_option(identify_csv, tmp_path):
 
 
 def test_one_name_and_default_per_option_shared_with_the_design():
-    from analysis.config import ALIASES, load_config
+    from advlegit.analysis.config import ALIASES, load_config
     cfg = AnalysisConfig()
     assert cfg.attention_threshold == 1.0 and cfg.primary_contrast == "each_vs_reference"
     assert cfg.reference_defense == "" and cfg.primary_outcome == ""
@@ -103,7 +102,7 @@ def test_one_name_and_default_per_option_shared_with_the_design():
 
 # --- a primary result for every task ------------------------------------------------------------------
 def test_every_task_has_a_primary_result(tmp_path):
-    from analysis.tasks import TASKS
+    from advlegit.analysis.tasks import TASKS
 
     parts = []
     for i, task in enumerate(TASKS):
@@ -263,7 +262,8 @@ def test_prereg_plan_hash_and_deviations(identify_csv, tmp_path):
 
 def test_plan_rebuilt_from_the_companion_has_the_same_hash(identify_csv, tmp_path):
     import tomllib
-    from analysis import prereg
+
+    from advlegit.analysis import prereg
     doc = tomllib.loads((EXAMPLES / "design-identify.toml").read_text())
     h = prereg.plan_hash(prereg.plan_from_toml(EXAMPLES / "design-identify.toml"))
     design = {"name": doc["study"]["name"], "task": "identify", "defenses": doc["study"]["defenses"],
@@ -279,7 +279,7 @@ def test_plan_rebuilt_from_the_companion_has_the_same_hash(identify_csv, tmp_pat
 
 
 def test_design_from_the_export_column_and_norm_fixed_only_for_matched_norm():
-    from analysis import designs
+    from advlegit.analysis import designs
 
     assert designs.detect(small(stimulus_design="fixed_budget")) == (
         "fixed_budget",
@@ -299,8 +299,8 @@ def _design_doc(analysis: dict) -> dict:
 
 
 def test_design_parser_and_analysis_share_one_options_type(identify_csv, tmp_path):
-    sd = pytest.importorskip("study_app.design")
-    from contracts import analysis_options as ao
+    sd = pytest.importorskip("advlegit.study_app.design")
+    from advlegit.contracts import analysis_options as ao
     assert sd.Analysis is ao.AnalysisOptions  # one type, not two copies that can drift
     for name in ao.OPTION_NAMES:
         assert getattr(AnalysisConfig(), name) == ao.DEFAULTS[name], name

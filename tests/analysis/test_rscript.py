@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from advlegit import main
-from analysis.rcheck import r_available
-from analysis.simulate import SimDesign, simulate, write_export
+from advlegit.analysis.rcheck import r_available
+from advlegit.analysis.simulate import SimDesign, simulate, write_export
 
 RULES = """
 [[analysis.exclusions]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.config import AnalysisConfig
-from analysis.pipeline import run_analysis
-from analysis.simulate import SimDesign, simulate
-from analysis.tasks import TASKS
+from advlegit.analysis.config import AnalysisConfig
+from advlegit.analysis.pipeline import run_analysis
+from advlegit.analysis.simulate import SimDesign, simulate
+from advlegit.analysis.tasks import TASKS
 
 FAST = dict(mixed_model=False, r_crosscheck="off", n_boot=50)
 DEFENSES = ("normal", "gradreg_y", "adv")

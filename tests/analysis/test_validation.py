@@ -3,8 +3,8 @@ miscalibrated primary test or a biased estimator moves the measured rates out of
 import numpy as np
 import pytest
 
-from analysis.identify import identify_frame, primary_test
-from analysis.simulate import SimDesign, marginal_log_or, simulate
+from advlegit.analysis.identify import identify_frame, primary_test
+from advlegit.analysis.simulate import SimDesign, marginal_log_or, simulate
 
 # small crossed design: 30 participants × 24 trials, 144 images, participant SD 0.8, image SD 0.5
 DESIGN = dict(defenses=("normal", "gradreg_y", "adv"), n_participants=30, trials_per_participant=24,

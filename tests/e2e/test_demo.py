@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -24,7 +23,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CONFIG = Path(__file__).with_name("demo-tiny.toml")
 DEFENSES = [d["name"] for d in tomllib.loads(CONFIG.read_text())["defenses"]]
 TASKS = ("identify", "rate", "compare")
-ADVLEGIT = [sys.executable, "-c", "import advlegit; advlegit.main()"]
 
 
 @dataclass
@@ -33,6 +31,8 @@ class DemoRun:
     lines: list[str]
     proc: subprocess.Popen
     env: dict[str, str]
+    cmd: list[str]  # the installed copy's advlegit command
+    cwd: Path
 
     def link(self, task: str) -> str:
         return next(m.group(1) for line in self.lines if (m := re.match(rf"\s+{task}\s+(http://\S+/s/\S+)", line)))
@@ -45,15 +45,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, e2e_model_cache):
+def demo_run(tmp_path_factory, e2e_model_cache, installed_advlegit):
+    """The demo as a user runs it: from a non-editable install (`pip install .`), in a folder of their own."""
     root = tmp_path_factory.mktemp("demo")
+    for own in ("analysis", "demo"):  # a researcher's own modules beside the run shadow nothing
+        (root / f"{own}.py").write_text("raise RuntimeError('shadowed')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ADVLEGIT_INSTANCE")}
     env.update(ADVLEGIT_CACHE_DIR=str(e2e_model_cache), PYTHONUNBUFFERED="1")
     out = root / "run"
-    proc = subprocess.Popen([*ADVLEGIT, "demo", "--config", str(CONFIG), "-o", str(out), "--bots", "12",
+    cmd = installed_advlegit.command
+    proc = subprocess.Popen([*cmd, "demo", "--config", str(CONFIG), "-o", str(out), "--bots", "12",
                              "--port", str(_free_port())],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, cwd=root)
     lines: list[str] = []
     serving = threading.Event()
 
@@ -69,7 +73,7 @@ def demo_run(tmp_path_factory, e2e_model_cache):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail("the demo did not reach 'Serving at':\n" + "\n".join(lines[-40:]))
-    run = DemoRun(out, lines, proc, env)
+    run = DemoRun(out, lines, proc, env, cmd, root)
     yield run
     # Ctrl-C stops the demo and its server.
     url = re.search(r"Serving at (\S+)", "\n".join(lines)).group(1)
@@ -98,7 +102,8 @@ def test_demo_reports_name_every_defense(demo_run):
             assert defense in html, f"{task} report does not name {defense}"
         assert list((demo_run.out / "reports" / task / "figures").glob("*.png")) or task == "rate"
     # The stimulus set the demo wrote verifies, and its figures are there for the researcher.
-    assert subprocess.run([*ADVLEGIT, "verify-stimuli", str(demo_run.out / "stimuli")], env=demo_run.env,
+    assert subprocess.run([*demo_run.cmd, "verify-stimuli", str(demo_run.out / "stimuli")], env=demo_run.env,
+                          cwd=demo_run.cwd,
                           capture_output=True).returncode == 0
     assert (demo_run.out / "stimuli" / "figures" / "matched_stimuli.png").is_file()
     # Every bot's answers are in the exports: 12 participants per study.
@@ -134,8 +139,9 @@ def test_a_person_takes_the_printed_link_and_finds_their_answers(demo_run, brows
     context.close()
 
     # A second demo run, while the first still serves, reuses everything and re-analyses.
-    again = subprocess.run([*ADVLEGIT, "demo", "--config", str(CONFIG), "-o", str(demo_run.out), "--bots", "12",
-                            "--no-serve"], env=demo_run.env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*demo_run.cmd, "demo", "--config", str(CONFIG), "-o", str(demo_run.out), "--bots", "12",
+                            "--no-serve"], env=demo_run.env, cwd=demo_run.cwd, capture_output=True, text=True,
+                           timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the demo server" in again.stdout
     assert "nothing to do" in again.stdout + again.stderr  # the stimulus set was not regenerated

@@ -9,7 +9,6 @@ import re
 import pytest
 import requests
 from click.testing import CliRunner
-
 from study_fixtures import ServerProcess, make_app, write_design
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -17,8 +16,8 @@ N_TRIALS = 12  # 2 practice + 8 main + 2 attention checks
 
 
 def setup_study(db_url, stimuli, tmp_path):
-    from study_app.cli import cli
-    from study_app.db import db
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.db import db
 
     env = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
            "ADVLEGIT_ADMIN_PASSWORD": "e2e-admin-password"}
@@ -202,7 +201,7 @@ def test_pages_fit_phone_and_desktop(browser, e2e_db_url, e2e_stimuli, tmp_path,
 
 def test_rate_and_compare_pages_at_phone_and_desktop_widths(browser, e2e_db_url, e2e_stimuli, tmp_path, shots):
     """The 1-7 scale and the side-by-side pair fit a 375 px phone and a 1440 px screen, keys work."""
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     setup_study(e2e_db_url, e2e_stimuli, tmp_path)
     env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}

@@ -29,7 +29,7 @@ def _ok(result):
 @pytest.fixture(scope="module")
 def cifar_study(tmp_path_factory, e2e_db_url):
     import advlegit
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     root = tmp_path_factory.mktemp("cifar")
     write_cifar10(root / "cifar-10-batches-py", n_train=500, n_test=100)

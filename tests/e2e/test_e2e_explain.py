@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from study_fixtures import TEST_SECRET, ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CONFIG = Path(__file__).with_name("explain-tiny.toml")
-ADVLEGIT = [sys.executable, "-c", "import advlegit; advlegit.main()"]
+ADVLEGIT = [sys.executable, "-m", "advlegit"]
 DEFENSES = ("normal", "gradreg_y")
 DESIGN = """
 [study]
@@ -61,8 +60,8 @@ def explain_set(tmp_path_factory, e2e_model_cache):
 def test_explain_tiny_trains_only_models_the_demo_test_already_trained():
     """explain-tiny.toml reuses test_demo.py's checkpoints through the shared e2e model cache only while
     its models' cache keys are among demo-tiny.toml's: a drift would silently retrain them."""
-    from generation.config import load_config
-    from generation.train import model_specs
+    from advlegit.generation.config import load_config
+    from advlegit.generation.train import model_specs
 
     keys = lambda name: {s.key() for s in model_specs(load_config(CONFIG.with_name(name)), "any")}  # noqa: E731
     assert keys("explain-tiny.toml") <= keys("demo-tiny.toml")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from study_fixtures import ServerProcess, write_german_design
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: reuse the journey's helpers
@@ -29,7 +28,7 @@ def german_page(page, what):
 
 
 def test_a_german_participant_run_in_chromium(browser, e2e_db_url, e2e_stimuli, tmp_path, shots):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     setup_study(e2e_db_url, e2e_stimuli, tmp_path)
     env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}

@@ -21,7 +21,7 @@ VIEWPORTS = [(320, 640), (360, 740), (375, 812), (812, 375)]
 
 
 def create(e2e_db_url, e2e_stimuli, tmp_path, task, **kw):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     res = CliRunner().invoke(cli, ["study", "create", "--stimuli", str(e2e_stimuli), "--design",

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from click.testing import CliRunner
-
+from PIL import Image
 from study_fixtures import ServerProcess, write_design
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: reuse the journey's helpers
@@ -75,7 +74,7 @@ def assert_one_over_f(grey: np.ndarray) -> None:
 
 
 def test_a_timed_trial_with_a_noise_mask_runs_and_exports_its_timing(browser, e2e_db_url, e2e_stimuli, tmp_path):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     setup_study(e2e_db_url, e2e_stimuli, tmp_path)
     env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 from click.testing import CliRunner
-
-from study_app.tasks import TASKS
 from study_fixtures import ServerProcess, write_design
+
+from advlegit.study_app.tasks import TASKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: reuse the journey's helpers
 from test_e2e_browser import setup_study, stored, wait_shown  # noqa: E402
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_every_task_renderer_matches_its_plugin(browser, e2e_db_url, e2e_stimuli, tmp_path):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     setup_study(e2e_db_url, e2e_stimuli, tmp_path)
     env = {"DATABASE_URL": e2e_db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}

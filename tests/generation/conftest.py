@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from generation.data import load_embedded
-from generation.defenses import build_defense, defense_params
-from generation.models import build_model
-from generation.train import fit
+from advlegit.generation.data import load_embedded
+from advlegit.generation.defenses import build_defense, defense_params
+from advlegit.generation.models import build_model
+from advlegit.generation.train import fit
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,7 +39,7 @@ def train_tiny(mnist, kind: str, steps: int = 250, seed: int = 0, lr: float = 2e
         return fit(build_model("ross_cnn", width=0.25), loss_fn, x, y, steps=steps, batch_size=64, lr=lr,
                    seed=seed + 1, desc=suffix)
 
-    from generation.defenses import TrainContext
+    from advlegit.generation.defenses import TrainContext
     defense.prepare(TrainContext(train_model=helper, total_steps=steps))
     return fit(model, defense.loss, x, y, steps=steps, batch_size=64, lr=lr, seed=seed, desc=kind)
 

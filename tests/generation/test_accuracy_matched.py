@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from generation.config import ConfigError, from_dict
-from generation.manifest import verify
-from generation.pipeline import generate
-from generation.plan import make_plan
+from advlegit.generation.config import ConfigError, from_dict
+from advlegit.generation.manifest import verify
+from advlegit.generation.pipeline import generate
+from advlegit.generation.plan import make_plan
 
 MATCHED = {
     "name": "matched",
@@ -55,7 +55,7 @@ def test_the_dry_run_says_the_model_stops_early():
 
 
 def test_the_validation_split_leaves_the_other_splits_as_they_were():
-    from generation.data import load_embedded, split
+    from advlegit.generation.data import load_embedded, split
     ds = load_embedded()
     before = split(ds, from_dict({**MATCHED, "defenses": [{"name": "normal"}],
                                   "data": {**MATCHED["data"], "n_validation": 0}}).data)

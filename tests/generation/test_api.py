@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from generation import GenerationError, load_model, load_stimulus_set, rerun_attack
-from generation.config import from_dict
-from generation.pipeline import generate
-from generation.render import read_png
+from advlegit.generation import GenerationError, load_model, load_stimulus_set, rerun_attack
+from advlegit.generation.config import from_dict
+from advlegit.generation.pipeline import generate
+from advlegit.generation.render import read_png
 
 TINY = {
     "name": "api-tiny",
@@ -50,7 +50,7 @@ def test_rerunning_the_recorded_attack_reproduces_every_success_flag(stimulus_se
     assert result.true_labels.tolist() == [stimulus_set.entry(i)["true_label"] for i in ids]
     assert result.target_labels.tolist() == [stimulus_set.entry(i)["target_label"] for i in ids]
     assert result.same_image.all()  # the images themselves: exactly the PNGs
-    for row, i in zip(result.records(), ids):
+    for row, i in zip(result.records(), ids, strict=False):
         recorded = stimulus_set.entry(i)["norms"]
         if row["same_image"]:
             assert row["norms"]["linf"] == pytest.approx(recorded["linf"], abs=1e-6)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generation.models import (ARCHITECTURES, GAP_HEAD_ARCHITECTURES, InputNormalization, build_model,
-                               has_gap_head, parameter_count)
-from generation.saliency import cam_all_classes
+from advlegit.generation.models import (
+    ARCHITECTURES,
+    GAP_HEAD_ARCHITECTURES,
+    InputNormalization,
+    build_model,
+    has_gap_head,
+    parameter_count,
+)
+from advlegit.generation.saliency import cam_all_classes
 
 # (architecture, in_channels, image_size) each is meant for; every one must also run on the other.
 INPUTS = {"ross_cnn": (1, 28), "gap_cnn": (1, 28), "smallnet": (1, 28), "pool_gap": (1, 28),

@@ -2,11 +2,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation.attacks import ATTACKS, attack_param_names, bisection_rounds, get_attack, minimal_budget
-from generation.attacks import fgsm, jsma, pgd_l2, pgd_linf, tgsm, tgsm_iterative  # noqa: F401
-from generation.attacks.fgsm import fgsm as fgsm_fn
-from generation.attacks.jsma import jsma as jsma_fn
-from generation.attacks.pgd import pgd_l2 as pgd_l2_fn, pgd_linf as pgd_linf_fn, tgsm_iterative as tgsm_it
+from advlegit.generation.attacks import (  # noqa: F401
+    ATTACKS,
+    attack_param_names,
+    bisection_rounds,
+    fgsm,
+    get_attack,
+    jsma,
+    minimal_budget,
+    pgd_l2,
+    pgd_linf,
+    tgsm,
+    tgsm_iterative,
+)
+from advlegit.generation.attacks.fgsm import fgsm as fgsm_fn
+from advlegit.generation.attacks.jsma import jsma as jsma_fn
+from advlegit.generation.attacks.pgd import pgd_l2 as pgd_l2_fn
+from advlegit.generation.attacks.pgd import pgd_linf as pgd_linf_fn
+from advlegit.generation.attacks.pgd import tgsm_iterative as tgsm_it
 
 
 def _manual_grad(model, x, labels):

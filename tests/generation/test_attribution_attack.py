@@ -2,8 +2,8 @@
 import torch
 from torch import nn
 
-from generation.attribution_attack import softplus_copy, top_k_attack
-from generation.attribution_metrics import top_k_intersection
+from advlegit.generation.attribution_attack import softplus_copy, top_k_attack
+from advlegit.generation.attribution_metrics import top_k_intersection
 
 
 def test_softplus_copy_replaces_every_relu_and_leaves_the_model_alone(normal_model, batch):

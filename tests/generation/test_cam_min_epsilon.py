@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from generation.attribution_metrics import cam_discrepancy, cam_size
-from generation.cam_attack import random_targets, target_margin, targeted_min_epsilon
-from generation.config import InterpretabilityConfig
-from generation.interpretability import evaluate_model
-from generation.models import build_model
+from advlegit.generation.attribution_metrics import cam_discrepancy, cam_size
+from advlegit.generation.cam_attack import random_targets, target_margin, targeted_min_epsilon
+from advlegit.generation.config import InterpretabilityConfig
+from advlegit.generation.interpretability import evaluate_model
+from advlegit.generation.models import build_model
 
 
 def test_random_targets_are_never_the_true_class_and_reach_every_other():

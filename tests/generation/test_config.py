@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.config import ConfigError, from_dict, load_config
+from advlegit.generation.config import ConfigError, from_dict, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -80,7 +80,7 @@ def test_hash_is_stable_and_sensitive():
 
 
 def test_each_defense_may_choose_its_architecture():
-    from generation.train import model_specs
+    from advlegit.generation.train import model_specs
 
     cfg = from_dict({"defenses": [{"name": "plain", "kind": "normal"},
                                   {"name": "cam", "kind": "normal", "architecture": "gap_cnn"}]})

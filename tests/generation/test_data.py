@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from generation.config import DataConfig
-from generation.data import DataError, load_embedded, load_folder, read_idx, split
+from advlegit.generation.config import DataConfig
+from advlegit.generation.data import DataError, load_embedded, load_folder, read_idx, split
 
 
 def write_idx(path, array: np.ndarray, gz: bool = False) -> None:

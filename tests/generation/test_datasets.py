@@ -3,7 +3,6 @@ CIFAR-10's python pickle batches, SVHN's .mat files, an ImageFolder tree; a malf
 with an error naming it and what is wrong."""
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import sys
@@ -12,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generation.config import ConfigError, DataConfig, from_dict
-from generation.data import DataError, load_dataset, load_folder
+from advlegit.generation.config import ConfigError, DataConfig, from_dict
+from advlegit.generation.data import DataError, load_dataset, load_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dataset_files import CIFAR_NAMES, write_cifar10, write_image_folder, write_svhn  # noqa: E402

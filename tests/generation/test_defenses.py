@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from generation.attacks.fgsm import fgsm
-from generation.defenses import DEFENSES, TrainContext, build_defense, defense_params
-from generation.metrics import accuracy, input_gradient_norms
-from generation.models import build_model
+from advlegit.generation.attacks.fgsm import fgsm
+from advlegit.generation.defenses import DEFENSES, TrainContext, build_defense, defense_params
+from advlegit.generation.metrics import accuracy, input_gradient_norms
+from advlegit.generation.models import build_model
 
 # Few inner steps: the defaults are the papers' (40 PGD steps, 50 IG points), far too slow for a test.
 SMALL_PARAMS = {"pgd_adv": {"steps": 2, "step_size": 0.15},
@@ -31,7 +31,7 @@ def test_every_defense_loss_trains_every_weight(kind, mnist):
 
 def test_gradient_penalty_reaches_the_weights(mnist):
     """Double backprop: the penalty alone must move the weights (fails with a detached gradient)."""
-    from generation.defenses.gradreg import input_gradient_penalty
+    from advlegit.generation.defenses.gradreg import input_gradient_penalty
 
     torch.manual_seed(0)
     model = build_model("ross_cnn", width=0.25, dropout=0.0)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from generation.config import StimuliConfig
-from generation.controls import flip_delta, four_squares, make_controls, noise_delta
-from generation.stimuli import Source, make_stimuli, quantize
+from advlegit.generation.config import StimuliConfig
+from advlegit.generation.controls import flip_delta, four_squares, make_controls, noise_delta
+from advlegit.generation.stimuli import Source, make_stimuli, quantize
 
 
 @pytest.fixture(scope="module")

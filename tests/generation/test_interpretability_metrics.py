@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from generation.alignment import alignment, empirical_robustness, linearized_robustness
-from generation.attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_intersection
-from generation.models import GapCNN
-from generation.saliency import cam
+from advlegit.generation.alignment import alignment, empirical_robustness, linearized_robustness
+from advlegit.generation.attribution_metrics import cam_discrepancy, kendall_tau, spearman, top_k_intersection
+from advlegit.generation.models import GapCNN
+from advlegit.generation.saliency import cam
 
 
 def _linear(seed=0, bias=True, k=10):

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from generation.config import from_dict
-from generation.manifest import VerificationError, verify
-from generation.pipeline import generate
+from advlegit.generation.config import from_dict
+from advlegit.generation.manifest import VerificationError, verify
+from advlegit.generation.pipeline import generate
 
 MICRO = {
     "name": "micro-interp",

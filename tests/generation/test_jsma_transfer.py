@@ -1,18 +1,17 @@
 """JSMA in the transfer evaluation (Ross & Doshi-Velez's source x evaluated-model table; issue 15)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from generation.attacks.jsma import jsma
-import pytest
-
-from generation.config import ConfigError, from_dict
-from generation.evaluate import jsma_transfer
-from generation.metrics import accuracy
+from advlegit.generation.attacks.jsma import jsma
+from advlegit.generation.config import ConfigError, from_dict
+from advlegit.generation.evaluate import jsma_transfer
+from advlegit.generation.metrics import accuracy
 
 
 def test_jsma_transfer_matrix_is_accuracy_on_images_made_against_each_source(normal_model, batch):
-    from generation.models import build_model
+    from advlegit.generation.models import build_model
 
     torch.manual_seed(0)  # a second, untrained model: the wiring is what is tested here
     other = build_model("ross_cnn", in_channels=1, num_classes=10, image_size=28, width=0.25, dropout=0.0,

@@ -3,9 +3,9 @@ and batch independence."""
 import pytest
 import torch
 
-from generation.attacks import ATTACKS, perturbation_norms
-from generation.attacks.carlini_wagner import cw_l2
-from generation.attacks.deepfool import deepfool
+from advlegit.generation.attacks import ATTACKS, perturbation_norms
+from advlegit.generation.attacks.carlini_wagner import cw_l2
+from advlegit.generation.attacks.deepfool import deepfool
 
 torchattacks = pytest.importorskip("torchattacks")
 

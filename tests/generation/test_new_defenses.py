@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation.defenses import DEFENSES, TrainContext, build_defense, defense_params
-from generation.defenses.attribution_terms import cam_discrepancy, ig_l1
-from generation.defenses.inner_max import delayed_ramp
-from generation.models import GapCNN, RossCNN
-from generation.saliency import cam
+from advlegit.generation.defenses import DEFENSES, TrainContext, build_defense, defense_params
+from advlegit.generation.defenses.attribution_terms import cam_discrepancy, ig_l1
+from advlegit.generation.defenses.inner_max import delayed_ramp
+from advlegit.generation.models import GapCNN, RossCNN
+from advlegit.generation.saliency import cam
 
 NEW = ["etmann_gradreg", "ig_norm", "ig_sum_norm", "int", "int2"]
 FAST = {  # small inner loops: the tests check wiring and gradients, not robustness
@@ -111,7 +111,7 @@ def test_ig_sum_norm_at_beta_zero_is_pgd_adversarial_training(data):
 
 
 def _pgd_point(model, x, y, seed):
-    from generation.attacks.pgd import pgd_linf
+    from advlegit.generation.attacks.pgd import pgd_linf
     return pgd_linf(model.eval(), x, y, epsilon=0.3, step_size=0.1, steps=3, random_start=True, seed=seed).images
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generation.attacks import ATTACKS
-from generation.config import DataConfig, GenerationConfig
-from generation.models import build_model
-from generation.normalization import Normalize, Normalized, normalized
-from generation.saliency import METHODS
-from generation.saliency_images import applies, channel_max_abs, display_maps
-from generation.train import model_specs, new_model
+from advlegit.generation.attacks import ATTACKS
+from advlegit.generation.config import DataConfig, GenerationConfig
+from advlegit.generation.models import build_model
+from advlegit.generation.normalization import Normalize, Normalized, normalized
+from advlegit.generation.saliency import METHODS
+from advlegit.generation.saliency_images import applies, channel_max_abs, display_maps
+from advlegit.generation.train import model_specs, new_model
 
 MEAN, STD = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
 LINF = {"fgsm", "tgsm", "tgsm_iterative", "pgd_linf"}

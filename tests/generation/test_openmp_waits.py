@@ -13,10 +13,10 @@ PROBE = "import sys, os, advlegit; print(os.environ.get('OMP_WAIT_POLICY'), 'tor
 
 TRAIN = """
 import hashlib, torch
-from generation.defenses import build_defense, defense_params
-from generation.data import load_embedded
-from generation.models import build_model
-from generation.train import fit
+from advlegit.generation.defenses import build_defense, defense_params
+from advlegit.generation.data import load_embedded
+from advlegit.generation.models import build_model
+from advlegit.generation.train import fit
 torch.set_num_threads(2)  # the demo's thread count on 2 cores; waits only matter with more than one
 ds = load_embedded()
 x, y = torch.from_numpy(ds.images[:512]), torch.from_numpy(ds.labels[:512])

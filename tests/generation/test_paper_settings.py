@@ -10,18 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generation import attribution_metrics as am
-from generation.attribution_attack import top_k_attack
-from generation.attribution_metrics import kendall_tau
-from generation.config import ConfigError, InterpretabilityConfig, from_dict
-from generation.defenses import TrainContext, build_defense, defense_params
-from generation.defenses.attribution_terms import cam_discrepancy
-from generation.defenses.fgsm_adv import fgsm_from_predictions
-from generation.defenses.gradreg import input_gradient_penalty
-from generation.defenses.inner_max import linf_pgd_maximize
-from generation.models import GapCNN, RossCNN
-from generation.saliency import cam_all_classes, integrated_gradients
-from generation.train import model_specs, train_or_load
+from advlegit.generation import attribution_metrics as am
+from advlegit.generation.attribution_attack import top_k_attack
+from advlegit.generation.attribution_metrics import kendall_tau
+from advlegit.generation.config import ConfigError, InterpretabilityConfig, from_dict
+from advlegit.generation.defenses import TrainContext, build_defense, defense_params
+from advlegit.generation.defenses.attribution_terms import cam_discrepancy
+from advlegit.generation.defenses.fgsm_adv import fgsm_from_predictions
+from advlegit.generation.defenses.gradreg import input_gradient_penalty
+from advlegit.generation.defenses.inner_max import linf_pgd_maximize
+from advlegit.generation.models import GapCNN, RossCNN
+from advlegit.generation.saliency import cam_all_classes, integrated_gradients
+from advlegit.generation.train import model_specs, train_or_load
 
 
 def _defense(kind: str, total_steps: int = 0, **params):

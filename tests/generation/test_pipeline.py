@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from advlegit import main
-from generation.config import from_dict
-from generation.manifest import manifest_sha256, verify
-from generation.pipeline import OutputExistsError, generate
-from generation.render import read_png
+from advlegit.generation.config import from_dict
+from advlegit.generation.manifest import manifest_sha256, verify
+from advlegit.generation.pipeline import OutputExistsError, generate
+from advlegit.generation.render import read_png
 
 MICRO = {
     "name": "micro",
@@ -122,7 +122,7 @@ def test_verify_catches_missing_added_and_edited(stimulus_set, tmp_path, damage)
 
 
 def test_second_run_reuses_checkpoints_and_existing_output_is_protected(stimulus_set, tmp_path):
-    from generation.train import cache_dir
+    from advlegit.generation.train import cache_dir
 
     cfg = from_dict(MICRO)
     manifest = stimulus_set / "manifest.json"

@@ -7,17 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation import precision
-from generation.attacks import get_attack
-from generation.attacks.base import finish, perturbation_norms
-from generation.config import ConfigError, from_dict, validate
-from generation.defenses import build_defense, defense_params
-from generation.manifest import read_manifest, verify
-from generation.metrics import probabilities
-from generation.models import build_model
-from generation.pipeline import generate
-from generation.stimuli import run_quantized, stimulus_norms
-from generation.train import ModelSpec, fit
+from advlegit.generation import precision
+from advlegit.generation.attacks import get_attack
+from advlegit.generation.attacks.base import finish, perturbation_norms
+from advlegit.generation.config import ConfigError, from_dict, validate
+from advlegit.generation.defenses import build_defense, defense_params
+from advlegit.generation.manifest import read_manifest, verify
+from advlegit.generation.metrics import probabilities
+from advlegit.generation.models import build_model
+from advlegit.generation.pipeline import generate
+from advlegit.generation.stimuli import run_quantized, stimulus_norms
+from advlegit.generation.train import ModelSpec, fit
 
 CPU = torch.device("cpu")
 
@@ -41,8 +41,8 @@ def test_bf16_changes_the_checkpoint_key_and_fp32_keeps_the_old_one():
     bf16 = dataclasses.replace(spec, precision="bf16")
     assert bf16.key() != spec.key()
     # the key an fp32 spec had before precision existed: every cached checkpoint stays valid
-    from generation.config import sha256_json
-    from generation.train import CHECKPOINT_FORMAT
+    from advlegit.generation.config import sha256_json
+    from advlegit.generation.train import CHECKPOINT_FORMAT
     old = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("load", "precision")}
     assert spec.key() == sha256_json({"format": CHECKPOINT_FORMAT, **old, "name": None})
 
@@ -111,11 +111,11 @@ def test_a_bf16_stimulus_set_records_fp32_predictions_and_verifies(tmp_path):
     manifest = read_manifest(out)
     assert manifest["software"]["precision"] == "bf16"
     # recompute every recorded prediction of the first model in fp32 from the 8-bit PNGs
-    from generation.render import read_png
-    from generation.train import new_model
+    from advlegit.generation.render import read_png
+    from advlegit.generation.train import new_model
     model_entry = manifest["models"][0]
     spec_key = model_entry["cache_key"]
-    from generation.train import cache_dir
+    from advlegit.generation.train import cache_dir
     spec = json.loads((cache_dir() / "models" / f"{spec_key}.json").read_text())
     assert spec["precision"] == "bf16"
     net = new_model(ModelSpec(**spec), (1, 28, 28), 10)

@@ -9,8 +9,8 @@ from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
 from torch import nn
 from torch.func import functional_call
 
-from generation import saliency as S
-from generation.models import GapCNN, RossCNN
+from advlegit.generation import saliency as S
+from advlegit.generation.models import GapCNN, RossCNN
 
 TOL = dict(rtol=1e-9, atol=1e-12)  # float64 throughout: differences are round-off only
 

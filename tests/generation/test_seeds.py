@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from generation.config import ConfigError, from_dict
-from generation.manifest import verify
-from generation.pipeline import generate
-from generation.seeds import interval, summarize, summarize_interpretability
-from generation.train import model_specs
+from advlegit.generation.config import ConfigError, from_dict
+from advlegit.generation.manifest import verify
+from advlegit.generation.pipeline import generate
+from advlegit.generation.seeds import interval, summarize, summarize_interpretability
+from advlegit.generation.train import model_specs
 
 SEEDED = {
     "name": "seeded",

@@ -1,7 +1,7 @@
 """The same model spec gives the same weights whatever random numbers were drawn before (issue 11)."""
 import torch
 
-from generation.train import ModelSpec, train_or_load
+from advlegit.generation.train import ModelSpec, train_or_load
 
 
 def test_same_spec_same_weights_after_different_earlier_rng_use(mnist, tmp_path, monkeypatch):

@@ -14,11 +14,11 @@ import torch
 from click.testing import CliRunner
 
 from advlegit import main
-from generation.config import ConfigError, from_dict
-from generation.manifest import verify
-from generation.models import build_model
-from generation.pipeline import generate
-from generation.user_models import ModelFileError, load_model
+from advlegit.generation.config import ConfigError, from_dict
+from advlegit.generation.manifest import verify
+from advlegit.generation.models import build_model
+from advlegit.generation.pipeline import generate
+from advlegit.generation.user_models import ModelFileError, load_model
 
 FACTORY_SOURCE = textwrap.dedent('''
     import torch
@@ -94,7 +94,7 @@ def test_robustbench_layout_model_is_loaded_attacked_and_its_stimuli_verify(fact
 
     # the manifest's predictions are those of the model as loaded: normalization inside it
     mine.eval()
-    from generation.render import read_png
+    from advlegit.generation.render import read_png
     s = attacked[0]
     img = torch.from_numpy(read_png(out / s["image"])).float().view(1, 1, 28, 28)
     assert mine((img - MEAN[0]) / STD[0]).argmax().item() == s["predictions"]["mine"]["label"]
@@ -117,7 +117,7 @@ def test_torchscript_and_our_architectures_load(factory, tmp_path):
 
 
 def test_loaded_gap_head_model_keeps_its_cam(tmp_path):
-    from generation.models import has_gap_head
+    from advlegit.generation.models import has_gap_head
     ours = build_model("pool_gap").eval()
     path = tmp_path / "pool.pt"
     torch.save(ours.state_dict(), path)

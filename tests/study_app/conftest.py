@@ -10,8 +10,14 @@ import pytest
 # module has a name no package uses, so adding this folder is safe.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_fixtures import (ServerProcess, create_study, fresh_postgres_database, make_app, shared_stimulus_set,
-                            shared_stimulus_set_v2)
+from study_fixtures import (
+    ServerProcess,
+    create_study,
+    fresh_postgres_database,
+    make_app,
+    shared_stimulus_set,
+    shared_stimulus_set_v2,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +44,7 @@ def db_url(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def _schema(db_url):
     """Create the tables once per module database; each test then starts from empty tables."""
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     created = []
 
@@ -62,7 +68,7 @@ def _schema(db_url):
 
 @pytest.fixture()
 def app(db_url, _schema, tmp_path):
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     app = make_app(db_url, tmp_path / "instance")
     _schema(app)

@@ -197,7 +197,7 @@ def write_design(path: Path, task: str = "identify", trials: int | None = None, 
                  checks: int = 2, target: int = 500, extra: str = "") -> Path:
     """`extra`: more TOML appended (e.g. a [stimuli] table)."""
     if trials is None:  # one trial per defense pair (4 defenses: 6 pairs), two per defense
-        from study_app.tasks import task_of
+        from advlegit.study_app.tasks import task_of
 
         trials = 6 if task_of(task).min_defenses == 2 else 8
     path.write_text(DESIGN_TEMPLATE.format(task=task, trials=trials, practice=practice, checks=checks, target=target)
@@ -260,7 +260,7 @@ def _drop_database(admin, name: str, tries: int = 20) -> None:
 
 
 def make_app(url: str, instance: Path, **overrides):
-    from study_app import create_app
+    from advlegit.study_app import create_app
 
     return create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": TEST_SECRET,
                        "INSTANCE_PATH": str(instance), "SERVER_NAME": None, **overrides})
@@ -271,10 +271,10 @@ def pg_url_or_none() -> str | None:
 
 
 def create_study(app, stimulus_dir: Path, tmp_path: Path, task: str = "identify", **kw) -> str:
-    from study_app.db import db
-    from study_app.design import load_design
-    from study_app.manifest import load_stimulus_set
-    from study_app.studies import create_study as _create
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import load_design
+    from advlegit.study_app.manifest import load_stimulus_set
+    from advlegit.study_app.studies import create_study as _create
 
     design = load_design(write_design(tmp_path / f"design-{task}.toml", task, **kw))
     with app.app_context():
@@ -288,14 +288,14 @@ TEST_SECRET = "test-secret"
 
 def csrf_of(token: str) -> str:
     """A participant's CSRF token as the test apps (SECRET_KEY = TEST_SECRET) compute it."""
-    from study_app.security import participant_csrf_for
+    from advlegit.study_app.security import participant_csrf_for
 
     return participant_csrf_for(TEST_SECRET, token)
 
 
 def bot_token(study_id: str) -> str:
     """The simulated-participant token `advlegit bots` sends, as the test apps compute it."""
-    from study_app.security import simulated_token_for
+    from advlegit.study_app.security import simulated_token_for
 
     return simulated_token_for(TEST_SECRET, study_id)
 
@@ -329,7 +329,7 @@ def start_participant(client, study_id: str, pid: str = "PID1") -> str:
 
 def valid_answers(task: str) -> list[str]:
     """Every answer the task accepts, in a fixed order (tests answer with these, whatever the task)."""
-    from study_app.tasks import task_of
+    from advlegit.study_app.tasks import task_of
 
     return sorted(task_of(task).responses)
 
@@ -364,7 +364,7 @@ class ServerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-             "--threads", "4", "--worker-class", "gthread", "--log-level", "warning", "study_app.wsgi:app"],
+             "--threads", "4", "--worker-class", "gthread", "--log-level", "warning", "advlegit.study_app.wsgi:app"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import select
-
 from study_fixtures import answer_body, form, page_csrf, post_answer, start_participant
 
 PASSWORD = "correct horse battery"
 
 
 def login(app, client):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     res = CliRunner().invoke(cli, ["create-admin", "--username", "alice"],
                              env={"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
@@ -66,8 +65,8 @@ def test_password_hash_from_environment(app, client, study_id):
 
 
 def test_dashboard_review_and_close(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     complete(client, study_id, "P1")
     complete(client, study_id, "P2", answer="none")  # fails both attention checks
@@ -81,7 +80,7 @@ def test_dashboard_review_and_close(app, client, study_id):
     defenses = ("undefended_ce", "gradreg_dbp", "advtrain_fgsm", "distill_t50")
     # 2 finished x 2 per defense, plus P3's one main answer after two practice trials.
     assert sum(cells[d] for d in defenses) == 17 and all(cells[d] in (4, 5) for d in defenses)
-    from study_app.models import Response, Trial
+    from advlegit.study_app.models import Response, Trial
 
     with app.app_context():
         checks = db.session.execute(select(Trial.participant_id, Trial.expected, Response.response)
@@ -131,8 +130,8 @@ def documented_columns() -> list[str]:
 
 
 def test_export_matches_docs_and_keeps_platform_ids_out(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Response
 
     complete(client, study_id, "PROLIFIC_AAA111")
     complete(client, study_id, "PROLIFIC_BBB222", n_answer=5)
@@ -161,7 +160,7 @@ def test_export_matches_docs_and_keeps_platform_ids_out(app, client, study_id):
     for row in main:
         assert row["target_hit"] == ("true" if row["target_label"] == "3" else "false")
     checks = [row for row in rows if row["is_attention_check"] == "true"]
-    from study_app.models import Trial
+    from advlegit.study_app.models import Trial
 
     with app.app_context():
         answered_checks = db.session.scalar(select(db.func.count()).select_from(Response)
@@ -181,7 +180,7 @@ def test_export_matches_docs_and_keeps_platform_ids_out(app, client, study_id):
 
 
 def test_cli_export_writes_file_and_companion(app, client, study_id, tmp_path):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     complete(client, study_id, "P1")
     env = {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "ADVLEGIT_INSTANCE": app.instance_path}

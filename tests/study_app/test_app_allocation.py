@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-
 from study_fixtures import DEFENSES, bot_token, create_study, form, start_participant
 
 
@@ -17,8 +16,8 @@ def participant_trials(app, study_id):
     """{participant id: [(kind, image, image_b), ...]} with manifest keys, for finished participants."""
     from sqlalchemy.orm import aliased
 
-    from study_app.db import db
-    from study_app.models import Image, Participant, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Image, Participant, Trial
 
     B = aliased(Image)
     with app.app_context():
@@ -53,8 +52,8 @@ def check_participant(trials, task, per_cell):
        fill=st.dictionaries(st.integers(0, 200), st.integers(0, 9), max_size=60))
 @settings(max_examples=60, deadline=None)
 def test_plan_is_balanced_for_any_counts_and_seed(seed, task, fill):
-    from study_app.allocation import Clean, Item, plan_trials
-    from study_app.design import Design
+    from advlegit.study_app.allocation import Clean, Item, plan_trials
+    from advlegit.study_app.design import Design
 
     design = Design(name="t", task=task, trials=12, practice=2, attention_checks=2, target_sample_size=1,
                     consent_md="c", instructions_md="i", defenses=list(DEFENSES))
@@ -87,10 +86,10 @@ def test_plan_is_balanced_for_any_counts_and_seed(seed, task, fill):
 
 
 def test_allocation_is_logged_and_replays(app, client, study_id):
-    from study_app.allocation import build_pool, replay
-    from study_app.design import Design
-    from study_app.db import db
-    from study_app.models import AllocationLog, Image, Participant, Study, Trial
+    from advlegit.study_app.allocation import build_pool, replay
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import AllocationLog, Image, Participant, Study, Trial
 
     for pid in ("A", "B", "C"):
         start_participant(client, study_id, pid)
@@ -127,10 +126,10 @@ def eval_counts(log):
 
 
 def test_abandoned_sessions_do_not_count(app, client, study_id):
-    from study_app.allocation import fill_counts
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.models import Study
+    from advlegit.study_app.allocation import fill_counts
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import Study
 
     a = start_participant(client, study_id, "STAYS")
     b = start_participant(client, study_id, "LEAVES")
@@ -143,7 +142,7 @@ def test_abandoned_sessions_do_not_count(app, client, study_id):
 
 
 def _bot_run(app, server, study_id, n, concurrency, task, stimulus_dir):
-    from study_app.bots import AnswerModel, Oracle, run_bots
+    from advlegit.study_app.bots import AnswerModel, Oracle, run_bots
 
     oracle = Oracle.from_stimulus_dir(str(stimulus_dir))
     results = run_bots(server.url, study_id, n, oracle, AnswerModel(kind="rater", noise=0.1),
@@ -195,8 +194,8 @@ def test_compare_pairs_and_sides_balanced_with_concurrent_bots(app, server_proce
 def test_sequential_arrivals_keep_every_item_level(task, trials):
     """300 arrivals in memory, each allocated against the fills so far, keep the items of every cell
     level (a matched set with one failed attack included)."""
-    from study_app.allocation import Clean, Item, plan_trials
-    from study_app.design import Design
+    from advlegit.study_app.allocation import Clean, Item, plan_trials
+    from advlegit.study_app.design import Design
 
     design = Design(name="t", task=task, trials=trials, practice=1, attention_checks=1, target_sample_size=1,
                     consent_md="c", instructions_md="i", defenses=list(DEFENSES))
@@ -230,10 +229,10 @@ def test_allocations_logged_before_fill_rows_still_replay(app, client, study_id)
     with that planner; it is told apart from the least-filled log by its shape."""
     import json as _json
 
-    from study_app.allocation import build_pool, fill_counts, plan_trials, replay
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.models import AllocationLog, Image, Study
+    from advlegit.study_app.allocation import build_pool, fill_counts, plan_trials, replay
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import AllocationLog, Image, Study
 
     start_participant(client, study_id, "NEW")
     with app.app_context():

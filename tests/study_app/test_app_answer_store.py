@@ -10,9 +10,16 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import event, select, update
-
-from study_fixtures import (answer_body, create_study, csrf_of, form, fresh_postgres_database, make_app,
-                            post_answer, start_participant)
+from study_fixtures import (
+    answer_body,
+    create_study,
+    csrf_of,
+    form,
+    fresh_postgres_database,
+    make_app,
+    post_answer,
+    start_participant,
+)
 
 N_TRIALS = 4  # main trials only: the fourth answer completes a participant
 
@@ -25,8 +32,8 @@ def uid(n: int) -> str:
 def script(app, client, study_id) -> list[tuple[str, int, dict]]:
     """Answers a participant can send: valid, retried, out of order, someone else's, after the end,
     malformed. Returns (step, status, reply) for each; asserts the status and error code each must get."""
-    from study_app.db import db, utcnow
-    from study_app.models import Participant
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant
 
     alice, bob, done = (start_participant(client, study_id, pid) for pid in ("ALICE", "BOB", "DONE"))
     steps = [
@@ -81,9 +88,9 @@ def script(app, client, study_id) -> list[tuple[str, int, dict]]:
 
 def stored(app) -> dict:
     """Everything an answer writes, without ids, tokens or clocks of the run."""
-    from study_app.db import db
-    from study_app.models import Participant, Response, Transition, Trial
-    from study_app.responses import ANSWER_FIELDS
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response, Transition, Trial
+    from advlegit.study_app.responses import ANSWER_FIELDS
 
     with app.app_context():
         answer_columns = [getattr(Response, f) for f in ANSWER_FIELDS]
@@ -106,8 +113,8 @@ def stored(app) -> dict:
 
 
 def run(url, backend, monkeypatch, stimulus_dir, tmp_path) -> tuple[list, dict]:
-    from study_app import answers
-    from study_app.db import db
+    from advlegit.study_app import answers
+    from advlegit.study_app.db import db
 
     app = make_app(url, tmp_path / "instance")
     try:
@@ -127,8 +134,8 @@ def run(url, backend, monkeypatch, stimulus_dir, tmp_path) -> tuple[list, dict]:
 
 
 def test_both_backends_give_the_same_replies_and_rows(postgres_url, stimulus_dir, tmp_path, monkeypatch):
-    from study_app.answers.portable import PortableStore
-    from study_app.answers.postgres import PostgresStore
+    from advlegit.study_app.answers.portable import PortableStore
+    from advlegit.study_app.answers.postgres import PostgresStore
 
     results = {}
     results["portable on SQLite"] = run(f"sqlite:///{tmp_path / 'answers.db'}", PortableStore, monkeypatch,
@@ -149,8 +156,8 @@ def test_both_backends_give_the_same_replies_and_rows(postgres_url, stimulus_dir
 def test_postgres_stores_the_usual_answer_in_two_statements(postgres_url, stimulus_dir, tmp_path):
     """The throughput of bench_load rests on this: rate counters and lookup in one statement, the
     guarded pointer move and insert in another, each its own autocommit transaction."""
-    from study_app import security
-    from study_app.db import db
+    from advlegit.study_app import security
+    from advlegit.study_app.db import db
 
     with fresh_postgres_database(postgres_url) as url:
         app = make_app(url, tmp_path / "instance")

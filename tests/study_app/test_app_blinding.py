@@ -5,9 +5,9 @@ import re
 
 import pytest
 from sqlalchemy import select
-
-from study_app.tasks import TASKS
 from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_answer, valid_answers
+
+from advlegit.study_app.tasks import TASKS
 
 PATTERN = re.compile("|".join(re.escape(n) for n in SECRET_NAMES), re.IGNORECASE)
 
@@ -32,8 +32,8 @@ def test_no_participant_facing_response_names_a_defense_attack_or_model(app, cli
 
 @pytest.mark.parametrize("task", ["identify", "compare"])
 def test_controls_are_blinded_like_every_stimulus(app, client, stimulus_dir_v2, tmp_path, task):
-    from study_app.db import db
-    from study_app.models import Image, Participant, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Image, Participant, Trial
 
     token = _walk_participant(app, client, stimulus_dir_v2, tmp_path, task, CONTROL_PATTERN,
                               trials=12 if task == "identify" else 18)
@@ -85,8 +85,7 @@ def test_templates_are_ready_for_a_strict_csp():
     """No inline scripts, event-handler attributes, inline styles or third-party URLs in any template."""
     from pathlib import Path
 
-    import study_app
-
+    from advlegit import study_app
     root = Path(study_app.__file__).parent
     for path in list((root / "templates").rglob("*.html")) + list((root / "static").rglob("*.*")):
         text = path.read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
-from study_app.cli import cli
+from advlegit.study_app.cli import cli
 
 
 def _run(args, url, tmp_path):

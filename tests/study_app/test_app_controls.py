@@ -9,7 +9,6 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select
-
 from study_fixtures import DEFENSES, answer_body, create_study, post_answer, start_participant
 
 KINDS = ("adversarial", "control_flip", "control_noise")
@@ -22,8 +21,8 @@ def _manifest(sdir) -> dict:
 
 def _main_trials(app, study_id):
     """{participant id: [(left key, kind, defense, right key | None, right kind | None)]} of main trials."""
-    from study_app.db import db
-    from study_app.models import Image, Participant, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Image, Participant, Trial
 
     out: dict[str, list] = {}
     with app.app_context():
@@ -39,8 +38,8 @@ def _main_trials(app, study_id):
 
 
 def test_import_keeps_kinds_twins_and_failed_attacks(app, stimulus_dir_v2, tmp_path):
-    from study_app.db import db
-    from study_app.models import Image, Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Image, Study
 
     sid = create_study(app, stimulus_dir_v2, tmp_path, "identify", trials=12)
     m = _manifest(stimulus_dir_v2)
@@ -57,9 +56,9 @@ def test_import_keeps_kinds_twins_and_failed_attacks(app, stimulus_dir_v2, tmp_p
 def test_failed_attacks_are_eligible_under_fixed_budget_only(stimulus_dir_v2, stimulus_dir):
     from types import SimpleNamespace
 
-    from study_app.allocation import build_pool
-    from study_app.design import check_against_set, parse_design
-    from study_app.stimuli import stimulus_kind, twin_of
+    from advlegit.study_app.allocation import build_pool
+    from advlegit.study_app.design import check_against_set, parse_design
+    from advlegit.study_app.stimuli import stimulus_kind, twin_of
 
     failed = [e for e in _manifest(stimulus_dir_v2)["stimuli"] if e["kind"] == "adversarial" and not e["success"]]
     assert len(failed) == 1
@@ -108,16 +107,16 @@ def _toml(text: str) -> dict:
     ('\n[stimuli]\ncontrols = true\n', "stimuli.controls: unknown field"),
 ])
 def test_bad_stimuli_table_is_refused_with_its_field(extra, message):
-    from study_app.design import DesignError, parse_design
+    from advlegit.study_app.design import DesignError, parse_design
 
     with pytest.raises(DesignError, match=message):
         parse_design(_toml(write_design_text("identify", 12) + extra))
 
 
 def test_design_refusals_change_nothing(app, stimulus_dir, stimulus_dir_v2, tmp_path):
-    from study_app.db import db
-    from study_app.design import DesignError
-    from study_app.models import StimulusSet, Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import DesignError
+    from advlegit.study_app.models import StimulusSet, Study
 
     # Controls asked of a format-1 set (it has none).
     with pytest.raises(DesignError, match=r"stimuli.kinds: \['control_flip'\] are not in this stimulus set"):
@@ -171,8 +170,8 @@ def test_adversarial_only_design_serves_no_controls(app, client, stimulus_dir_v2
 def test_export_columns_kinds_twins_design_and_companion(app, client, stimulus_dir_v2, tmp_path):
     from click.testing import CliRunner
 
-    from contracts.export import export_columns
-    from study_app.cli import cli
+    from advlegit.contracts.export import export_columns
+    from advlegit.study_app.cli import cli
 
     sid = create_study(app, stimulus_dir_v2, tmp_path, "identify", trials=12)
     token = start_participant(client, sid, "EXP1")
@@ -209,9 +208,9 @@ def test_export_columns_kinds_twins_design_and_companion(app, client, stimulus_d
 
 
 def test_compare_export_fills_the_b_columns(app, client, stimulus_dir_v2, tmp_path):
-    from study_app.db import db
-    from study_app.export import columns, iter_rows
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import columns, iter_rows
+    from advlegit.study_app.models import Study
 
     sid = create_study(app, stimulus_dir_v2, tmp_path, "compare", trials=18, practice=1, checks=1)
     token = start_participant(client, sid, "CB1")
@@ -230,9 +229,9 @@ def test_compare_export_fills_the_b_columns(app, client, stimulus_dir_v2, tmp_pa
 
 
 def test_v1_export_says_adversarial_and_minimal(app, client, study_id):
-    from study_app.db import db
-    from study_app.export import companion, iter_rows
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import companion, iter_rows
+    from advlegit.study_app.models import Study
 
     token = start_participant(client, study_id, "V1")
     for t in client.get(f"/api/p/{token}/trials").get_json()["trials"][:4]:

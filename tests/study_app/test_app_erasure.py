@@ -7,15 +7,14 @@ import io
 
 from click.testing import CliRunner
 from sqlalchemy import String, Text, inspect, select, text
-
 from study_fixtures import answer_body, form, post_answer, start_participant
 from test_app_admin import complete, csrf, login
 from test_app_fill_rows import _at_start
 
 
 def _ids(app, platform_pid):
-    from study_app.db import db
-    from study_app.models import Participant, Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response
 
     with app.app_context():
         p = db.session.scalar(select(Participant).where(Participant.platform_pid == platform_pid.lower()))
@@ -25,7 +24,7 @@ def _ids(app, platform_pid):
 
 def _traces(app, needles: list[str]) -> list[str]:
     """Every (table.column) in the database whose text holds one of the needles."""
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     found = []
     with app.app_context():
@@ -87,8 +86,8 @@ def test_withdraw_and_keep_keeps_the_answers(app, client, study_id):
 def test_bad_choice_changes_nothing(app, client, study_id):
     token = start_participant(client, study_id, "ODD")
     assert client.post(f"/p/{token}/withdraw", data=form(token, answers="shred")).status_code == 400
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     with app.app_context():
         assert db.session.scalar(select(Participant.state).where(Participant.platform_pid == "odd")) == "in_task"
@@ -126,7 +125,7 @@ def test_admin_erases_on_request_after_typing_the_id_and_the_audit_log_says_so(a
 
 
 def test_cli_erase_by_platform_id(app, client, study_id):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     complete(client, study_id, "CLIPERSON")
     who = _ids(app, "CLIPERSON")

@@ -7,14 +7,13 @@ import io
 from datetime import timedelta
 
 from sqlalchemy import select, update
-
 from study_fixtures import answer_body, post_answer, start_participant
 from test_app_admin import login
 
 
 def test_export_carries_instruction_and_session_times_per_participant(app, client, study_id):
-    from study_app.db import db, utcnow
-    from study_app.models import Participant, Response, Transition
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant, Response, Transition
 
     tokens = {}
     for pid in ("PID_A", "PID_B"):

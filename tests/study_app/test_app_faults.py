@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
-
 from study_fixtures import PrivatePostgres, ServerProcess, bot_token, write_design
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -29,8 +28,8 @@ RESTART_AT = 200   # ... and before PostgreSQL is restarted
 
 
 def test_acknowledged_answers_survive_worker_kill_and_postgres_restart(postgres_url, stimulus_dir, tmp_path):
-    from study_app.bots import AnswerModel, Oracle, run_bot
-    from study_app.cli import cli
+    from advlegit.study_app.bots import AnswerModel, Oracle, run_bot
+    from advlegit.study_app.cli import cli
 
     with PrivatePostgres() as pg:
         env = {"DATABASE_URL": pg.url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}

@@ -9,15 +9,14 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-
 from study_fixtures import answer_body, create_study, form, post_answer, start_participant, valid_answers
 
 MARKS = ("", "approved", "rejected", "excluded")
 
 
 def _rows(study_id):
-    from study_app.db import db
-    from study_app.models import FillCount
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import FillCount
 
     rows = db.session.execute(select(FillCount.item_key, FillCount.n).where(FillCount.study_id == study_id)).all()
     assert all(n >= 0 for _, n in rows), rows
@@ -26,10 +25,10 @@ def _rows(study_id):
 
 def _at_start(app, study_id):
     """What a Start sees: time-outs first (as participant/views.py does), then the rows vs the rescan."""
-    from study_app.allocation import fill_counts, time_out_stale
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.models import Study
+    from advlegit.study_app.allocation import fill_counts, time_out_stale
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import Study
 
     with app.app_context():
         study = db.session.get(Study, study_id)
@@ -40,17 +39,16 @@ def _at_start(app, study_id):
 
 
 def _participant(app, token):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     return db.session.scalar(select(Participant).where(Participant.access_token == token).with_for_update())
 
 
 def _run(app, client, study_id, task, seed, steps):
-    from study_app import review
-    from study_app.db import db
-    from study_app.models import Participant
-    from study_app.db import utcnow
+    from advlegit.study_app import review
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant
 
     rng = random.Random(seed)
     tokens: list[str] = []
@@ -112,11 +110,11 @@ def test_fill_rows_equal_the_rescan_after_random_events(app, client, stimulus_di
 
 
 def test_erasure_takes_the_participant_out_of_the_counts(app, client, stimulus_dir, tmp_path):
-    from study_app.allocation import fill_counts
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.fills import uncount_participant
-    from study_app.models import AllocationLog, Study, Trial, Transition
+    from advlegit.study_app.allocation import fill_counts
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.fills import uncount_participant
+    from advlegit.study_app.models import AllocationLog, Study, Transition, Trial
 
     study_id = create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=1, checks=1)
     keep, gone = start_participant(client, study_id, "KEEP"), start_participant(client, study_id, "GONE")
@@ -136,11 +134,11 @@ def test_erasure_takes_the_participant_out_of_the_counts(app, client, stimulus_d
 def test_resume_after_an_undone_exclusion_continues_the_task(app, client, stimulus_dir, tmp_path):
     """Timed out, excluded, exclusion undone (back to timed_out), then the person comes back: they resume
     in task, where they were, and count again (it used to resume them into `excluded`)."""
-    from study_app import review
-    from study_app.allocation import fill_counts, time_out_stale
-    from study_app.db import db, utcnow
-    from study_app.design import Design
-    from study_app.models import Study
+    from advlegit.study_app import review
+    from advlegit.study_app.allocation import fill_counts, time_out_stale
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.models import Study
 
     study_id = create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=1, checks=1)
     token = start_participant(client, study_id, "BACK")

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-
 from study_fixtures import SECRET_NAMES, answer_body, csrf_of, form, page_csrf, post_answer, start_participant
 
 INJECTIONS = ["' OR '1'='1", "'; DROP TABLE responses; --", "1; SELECT pg_sleep(5)--", "\" OR 1=1 --",
@@ -51,7 +50,7 @@ PAGES = ["", "/consent", "/instructions", "/task", "/debrief", "/done", "/withdr
 
 def snapshot(app) -> str:
     """A checksum of every row of every table but the request counters."""
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     h = hashlib.sha256()
     with app.app_context():
@@ -69,9 +68,9 @@ def world(app, client, study_id):
     """A (in the task, 3 answers stored), B (just arrived), C (finished), an admin logged in."""
     from click.testing import CliRunner
 
-    from study_app.cli import cli
-    from study_app.db import db
-    from study_app.models import Participant, Response
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response
 
     a = start_participant(client, study_id, "HOSTILE_A")
     for i in range(3):

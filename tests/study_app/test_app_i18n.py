@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-
 from study_fixtures import answer_body, form, page_csrf, post_answer, valid_answers, write_design, write_german_design
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +43,7 @@ def english_in(text: str) -> list[str]:
 # ---- the catalogues
 
 def test_there_is_a_second_language():
-    from study_app.i18n import available_languages
+    from advlegit.study_app.i18n import available_languages
 
     assert "de" in LANGUAGES and available_languages()[0] == "en" and "de" in available_languages()
 
@@ -98,7 +97,7 @@ def test_every_marked_string_is_in_the_catalogues(tmp_path):
 # ---- the design key
 
 def test_language_is_validated_and_defaults_to_english(tmp_path):
-    from study_app.design import DEFAULT_QUESTIONS, DesignError, load_design
+    from advlegit.study_app.design import DEFAULT_QUESTIONS, DesignError, load_design
 
     assert load_design(write_design(tmp_path / "en.toml")).language == "en"
     de = load_design(write_german_design(tmp_path / "de.toml"))
@@ -122,10 +121,10 @@ def test_language_is_validated_and_defaults_to_english(tmp_path):
 # ---- a German study, page by page
 
 def german_study(app, stimulus_dir, tmp_path, task):
-    from study_app.db import db
-    from study_app.design import load_design
-    from study_app.manifest import load_stimulus_set
-    from study_app.studies import create_study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import load_design
+    from advlegit.study_app.manifest import load_stimulus_set
+    from advlegit.study_app.studies import create_study
 
     with app.app_context():
         study = create_study(

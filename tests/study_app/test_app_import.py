@@ -7,12 +7,11 @@ import shutil
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-
 from study_fixtures import write_design
 
 
 def run_create(app, monkeypatch, stimuli, design):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     monkeypatch.setenv("DATABASE_URL", app.config["SQLALCHEMY_DATABASE_URI"])
     monkeypatch.setenv("ADVLEGIT_INSTANCE", app.instance_path)
@@ -20,8 +19,8 @@ def run_create(app, monkeypatch, stimuli, design):
 
 
 def counts(app):
-    from study_app.db import db
-    from study_app.models import Image, StimulusSet, Study, StudyImage
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Image, StimulusSet, Study, StudyImage
 
     with app.app_context():
         return tuple(
@@ -30,8 +29,8 @@ def counts(app):
 
 
 def test_create_prints_id_last_and_import_is_idempotent(app, monkeypatch, stimulus_dir, tmp_path):
-    from study_app.db import db
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Study
 
     design = write_design(tmp_path / "d.toml", "identify")
     first = run_create(app, monkeypatch, stimulus_dir, design)
@@ -118,7 +117,7 @@ def test_bad_design_names_the_field_and_changes_nothing(app, monkeypatch, stimul
 def test_example_designs_are_valid(example):
     from pathlib import Path
 
-    from study_app.design import load_design
+    from advlegit.study_app.design import load_design
 
     d = load_design(Path(__file__).resolve().parents[2] / "examples" / f"design-{example}.toml")
     assert d.task == example and d.analysis.primary_contrast

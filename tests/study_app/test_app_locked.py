@@ -9,22 +9,20 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
-
 from study_fixtures import start_participant, write_design
 from test_app_admin import complete, login
 
 
 def _study(app, study_id):
-    from study_app.db import db
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Study
 
     return db.session.get(Study, study_id)
 
 
 def test_design_is_locked_once_someone_arrived(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import StudyLockedError
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import StudyLockedError
 
     with app.app_context():  # before anyone arrived the researcher may still fix a typo
         st = _study(app, study_id)
@@ -50,8 +48,8 @@ def test_design_is_locked_once_someone_arrived(app, client, study_id):
 
 
 def test_rows_carry_the_design_hash_and_clone_makes_a_linked_version(app, client, study_id, stimulus_dir, tmp_path):
-    from study_app.cli import cli
-    from study_app.studies import design_hash
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.studies import design_hash
 
     complete(client, study_id, "P1")
     login(app, client)
@@ -73,7 +71,7 @@ def test_rows_carry_the_design_hash_and_clone_makes_a_linked_version(app, client
         assert (new.parent_study_id, new.version) == (study_id, 2)
         assert new.design_sha256 != expected
     page = client.get(f"/admin/studies/{new_id}").get_data(as_text=True)
-    assert f"a new version of" in page and study_id in page
+    assert "a new version of" in page and study_id in page
     res = CliRunner().invoke(cli, ["study", "clone", "nope", "--stimuli", str(stimulus_dir)], env=env)
     assert res.exit_code == 1 and "no study" in res.output
     res = CliRunner().invoke(cli, ["study", "clone", study_id, "--stimuli", str(stimulus_dir)], env=env)

@@ -7,7 +7,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
-
 from study_fixtures import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,12 +22,11 @@ def empty_db(request, tmp_path):
 
 
 def test_upgrade_from_empty_matches_models(empty_db, tmp_path):
-    import study_app.models  # noqa: F401  (registers the tables)
-    from study_app.db import db
-
     from click.testing import CliRunner
 
-    from study_app.cli import cli
+    import advlegit.study_app.models  # noqa: F401    (registers the tables)
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.db import db
 
     env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     # The real `advlegit db upgrade` command, in-process (a subprocess would also import torch via generation).
@@ -64,7 +62,7 @@ def test_upgrade_from_the_first_revision_adds_the_rate_counters(empty_db, tmp_pa
     """A database created before the rate limits (revision 0001) upgrades in place."""
     from click.testing import CliRunner
 
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0001"], env=env).exit_code == 0
@@ -91,8 +89,8 @@ def test_controls_and_simulated_revision_up_and_down_keeps_data(empty_db, tmp_pa
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import text
 
-    from study_app import MIGRATIONS_DIR, create_app
-    from study_app.cli import cli
+    from advlegit.study_app import MIGRATIONS_DIR, create_app
+    from advlegit.study_app.cli import cli
 
     env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0002"], env=env).exit_code == 0
@@ -128,7 +126,7 @@ def test_controls_and_simulated_revision_up_and_down_keeps_data(empty_db, tmp_pa
             assert conn.execute(text("SELECT count(*) FROM participants")).scalar() == 1
         with app.app_context():
             upgrade(directory=MIGRATIONS_DIR)
-            from study_app.db import db
+            from advlegit.study_app.db import db
 
             db.engine.dispose()
         with engine.connect() as conn:
@@ -146,7 +144,7 @@ def test_review_history_revision_backfills_marks_and_makes_them_coherent(empty_d
     from click.testing import CliRunner
     from sqlalchemy import text
 
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     assert CliRunner().invoke(cli, ["db", "upgrade", "--revision", "0003"], env=env).exit_code == 0
@@ -180,11 +178,11 @@ def test_review_history_revision_backfills_marks_and_makes_them_coherent(empty_d
 
 def _expected_fill_rows(app, study_id: str) -> dict:
     """What the app itself would seed now: one row per pool item, counted by the reference rescan."""
-    from study_app.allocation import fill_counts, pool_of
-    from study_app.db import db
-    from study_app.design import Design
-    from study_app.fills import cell_name, item_rank
-    from study_app.models import Study
+    from advlegit.study_app.allocation import fill_counts, pool_of
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import Design
+    from advlegit.study_app.fills import cell_name, item_rank
+    from advlegit.study_app.models import Study
 
     with app.app_context():
         study = db.session.get(Study, study_id)
@@ -204,12 +202,12 @@ def test_fill_counts_revision_seeds_running_studies_as_the_app_rescans(empty_db,
     from click.testing import CliRunner
     from flask_migrate import downgrade
     from sqlalchemy import select, text
-
-    from study_app import MIGRATIONS_DIR, review
-    from study_app.cli import cli
-    from study_app.db import db, utcnow
-    from study_app.models import Participant
     from study_fixtures import answer_body, create_study, form, make_app, post_answer, start_participant, valid_answers
+
+    from advlegit.study_app import MIGRATIONS_DIR, review
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant
 
     env = {"DATABASE_URL": empty_db, "ADVLEGIT_INSTANCE": str(tmp_path / "inst")}
     assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0

@@ -6,7 +6,6 @@ import re
 
 import pytest
 from sqlalchemy import func, select
-
 from study_fixtures import answer_body, create_study, csrf_of, page_csrf, post_answer
 
 TIMED = """
@@ -29,9 +28,9 @@ def measured(**over) -> dict:
 
 
 def design_with(section: str):
-    from study_app.design import parse_design
-
     import tomllib
+
+    from advlegit.study_app.design import parse_design
     base = {"study": {"name": "S", "task": "identify", "trials": 8, "target_sample_size": 5},
             "consent": {"text": "c"}, "instructions": {"text": "i"}}
     return parse_design({**base, **tomllib.loads(section)})
@@ -48,7 +47,7 @@ def test_presentation_parses_and_defaults_to_todays_behaviour():
 
 
 def test_a_stored_design_from_before_presentation_reads_as_untimed():
-    from study_app.design import Design
+    from advlegit.study_app.design import Design
 
     d = design_with(TIMED).to_dict()
     assert Design.from_dict(d).presentation.mask_ms == 200  # round trip
@@ -78,7 +77,7 @@ BAD_SECTIONS = [
 
 @pytest.mark.parametrize("section,field", BAD_SECTIONS)
 def test_bad_presentation_values_are_refused_by_name(section, field):
-    from study_app.design import DesignError
+    from advlegit.study_app.design import DesignError
 
     with pytest.raises(DesignError) as err:
         design_with("[presentation]\n" + section)
@@ -86,7 +85,7 @@ def test_bad_presentation_values_are_refused_by_name(section, field):
 
 
 def test_design_errors_name_the_full_path_and_suggest_the_key_meant():
-    from study_app.design import DesignError
+    from advlegit.study_app.design import DesignError
 
     with pytest.raises(DesignError, match=r"^presentation\.exposure: unknown field \(did you mean 'exposure_ms'\?"):
         design_with("[presentation]\nexposure = 200")
@@ -99,8 +98,8 @@ def test_design_errors_name_the_full_path_and_suggest_the_key_meant():
 # ---- answers under a timed protocol (SQLite and PostgreSQL)
 
 def n_responses(app) -> int:
-    from study_app.db import db
-    from study_app.models import Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Response
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Response))
@@ -121,9 +120,9 @@ def timed_study(app, stimulus_dir, tmp_path):
 
 
 def export_rows(app, study_id):
-    from study_app.db import db
-    from study_app.export import iter_rows
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import iter_rows
+    from advlegit.study_app.models import Study
 
     with app.app_context():
         return list(iter_rows(db.session.get(Study, study_id)))
@@ -215,9 +214,9 @@ def test_an_untimed_study_takes_no_timing_and_no_timeout(app, client, study_id):
 def test_the_bots_measurements_are_accepted(app, client, timed_study):
     import random
 
-    from study_app.bots import presentation_fields
-    from study_app.presentation import Presentation
-    from study_app.responses import parse
+    from advlegit.study_app.bots import presentation_fields
+    from advlegit.study_app.presentation import Presentation
+    from advlegit.study_app.responses import parse
 
     pres = client.get(f"/api/p/{start(client, timed_study)}/trials").get_json()["presentation"]
     rng = random.Random(1)
@@ -238,8 +237,8 @@ min_viewport_height = 600
 
 
 def n_trials(app) -> int:
-    from study_app.db import db
-    from study_app.models import Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Trial
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Trial))

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import event, func, select, text, update
-
 from study_fixtures import ServerProcess, answer_body, bot_token, create_study, csrf_of, write_design
 
 POOL = 16  # client threads: more than the server's 2 workers x 4 threads, so requests really overlap
@@ -41,10 +39,10 @@ def small_study(app, stimulus_dir, tmp_path):
 def one_trial_study(app, stimulus_dir, tmp_path):
     """One defense, one trial: the cheapest participant that still goes through every state (its first
     answer is its last), so the race tests spend their time on the race, not on getting there."""
-    from study_app.db import db
-    from study_app.design import load_design
-    from study_app.manifest import load_stimulus_set
-    from study_app.studies import create_study as create
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import load_design
+    from advlegit.study_app.manifest import load_stimulus_set
+    from advlegit.study_app.studies import create_study as create
 
     path = write_design(tmp_path / "one-trial.toml", "identify", trials=1, practice=0, checks=0)
     path.write_text(path.read_text().replace("[study]\n", '[study]\ndefenses = ["undefended_ce"]\n', 1))
@@ -91,8 +89,8 @@ def in_task(base, study_id, n, answered, anonymous=False):
 
 def stored(app, tokens):
     """{token: (state, completion_code, responses, [(from, to), ...])} as the database holds them."""
-    from study_app.db import db
-    from study_app.models import Participant, Response, Transition
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response, Transition
 
     with app.app_context():
         out = {}
@@ -112,8 +110,8 @@ def no_server_errors(responses, server):
 def test_double_submitted_start_allocates_once(app, server_process, stimulus_dir, tmp_path):
     """Item 2: three Start submits at once for each of 70 participants: every one is sent to the task,
     one allocation and one trial list each."""
-    from study_app.db import db
-    from study_app.models import AllocationLog, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import AllocationLog, Trial
 
     base = server_process.url
     study_id = one_trial_study(app, stimulus_dir, tmp_path)
@@ -209,7 +207,7 @@ def test_concurrent_wrong_logins_never_pass_the_lockout(app, db_url, stimulus_di
     the lockout allows; every other attempt is refused (429) before a password is checked."""
     from click.testing import CliRunner
 
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     res = CliRunner().invoke(cli, ["create-admin", "--username", "alice"],
                              env={"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": app.instance_path,
@@ -234,7 +232,7 @@ def test_concurrent_wrong_logins_never_pass_the_lockout(app, db_url, stimulus_di
 def test_bots_run_twice_with_one_seed_both_finish_with_the_same_answers(app, server_process, stimulus_dir, tmp_path):
     """Item 11: the same seed twice against one database: both runs finish (no uuid_conflict); the
     answers are the same sequence, the answer UUIDs are new."""
-    from study_app.bots import AnswerModel, Oracle, run_bot
+    from advlegit.study_app.bots import AnswerModel, Oracle, run_bot
 
     study_id = small_study(app, stimulus_dir, tmp_path)
     oracle = Oracle.from_stimulus_dir(str(stimulus_dir))
@@ -256,8 +254,8 @@ def make_stale(app, study_id, client, n, first=0):
     """n anonymous arrivals that then went quiet for longer than the study's timeout."""
     from datetime import timedelta
 
-    from study_app.db import db, utcnow
-    from study_app.models import Participant
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant
 
     tokens = []
     for _ in range(n):
@@ -272,7 +270,7 @@ def make_stale(app, study_id, client, n, first=0):
 
 def statements_during(app, fn) -> int:
     """Statements (each parameter set of an executemany counted once) the app's engine ran during fn."""
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     count = [0]
 
@@ -298,8 +296,8 @@ def start(client, token):
 def test_stale_sessions_are_timed_out_in_bulk(app, client, stimulus_dir, tmp_path):
     """Item 12: a Start costs the same number of statements with 3 or 40 stale sessions to time out,
     and every one of them is timed out with its transition recorded."""
-    from study_app.db import db
-    from study_app.models import Participant, Transition
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Transition
 
     study_id = small_study(app, stimulus_dir, tmp_path)
     # The study's first Start also makes its fill rows (one per item): not what is compared here.
@@ -330,8 +328,8 @@ def test_stale_sessions_are_timed_out_before_the_allocation_lock(app, db_url, st
         pytest.skip("a row lock held by another transaction is a PostgreSQL notion")
     from sqlalchemy import create_engine
 
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     study_id = small_study(app, stimulus_dir, tmp_path)
     client = app.test_client()

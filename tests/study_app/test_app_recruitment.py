@@ -6,13 +6,12 @@ import subprocess
 import sys
 
 from sqlalchemy import func, select
-
 from study_fixtures import TEST_SECRET, ServerProcess, answer_body, form, post_answer
 
 
 def n_participants(app):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Participant))
@@ -101,7 +100,7 @@ def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
     # Bots beside the server share its secret (ServerProcess: TEST_SECRET), so they are stored as simulated.
     env_extra = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),
                  "ADVLEGIT_SECRET_KEY": TEST_SECRET}
-    code = ("import sys; from study_app.cli import cli; "
+    code = ("import sys; from advlegit.study_app.cli import cli; "
             "sys.exit(cli.main(sys.argv[1:], prog_name='advlegit', standalone_mode=True))")
     env = {**__import__("os").environ, **env_extra}
     with ServerProcess(db_url, tmp_path / "srv") as srv:
@@ -123,8 +122,8 @@ def test_bots_command_over_http(app, db_url, stimulus_dir, tmp_path):
 
 
 def test_closing_a_study_stops_new_arrivals_but_lets_people_finish(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Study
 
     first = client.get(f"/s/{study_id}?PROLIFIC_PID=INSIDE")
     with app.app_context():

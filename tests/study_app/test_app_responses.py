@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import json
 
-import uuid
-
 from sqlalchemy import func, select
-
 from study_fixtures import answer_body, csrf_of, form, post_answer, prolific_link, start_participant
 
 
 def n_responses(app) -> int:
-    from study_app.db import db
-    from study_app.models import Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Response
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Response))
@@ -87,8 +84,8 @@ def test_oversized_body_is_rejected(app, client, study_id):
 
 
 def test_participants_cannot_touch_each_others_trials(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant, Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response
 
     a = start_participant(client, study_id, "ALICE")
     b = start_participant(client, study_id, "BOB")
@@ -135,8 +132,8 @@ def test_completion_code_only_after_every_response_is_stored(app, client, study_
 
 
 def test_every_transition_is_a_timestamped_row_and_reload_resumes(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     token = start_participant(client, study_id)
     for i in range(3):
@@ -155,8 +152,8 @@ def test_every_transition_is_a_timestamped_row_and_reload_resumes(app, client, s
 
 
 def test_double_submitted_start_allocates_once(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Trial
 
     token = start_participant(client, study_id)
     assert client.post(f"/p/{token}/instructions", data=form(token)).status_code == 303  # second click
@@ -167,8 +164,8 @@ def test_double_submitted_start_allocates_once(app, client, study_id):
 def test_timed_out_participant_resumes_without_losing_answers(app, client, study_id):
     from datetime import timedelta
 
-    from study_app.db import db, utcnow
-    from study_app.models import Participant
+    from advlegit.study_app.db import db, utcnow
+    from advlegit.study_app.models import Participant
 
     token = start_participant(client, study_id, "SLOW")
     assert post(client, token, answer_body(0, "3")).status_code == 201
@@ -205,11 +202,11 @@ def test_api_errors_are_json_and_pages_errors_are_readable(app, client, study_id
 
 
 def test_allocation_failure_shows_a_page_and_stores_nothing(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Trial
 
     with app.app_context():  # a design the set cannot serve (more trials per cell than distinct source
-        from study_app.models import Study  # digits); changed before anyone arrived, while that is allowed
+        from advlegit.study_app.models import Study  # digits); changed before anyone arrived, while that is allowed
 
         st = db.session.get(Study, study_id)
         st.design_json = json.dumps({**st.design, "trials": 4000})

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-
 from study_fixtures import start_participant
 from test_app_admin import complete, csrf, login
 
 
 def _participant(app, pid):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     with app.app_context():
         # Prolific ids are stored in lower case (recruitment.py), whatever case the link used.

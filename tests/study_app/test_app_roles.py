@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 
 from click.testing import CliRunner
-
 from study_fixtures import create_study
 from test_app_admin import PASSWORD, admin_login, complete, csrf, login
 
 
 def _account(app, username, researcher=True):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     args = ["create-admin", "--username", username] + (["--researcher"] if researcher else [])
     res = CliRunner().invoke(cli, args, env={"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
@@ -104,8 +103,9 @@ def test_roles_bound_what_each_researcher_sees_and_does(app, client, study_id, s
 
 
 def test_cli_owner_and_members(app, client, stimulus_dir, tmp_path):
-    from study_app.cli import cli
     from study_fixtures import write_design
+
+    from advlegit.study_app.cli import cli
 
     _account(app, "olga")
     env = {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "ADVLEGIT_INSTANCE": app.instance_path}

@@ -10,15 +10,13 @@ from urllib.parse import unquote
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-
-from study_fixtures import (answer_body, csrf_of, form, make_app, page_csrf, post_answer,
-                            start_participant)
+from study_fixtures import answer_body, csrf_of, form, make_app, page_csrf, post_answer, start_participant
 
 PASSWORD = "correct horse battery"
 
 
 def admin_user(app, username="alice"):
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     res = CliRunner().invoke(cli, ["create-admin", "--username", username],
                              env={"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
@@ -36,7 +34,7 @@ def state_of(client, token):
 
 
 def n_rows(app, model):
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(model))
@@ -81,9 +79,9 @@ def test_images_have_opaque_names_and_long_cache_lifetimes(app, client, study_id
 
 
 def test_production_refuses_weak_secrets_and_sends_secure_cookies(tmp_path, monkeypatch):
-    from study_app import create_app
-    from study_app.cli import cli
-    from study_app.security import ConfigError
+    from advlegit.study_app import create_app
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.security import ConfigError
 
     base = {"DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", "INSTANCE_PATH": str(tmp_path / "inst"),
             "PRODUCTION": True}
@@ -106,7 +104,7 @@ def test_production_refuses_weak_secrets_and_sends_secure_cookies(tmp_path, monk
     app = create_app(dict(base))
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["PROXY_HOPS"] == 1
     with app.app_context():
-        from study_app.db import db
+        from advlegit.study_app.db import db
 
         db.create_all()
     cookie = app.test_client().get("/admin/login", base_url="https://study.example").headers["Set-Cookie"]
@@ -132,7 +130,7 @@ def test_participant_forms_and_answers_need_their_own_csrf_token(app, client, st
         r = client.post(f"/p/{a}/consent", data=data)
         assert r.status_code == 403 and "CSRF" in r.get_data(as_text=True)
         assert state_of(client, a)["state"] == "entered"
-    from study_app.models import Response
+    from advlegit.study_app.models import Response
 
     for headers in ({}, {"X-CSRF-Token": csrf_of(a)}, {"X-CSRF-Token": "x" * 32}):
         r = client.post(f"/api/p/{b}/responses", json=answer_body(0, "3"), headers=headers)
@@ -159,8 +157,8 @@ def test_admin_forms_and_login_need_the_session_csrf_token(app, client, study_id
     for path, data in ((f"/admin/studies/{study_id}/status", {"status": "closed"}), ("/admin/logout", {})):
         assert client.post(path, data=data).status_code == 403
         assert client.post(path, data={**data, "csrf": stolen}).status_code == 403
-    from study_app.db import db
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Study
 
     with app.app_context():
         assert db.session.get(Study, study_id).status == "open"
@@ -169,8 +167,8 @@ def test_admin_forms_and_login_need_the_session_csrf_token(app, client, study_id
 
 def test_admin_pages_refuse_anonymous_and_participant_sessions(app, client, study_id):
     token = start_participant(client, study_id)  # this client is now a participant
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     with app.app_context():
         pid = db.session.scalar(select(Participant.id))
@@ -194,8 +192,8 @@ def test_admin_pages_refuse_anonymous_and_participant_sessions(app, client, stud
 
 
 def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant, Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response
 
     a = start_participant(client, study_id, "ALICE")
     b = start_participant(client, study_id, "BOB")
@@ -221,8 +219,8 @@ def test_a_participant_cannot_read_or_change_anothers_data(app, client, study_id
 
 
 def _uuid_of(app, participant_id):
-    from study_app.db import db
-    from study_app.models import Response
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Response
 
     with app.app_context():
         return db.session.scalar(select(Response.uuid).where(Response.participant_id == participant_id))
@@ -262,14 +260,14 @@ def test_session_fixation_fails_at_login_and_at_entry(app, client, study_id):
 
 
 def test_free_text_is_escaped_on_admin_pages_and_exported(app, client, study_id, tmp_path):
-    from study_app.cli import cli
-    from study_app.db import db
-    from study_app.models import Response
+    from advlegit.study_app.cli import cli
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Response
 
     evil = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>'; DROP TABLE responses; --"
     sid = study_id
     with app.app_context():  # this design asks no debrief questions: ask one (before anyone arrived: the
-        from study_app.models import Study  # design of a started study is locked)
+        from advlegit.study_app.models import Study  # design of a started study is locked)
 
         st = db.session.get(Study, sid)
         design = st.design
@@ -298,7 +296,7 @@ def test_free_text_is_escaped_on_admin_pages_and_exported(app, client, study_id,
 
 
 def test_rate_limits_are_counted_in_the_database_across_app_processes(app, db_url, study_id, tmp_path):
-    from study_app.models import RateCounter
+    from advlegit.study_app.models import RateCounter
 
     # Two app instances = two servers behind one proxy: they share one budget through the database.
     one = make_app(db_url, tmp_path / "one", RATE_ENTRY_PER_IP=3, RATE_ANSWERS_PER_PARTICIPANT=4).test_client()
@@ -381,7 +379,8 @@ def test_serve_production_over_plain_http_with_the_documented_switch(app, db_url
         env = {**os.environ, "DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "srv"),
                "ADVLEGIT_SECRET_KEY": "a" * 8 + "9f3c" * 8, "ADVLEGIT_INSECURE_COOKIES": insecure}
         log = (tmp_path / f"serve-{insecure}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-c", "from study_app.cli import cli; cli()", "serve", "--production",
+        proc = subprocess.Popen([sys.executable, "-c", "from advlegit.study_app.cli import cli; cli()", "serve",
+                                 "--production",
                                  "--port", str(port), "--workers", "1", "--threads", "2", "--no-access-log"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"

@@ -6,13 +6,12 @@ import csv
 import io
 
 from sqlalchemy import func, select
-
 from study_fixtures import bot_token, create_study, start_participant
 
 
 def _participants(app, study_id):
-    from study_app.db import db
-    from study_app.models import Participant
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
 
     with app.app_context():
         return {p.id: p.simulated for p in db.session.scalars(select(Participant)
@@ -21,10 +20,10 @@ def _participants(app, study_id):
 
 def test_bots_over_real_http_are_stored_and_exported_as_simulated(app, client, server_process, stimulus_dir_v2,
                                                                    tmp_path):
-    from study_app.bots import AnswerModel, Oracle, run_bots
-    from study_app.db import db
-    from study_app.export import iter_rows
-    from study_app.models import Study
+    from advlegit.study_app.bots import AnswerModel, Oracle, run_bots
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import iter_rows
+    from advlegit.study_app.models import Study
 
     sid = create_study(app, stimulus_dir_v2, tmp_path, "identify", trials=12, practice=1, checks=1)
     start_participant(client, sid, "HUMAN1")  # a person, through the same entry link
@@ -48,9 +47,9 @@ def test_bots_over_real_http_are_stored_and_exported_as_simulated(app, client, s
 
 
 def test_a_wrong_or_foreign_token_is_refused_and_stores_nothing(app, client, stimulus_dir, tmp_path):
-    from study_app.db import db
-    from study_app.models import Participant
-    from study_app.security import SIMULATED_HEADER, simulated_token_for
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
+    from advlegit.study_app.security import SIMULATED_HEADER, simulated_token_for
 
     sid = create_study(app, stimulus_dir, tmp_path, "identify")
     other = create_study(app, stimulus_dir, tmp_path, "rate")
@@ -73,9 +72,9 @@ def test_a_wrong_or_foreign_token_is_refused_and_stores_nothing(app, client, sti
 def test_bots_command_refuses_to_run_unlabelled(app, db_url, stimulus_dir, tmp_path):
     """`advlegit bots` with a secret other than the server's fails loudly; nothing is recorded as a person."""
     from click.testing import CliRunner
-
-    from study_app.cli import cli
     from study_fixtures import ServerProcess
+
+    from advlegit.study_app.cli import cli
 
     sid = create_study(app, stimulus_dir, tmp_path, "identify", trials=4, practice=1, checks=1)
     env = {"DATABASE_URL": db_url, "ADVLEGIT_INSTANCE": str(tmp_path / "inst"),

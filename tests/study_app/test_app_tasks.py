@@ -5,21 +5,20 @@ dashboard, and simulated participants answer it over real HTTP. A new task is co
 from __future__ import annotations
 
 import pytest
+from study_fixtures import answer_body, bot_token, create_study, post_answer, start_participant, valid_answers
 
-from contracts import export as contract
-from study_app.tasks import OUTCOME_COLUMNS, TASKS
-from study_fixtures import (answer_body, bot_token, create_study, post_answer, start_participant,
-                            valid_answers)
+from advlegit.contracts import export as contract
+from advlegit.study_app.tasks import OUTCOME_COLUMNS, TASKS
 
 ALL_TASKS = [str(t) for t in TASKS]
 PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 def _export(app, study_id):
-    from study_app.db import db
-    from study_app.export import iter_rows
-    from study_app.models import Study
-    from study_app.stats import study_stats
+    from advlegit.study_app.db import db
+    from advlegit.study_app.export import iter_rows
+    from advlegit.study_app.models import Study
+    from advlegit.study_app.stats import study_stats
 
     with app.app_context():
         study = db.session.get(Study, study_id)
@@ -77,7 +76,7 @@ def test_a_participant_answers_every_task_and_the_export_fills_its_columns(app, 
 
 @pytest.mark.parametrize("task", ALL_TASKS)
 def test_bots_answer_every_task_over_real_http(app, server_process, stimulus_dir, tmp_path, task):
-    from study_app.bots import AnswerModel, Oracle, run_bots
+    from advlegit.study_app.bots import AnswerModel, Oracle, run_bots
 
     study_id = create_study(app, stimulus_dir, tmp_path, task, practice=1, checks=1)
     oracle = Oracle.from_stimulus_dir(str(stimulus_dir))
@@ -94,7 +93,7 @@ def test_bot_answers_are_valid_and_follow_the_seed(stimulus_dir, task):
     """Without a server: the plugin's bot and careless answers are answers the task accepts."""
     import random
 
-    from study_app.bots import AnswerModel, Oracle
+    from advlegit.study_app.bots import AnswerModel, Oracle
 
     oracle = Oracle.from_stimulus_dir(str(stimulus_dir))
     entries = [e for e in oracle.by_sha.values() if "defense" in e][:TASKS[task].n_images]

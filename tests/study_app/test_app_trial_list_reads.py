@@ -4,13 +4,12 @@ bench_start), which starved the Starts running beside it."""
 from __future__ import annotations
 
 from sqlalchemy import event, select
-
 from study_fixtures import start_participant
 
 
 def test_trial_list_reads_only_the_participants_image_tokens(app, client, study_id):
-    from study_app.db import db
-    from study_app.models import Participant, StudyImage, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, StudyImage, Trial
 
     token = start_participant(client, study_id)
     with app.app_context():

@@ -25,9 +25,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, select, text
-
-from study_fixtures import (ServerProcess, answer_body, create_study, csrf_of, form,
-                            fresh_postgres_database, make_app, page_csrf, write_stimulus_set)
+from study_fixtures import (
+    ServerProcess,
+    answer_body,
+    create_study,
+    csrf_of,
+    form,
+    fresh_postgres_database,
+    make_app,
+    page_csrf,
+    write_stimulus_set,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +53,7 @@ def _revisions() -> list[str]:
 
 
 def _migrate(url: str, instance: Path, revision: str = "head") -> None:
-    from study_app.cli import cli
+    from advlegit.study_app.cli import cli
 
     out = CliRunner().invoke(cli, ["db", "upgrade", "--revision", revision],
                              env={"DATABASE_URL": url, "ADVLEGIT_INSTANCE": str(instance)})
@@ -64,7 +72,7 @@ def reference(db_url, tmp_path_factory):
     study_id = create_study(app, stimuli, tmp, "identify", trials=4, practice=1, checks=1)
     client = app.test_client()
     unfinished = _run_study(app, client, study_id)
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     with app.app_context():
         db.session.remove()
@@ -85,10 +93,10 @@ def _post(client, token, body):
 def _run_study(app, client, study_id) -> dict[str, dict]:
     """Participants in every state; returns {token: {"queue": [answer bodies the browser still holds]}}
     for everyone who has not finished."""
-    from study_app.db import db
-    from study_app.models import Participant
-    from study_app import review
-    from study_app.states import transition
+    from advlegit.study_app import review
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant
+    from advlegit.study_app.states import transition
 
     unfinished: dict[str, dict] = {}
 
@@ -144,7 +152,7 @@ def _run_study(app, client, study_id) -> dict[str, dict]:
         db.session.commit()
     with app.app_context():
         states = set(db.session.scalars(select(Participant.state)))
-    from study_app.states import ALLOWED
+    from advlegit.study_app.states import ALLOWED
 
     assert states == set(ALLOWED), f"not every state is represented: {set(ALLOWED) - states}"
     return unfinished
@@ -158,8 +166,8 @@ def _quote(name: str) -> str:
 
 def _tables(conn) -> list[str]:
     """Application tables in an order that satisfies foreign keys (the models' order)."""
-    import study_app.models  # noqa: F401
-    from study_app.db import db
+    import advlegit.study_app.models  # noqa: F401
+    from advlegit.study_app.db import db
 
     present = set(inspect(conn).get_table_names())
     return [t.name for t in db.metadata.sorted_tables if t.name in present]
@@ -285,8 +293,8 @@ def _finish_over_http(base: str, token: str, queue: list[dict]) -> str:
 
 @pytest.mark.parametrize("revision", _revisions())
 def test_a_running_study_survives_the_upgrade_from(revision, reference, old_db, tmp_path):
-    from study_app.db import db
-    from study_app.models import Participant, Response, Trial
+    from advlegit.study_app.db import db
+    from advlegit.study_app.models import Participant, Response, Trial
 
     reference_url, study_id, unfinished = reference
     _migrate(old_db, tmp_path / "migrate", revision)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from study_fixtures import write_design
 
 
@@ -10,7 +9,7 @@ from study_fixtures import write_design
                                             ("7", "a"), ("0", "a"), ("ankle boot", "an"), ("T-shirt/top", "a"),
                                             ("unicorn", "a"), ("hour", "an"), ("", "a")])
 def test_article_as_spoken(word, expected):
-    from study_app.tasks import article
+    from advlegit.study_app.tasks import article
 
     assert article(word) == expected
 
@@ -18,7 +17,7 @@ def test_article_as_spoken(word, expected):
 def test_rate_prompt_and_feedback_say_an_8():
     from types import SimpleNamespace
 
-    from study_app.tasks import TASKS
+    from advlegit.study_app.tasks import TASKS
 
     classes = [str(d) for d in range(10)]
     trial = SimpleNamespace(kind="practice", prompt_label=8, expected="low")
@@ -30,9 +29,9 @@ def test_rate_prompt_and_feedback_say_an_8():
 
 
 def test_one_time_estimate_everywhere(app, client, stimulus_dir, tmp_path):
-    from study_app.db import db
-    from study_app.design import estimated_minutes
-    from study_app.models import Study
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import estimated_minutes
+    from advlegit.study_app.models import Study
 
     path = write_design(tmp_path / "d.toml", "rate")
     path.write_text(
@@ -52,10 +51,10 @@ def test_one_time_estimate_everywhere(app, client, stimulus_dir, tmp_path):
 
 
 def create_study_from(app, path, stimulus_dir):
-    from study_app.design import load_design
-    from study_app.manifest import load_stimulus_set
-    from study_app.studies import create_study as _create
-    from study_app.db import db
+    from advlegit.study_app.db import db
+    from advlegit.study_app.design import load_design
+    from advlegit.study_app.manifest import load_stimulus_set
+    from advlegit.study_app.studies import create_study as _create
 
     with app.app_context():
         study = _create(load_stimulus_set(stimulus_dir), load_design(path))

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from study_app.pngsafe import NotAPNG, strip_png
-from study_app.tasks import TASKS
+from advlegit.study_app.pngsafe import NotAPNG, strip_png
+from advlegit.study_app.tasks import TASKS
 
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

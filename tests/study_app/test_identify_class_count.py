@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 from sqlalchemy import func, select
-
 from study_fixtures import create_study
 
 ELEVEN = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck", "tree"]
@@ -24,15 +23,15 @@ def eleven_class_set(stimulus_dir, tmp_path):
 
 
 def _count(app, model) -> int:
-    from study_app.db import db
+    from advlegit.study_app.db import db
 
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(model))
 
 
 def test_identify_refuses_a_set_of_more_than_ten_classes_and_writes_nothing(app, eleven_class_set, tmp_path):
-    from study_app.design import DesignError
-    from study_app.models import StimulusSet, Study
+    from advlegit.study_app.design import DesignError
+    from advlegit.study_app.models import StimulusSet, Study
 
     with pytest.raises(DesignError, match=r"identify task serves stimulus sets of at most 10 classes.*has 11 classes"):
         create_study(app, eleven_class_set, tmp_path, "identify", trials=4)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from study_app.settings import AppSettings, ConfigError, check_secret_key
+from advlegit.study_app.settings import AppSettings, ConfigError, check_secret_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,8 +142,8 @@ def test_production_secret_check():
 def test_a_bad_value_stops_the_app_and_the_commands(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from study_app import create_app
-    from study_app.cli import cli
+    from advlegit.study_app import create_app
+    from advlegit.study_app.cli import cli
 
     monkeypatch.setenv("ADVLEGIT_RATE_ENTRY_PER_IP", "many")
     with pytest.raises(ConfigError, match="ADVLEGIT_RATE_ENTRY_PER_IP='many'"):
@@ -154,7 +154,7 @@ def test_a_bad_value_stops_the_app_and_the_commands(tmp_path, monkeypatch):
 
 
 def test_create_app_takes_settings_and_overrides(tmp_path):
-    from study_app import create_app
+    from advlegit.study_app import create_app
 
     s = AppSettings(database_url=f"sqlite:///{tmp_path / 'a.db'}", instance_path=str(tmp_path / "i"),
                     rate_entry_per_ip=7, admin_session_seconds=120)

@@ -19,8 +19,7 @@ import click
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # (package module, attribute) of every click group merged into the top level.
-_GROUPS = ("generation.cli", "study_app.cli", "analysis.cli", "demo.cli")
-_PACKAGES = tuple(g.split(".")[0] for g in _GROUPS)
+_GROUPS = ("advlegit.generation.cli", "advlegit.study_app.cli", "advlegit.analysis.cli", "advlegit.demo.cli")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,8 +33,7 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not verbose:
-        for package in _PACKAGES:
-            logging.getLogger(package).setLevel(logging.INFO)
+        logging.getLogger("advlegit").setLevel(logging.INFO)
 
 
 def _compose() -> None:
