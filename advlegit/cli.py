@@ -7,16 +7,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 
 import click
-
-# OpenMP threads that finish their share of an op sleep instead of spinning (libgomp's default spins
-# ~300k iterations per barrier). On a CPU shared with other jobs the spinning thread steals the core
-# the other thread needs, and torch's 2-thread training ran 2-4x slower (BENCHMARKS.md, "demo first
-# run"). Same thread count, same work split, so the same bits. Read once when torch loads libgomp:
-# set here, before any command imports torch; a value you set yourself wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # (package module, attribute) of every click group merged into the top level.
 _GROUPS = ("advlegit.generation.cli", "advlegit.study_app.cli", "advlegit.analysis.cli", "advlegit.demo.cli")

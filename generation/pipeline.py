@@ -47,7 +47,7 @@ from .seeds import (
     write_table,
 )
 from .stimuli import Stimulus, choose_sources, choose_targets, make_stimuli, predictions
-from .train import cache_dir, model_specs, replicate_name, to_tensors, train_or_load
+from .train import cache_dir, data_key, model_specs, replicate_name, to_tensors, train_or_load
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -124,7 +124,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
 
     log.info("evaluating %d models (%s)", len(everyone), ", ".join(cfg.evaluation.attacks))
     metrics = _cached_json("evaluation", {"checkpoints": checkpoints, "eval": asdict(cfg.evaluation),
-                                          "data": asdict(cfg.data), "dataset": dataset.sha256,
+                                          "data": data_key(cfg.data), "dataset": dataset.sha256,
                                           **_precision_key(resolved)},
                            lambda: _under(resolved, dev, defended,
                                           lambda: evaluate(defended, everyone, x_test, y_test, cfg.evaluation)))
@@ -212,7 +212,7 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in {**models, **raters}}
         log.info("evaluating seed %d's models", seed)
         per_seed.append(_cached_json("evaluation", {"checkpoints": sha, "eval": asdict(cfg.evaluation),
-                                                    "data": asdict(cfg.data), "dataset": dataset.sha256,
+                                                    "data": data_key(cfg.data), "dataset": dataset.sha256,
                                                     **_precision_key(resolved)},
                                      lambda models=models, raters=raters: _under(
                                          resolved, x_test.device, models,
@@ -248,7 +248,7 @@ def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_t
     ic = cfg.interpretability
     log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
     key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended},
-           "data": asdict(cfg.data), "dataset": dataset.sha256,
+           "data": data_key(cfg.data), "dataset": dataset.sha256,
            "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
     return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
 

@@ -76,9 +76,18 @@ class TrainedModel:
     matched: dict[str, Any] | None = None  # an accuracy-matched model: where it stopped (match_outcome)
 
 
+def data_key(data) -> dict[str, Any]:
+    """The [data] settings as cache keys hold them: n_validation only when set, so the models and results
+    cached before that key existed are found again."""
+    key = asdict(data)
+    if not key.get("n_validation"):
+        key.pop("n_validation", None)
+    return key
+
+
 def model_specs(cfg: GenerationConfig, dataset_sha256: str, precision: str = "fp32") -> list[ModelSpec]:
     """precision: the resolved one (generation/precision.py resolve), part of every trained model's key."""
-    data = {**asdict(cfg.data), "sha256": dataset_sha256}
+    data = {**data_key(cfg.data), "sha256": dataset_sha256}
     m, t = cfg.model, cfg.training
     bn = lambda arch: m.batch_norm and arch == "ross_cnn"  # noqa: E731  (gap_cnn has none)
     specs = []

@@ -43,7 +43,7 @@ def test_bf16_changes_the_checkpoint_key_and_fp32_keeps_the_old_one():
     # the key an fp32 spec had before precision existed: every cached checkpoint stays valid
     from advlegit.generation.config import sha256_json
     from advlegit.generation.train import CHECKPOINT_FORMAT
-    old = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("load", "precision")}
+    old = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("load", "precision", "match")}
     assert spec.key() == sha256_json({"format": CHECKPOINT_FORMAT, **old, "name": None})
 
 
