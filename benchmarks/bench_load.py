@@ -223,8 +223,10 @@ class Server:
                "ADVLEGIT_SECRET_KEY": secret or secrets.token_hex(32), "ADVLEGIT_INSECURE_COOKIES": "1",
                "ADVLEGIT_PROXY_HOPS": "0", "PYTHONPATH": f"{root}{os.pathsep}{ROOT / 'benchmarks'}", **(env or {})}
         self.log = log.open("ab")
+        # A checkout from before the advlegit.* import names (bench_start --old) has bare top-level packages.
+        cli_module = "advlegit.study_app.cli" if (root / "advlegit" / "__init__.py").exists() else "study_app.cli"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"{preamble}\nfrom study_app.cli import cli; cli()", "serve", "--production",
+            [sys.executable, "-c", f"{preamble}\nfrom {cli_module} import cli; cli()", "serve", "--production",
              "--port", str(self.port), "--workers", str(workers), "--threads", str(threads), "--no-access-log"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
         import requests

@@ -255,6 +255,25 @@ def phase_table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def durable(url: str) -> None:
+    """Commits wait for the WAL fsync, as in production: the test fixture's databases turn that off
+    (HTTP runs copy a template, and a copy does not inherit that setting)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'ALTER DATABASE "{make_url(url).database}" SET synchronous_commit = on'))
+    engine.dispose()
+
+
+def old_commit(root: Path) -> str:
+    import subprocess
+
+    res = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return res.stdout.strip() or "?"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--groups", type=int, default=5000, help="source digits attacked (x4 defenses = stimuli)")
@@ -288,6 +307,7 @@ def main() -> None:
             stimuli = write_stimulus_set(stimuli, n_groups=args.groups, n_extra_sources=0)
         if not args.http_only:
             with tolerant(fresh_postgres_database(admin)) as url:
+                durable(url)
                 study = setup(tmp, url, stimuli)
                 print(f"set and study ready in {time.perf_counter() - t0:.0f} s", flush=True)
                 seq = in_process(url, study, tmp, args.participants, legacy_at)
@@ -331,9 +351,9 @@ def main() -> None:
     n_stimuli = args.groups * 4
     body = f"""## bench_start — a Start on a {n_stimuli:,}-stimulus set (issue 17, item 5)
 
-PostgreSQL on loopback; identify design, 20 main trials (5 per defense), 4 defenses. The machine has 2
-cores shared with other engineers' work, so absolute times are pessimistic and noisy: the load average
-(1/5/15 min) is given per run.
+PostgreSQL on loopback, commits durable (synchronous_commit on); identify design, 20 main trials (5 per
+defense), 4 defenses. The machine has 2 cores, at times shared with other engineers' work: the load
+average (1/5/15 min) is given per run.
 """
     if seq is not None:
         starts = seq["start_ms"]
@@ -358,7 +378,7 @@ The previous allocator on the same database (up to its plan, under the lock, rol
 
 Fill spread within a cell after {n_seq} allocations: {spread_seq} (0 or 1 is level).
 """
-    interleaved = f"; before = {args.old}, runs interleaved" if args.old else ""
+    interleaved = f"; before = commit {old_commit(args.old)} ({args.old}), runs interleaved" if args.old else ""
     body += f"""
 **2. Over HTTP: {args.arrivals} arrivals spread over {args.seconds:.0f} s** (gunicorn {args.workers} workers × \
 {args.threads} threads; entry → consent → Start → trial list){interleaved}:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, literal, or_, select, text, union_all, update
 
-from . import fills, leastfilled
+from . import fills, leastfilled, memo
 from .db import UTCDateTime, db, utcnow
 from .design import Design
 from .models import AllocationLock, AllocationLog, FillCount, Image, Participant, Study, Transition, Trial
@@ -261,10 +260,7 @@ class Pool:
     image_ids: dict[str, int]
 
 
-_POOLS: OrderedDict[tuple, Pool] = OrderedDict()
-_POOLS_LOCK = threading.Lock()
-_POOLS_KEPT = 16
-_BUILDING: dict[tuple, threading.Lock] = {}
+_POOLS: memo.OncePerProcess[Pool] = memo.OncePerProcess(keep=16)
 
 
 def pool_of(study: Study) -> Pool:
@@ -273,22 +269,7 @@ def pool_of(study: Study) -> Pool:
     reuses them, where it may reuse image ids) and the design text: a changed design gets a new pool."""
     key = (db.engine.url.render_as_string(), study.id, study.created_at,
            hashlib.sha256(study.design_json.encode()).hexdigest())
-    with _POOLS_LOCK:
-        if key in _POOLS:
-            _POOLS.move_to_end(key)
-            return _POOLS[key]
-        building = _BUILDING.setdefault(key, threading.Lock())
-    with building:  # one thread builds it; the others of this process wait for it instead of repeating it
-        with _POOLS_LOCK:
-            if key in _POOLS:
-                return _POOLS[key]
-        pool = _build_pool(study)
-        with _POOLS_LOCK:
-            _POOLS[key] = pool
-            _BUILDING.pop(key, None)
-            while len(_POOLS) > _POOLS_KEPT:
-                _POOLS.popitem(last=False)
-        return pool
+    return _POOLS.get(key, lambda: _build_pool(study))
 
 
 def _build_pool(study: Study) -> Pool:

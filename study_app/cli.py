@@ -282,7 +282,7 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
         log.warning("serving a live study from SQLite: PostgreSQL (DATABASE_URL) is recommended")
     from gunicorn.app.base import BaseApplication
 
-    from . import create_app
+    from . import create_app, gunicorn_hooks
 
     class _Gunicorn(BaseApplication):
         def load_config(self):
@@ -290,7 +290,8 @@ def serve(host: str, port: int, production: bool, workers: int | None, threads: 
                          "worker_class": "gthread", "accesslog": "-" if access_log else None,
                          # participant tokens and platform ids never reach the log (study_app/accesslog.py)
                          "logger_class": "advlegit.study_app.accesslog.RedactingLogger",
-                         "timeout": 60, "graceful_timeout": 20, "keepalive": 5, "backlog": 2048}.items():
+                         "timeout": 60, "graceful_timeout": 20, "keepalive": 5, "backlog": 2048,
+                         "post_worker_init": gunicorn_hooks.post_worker_init}.items():
                 self.cfg.set(k, v)
 
         def load(self):

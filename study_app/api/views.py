@@ -4,7 +4,6 @@ Only the participant's own secret token addresses anything, so no one can reach 
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -16,7 +15,8 @@ from .. import security
 from ..answers import ResponseError, store
 from ..db import db
 from ..i18n import use_language
-from ..models import Participant, StudyImage, Trial
+from ..memo import OncePerProcess
+from ..models import Participant, StimulusSet, StudyImage, Trial
 from ..responses import count_stored, study_presentation
 from ..security import check_participant_csrf, participant_csrf
 from ..tasks import feedback, label_name, prompt, task_of
@@ -45,13 +45,15 @@ def state(token: str):
     return jsonify(progress(p))
 
 
-@functools.lru_cache(maxsize=64)
-def _classes(_database: str, stimulus_set_id: int) -> list[str]:
-    # A stimulus set never changes after import, so its class names can be cached per database and id.
-    from ..models import StimulusSet
+_CLASSES: OncePerProcess[list[str]] = OncePerProcess(keep=64)
 
-    manifest = db.session.get(StimulusSet, stimulus_set_id).manifest
-    return class_names(manifest)
+
+def set_classes(stimulus_set_id: int) -> list[str]:
+    """A stimulus set's class names, read from its manifest once per process (memo.py): a set never
+    changes after import, and its manifest can be tens of MB."""
+    def build() -> list[str]:
+        return class_names(db.session.get(StimulusSet, stimulus_set_id).manifest)
+    return _CLASSES.get((current_app.config["SQLALCHEMY_DATABASE_URI"], stimulus_set_id), build)
 
 
 @bp.get("/p/<token>/trials")
@@ -64,7 +66,7 @@ def trials(token: str):
     use_language(p.study.design.get("language"))  # prompts, feedback and keys in the study's language
     task = p.study.task_type
     plugin = task_of(task)
-    classes = _classes(current_app.config["SQLALCHEMY_DATABASE_URI"], p.study.stimulus_set_id)
+    classes = set_classes(p.study.stimulus_set_id)
     rows = db.session.scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.index)).all()
     shown = {i for t in rows for i in (t.image_id, t.image_b_id) if i}  # this person's images, not the set's
     tokens = dict(db.session.execute(select(StudyImage.image_id, StudyImage.token)

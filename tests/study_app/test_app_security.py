@@ -409,3 +409,6 @@ def test_serve_production_over_plain_http_with_the_documented_switch(app, db_url
             proc.terminate()
             proc.wait(20)
             log.close()
+        # every worker built the open study's caches before its first request (study_app/warm.py)
+        assert "warm in" in (tmp_path / f"serve-{insecure}.log").read_text() and "open studies: 1" in \
+            (tmp_path / f"serve-{insecure}.log").read_text()
