@@ -185,7 +185,7 @@ class TaskResult:
         rows = [max(len(m.table), 1) for m in self.models]
         fig = Figure(figsize=(6, 1 + 0.5 * sum(rows)))
         axes = fig.subplots(len(rows), 1, squeeze=False, gridspec_kw={"height_ratios": rows})[:, 0]
-        for m, ax in zip(self.models, axes, strict=False):
+        for m, ax in zip(self.models, axes, strict=True):
             m.plot(ax=ax)
         fig.tight_layout()
         return fig

@@ -75,7 +75,7 @@ def participant_lines(d: pd.DataFrame, outcome: str, outcome_label: str, path: P
     shown = pm.sample(n=min(max_lines, len(pm)), random_state=seed)
     x = np.arange(len(order))
     jitter = np.random.default_rng(seed).normal(0, 0.015, shown.shape)
-    for row, j in zip(shown.to_numpy(), jitter, strict=False):
+    for row, j in zip(shown.to_numpy(), jitter, strict=True):
         ax.plot(x, row + j, color="tab:gray", alpha=0.15, lw=0.8)
     ax.plot(x, pm.mean().to_numpy(), color="tab:red", lw=2.5, marker="o", label="mean over participants")
     ax.set_xticks(x, order, rotation=20, ha="right")

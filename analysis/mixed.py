@@ -566,7 +566,7 @@ def _fit_r(y, X: pd.DataFrame, factors: dict[str, np.ndarray], family: str, time
         tmp = Path(tmp)
         frame = pd.DataFrame(X.to_numpy(float), columns=names)
         frame.insert(0, "y", y)
-        for rn, c in zip(rnames, factors.values(), strict=False):
+        for rn, c in zip(rnames, factors.values(), strict=True):
             frame[rn] = np.char.add("L", c.astype(str))
         frame.to_csv(tmp / "d.csv", index=False, float_format="%.17g")
         (tmp / "meta.txt").write_text(",".join(names) + "\n" + ",".join(rnames) + "\n")
@@ -580,9 +580,9 @@ def _fit_r(y, X: pd.DataFrame, factors: dict[str, np.ndarray], family: str, time
         coef = pd.read_csv(out[0])
         vc = pd.read_csv(out[1])
         info = out[2].read_text().splitlines()
-    back = dict(zip(names, X.columns, strict=False))
+    back = dict(zip(names, X.columns, strict=True))
     coef["term"] = coef["term"].map(lambda t: back.get(t, t))
-    vc["factor"] = vc["factor"].map(dict(zip(rnames, factors.keys(), strict=False)))
+    vc["factor"] = vc["factor"].map(dict(zip(rnames, factors.keys(), strict=True)))
     return coef, vc, info[0], [line for line in info[1:] if line.strip()]
 
 
@@ -680,7 +680,7 @@ def fit_mixed(d: pd.DataFrame, outcome: str, *, family: str = "binomial",
         sds = sig
         engine_name = ("Python Laplace GLMM (analysis.mixed, penalized IRLS + profiled variances, "
                        "vcov conditional on the variances)")
-        for f_, s_ in zip(factors, sig, strict=False):
+        for f_, s_ in zip(factors, sig, strict=True):
             if s_ < 1e-4:
                 notes.append(f"random intercept {f_!r}: variance estimated as 0 (singular fit)")
     # absurd standard errors: not identified (separation); never printed as numbers

@@ -58,7 +58,7 @@ def md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(cols, row, strict=False)) + " |")
+        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(cols, row, strict=True)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -177,7 +177,7 @@ def cluster_logit(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray
         bse = np.sqrt(np.clip(np.diag(V), 0, None))
     cov = pd.DataFrame(V, index=X.columns, columns=X.columns)
     params = np.asarray(res.params, float)
-    bad = [c for c, s, b in zip(X.columns, bse, params, strict=False)
+    bad = [c for c, s, b in zip(X.columns, bse, params, strict=True)
            if not np.isfinite(s) or s > SE_MAX or abs(b) > B_MAX]
     for c in X.columns:  # a 0/1 column whose rows are all hits or all misses: (quasi-)separation
         x = X[c].to_numpy(float)

@@ -14,6 +14,7 @@ runs with its own default.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -71,7 +72,7 @@ class Run:
                     marks.append((name, t))
         marks.append(("end", self.wall))
         out: dict[str, float] = {}
-        for (name, t0), (_, t1) in zip(marks, marks[1:], strict=False):
+        for (name, t0), (_, t1) in itertools.pairwise(marks):
             if name != "end of generate":  # the verify + log line after the set is written: part of stimuli
                 out[name] = out.get(name, 0.0) + t1 - t0
             else:
@@ -125,7 +126,7 @@ def manifest_difference(a: Path, b: Path) -> list[str]:
                     continue
                 walk(x.get(k), y.get(k), f"{where}.{k}" if where else k)
         elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
-            for i, (u, v) in enumerate(zip(x, y, strict=False)):
+            for i, (u, v) in enumerate(zip(x, y, strict=True)):
                 walk(u, v, f"{where}[{i}]")
         elif x != y:
             diffs.append(where)
@@ -188,8 +189,8 @@ def report(runs: list[Run], args, config: Path, loads: list[str]) -> str:
     per = [r.phases() for r in runs]
     for phase in PHASES:
         vals = [p.get(phase, 0.0) for p in per]
-        o = med([p.get(phase, 0.0) for p, r in zip(per, runs, strict=False) if r.label == "old"])
-        n = med([p.get(phase, 0.0) for p, r in zip(per, runs, strict=False) if r.label == "new"])
+        o = med([p.get(phase, 0.0) for p, r in zip(per, runs, strict=True) if r.label == "old"])
+        n = med([p.get(phase, 0.0) for p, r in zip(per, runs, strict=True) if r.label == "new"])
         rows.append(f"| {phase} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {o / n:.2f}× |" if n else
                     f"| {phase} | " + " | ".join(f"{v:.0f}" for v in vals) + " | – |")
     ow, nw = med([r.wall for r in old]), med([r.wall for r in new])

@@ -116,7 +116,7 @@ def summarise(rows: list[dict]) -> dict:
     within = [r["exposure_missed"] == "false" for r in rows]
     return {"n": len(rows), "hz": statistics.median(hz), "hz_min": min(hz), "hz_max": max(hz),
             "within": sum(within) / len(rows),
-            "mask_within": sum(abs(e) <= 1000 / h + 0.5 for e, h in zip(mask_err, hz, strict=False)) / len(rows),
+            "mask_within": sum(abs(e) <= 1000 / h + 0.5 for e, h in zip(mask_err, hz, strict=True)) / len(rows),
             "err": {q: pct(err, q) for q in (0.01, 0.05, 0.5, 0.95, 0.99)}, "max_abs": max(abs(e) for e in err),
             "mask_err": {q: pct(mask_err, q) for q in (0.05, 0.5, 0.95)},
             "dropped_trials": sum(int(r["dropped_frames"]) > 0 for r in rows),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import signal
@@ -117,7 +118,7 @@ def main() -> None:
     unacked = len(set(stored) - acked)
     dup = n_rows - n_distinct
     times = sorted(stats.ack_times)
-    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("nan"))
+    gap = max((b - a for a, b in itertools.pairwise(times)), default=float("nan"))
     after_restart = [t for t in times if t > faults["restart_t1"]]
     recovery = (min(after_restart) - faults["restart_t1"]) if after_restart else float("nan")
     retries = dict(sorted(stats.retries.items()))

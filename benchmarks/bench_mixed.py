@@ -115,7 +115,7 @@ def fit_python(fam: str, study, sims, alpha: float, truth: dict, deadline: float
                               engine="python")
         dt = time.perf_counter() - t
         t_py, n = t_py + dt, n + 1
-        sd = dict(zip(res.random["factor"], res.random["sd"], strict=False))
+        sd = dict(zip(res.random["factor"], res.random["sd"], strict=True))
         new = [{"sim": s, "term": r.term, "estimate": r.estimate, "se": r.se, "p": r.p, "df": r.df,
                 "sd_participant": sd.get("participant_id", np.nan), "sd_image": sd.get("stimulus_id", np.nan),
                 "converged": res.converged, "seconds": dt}

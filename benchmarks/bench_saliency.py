@@ -62,7 +62,7 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int) -> dic
 def paired_ratio(num: list[float], den: list[float], scale: float = 1.0) -> str:
     """Median over rounds of num/den within a round (the pair ran back to back under the same
     load), with the range across rounds."""
-    ratios = [a / (scale * b) for a, b in zip(num, den, strict=False)]
+    ratios = [a / (scale * b) for a, b in zip(num, den, strict=True)]
     return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 

@@ -71,7 +71,7 @@ def simulate_study(adv: pd.DataFrame, rng: np.random.Generator, n_participants: 
     d = defenses[d_idx].ravel()
     g = np.tile(np.array(groups, dtype=object), n_participants)
     return pd.DataFrame({"participant_id": np.repeat([f"p{p}" for p in range(n_participants)], n_groups),
-                         "stimulus_id": [f"{a}-{b}" for a, b in zip(g, d, strict=False)], "group": g, "defense": d,
+                         "stimulus_id": [f"{a}-{b}" for a, b in zip(g, d, strict=True)], "group": g, "defense": d,
                          "norm_l2": norm.ravel(), "target_hit": hits.ravel().astype(float)})
 
 

@@ -328,7 +328,7 @@ class RerunResult:
         return [{"id": i, "true_label": int(t), "target_label": int(g), "success": bool(s),
                  "recorded_success": bool(rs), "norms": n, "same_image": bool(same)}
                 for i, t, g, s, rs, n, same in zip(self.ids, self.true_labels, self.target_labels, self.success,
-                                                   self.recorded_success, self.norms, self.same_image, strict=False)]
+                                                   self.recorded_success, self.norms, self.same_image, strict=True)]
 
 
 def rerun_attack(stimulus_set: StimulusSet, ids: Iterable[str], *, models: dict[str, nn.Module] | None = None,

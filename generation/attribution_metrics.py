@@ -16,12 +16,12 @@ def _rows(a: torch.Tensor) -> np.ndarray:
 
 def kendall_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Kendall's tau-b between the pixel rankings of each pair of maps, (N,)."""
-    return torch.tensor([stats.kendalltau(u, v).statistic for u, v in zip(_rows(a), _rows(b), strict=False)])
+    return torch.tensor([stats.kendalltau(u, v).statistic for u, v in zip(_rows(a), _rows(b), strict=True)])
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman's rank correlation between each pair of maps, (N,)."""
-    return torch.tensor([stats.spearmanr(u, v).statistic for u, v in zip(_rows(a), _rows(b), strict=False)])
+    return torch.tensor([stats.spearmanr(u, v).statistic for u, v in zip(_rows(a), _rows(b), strict=True)])
 
 
 def top_k_mask(a: torch.Tensor, k: int) -> torch.Tensor:

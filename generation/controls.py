@@ -114,7 +114,7 @@ def noise_delta(x: np.ndarray, d: np.ndarray, rng: np.random.Generator) -> tuple
     else:
         matched = True
     flat_x, flat = x.ravel(), out.ravel()
-    for pos, m in zip(rng.choice(usable, size=len(magnitudes), replace=False), magnitudes, strict=False):
+    for pos, m in zip(rng.choice(usable, size=len(magnitudes), replace=False), magnitudes, strict=True):
         signs = [s for s in (1, -1) if 0 <= flat_x[pos] + s * m <= 255]
         flat[pos] = m * signs[rng.integers(len(signs))]
     return out, matched

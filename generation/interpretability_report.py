@@ -66,7 +66,7 @@ def plot_alignment_vs_robustness(interp: dict[str, Any], path: Path) -> None:
     cols = min(4, len(models))
     rows = int(np.ceil(len(models) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
-    for ax, (name, r) in zip(axes.flat, models.items(), strict=False):
+    for ax, (name, r) in zip(axes.flat, models.items(), strict=False):  # the grid may have spare cells
         a = np.array([np.nan if v is None else v for v in r["per_image"]["alignment"]], dtype=float)
         rt = np.array([np.nan if v is None else v for v in r["per_image"]["linearized_robustness"]], dtype=float)
         ax.scatter(rt, a, s=9, alpha=0.7, label="linearized ρ̃")
@@ -97,7 +97,7 @@ def plot_cam_discrepancy_vs_margin(interp: dict[str, Any], path: Path) -> bool:
     if not models:
         return False
     fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.2), squeeze=False)
-    for ax, (name, p) in zip(axes[0], models.items(), strict=False):
+    for ax, (name, p) in zip(axes[0], models.items(), strict=True):
         ok = np.array(p["success"], dtype=bool)
         m = np.array([np.nan if v is None else v for v in p["margin"]], dtype=float)
         d = np.array([np.nan if v is None else v for v in p["two_class"]], dtype=float)

@@ -145,7 +145,7 @@ def generate(cfg: GenerationConfig, out: str | Path, device: str = "cpu", force:
     pairs = choose_targets(sources, cfg.stimuli, num_classes)
     # Attacks under autocast (bf16); every flag, norm and prediction recorded below is an fp32 pass.
     stimuli, design = _under(resolved, dev, defended, lambda: make_stimuli(pairs, defended, cfg.stimuli))
-    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli])), strict=False):
+    for s, p in zip(stimuli, predictions(everyone, torch.stack([s.image for s in stimuli])), strict=True):
         s.predictions = p
         if s.kind != "adversarial":  # a control "succeeds" as its twin would: its model says the target
             s.success = p[s.defense]["label"] == s.target
@@ -280,7 +280,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
     images.mkdir()
     figures.mkdir()
     source_entries = []
-    for src, preds in zip(sources, source_predictions, strict=False):
+    for src, preds in zip(sources, source_predictions, strict=True):
         rel = f"images/{src.id}.png"
         write_png(folder / rel, src.image.cpu().numpy())
         source_entries.append({"id": src.id, "kind": "clean", "twin": None, "image": rel,

@@ -36,7 +36,7 @@ def plot_accuracy_vs_epsilon(metrics: dict[str, Any], attack: str, path: Path) -
     cols = min(4, len(sources))
     rows = int(np.ceil(len(sources) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False, sharey=True)
-    for ax, source in zip(axes.flat, sources, strict=False):
+    for ax, source in zip(axes.flat, sources, strict=False):  # the grid may have spare cells
         for evaluated, acc in curves[source].items():
             style = dict(lw=2.4, color="black") if evaluated == source else dict(lw=1.2)
             ax.plot(eps, acc, marker="o", ms=3, label=evaluated, **style)

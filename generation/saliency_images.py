@@ -68,7 +68,7 @@ def export_stimulus_saliency(folder: Path, stimuli: list, models: dict[str, nn.M
                 with torch.no_grad():
                     classes = model(x).argmax(1)
                 maps = display_maps(model, x, method, classes, ig_steps=ig_steps)
-                for s, m, c in zip(chunk, maps, classes.tolist(), strict=False):
+                for s, m, c in zip(chunk, maps, classes.tolist(), strict=True):
                     rel = f"saliency/{method}/{s.id}.png"
                     write_png(folder / rel, m.cpu().numpy())
                     entries[s.id][method] = {"image": rel, "sha256": sha256_file(folder / rel), "class": c}

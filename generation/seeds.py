@@ -87,7 +87,7 @@ def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]
         return False
     names = list(models)
     fig, axes = plt.subplots(1, len(shown), figsize=(max(3.2, 0.8 * len(names)) * len(shown), 3.4), squeeze=False)
-    for ax, (key, label) in zip(axes[0], shown, strict=False):
+    for ax, (key, label) in zip(axes[0], shown, strict=True):
         for i, n in enumerate(names):
             s = models[n].get(key)
             if s is None:

@@ -85,12 +85,12 @@ def matched_norm(pairs: list[tuple[Source, int]], defended: dict[str, nn.Module]
         sps = [stimulus_params(cfg, params, float(e), resolved_step(params, float(e)),
                                minimal_budget=None if m != m else round(m, 8), rescale=round(float(s), 6),
                                matched_norm=cfg.norm, matched_value=round(float(v), 6))
-               for e, m, s, v in zip(group_eps.tolist(), minima[k].tolist(), scales, target, strict=False)]
+               for e, m, s, v in zip(group_eps.tolist(), minima[k].tolist(), scales, target, strict=True)]
         out += records(pairs, name, res.images, res.success, [float(e) for e in group_eps], sps, cfg.design)
 
     rel = (torch.stack(achieved) / target.clamp_min(1e-12) - 1).abs().amax(0)   # worst defense per group
     keep = rel <= cfg.tolerance
-    dropped = [f"{s.id}-t{tg}" for (s, tg), ok in zip(pairs, keep.tolist(), strict=False) if not ok]
+    dropped = [f"{s.id}-t{tg}" for (s, tg), ok in zip(pairs, keep.tolist(), strict=True) if not ok]
     if dropped:
         log.warning("matched_norm: %d of %d groups could not be matched within %.1f%% (%s) and are dropped: %s",
                     len(dropped), len(pairs), 100 * cfg.tolerance, cfg.norm, ", ".join(dropped))

@@ -33,7 +33,7 @@ def minimal_budgets(pairs: list[tuple[Source, int]], defended: dict[str, nn.Modu
 
                 parts.append(minimal_budget(run, len(xb), max_budget=cfg.max_budget, resolution=cfg.resolution,
                                             device=x.device, progress=bar.update))
-            out[name] = tuple(torch.cat(p) for p in zip(*parts, strict=False))
+            out[name] = tuple(torch.cat(p) for p in zip(*parts, strict=True))
     return out
 
 

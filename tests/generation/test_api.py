@@ -50,7 +50,7 @@ def test_rerunning_the_recorded_attack_reproduces_every_success_flag(stimulus_se
     assert result.true_labels.tolist() == [stimulus_set.entry(i)["true_label"] for i in ids]
     assert result.target_labels.tolist() == [stimulus_set.entry(i)["target_label"] for i in ids]
     assert result.same_image.all()  # the images themselves: exactly the PNGs
-    for row, i in zip(result.records(), ids, strict=False):
+    for row, i in zip(result.records(), ids, strict=True):
         recorded = stimulus_set.entry(i)["norms"]
         if row["same_image"]:
             assert row["norms"]["linf"] == pytest.approx(recorded["linf"], abs=1e-6)

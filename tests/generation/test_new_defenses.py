@@ -51,7 +51,7 @@ def data(mnist):
 
 def _weight_grads(loss: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), grads, strict=False)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), grads, strict=True)]
 
 
 def _base_loss(kind: str, defense, model, x, x_adv, y) -> torch.Tensor:
@@ -76,9 +76,9 @@ def test_the_regularizer_trains_the_weights_and_vanishes_at_zero(kind, data):
     assert torch.isfinite(loss) and loss > base
     torch.testing.assert_close(loss_off, base)
     with_reg, without = _weight_grads(loss, model), _weight_grads(base, model)
-    gap = sum((a - b).abs().sum() for a, b in zip(with_reg, without, strict=False))
+    gap = sum((a - b).abs().sum() for a, b in zip(with_reg, without, strict=True))
     assert gap > 1e-6 * sum(b.abs().sum() for b in without), f"{kind}: the regularizer moves no weight"
-    for a, b in zip(_weight_grads(loss_off, model), without, strict=False):
+    for a, b in zip(_weight_grads(loss_off, model), without, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -139,7 +139,7 @@ def test_cam_discrepancy_matches_a_hand_computation(data):
         diff = {c: (cam(model, x_adv[i:i + 1], c) - cam(model, x[i:i + 1], c)).abs().sum() for c in cls}
         others = [c for c in cls if c != y[i]]
         weights = probs[i, others] / probs[i, others].sum()
-        expected.append(diff[int(y[i])] + sum(w * diff[c] for w, c in zip(weights, others, strict=False)))
+        expected.append(diff[int(y[i])] + sum(w * diff[c] for w, c in zip(weights, others, strict=True)))
     torch.testing.assert_close(cam_discrepancy(model, x, x_adv, y), torch.stack(expected))
 
 

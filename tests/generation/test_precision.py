@@ -125,7 +125,7 @@ def test_a_bf16_stimulus_set_records_fp32_predictions_and_verifies(tmp_path):
     images = torch.stack([torch.from_numpy(read_png(out / s["image"])).reshape(1, 28, 28)
                           for s in stimuli])
     probs = probabilities(net, images)
-    for s, p in zip(stimuli, probs, strict=False):
+    for s, p in zip(stimuli, probs, strict=True):
         assert s["predictions"][model_entry["name"]]["label"] == int(p.argmax())
         assert s["predictions"][model_entry["name"]]["probs"] == [round(float(v), 6) for v in p]
 

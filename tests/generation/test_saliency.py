@@ -208,7 +208,7 @@ def test_ig_with_create_graph_gives_the_right_weight_gradients(gap, x):
     ig = S.integrated_gradients(gap, x, CLASSES, steps=5, create_graph=True)
     grads = torch.autograd.grad(ig.abs().sum(), list(gap.parameters()), allow_unused=True)
     ref = _reference_ig_weight_grads(gap, x, CLASSES, steps=5)
-    for (name, p), g in zip(gap.named_parameters(), grads, strict=False):
+    for (name, p), g in zip(gap.named_parameters(), grads, strict=True):
         torch.testing.assert_close(torch.zeros_like(p) if g is None else g, ref[name], **TOL)
     assert sum(g.abs().sum() for g in grads if g is not None) > 0
     with pytest.raises(RuntimeError):  # without create_graph the attribution is a constant

@@ -238,8 +238,8 @@ def _assert_same(reference_url: str, upgraded_url: str) -> None:
                 cols = [c for c in cols if c not in BACKFILL_CANNOT_KNOW.get(table, ())]
                 want, got = _rows(r, table, cols), _rows(u, table, cols)
                 assert len(got) == len(want), f"{table}: {len(got)} rows after the upgrade, {len(want)} before"
-                for w, g in zip(want, got, strict=False):
-                    diff = {c: (a, b) for c, a, b in zip(cols, w, g, strict=False) if a != b}
+                for w, g in zip(want, got, strict=True):
+                    diff = {c: (a, b) for c, a, b in zip(cols, w, g, strict=True) if a != b}
                     assert not diff, f"{table} row {w[0]!r} changed in the upgrade: {diff}"
     finally:
         ref.dispose()
