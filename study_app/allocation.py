@@ -291,6 +291,10 @@ def seed_fill_rows(study: Study, design: Design, pool: Pool) -> None:
             for it in sorted(pool.items.values(), key=lambda it: it.key)]
     if rows:
         db.session.execute(insert(FillCount), rows)
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Fresh planner statistics for the rows just added: until autovacuum gets to them (a minute or
+            # more), a Start on a large new study runs 3x slower (BENCHMARKS.md, bench_start notes).
+            db.session.execute(text("ANALYZE fill_counts"))
 
 
 def _fetch_least_filled(study: Study, pool: Pool):
