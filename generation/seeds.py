@@ -7,9 +7,16 @@ The first seed's models are the ones attacked for the stimuli; the others ("repl
 evaluated. Raters are not replicated (they stand in for people, not for a condition). The
 interpretability metrics (top-k intersection, Kendall's tau, CAM discrepancy, ...) are measured on
 every seed's models too and summarized the same way (`summarize_interpretability`).
+
+What a paper claims is a difference between a defense and its reference model, and the seeds pair
+them (same seed: same split, same evaluation images). So next to each model's own interval, every
+defense's paired difference from the reference (`vs_reference`): per seed d_i = defense - reference,
+the mean of d with a t-interval on n - 1 degrees of freedom over the n seeds where both were measured.
+Two unpaired intervals that overlap do not show "no difference"; this one can.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
+
+from advlegit.contracts.analysis_options import DEFAULT_REFERENCE  # noqa: E402
 
 LEVEL = 0.95
 
@@ -36,8 +45,50 @@ def interval(values: list[float]) -> dict[str, Any]:
             "values": [float(x) for x in v]}
 
 
-def summarize(seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Across-seed summary of evaluate()'s results, one per seed, keyed by defense name."""
+def reference_model(names: list[str]) -> str | None:
+    """The model every other defense is paired with: the analysis's default reference defense
+    ("normal"), so these differences are the contrasts the study reports; None when it is absent."""
+    return DEFAULT_REFERENCE if DEFAULT_REFERENCE in names else None
+
+
+def paired(seeds: list[int], values: list[float | None], reference: list[float | None]) -> dict[str, Any] | None:
+    """interval() of values - reference over the seeds where both were measured (a None is not
+    measured), with their number `n` and which `seeds`; None when no seed measured both."""
+    both = [(s, v - r) for s, v, r in zip(seeds, values, reference, strict=True) if v is not None and r is not None]
+    if not both:
+        return None
+    return {**interval([d for _, d in both]), "n": len(both), "seeds": [s for s, _ in both]}
+
+
+def accuracy_vs_reference(seeds: list[int], per_seed: list[dict[str, Any]], reference: str,
+                          defenses: list[str]) -> dict[str, Any]:
+    """Per defense but the reference, the paired difference from the reference of its clean accuracy
+    and of its white-box accuracy (the attack on itself) at each epsilon."""
+    first = per_seed[0]
+    if reference not in defenses:
+        raise ValueError(f"reference model {reference!r} is not one of the defenses: {', '.join(defenses)}")
+
+    def white_box(m: dict[str, Any], attack: str, name: str, k: int) -> float:
+        return m["accuracy_vs_epsilon"][attack][name][name][k]
+
+    models = {}
+    for d in (d for d in defenses if d != reference):
+        models[d] = {
+            "clean_accuracy": paired(seeds, [m["clean_accuracy"][d] for m in per_seed],
+                                     [m["clean_accuracy"][reference] for m in per_seed]),
+            "accuracy_vs_epsilon": {
+                attack: [paired(seeds, [white_box(m, attack, d, k) for m in per_seed],
+                                [white_box(m, attack, reference, k) for m in per_seed])
+                         for k in range(len(first["epsilons"]))]
+                for attack in first["accuracy_vs_epsilon"]}}
+    return {"reference": reference, "level": LEVEL, "models": models}
+
+
+def summarize(seeds: list[int], per_seed: list[dict[str, Any]], reference: str | None = None,
+              defenses: list[str] | None = None) -> dict[str, Any]:
+    """Across-seed summary of evaluate()'s results, one per seed, keyed by defense name. With a
+    `reference` model, `vs_reference` holds every other of `defenses`' paired differences from it
+    (default: the attacked models, which leaves the raters out)."""
     first = per_seed[0]
     names = list(first["clean_accuracy"])
     out: dict[str, Any] = {
@@ -59,14 +110,19 @@ def summarize(seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any
                 "epsilon": tm["epsilon"], "rows_evaluated": tm["rows_evaluated"], "cols_source": tm["cols_source"],
                 **{key: [[c[key] for c in row] for row in cells] for key in ("mean", "ci_low", "ci_high")},
                 "values": [[c["values"] for c in row] for row in cells]}
+    if reference is not None:
+        attacked = {src: None for sources in first["accuracy_vs_epsilon"].values() for src in sources}
+        out["vs_reference"] = accuracy_vs_reference(seeds, per_seed, reference, list(defenses or attacked or names))
     return out
 
 
-def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]],
+                               reference: str | None = None) -> dict[str, Any]:
     """Across-seed summary of the interpretability table: per_seed[i] = {model: {metric: value}} (one
     table row per model, generation/interpretability_report.py seed_metrics). A metric a seed could
     not measure (None: no correctly classified image to attack) is left out of that seed's values;
-    `n` says how many seeds it has."""
+    `n` says how many seeds it has. With a `reference` model, `vs_reference` holds every other
+    model's paired difference from it per metric (only the seeds that measured both)."""
     out: dict[str, Any] = {}
     for model, first in per_seed[0].items():
         row = {}
@@ -75,19 +131,71 @@ def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[s
             if values:
                 row[metric] = {**interval(values), "n": len(values)}
         out[model] = row
-    return {"seeds": list(seeds), "level": LEVEL, "models": out}
+    summary = {"seeds": list(seeds), "level": LEVEL, "models": out}
+    if reference is not None:
+        summary["vs_reference"] = interpretability_vs_reference(seeds, per_seed, reference)
+    return summary
+
+
+def interpretability_vs_reference(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]],
+                                  reference: str) -> dict[str, Any]:
+    """Per model but the reference, each metric's paired difference from the reference's (a metric
+    no seed measured for both is left out)."""
+    if reference not in per_seed[0]:
+        raise ValueError(f"reference model {reference!r} has no interpretability results: {', '.join(per_seed[0])}")
+    models = {}
+    for model, first in per_seed[0].items():
+        if model == reference:
+            continue
+        row = {}
+        for metric in first:
+            d = paired(seeds, [s.get(model, {}).get(metric) for s in per_seed],
+                       [s.get(reference, {}).get(metric) for s in per_seed])
+            if d is not None:
+                row[metric] = d
+        models[model] = row
+    return {"reference": reference, "level": LEVEL, "models": models}
 
 
 def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]], path: Path) -> bool:
     """One panel per metric: every seed's value (dots) and the mean with its interval, per model.
     False (nothing drawn) when no metric was measured."""
-    models = summary["models"]
-    shown = [(k, label) for k, label in metrics if any(k in row for row in models.values())]
+    return _plot_panels(summary["models"], metrics, f"{len(summary['seeds'])} seeds: each seed (grey), mean and "
+                        f"{LEVEL:.0%} interval", path)
+
+
+def plot_vs_reference(summary: dict[str, Any], interpretability_metrics: list[tuple[str, str]], path: Path) -> bool:
+    """figures/seeds_vs_reference.png: per defense, each seed's difference from the reference (dots),
+    their mean with its paired interval and a zero line; clean accuracy, each attack's white-box
+    accuracy at the transfer epsilon (else the largest) and the interpretability metrics given.
+    False (nothing drawn) without a reference model."""
+    if "vs_reference" not in summary:
+        return False
+    columns, models = accuracy_differences(summary)
+    shown = [("clean_accuracy", "clean accuracy")]
+    for attack in summary["accuracy_vs_epsilon"]:
+        e = summary.get("transfer_matrix", {}).get(attack, {}).get("epsilon", max(summary["epsilons"]))
+        shown.append(next(c for c in columns if c[0] == _white_box_key(attack, e)))
+    interp = summary.get("interpretability", {}).get("vs_reference", {}).get("models", {})
+    models = {n: {**row, **interp.get(n, {})} for n, row in models.items()}
+    ref = summary["vs_reference"]["reference"]
+    return _plot_panels(models, shown + list(interpretability_metrics),
+                        f"{len(summary['seeds'])} seeds: model − {ref} per seed (grey), mean and paired "
+                        f"{LEVEL:.0%} interval", path, zero_line=True)
+
+
+def _plot_panels(models: dict[str, dict[str, Any]], metrics: list[tuple[str, str]], title: str, path: Path,
+                 zero_line: bool = False) -> bool:
+    """One panel per metric measured for some model: each of its values (dots) and the mean with
+    its interval, per model; False (nothing drawn) when none was measured."""
+    shown = [(k, label) for k, label in metrics if any(row.get(k) is not None for row in models.values())]
     if not shown:
         return False
     names = list(models)
     fig, axes = plt.subplots(1, len(shown), figsize=(max(3.2, 0.8 * len(names)) * len(shown), 3.4), squeeze=False)
     for ax, (key, label) in zip(axes[0], shown, strict=False):
+        if zero_line:
+            ax.axhline(0.0, color="tab:red", lw=1, zorder=1)
         for i, n in enumerate(names):
             s = models[n].get(key)
             if s is None:
@@ -99,7 +207,7 @@ def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{len(summary['seeds'])} seeds: each seed (grey), mean and {LEVEL:.0%} interval", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -158,8 +266,48 @@ def cell(s: dict[str, Any] | None) -> str:
     return f"{s['mean']:.3f}{ci}"
 
 
+def _white_box_key(attack: str, epsilon: float) -> str:
+    return f"white_box_{attack}@{epsilon:g}"
+
+
+def accuracy_differences(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """summarize()'s vs_reference as table columns [(key, label)] and {model: {key: paired()}}: clean
+    accuracy, then each attack's white-box accuracy at each epsilon."""
+    eps = summary["epsilons"]
+    columns = [("clean_accuracy", "clean accuracy")] + [
+        (_white_box_key(attack, e), f"white-box {attack} ε={e:g}") for attack in summary["accuracy_vs_epsilon"]
+        for e in eps]
+    models = {}
+    for model, r in summary["vs_reference"]["models"].items():
+        models[model] = {"clean_accuracy": r["clean_accuracy"]}
+        for attack, points in r["accuracy_vs_epsilon"].items():
+            models[model].update({_white_box_key(attack, e): p for e, p in zip(eps, points, strict=True)})
+    return columns, models
+
+
+def paired_lines(what: str, vs: dict[str, Any], seeds: list[int], columns: list[tuple[str, str]],
+                 models: dict[str, dict[str, Any]]) -> list[str]:
+    """A markdown table of paired differences from the reference: one row per model, mean [interval],
+    with (n = seeds) where fewer seeds than all measured both."""
+    ref = vs["reference"]
+    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in models.values())]
+    if not shown or not models:
+        return []
+
+    def paired_cell(s: dict[str, Any] | None) -> str:
+        return cell(s) + (f" (n = {s['n']})" if s is not None and s["n"] < len(seeds) else "")
+
+    lines = [f"{what}, paired difference from the reference model {ref} across seeds {seeds}: per seed "
+             f"model − {ref}, mean [{LEVEL:.0%} t-interval, n − 1 df] over the seeds that measured both; an "
+             "interval that leaves out 0 is a difference the seeds show", "",
+             f"| model − {ref} | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
+    lines += [f"| {n} | " + " | ".join(paired_cell(row.get(k)) for k, _ in shown) + " |" for n, row in models.items()]
+    return lines
+
+
 def interpretability_lines(summary: dict[str, Any], metrics: list[tuple[str, str]]) -> list[str]:
-    """A markdown table: one row per model, one column per measured metric, mean [interval]."""
+    """A markdown table: one row per model, one column per measured metric, mean [interval]; and,
+    with a reference model, the table of paired differences from it."""
     models = summary["models"]
     shown = [(k, label) for k, label in metrics if any(k in row for row in models.values())]
     if not shown:
@@ -168,6 +316,10 @@ def interpretability_lines(summary: dict[str, Any], metrics: list[tuple[str, str
              "read a difference between defenses only where the intervals say so", "",
              "| model | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
     lines += [f"| {n} | " + " | ".join(cell(row.get(k)) for k, _ in shown) + " |" for n, row in models.items()]
+    if "vs_reference" in summary:
+        vs = summary["vs_reference"]
+        paired = paired_lines("Interpretability", vs, summary["seeds"], metrics, vs["models"])
+        lines += [""] + paired if paired else []
     return lines
 
 
@@ -186,7 +338,28 @@ def write_table(summary: dict[str, Any], path: Path, interpretability_metrics: l
             cells = [cell({"mean": tm["mean"][i][j], "ci_low": tm["ci_low"][i][j], "ci_high": tm["ci_high"][i][j]})
                      for j in range(len(tm["cols_source"]))]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    if "vs_reference" in summary:
+        columns, models = accuracy_differences(summary)
+        lines += [""] + paired_lines("Accuracy", summary["vs_reference"], summary["seeds"], columns, models)
     if "interpretability" in summary:
         lines += [""] + interpretability_lines(summary["interpretability"], list(interpretability_metrics))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    if "vs_reference" in summary:
+        write_vs_reference_csv(summary, path.with_name("seeds_vs_reference.csv"))
+
+
+def write_vs_reference_csv(summary: dict[str, Any], path: Path) -> None:
+    """tables/seeds_vs_reference.csv: one row per (model, metric) of the paired differences from the
+    reference, accuracies and interpretability metrics alike, with the seeds each used."""
+    _, models = accuracy_differences(summary)
+    interp = summary.get("interpretability", {}).get("vs_reference", {}).get("models", {})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["reference", "model", "metric", "mean", "ci_low", "ci_high", "n", "seeds", "values"])
+        for model in models:
+            for metric, s in {**models[model], **interp.get(model, {})}.items():
+                if s is not None:
+                    writer.writerow([summary["vs_reference"]["reference"], model, metric, s["mean"], s["ci_low"],
+                                     s["ci_high"], s["n"], " ".join(map(str, s["seeds"])),
+                                     " ".join(f"{v:.6g}" for v in s["values"])])
