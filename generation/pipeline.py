@@ -221,7 +221,12 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
                                          lambda: evaluate(models, {**models, **raters}, x_test, y_test,
                                                           cfg.evaluation))))
     defenses = [n for n, t in trained.items() if t.spec.role == "defended"]
-    return summarize(cfg.training.seeds, per_seed, reference_model(defenses), defenses)
+    return summarize(cfg.training.seeds, per_seed, reference_model(defenses), defenses, _matched_baselines(cfg))
+
+
+def _matched_baselines(cfg: GenerationConfig) -> dict[str, str]:
+    """{accuracy-matched baseline: the defense it is matched to}: the pairs Chen et al. compare."""
+    return {d.name: d.match_accuracy_of for d in cfg.defenses if d.match_accuracy_of}
 
 
 def _seed_models(trained, seed: int) -> dict[str, Any]:
@@ -240,7 +245,8 @@ def _interpretability_across_seeds(cfg: GenerationConfig, trained, first: dict[s
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in models}
         log.info("interpretability of seed %d's models", seed)
         per_seed.append(seed_metrics(_interpretability(cfg, models, sha, dataset, x_test, y_test)))
-    return summarize_interpretability(cfg.training.seeds, per_seed, reference_model(list(per_seed[0])))
+    return summarize_interpretability(cfg.training.seeds, per_seed, reference_model(list(per_seed[0])),
+                                      _matched_baselines(cfg))
 
 
 # Settings that only change pictures or exports, not the measured numbers: outside the cache key.

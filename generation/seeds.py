@@ -12,7 +12,8 @@ What a paper claims is a difference between a defense and its reference model, a
 them (same seed: same split, same evaluation images). So next to each model's own interval, every
 defense's paired difference from the reference (`vs_reference`): per seed d_i = defense - reference,
 the mean of d with a t-interval on n - 1 degrees of freedom over the n seeds where both were measured.
-Two unpaired intervals that overlap do not show "no difference"; this one can.
+Two unpaired intervals that overlap do not show "no difference"; this one can. An accuracy-matched
+baseline is paired the same way with the defense it is matched to (`vs_accuracy_matched`).
 """
 from __future__ import annotations
 
@@ -60,35 +61,72 @@ def paired(seeds: list[int], values: list[float | None], reference: list[float |
     return {**interval([d for _, d in both]), "n": len(both), "seeds": [s for s, _ in both]}
 
 
-def accuracy_vs_reference(seeds: list[int], per_seed: list[dict[str, Any]], reference: str,
-                          defenses: list[str]) -> dict[str, Any]:
-    """Per defense but the reference, the paired difference from the reference of its clean accuracy
-    and of its white-box accuracy (the attack on itself) at each epsilon."""
+def accuracy_pairs(seeds: list[int], per_seed: list[dict[str, Any]],
+                   pairs: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Per pair {key: (model, reference)}, the paired difference model - reference of the clean
+    accuracy and of the white-box accuracy (each model attacked by itself) at each epsilon."""
     first = per_seed[0]
-    if reference not in defenses:
-        raise ValueError(f"reference model {reference!r} is not one of the defenses: {', '.join(defenses)}")
 
     def white_box(m: dict[str, Any], attack: str, name: str, k: int) -> float:
         return m["accuracy_vs_epsilon"][attack][name][name][k]
 
-    models = {}
-    for d in (d for d in defenses if d != reference):
-        models[d] = {
-            "clean_accuracy": paired(seeds, [m["clean_accuracy"][d] for m in per_seed],
-                                     [m["clean_accuracy"][reference] for m in per_seed]),
-            "accuracy_vs_epsilon": {
-                attack: [paired(seeds, [white_box(m, attack, d, k) for m in per_seed],
-                                [white_box(m, attack, reference, k) for m in per_seed])
-                         for k in range(len(first["epsilons"]))]
-                for attack in first["accuracy_vs_epsilon"]}}
-    return {"reference": reference, "level": LEVEL, "models": models}
+    return {key: {
+        "clean_accuracy": paired(seeds, [m["clean_accuracy"][d] for m in per_seed],
+                                 [m["clean_accuracy"][ref] for m in per_seed]),
+        "accuracy_vs_epsilon": {
+            attack: [paired(seeds, [white_box(m, attack, d, k) for m in per_seed],
+                            [white_box(m, attack, ref, k) for m in per_seed]) for k in range(len(first["epsilons"]))]
+            for attack in first["accuracy_vs_epsilon"]}}
+        for key, (d, ref) in pairs.items()}
+
+
+def interpretability_pairs(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]],
+                           pairs: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Per pair {key: (model, reference)}, each interpretability metric's paired difference model -
+    reference (a metric no seed measured for both is left out)."""
+    out = {}
+    for key, (d, ref) in pairs.items():
+        diffs = {metric: paired(seeds, [s.get(d, {}).get(metric) for s in per_seed],
+                                [s.get(ref, {}).get(metric) for s in per_seed]) for metric in per_seed[0].get(d, {})}
+        out[key] = {metric: v for metric, v in diffs.items() if v is not None}
+    return out
+
+
+def _reference_pairs(reference: str, models: list[str]) -> dict[str, tuple[str, str]]:
+    if reference not in models:
+        raise ValueError(f"reference model {reference!r} is not one of the defenses: {', '.join(models)}")
+    return {d: (d, reference) for d in models if d != reference}
+
+
+def _matched_pairs(matched: dict[str, str], models: list[str]) -> dict[str, tuple[str, str]]:
+    """{baseline: (the model it is matched to, baseline)} for the accuracy-matched baselines."""
+    unknown = [f"{m} -> {x}" for m, x in matched.items() if m not in models or x not in models]
+    if unknown:
+        raise ValueError(f"accuracy-matched pairs name models that are not defenses: {', '.join(unknown)}")
+    return {m: (x, m) for m, x in matched.items()}
+
+
+def _paired_sections(differences, models: list[str], reference: str | None,
+                     matched: dict[str, str] | None) -> dict[str, Any]:
+    """vs_reference (every other model - the reference) and vs_accuracy_matched (each baseline's
+    model - the baseline), each with its pairs' `differences`; neither when there is nothing to pair."""
+    out: dict[str, Any] = {}
+    if reference is not None:
+        out["vs_reference"] = {"reference": reference, "level": LEVEL,
+                               "models": differences(_reference_pairs(reference, models))}
+    if matched:
+        out["vs_accuracy_matched"] = {"level": LEVEL, "pairs": dict(matched),
+                                      "models": differences(_matched_pairs(matched, models))}
+    return out
 
 
 def summarize(seeds: list[int], per_seed: list[dict[str, Any]], reference: str | None = None,
-              defenses: list[str] | None = None) -> dict[str, Any]:
+              defenses: list[str] | None = None, matched: dict[str, str] | None = None) -> dict[str, Any]:
     """Across-seed summary of evaluate()'s results, one per seed, keyed by defense name. With a
     `reference` model, `vs_reference` holds every other of `defenses`' paired differences from it
-    (default: the attacked models, which leaves the raters out)."""
+    (default: the attacked models, which leaves the raters out). With accuracy-matched baselines
+    (`matched`: {baseline: the model it is matched to}), `vs_accuracy_matched` holds, per baseline,
+    the paired difference of its model from it (Chen et al.'s comparison)."""
     first = per_seed[0]
     names = list(first["clean_accuracy"])
     out: dict[str, Any] = {
@@ -110,19 +148,19 @@ def summarize(seeds: list[int], per_seed: list[dict[str, Any]], reference: str |
                 "epsilon": tm["epsilon"], "rows_evaluated": tm["rows_evaluated"], "cols_source": tm["cols_source"],
                 **{key: [[c[key] for c in row] for row in cells] for key in ("mean", "ci_low", "ci_high")},
                 "values": [[c["values"] for c in row] for row in cells]}
-    if reference is not None:
-        attacked = {src: None for sources in first["accuracy_vs_epsilon"].values() for src in sources}
-        out["vs_reference"] = accuracy_vs_reference(seeds, per_seed, reference, list(defenses or attacked or names))
-    return out
+    attacked = {src: None for sources in first["accuracy_vs_epsilon"].values() for src in sources}
+    return {**out, **_paired_sections(lambda pairs: accuracy_pairs(seeds, per_seed, pairs),
+                                      list(defenses or attacked or names), reference, matched)}
 
 
 def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]],
-                               reference: str | None = None) -> dict[str, Any]:
+                               reference: str | None = None, matched: dict[str, str] | None = None) -> dict[str, Any]:
     """Across-seed summary of the interpretability table: per_seed[i] = {model: {metric: value}} (one
     table row per model, generation/interpretability_report.py seed_metrics). A metric a seed could
     not measure (None: no correctly classified image to attack) is left out of that seed's values;
-    `n` says how many seeds it has. With a `reference` model, `vs_reference` holds every other
-    model's paired difference from it per metric (only the seeds that measured both)."""
+    `n` says how many seeds it has. With a `reference` model (and accuracy-matched baselines,
+    `matched`), `vs_reference` (and `vs_accuracy_matched`) hold the paired differences per metric, as
+    summarize()'s, over the seeds that measured both."""
     out: dict[str, Any] = {}
     for model, first in per_seed[0].items():
         row = {}
@@ -131,30 +169,9 @@ def summarize_interpretability(seeds: list[int], per_seed: list[dict[str, dict[s
             if values:
                 row[metric] = {**interval(values), "n": len(values)}
         out[model] = row
-    summary = {"seeds": list(seeds), "level": LEVEL, "models": out}
-    if reference is not None:
-        summary["vs_reference"] = interpretability_vs_reference(seeds, per_seed, reference)
-    return summary
-
-
-def interpretability_vs_reference(seeds: list[int], per_seed: list[dict[str, dict[str, Any]]],
-                                  reference: str) -> dict[str, Any]:
-    """Per model but the reference, each metric's paired difference from the reference's (a metric
-    no seed measured for both is left out)."""
-    if reference not in per_seed[0]:
-        raise ValueError(f"reference model {reference!r} has no interpretability results: {', '.join(per_seed[0])}")
-    models = {}
-    for model, first in per_seed[0].items():
-        if model == reference:
-            continue
-        row = {}
-        for metric in first:
-            d = paired(seeds, [s.get(model, {}).get(metric) for s in per_seed],
-                       [s.get(reference, {}).get(metric) for s in per_seed])
-            if d is not None:
-                row[metric] = d
-        models[model] = row
-    return {"reference": reference, "level": LEVEL, "models": models}
+    return {"seeds": list(seeds), "level": LEVEL, "models": out,
+            **_paired_sections(lambda pairs: interpretability_pairs(seeds, per_seed, pairs), list(per_seed[0]),
+                               reference, matched)}
 
 
 def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]], path: Path) -> bool:
@@ -165,22 +182,21 @@ def plot_interpretability(summary: dict[str, Any], metrics: list[tuple[str, str]
 
 
 def plot_vs_reference(summary: dict[str, Any], interpretability_metrics: list[tuple[str, str]], path: Path) -> bool:
-    """figures/seeds_vs_reference.png: per defense, each seed's difference from the reference (dots),
+    """figures/seeds_vs_reference.png: per pair (model − reference), each seed's difference (dots),
     their mean with its paired interval and a zero line; clean accuracy, each attack's white-box
     accuracy at the transfer epsilon (else the largest) and the interpretability metrics given.
-    False (nothing drawn) without a reference model."""
-    if "vs_reference" not in summary:
+    False (nothing drawn) without a reference model or accuracy-matched baseline."""
+    columns, rows = accuracy_differences(summary)
+    if not rows:
         return False
-    columns, models = accuracy_differences(summary)
     shown = [("clean_accuracy", "clean accuracy")]
     for attack in summary["accuracy_vs_epsilon"]:
         e = summary.get("transfer_matrix", {}).get(attack, {}).get("epsilon", max(summary["epsilons"]))
         shown.append(next(c for c in columns if c[0] == _white_box_key(attack, e)))
-    interp = summary.get("interpretability", {}).get("vs_reference", {}).get("models", {})
-    models = {n: {**row, **interp.get(n, {})} for n, row in models.items()}
-    ref = summary["vs_reference"]["reference"]
+    interp = pair_rows(summary.get("interpretability", {}), dict)
+    models = {f"{m} − {ref}": {**row, **interp.get((m, ref), {})} for (m, ref), row in rows.items()}
     return _plot_panels(models, shown + list(interpretability_metrics),
-                        f"{len(summary['seeds'])} seeds: model − {ref} per seed (grey), mean and paired "
+                        f"{len(summary['seeds'])} seeds: model − reference per seed (grey), mean and paired "
                         f"{LEVEL:.0%} interval", path, zero_line=True)
 
 
@@ -270,38 +286,54 @@ def _white_box_key(attack: str, epsilon: float) -> str:
     return f"white_box_{attack}@{epsilon:g}"
 
 
-def accuracy_differences(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, dict[str, Any]]]:
-    """summarize()'s vs_reference as table columns [(key, label)] and {model: {key: paired()}}: clean
-    accuracy, then each attack's white-box accuracy at each epsilon."""
+def pair_rows(holder: dict[str, Any], flatten) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(model, reference): flatten(its paired differences)} of a summary's vs_reference and
+    vs_accuracy_matched sections (a pair in both, either way round, is listed once)."""
+    rows = {}
+    if "vs_reference" in holder:
+        ref = holder["vs_reference"]["reference"]
+        rows.update({(m, ref): flatten(r) for m, r in holder["vs_reference"]["models"].items()})
+    if "vs_accuracy_matched" in holder:
+        to = holder["vs_accuracy_matched"]["pairs"]
+        rows.update({(to[b], b): flatten(r) for b, r in holder["vs_accuracy_matched"]["models"].items()
+                     if (b, to[b]) not in rows})  # matched to the reference: that row is there, reversed
+    return rows
+
+
+def accuracy_differences(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[tuple[str, str], Any]]:
+    """summarize()'s paired sections as table columns [(key, label)] and {(model, reference): {key:
+    paired()}}: clean accuracy, then each attack's white-box accuracy at each epsilon."""
     eps = summary["epsilons"]
     columns = [("clean_accuracy", "clean accuracy")] + [
         (_white_box_key(attack, e), f"white-box {attack} ε={e:g}") for attack in summary["accuracy_vs_epsilon"]
         for e in eps]
-    models = {}
-    for model, r in summary["vs_reference"]["models"].items():
-        models[model] = {"clean_accuracy": r["clean_accuracy"]}
-        for attack, points in r["accuracy_vs_epsilon"].items():
-            models[model].update({_white_box_key(attack, e): p for e, p in zip(eps, points, strict=True)})
-    return columns, models
+
+    def flatten(r: dict[str, Any]) -> dict[str, Any]:
+        return {"clean_accuracy": r["clean_accuracy"], **{
+            _white_box_key(attack, e): p for attack, points in r["accuracy_vs_epsilon"].items()
+            for e, p in zip(eps, points, strict=True)}}
+
+    return columns, pair_rows(summary, flatten)
 
 
-def paired_lines(what: str, vs: dict[str, Any], seeds: list[int], columns: list[tuple[str, str]],
-                 models: dict[str, dict[str, Any]]) -> list[str]:
-    """A markdown table of paired differences from the reference: one row per model, mean [interval],
-    with (n = seeds) where fewer seeds than all measured both."""
-    ref = vs["reference"]
-    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in models.values())]
-    if not shown or not models:
+def paired_lines(what: str, seeds: list[int], columns: list[tuple[str, str]],
+                 rows: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """A markdown table of paired differences: one row per (model − reference), mean [interval], with
+    (n = seeds) where fewer seeds than all measured both."""
+    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in rows.values())]
+    if not shown or not rows:
         return []
 
     def paired_cell(s: dict[str, Any] | None) -> str:
         return cell(s) + (f" (n = {s['n']})" if s is not None and s["n"] < len(seeds) else "")
 
-    lines = [f"{what}, paired difference from the reference model {ref} across seeds {seeds}: per seed "
-             f"model − {ref}, mean [{LEVEL:.0%} t-interval, n − 1 df] over the seeds that measured both; an "
-             "interval that leaves out 0 is a difference the seeds show", "",
-             f"| model − {ref} | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
-    lines += [f"| {n} | " + " | ".join(paired_cell(row.get(k)) for k, _ in shown) + " |" for n, row in models.items()]
+    lines = [f"{what}, paired difference from the reference across seeds {seeds}: per seed model − reference, "
+             f"mean [{LEVEL:.0%} t-interval, n − 1 df] over the seeds that measured both; an interval that "
+             "leaves out 0 is a difference the seeds show", "",
+             "| model − reference | " + " | ".join(label for _, label in shown) + " |",
+             "|---|" + "---|" * len(shown)]
+    lines += [f"| {m} − {ref} | " + " | ".join(paired_cell(row.get(k)) for k, _ in shown) + " |"
+              for (m, ref), row in rows.items()]
     return lines
 
 
@@ -316,11 +348,8 @@ def interpretability_lines(summary: dict[str, Any], metrics: list[tuple[str, str
              "read a difference between defenses only where the intervals say so", "",
              "| model | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
     lines += [f"| {n} | " + " | ".join(cell(row.get(k)) for k, _ in shown) + " |" for n, row in models.items()]
-    if "vs_reference" in summary:
-        vs = summary["vs_reference"]
-        paired = paired_lines("Interpretability", vs, summary["seeds"], metrics, vs["models"])
-        lines += [""] + paired if paired else []
-    return lines
+    paired = paired_lines("Interpretability", summary["seeds"], metrics, pair_rows(summary, dict))
+    return lines + ([""] + paired if paired else [])
 
 
 def write_table(summary: dict[str, Any], path: Path, interpretability_metrics: list[tuple[str, str]] = ()) -> None:
@@ -338,28 +367,27 @@ def write_table(summary: dict[str, Any], path: Path, interpretability_metrics: l
             cells = [cell({"mean": tm["mean"][i][j], "ci_low": tm["ci_low"][i][j], "ci_high": tm["ci_high"][i][j]})
                      for j in range(len(tm["cols_source"]))]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    if "vs_reference" in summary:
-        columns, models = accuracy_differences(summary)
-        lines += [""] + paired_lines("Accuracy", summary["vs_reference"], summary["seeds"], columns, models)
+    columns, rows = accuracy_differences(summary)
+    if rows:
+        lines += [""] + paired_lines("Accuracy", summary["seeds"], columns, rows)
     if "interpretability" in summary:
         lines += [""] + interpretability_lines(summary["interpretability"], list(interpretability_metrics))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    if "vs_reference" in summary:
-        write_vs_reference_csv(summary, path.with_name("seeds_vs_reference.csv"))
+    if rows:
+        write_pairs_csv(summary, path.with_name("seeds_vs_reference.csv"))
 
 
-def write_vs_reference_csv(summary: dict[str, Any], path: Path) -> None:
-    """tables/seeds_vs_reference.csv: one row per (model, metric) of the paired differences from the
-    reference, accuracies and interpretability metrics alike, with the seeds each used."""
-    _, models = accuracy_differences(summary)
-    interp = summary.get("interpretability", {}).get("vs_reference", {}).get("models", {})
+def write_pairs_csv(summary: dict[str, Any], path: Path) -> None:
+    """tables/seeds_vs_reference.csv: one row per (model, reference, metric) of the paired differences,
+    accuracies and interpretability metrics alike, with the seeds each used."""
+    _, rows = accuracy_differences(summary)
+    interp = pair_rows(summary.get("interpretability", {}), dict)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["reference", "model", "metric", "mean", "ci_low", "ci_high", "n", "seeds", "values"])
-        for model in models:
-            for metric, s in {**models[model], **interp.get(model, {})}.items():
+        writer.writerow(["model", "reference", "metric", "mean", "ci_low", "ci_high", "n", "seeds", "values"])
+        for pair in {**rows, **interp}:
+            for metric, s in {**rows.get(pair, {}), **interp.get(pair, {})}.items():
                 if s is not None:
-                    writer.writerow([summary["vs_reference"]["reference"], model, metric, s["mean"], s["ci_low"],
-                                     s["ci_high"], s["n"], " ".join(map(str, s["seeds"])),
-                                     " ".join(f"{v:.6g}" for v in s["values"])])
+                    writer.writerow([*pair, metric, s["mean"], s["ci_low"], s["ci_high"], s["n"],
+                                     " ".join(map(str, s["seeds"])), " ".join(f"{v:.6g}" for v in s["values"])])

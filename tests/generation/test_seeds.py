@@ -9,7 +9,13 @@ from scipy import stats
 from advlegit.generation.config import ConfigError, from_dict
 from advlegit.generation.manifest import verify
 from advlegit.generation.pipeline import generate
-from advlegit.generation.seeds import interval, reference_model, summarize, summarize_interpretability
+from advlegit.generation.seeds import (
+    interval,
+    reference_model,
+    summarize,
+    summarize_interpretability,
+    write_table,
+)
 from advlegit.generation.train import model_specs
 
 SEEDED = {
@@ -83,7 +89,7 @@ def test_generate_reports_mean_and_interval_across_seeds(tmp_path):
     assert clean["values"] == pytest.approx([a - b for a, b in zip(seeds["clean_accuracy"]["fgsm_adv"]["values"],
                                                                     acc["values"], strict=True)])
     assert clean["n"] == 3 and len(vs["models"]["fgsm_adv"]["accuracy_vs_epsilon"]["fgsm"]) == 2
-    assert "paired difference from the reference model normal" in (out / "tables" / "seeds.md").read_text()
+    assert "| fgsm_adv − normal | " in (out / "tables" / "seeds.md").read_text()
     import csv
     rows = list(csv.DictReader(open(out / "tables" / "seeds_vs_reference.csv")))
     assert {(r["model"], r["metric"]) for r in rows} == {("fgsm_adv", "clean_accuracy"),
@@ -144,8 +150,8 @@ def test_interpretability_metrics_are_measured_per_seed_and_reported_with_an_int
                                                                  across["models"]["normal"]["natural_accuracy"]["values"],
                                                                  strict=True)])
     assert "cam_discrepancy_two_class" not in vs["models"]["cam"]  # the reference has no GAP head: no pair
-    assert "Interpretability, paired difference from the reference model normal" in (
-        out / "tables" / "interpretability.md").read_text()
+    text = (out / "tables" / "interpretability.md").read_text()
+    assert "Interpretability, paired difference from the reference" in text and "| cam − normal | " in text
     rows = list(csv.DictReader(open(out / "tables" / "seeds_vs_reference.csv")))
     assert ("cam", "natural_accuracy") in {(r["model"], r["metric"]) for r in rows}
 
@@ -229,6 +235,41 @@ def test_a_config_without_the_reference_model_writes_no_paired_section(tmp_path)
     out = generate(from_dict(cfg), tmp_path / "set")
     seeds = json.loads((out / "metrics.json").read_text())["seeds"]
     assert "vs_reference" not in seeds and set(seeds["clean_accuracy"]) == {"plain", "fgsm_adv", "rater"}
-    assert "paired difference" not in (out / "tables" / "seeds.md").read_text()
+    assert "paired difference" not in (out / "tables" / "seeds.md").read_text() and "vs_accuracy_matched" not in seeds
     assert not (out / "tables" / "seeds_vs_reference.csv").exists()
     assert not (out / "figures" / "seeds_vs_reference.png").exists()
+
+
+def test_an_accuracy_matched_baseline_is_paired_with_the_model_it_is_matched_to():
+    per_seed = [_evaluation(i) for i in range(3)]
+    for i, m in enumerate(per_seed):  # "matched" is normal trained until it reaches gradreg's accuracy
+        m["clean_accuracy"]["matched"] = [0.85, 0.80, 0.81][i]
+        m["accuracy_vs_epsilon"]["fgsm"]["matched"] = {"matched": [[0.85, 0.2], [0.80, 0.1], [0.81, 0.3]][i]}
+    s = summarize([0, 7, 9], per_seed, reference="normal", defenses=["normal", "gradreg", "matched"],
+                  matched={"matched": "gradreg"})
+    vs = s["vs_accuracy_matched"]
+    assert vs["pairs"] == {"matched": "gradreg"} and list(vs["models"]) == ["matched"]
+    mean, low, high = _scipy_paired([w[1] for w in WHITE_BOX["gradreg"]], [0.2, 0.1, 0.3])  # gradreg - matched
+    at_03 = vs["models"]["matched"]["accuracy_vs_epsilon"]["fgsm"][1]
+    assert (at_03["mean"], at_03["ci_low"], at_03["ci_high"]) == (pytest.approx(mean), pytest.approx(low),
+                                                                  pytest.approx(high))
+    assert list(s["vs_reference"]["models"]) == ["gradreg", "matched"]
+    with pytest.raises(ValueError, match="accuracy-matched pairs name models that are not defenses: matched -> x"):
+        summarize([0, 7, 9], per_seed, defenses=["normal", "gradreg", "matched"], matched={"matched": "x"})
+
+
+def test_the_paired_tables_name_each_pair_once(tmp_path):
+    per_seed = [_evaluation(i) for i in range(3)]
+    for m in per_seed:
+        m["clean_accuracy"]["matched"] = 0.8
+        m["accuracy_vs_epsilon"]["fgsm"]["matched"] = {"matched": [0.8, 0.2]}
+    s = summarize([0, 7, 9], per_seed, "normal", ["normal", "gradreg", "matched"],
+                  {"matched": "gradreg", "gradreg": "normal"})  # the second pair is vs_reference's, reversed
+    write_table(s, tmp_path / "seeds.md")
+    text = (tmp_path / "seeds.md").read_text()
+    rows = [line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ") and " − " in line]
+    assert rows == ["model − reference", "gradreg − normal", "matched − normal", "gradreg − matched"]
+    assert "| gradreg − normal | -0.033 [" in text
+    import csv
+    pairs = {(r["model"], r["reference"]) for r in csv.DictReader(open(tmp_path / "seeds_vs_reference.csv"))}
+    assert pairs == {("gradreg", "normal"), ("matched", "normal"), ("gradreg", "matched")}
