@@ -41,7 +41,9 @@ from .saliency_images import export_stimulus_saliency
 from .seeds import (
     plot_clean_accuracy,
     plot_interpretability,
+    plot_vs_reference,
     plot_white_box_curves,
+    reference_model,
     summarize,
     summarize_interpretability,
     write_table,
@@ -218,7 +220,13 @@ def _seed_summary(cfg: GenerationConfig, trained, metrics, dataset, x_test, y_te
                                          resolved, x_test.device, models,
                                          lambda: evaluate(models, {**models, **raters}, x_test, y_test,
                                                           cfg.evaluation))))
-    return summarize(cfg.training.seeds, per_seed)
+    defenses = [n for n, t in trained.items() if t.spec.role == "defended"]
+    return summarize(cfg.training.seeds, per_seed, reference_model(defenses), defenses, _matched_baselines(cfg))
+
+
+def _matched_baselines(cfg: GenerationConfig) -> dict[str, str]:
+    """{accuracy-matched baseline: the defense it is matched to}: the pairs Chen et al. compare."""
+    return {d.name: d.match_accuracy_of for d in cfg.defenses if d.match_accuracy_of}
 
 
 def _seed_models(trained, seed: int) -> dict[str, Any]:
@@ -237,7 +245,8 @@ def _interpretability_across_seeds(cfg: GenerationConfig, trained, first: dict[s
         sha = {n: trained.get(replicate_name(n, seed), trained[n]).checkpoint_sha256 for n in models}
         log.info("interpretability of seed %d's models", seed)
         per_seed.append(seed_metrics(_interpretability(cfg, models, sha, dataset, x_test, y_test)))
-    return summarize_interpretability(cfg.training.seeds, per_seed)
+    return summarize_interpretability(cfg.training.seeds, per_seed, reference_model(list(per_seed[0])),
+                                      _matched_baselines(cfg))
 
 
 # Settings that only change pictures or exports, not the measured numbers: outside the cache key.
@@ -330,6 +339,7 @@ def _write_set(folder: Path, cfg, dataset, splits, trained, metrics, sources, so
         if "interpretability" in metrics["seeds"]:
             plot_interpretability(metrics["seeds"]["interpretability"], SEED_FIGURE,
                                   figures / "seeds_interpretability.png")
+        plot_vs_reference(metrics["seeds"], SEED_FIGURE, figures / "seeds_vs_reference.png")
 
     models = [{"name": n, "role": t.spec.role, "defense": t.spec.defense,
                "defense_params": t.spec.defense_params, "architecture": t.spec.architecture,

@@ -81,6 +81,16 @@ def test_the_matched_model_stops_at_the_first_check_that_reaches_the_target(tmp_
     # another seed's matched model is matched to that seed's model
     rep = next(r for r in m["seed_replicates"] if r["name"] == "normal_matched@seed3")
     assert rep["accuracy_matched"]["to"] == "normal@seed3" and rep["accuracy_matched"]["reached"]
+    # across seeds, the baseline is paired with the model it is matched to, seed by seed
+    import json
+    seeds = json.loads((out / "metrics.json").read_text())["seeds"]
+    vs = seeds["vs_accuracy_matched"]
+    assert vs["pairs"] == {"normal_matched": "normal"}
+    clean = vs["models"]["normal_matched"]["clean_accuracy"]
+    assert clean["values"] == pytest.approx([a - b for a, b in zip(seeds["clean_accuracy"]["normal"]["values"],
+                                                                    seeds["clean_accuracy"]["normal_matched"]["values"],
+                                                                    strict=True)])
+    assert clean["n"] == 2 and clean["seeds"] == [0, 3]
     # a second run reuses the checkpoints and still says where they stopped
     again = verify(generate(from_dict(MATCHED), tmp_path / "again"))
     assert next(x for x in again["models"] if x["name"] == "normal_matched")["accuracy_matched"] == match
