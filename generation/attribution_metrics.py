@@ -38,6 +38,15 @@ def top_k_intersection(a: torch.Tensor, b: torch.Tensor, k: int = 100) -> torch.
     return (top_k_mask(a, k) & top_k_mask(b, k)).sum(1).float() / k
 
 
+def cam_top_k_intersection(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, classes: torch.Tensor,
+                           k: int = 8) -> torch.Tensor:
+    """Boopathy et al.'s top-k CAM intersection per example, (N,): the fraction of the k largest cells of
+    the clean image's CAM of `classes` (signed, as their tf.nn.top_k takes it) that are also among the k
+    largest of the attacked image's CAM of the same class."""
+    with torch.no_grad():
+        return top_k_intersection(cam(model, x, classes), cam(model, x_adv, classes), k)
+
+
 def cam_discrepancy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                     target: torch.Tensor | None = None) -> torch.Tensor:
     """Boopathy et al.'s l1 interpretation discrepancy per example, divided by the map's H*W:

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attacks.base import generator
+from .attribution_metrics import top_k_mask
+from .saliency import cam
+
 START_EPSILON = 0.05   # the paper's first epsilon
 KAPPA = 0.1            # the margin is clipped at -kappa: no push past a confident success
 STEP_FRACTION = 0.2    # each step moves at most 0.2 * eps per pixel
@@ -79,3 +83,23 @@ def targeted_min_epsilon(model: nn.Module, x: torch.Tensor, target: torch.Tensor
     success = _hits(model, images, target)
     # the upper end is the smallest success (or max_epsilon, tried last when the search never got there)
     return MinEpsilonResult(images, target, torch.where(success, high, torch.full_like(high, float("nan"))), success)
+
+
+def cam_top_k_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, k: int = 8,
+                     steps: int = 200, step_size: float = 0.01, seed: int = 0) -> torch.Tensor:
+    """Boopathy et al.'s top-k attack on the CAM (aai_topk in their eval.py, after Ghorbani et al.):
+    from a uniform random start in the L-inf eps-ball, `steps` sign steps that lower the true class's
+    CAM on the k cells where the clean image's CAM of that class is largest, projected onto the ball
+    and [0, 1]. The prediction is free to change (they filter such images when they report)."""
+    x = x.detach()
+    with torch.no_grad():
+        top = top_k_mask(cam(model, x, y), k).to(x.dtype)
+    noise = torch.rand(x.shape, generator=generator(seed, x.device), device=x.device, dtype=x.dtype)
+    x_adv = (x + (2 * noise - 1) * epsilon).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = -(cam(model, x_adv, y).flatten(1) * top).sum()
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - epsilon), x + epsilon).clamp(0, 1)
+    return x_adv.detach()

@@ -163,6 +163,12 @@ class InterpretabilityConfig:
     cam_attack_steps: int = spec(10, gt=0)  # steps of that targeted attack at each epsilon tried (Boopathy et al.: 10)
     cam_search_rounds: int = spec(10, gt=0)  # rounds of its epsilon search (Boopathy et al.: 10, from 0.05, doubling after a failure, halving the bracket after a success)
     cam_max_epsilon: float = spec(1.0, gt=0, le=1)  # largest epsilon the search may reach, in [0, 1] pixels (Boopathy et al.: 1.0)
+    cam_top_k: bool = False           # Boopathy et al.'s top-k CAM intersection and Kendall tau between the true class's CAM of the clean and the attacked image, at each of cam_top_k_epsilons (GAP-head models); off leaves earlier results and cache keys as they were
+    cam_top_k_k: int = spec(8, gt=0)  # cells compared (Boopathy et al.: 8)
+    cam_top_k_epsilons: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4])  # L-inf budgets of x' (Boopathy et al. MNIST; CIFAR-10: 0, 2, 4, 6, 8, 9, 10 /255)
+    cam_top_k_attack: str = spec("top_k_cam", choices=("top_k_cam", "pgd"))  # x': top_k_cam = their attack lowering the clean top-k cells of the CAM (eval.py aai_topk) | pgd = untargeted PGD on cross-entropy; both from a random start
+    cam_top_k_steps: int = spec(200, gt=0)  # steps of that attack (Boopathy et al.: 200)
+    cam_top_k_step_size: float = spec(0.01, gt=0, le=1)  # its sign-step size (Boopathy et al.: 0.01)
     export_saliency: list[str] = field(default_factory=list)  # methods written per stimulus into the set
     seed: int = 0                     # noise of SmoothGrad and the attacks' random starts
 
@@ -368,6 +374,11 @@ def _validate_design(s: StimuliConfig, known: list[str]) -> None:
 
 def _validate_interpretability(c: InterpretabilityConfig, methods: dict, attacks: dict) -> None:
     w = "interpretability"
+    _require(all(0 <= e <= 1 for e in c.cam_top_k_epsilons), f"{w}.cam_top_k_epsilons must lie in [0, 1]")
+    _require(len(set(c.cam_top_k_epsilons)) == len(c.cam_top_k_epsilons), f"{w}.cam_top_k_epsilons lists an "
+                                                                          "epsilon twice")
+    _require(not c.cam_top_k or bool(c.cam_top_k_epsilons), f"{w}.cam_top_k_epsilons must not be empty when "
+                                                            "cam_top_k is on")
     for key in ("methods", "export_saliency"):
         for i, m in enumerate(getattr(c, key)):
             _require(m in methods, f"{w}.{key}[{i}] {m!r} is not a saliency method; choose one of {sorted(methods)}")

@@ -14,10 +14,19 @@ from tqdm.auto import tqdm
 from .alignment import alignment, empirical_robustness, linearized_robustness
 from .attacks import pgd_linf
 from .attribution_attack import top_k_attack
-from .attribution_metrics import cam_discrepancy, cam_size, kendall_tau, logit_margin, spearman, top_k_intersection
-from .cam_attack import random_targets, targeted_min_epsilon
+from .attribution_metrics import (
+    cam_discrepancy,
+    cam_size,
+    cam_top_k_intersection,
+    kendall_tau,
+    logit_margin,
+    spearman,
+    top_k_intersection,
+)
+from .cam_attack import cam_top_k_attack, random_targets, targeted_min_epsilon
 from .config import InterpretabilityConfig
 from .metrics import accuracy
+from .saliency import cam
 
 # Part of the cache key: bump when a change to the code changes the numbers for the same config.
 RESULTS_VERSION = 4   # 4: Boopathy's targeted minimum-epsilon CAM discrepancy; 3: Chen's attack (true label,
@@ -102,8 +111,44 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         }
     if cfg.cam_min_epsilon and out["gap_head"]:
         out["cam_min_epsilon"], per_image["cam_min_epsilon"] = _cam_min_epsilon(model, x, y, cfg)
+    if cfg.cam_top_k and out["gap_head"]:
+        out["cam_top_k"] = _cam_top_k(model, x, y, cfg)
     out["per_image"] = per_image
     return out
+
+
+def _cam_top_k_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float,
+                      cfg: InterpretabilityConfig) -> torch.Tensor:
+    def attack(i: int) -> torch.Tensor:
+        xb, yb, seed = x[i:i + 128], y[i:i + 128], cfg.seed + i
+        if cfg.cam_top_k_attack == "pgd":
+            return pgd_linf(model, xb, yb, epsilon=epsilon, steps=cfg.cam_top_k_steps,
+                            step_size=cfg.cam_top_k_step_size, seed=seed).images
+        return cam_top_k_attack(model, xb, yb, epsilon=epsilon, k=cfg.cam_top_k_k, steps=cfg.cam_top_k_steps,
+                                step_size=cfg.cam_top_k_step_size, seed=seed)
+    return torch.cat([attack(i) for i in range(0, len(x), 128)])
+
+
+def _cam_top_k(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: InterpretabilityConfig) -> dict[str, Any]:
+    """Boopathy et al.'s robustness of interpretation: the true class's CAM of the clean and the attacked
+    image compared at each epsilon. Like their aai_topk, the headline numbers average over the images
+    whose prediction the attack did not change (a changed prediction is a different explanation);
+    the intersection over all images is beside them."""
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+        clean = cam(model, x, y)
+    rows = []
+    for eps in cfg.cam_top_k_epsilons:
+        x_adv = _cam_top_k_images(model, x, y, eps, cfg)
+        with torch.no_grad():
+            kept = model(x_adv).argmax(1) == pred
+            tau = kendall_tau(clean, cam(model, x_adv, y))
+        inter = cam_top_k_intersection(model, x, x_adv, y, cfg.cam_top_k_k)
+        rows.append({"epsilon": eps, "n_kept": int(kept.sum()),
+                     "top_k_intersection": _mean(inter[kept]), "kendall_tau": _mean(tau[kept]),
+                     "top_k_intersection_all": _mean(inter)})
+    return {"attack": cfg.cam_top_k_attack, "class": "true", "k": cfg.cam_top_k_k, "steps": cfg.cam_top_k_steps,
+            "step_size": cfg.cam_top_k_step_size, "n_images": len(y), "by_epsilon": rows}
 
 
 def _cam_min_epsilon(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

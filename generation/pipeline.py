@@ -253,12 +253,21 @@ def _interpretability_across_seeds(cfg: GenerationConfig, trained, first: dict[s
 _PRESENTATION_ONLY = ("enabled", "methods", "grid_images", "export_saliency")
 
 
+def interpretability_key(ic) -> dict[str, Any]:
+    """The [interpretability] settings as cache keys hold them: the cam_top_k_* settings only when
+    cam_top_k is on, so the results cached before those keys existed are found again."""
+    key = {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}
+    if not key["cam_top_k"]:
+        key = {k: v for k, v in key.items() if not k.startswith("cam_top_k")}
+    return key
+
+
 def _interpretability(cfg: GenerationConfig, defended, checkpoints, dataset, x_test, y_test) -> dict[str, Any]:
     ic = cfg.interpretability
     log.info("interpretability: %d models on %d digits", len(defended), min(ic.n_images, len(y_test)))
     key = {"version": RESULTS_VERSION, "checkpoints": {n: checkpoints[n] for n in defended},
            "data": data_key(cfg.data), "dataset": dataset.sha256,
-           "interpretability": {k: v for k, v in asdict(ic).items() if k not in _PRESENTATION_ONLY}}
+           "interpretability": interpretability_key(ic)}
     return _cached_json("interpretability", key, lambda: evaluate_interpretability(defended, x_test, y_test, ic))
 
 
