@@ -134,6 +134,9 @@ def controls_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
             bits.append(f"{r['defense']} vs {r['control']}: {pct(r['rate_adversarial'])} vs {pct(r['rate_control'])} "
                         f"(odds ratio {fmt_num(r['odds_ratio'])}, {cfg.level} CI {fmt_num(r['or_ci_low'])} to "
                         f"{fmt_num(r['or_ci_high'])})")
+        elif r.get("note"):  # separation: often the largest contrast of all, so it is said, not dropped
+            bits.append(f"{r['defense']} vs {r['control']}: {pct(r['rate_adversarial'])} vs {pct(r['rate_control'])} "
+                        f"(odds ratio {r['note']})")
     if not bits:
         return []
     return ["**Structure, not only size.** Target-class answers for adversarial images vs their own controls "

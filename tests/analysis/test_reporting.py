@@ -325,3 +325,54 @@ def test_design_parser_and_analysis_share_one_options_type(identify_csv, tmp_pat
     assert rows["primary_contrast"] == ("each_vs_reference", "default")
     assert rows["reference_defense"][1] == "default" and rows["primary_outcome"][1] == "default"
     assert "set_in_design" not in rows
+
+
+# --- found by walking through the demo's report as a reviewer ------------------------------------------
+def _matched_norm_export(d: pd.DataFrame, path: Path) -> Path:
+    path = write_export(d, path)
+    path.with_suffix(".study.json").write_text(json.dumps(
+        {"design": {"task": "identify", "analysis": {}}, "stimulus_design": "matched_norm"}))
+    return path
+
+
+def test_separated_control_contrast_is_explained_not_dropped(tmp_path):
+    d = _with_controls()
+    d.loc[(d["defense"] == "normal") & (d["stimulus_kind"] == "control_noise"), "target_hit"] = False
+    out = tmp_path / "r"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "c.csv"), "-o", out, *FAST).exit_code == 0
+    ctab = pd.read_csv(out / "tables/controls_contrast.csv", keep_default_na=False).set_index(["defense", "control"])
+    row = ctab.loc[("normal", "control_noise")]
+    assert row["odds_ratio"] == "" and row["note"] == "not estimable (separation: control 0%)"
+    assert (ctab.loc[ctab["odds_ratio"] != "", "note"] == "").all()
+    md = _md(out)
+    plain = md.split("## Primary results")[0]
+    assert "normal vs control_noise:" in plain and "not estimable (separation: control 0%)" in plain
+    assert "An empty odds ratio is not estimable" in md
+
+
+def test_perturbation_size_note_says_what_the_primary_test_did(identify_csv, tmp_path):
+    out = tmp_path / "m"
+    assert run("analyze", _matched_norm_export(small(), tmp_path / "m.csv"), "-o", out, *FAST).exit_code == 0
+    md = _md(out)
+    assert "the primary test adjusts for" not in md
+    assert "The matched_norm design makes the images of each (source, target) group the same size" in md
+    out = tmp_path / "u"
+    assert run("analyze", identify_csv, "-o", out, *FAST).exit_code == 0
+    assert "primary test adjusts for norm_l2." in _md(out)
+
+
+def test_budget_chosen_per_image_is_not_a_breakdown(tmp_path):
+    d = small()
+    per_image = 0.2 + 0.001 * d.groupby("stimulus_id").ngroup()
+    d["budget"] = np.where(d["budget"].notna(), per_image, np.nan)
+    assert d["budget"].nunique() > 8
+    out = tmp_path / "r"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "b.csv"), "-o", out, *FAST).exit_code == 0
+    assert not (out / "tables/identify_rates_by_budget.csv").exists()
+    assert not (out / "figures/budget_breakdown.png").exists()
+    assert "budget" not in pd.read_csv(out / "tables/identify_perturbation_size.csv").columns
+    assert "ε was chosen per image" in _md(out)
+    d["budget"] = np.where(d["budget"].notna(), np.where(d.index % 2, 0.1, 0.3), np.nan)  # a design factor
+    out = tmp_path / "f"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "f.csv"), "-o", out, *FAST).exit_code == 0
+    assert (out / "tables/identify_rates_by_budget.csv").is_file() and (out / "figures/budget_breakdown.png").is_file()
