@@ -213,6 +213,14 @@ def _primary_note(cfg: AnalysisConfig, what: str, notes: list[str], table: pd.Da
     return text
 
 
+def _agreement_gap(table: pd.DataFrame) -> str:
+    """An agreement table without a single repeated image is empty by design, not by error: say so."""
+    if len(table) and table["n_images"].max() > 0:
+        return ""
+    return (" No image was seen by two or more people in this study, so agreement is not estimable and the "
+            "cells are empty; it needs a design that shows each image to several participants.")
+
+
 def _size_note(adjust: tuple[str, ...], design: str) -> str:
     """What the perturbation-size table means for the primary test: it must say what the test did."""
     if adjust:
@@ -366,10 +374,10 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         sec.tables.append(Table("identify_mixed_model_variance", "Mixed model: random-effect SDs", vc,
                                 "Estimated SD of each random intercept."))
     rng = np.random.default_rng(cfg.seed)
-    sec.tables.append(Table("identify_agreement", "Agreement between people (same image)",
-                            agreement.rater_agreement(d, "identify", cfg.n_boot, cfg.alpha, rng),
+    agree = agreement.rater_agreement(d, "identify", cfg.n_boot, cfg.alpha, rng)
+    sec.tables.append(Table("identify_agreement", "Agreement between people (same image)", agree,
                             "Responses ('0'..'9', 'none') as nominal categories; images seen by ≥ 2 "
-                            f"people; {lv} percentile CIs from resampling images."))
+                            f"people; {lv} percentile CIs from resampling images." + _agreement_gap(agree)))
     hm = agreement.human_model_agreement(d, cfg.alpha)
     if len(hm):
         sec.tables.append(Table("identify_human_model", "Agreement between people and models", hm,
@@ -506,9 +514,10 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
             note += f" R cross-check (ordinal::clmm) {r_why}"
         sec.tables.append(Table("rate_ordinal", "Ordinal (proportional-odds) model", ordm, note))
     rng = np.random.default_rng(cfg.seed)
-    sec.tables.append(Table("rate_agreement", "Agreement between people (same image)",
-                            agreement.rater_agreement(d, "rate", cfg.n_boot, cfg.alpha, rng),
-                            f"Krippendorff's alpha, ordinal metric; {lv} percentile CI from resampling images."))
+    agree = agreement.rater_agreement(d, "rate", cfg.n_boot, cfg.alpha, rng)
+    sec.tables.append(Table("rate_agreement", "Agreement between people (same image)", agree,
+                            f"Krippendorff's alpha, ordinal metric; {lv} percentile CI from resampling images."
+                            + _agreement_gap(agree)))
     figures.mean_ratings(desc, figdir / "ratings.png", level=lv)
     sec.figures.append(("ratings.png", f"Mean rating per defense, {lv} t-intervals"))
     return sec, summary

@@ -376,3 +376,16 @@ def test_budget_chosen_per_image_is_not_a_breakdown(tmp_path):
     out = tmp_path / "f"
     assert run("analyze", _matched_norm_export(d, tmp_path / "f.csv"), "-o", out, *FAST).exit_code == 0
     assert (out / "tables/identify_rates_by_budget.csv").is_file() and (out / "figures/budget_breakdown.png").is_file()
+
+
+@pytest.mark.parametrize("task", ["identify", "rate"])
+def test_agreement_without_repeated_images_says_why_it_is_empty(tmp_path, task):
+    d = small(task=task)
+    d["stimulus_id"] = d["stimulus_id"] + "-" + d["participant_id"].astype(str)  # every image seen once
+    out = tmp_path / "r"
+    assert run("analyze", write_export(d, tmp_path / "a.csv"), "-o", out, *FAST).exit_code == 0
+    assert (pd.read_csv(out / f"tables/{task}_agreement.csv")["n_images"] == 0).all()
+    assert "No image was seen by two or more people" in _md(out)
+    out = tmp_path / "s"  # images that repeat: the table has numbers and no such sentence
+    assert run("analyze", write_export(small(task=task), tmp_path / "b.csv"), "-o", out, *FAST).exit_code == 0
+    assert "No image was seen by two or more people" not in _md(out)
