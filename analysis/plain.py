@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from advlegit.analysis.config import AnalysisConfig
@@ -43,6 +44,14 @@ def _find(primary: list[dict], a: str, b: str) -> tuple[dict | None, int]:
     return None, 0
 
 
+def _tied(ranked: pd.DataFrame, col: str) -> str:
+    """The top defense in bold, or every defense sharing the top value: naming one of a tie as "the most"
+    is a claim the numbers do not make."""
+    top = ranked[col].iloc[0]
+    names = [f"**{d}**" for d in ranked.loc[np.isclose(ranked[col], top), "defense"]]
+    return names[0] if len(names) == 1 else " and ".join([", ".join(names[:-1]), names[-1]]) + " (tied)"
+
+
 def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
     rates = pd.DataFrame(summary.get("rates", {}).get("identify") or [])
     ref = summary.get("reference", {}).get("identify")
@@ -60,7 +69,8 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
         parts.append(f"No defense produced more target-class answers than the reference, **{ref}**.")
     else:
         diff = 100 * (top.rate - base.rate)
-        text = (f"The most target-class answers came with **{top.defense}**: {fmt_num(diff, 0)} percentage points "
+        tied = _tied(rates, "rate")
+        text = (f"The most target-class answers came with {tied}: {fmt_num(diff, 0)} percentage points "
                 f"more than the reference **{ref}** ({pct(top.rate)} vs {pct(base.rate)}).")
         row, sign = _find(prim, top.defense, ref)
         estimable = row is not None and row.get("converged", True) and math.isfinite(row.get("p", float("nan")))
@@ -68,7 +78,8 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
             orr, lo, hi = row["odds_ratio"], row["or_ci_low"], row["or_ci_high"]
             if sign < 0:
                 orr, lo, hi = 1 / orr, 1 / hi, 1 / lo
-            text += (f" In the pre-registered test the odds of naming the target were {fmt_num(orr)} times those "
+            text += (" In the pre-registered test the odds of naming the target"
+                     + (f" with **{top.defense}**" if "tied" in tied else "") + f" were {fmt_num(orr)} times those "
                      f"of {ref} ({row.get('ci_level', lv)} CI {fmt_num(lo)} to {fmt_num(hi)}"
                      + (f", adjusted for {row['adjusted_for']}" if row.get("adjusted_for") not in (None, "nothing")
                         else "") + f"): {_sig(row, cfg)}.")

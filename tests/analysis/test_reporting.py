@@ -389,3 +389,22 @@ def test_agreement_without_repeated_images_says_why_it_is_empty(tmp_path, task):
     out = tmp_path / "s"  # images that repeat: the table has numbers and no such sentence
     assert run("analyze", write_export(small(task=task), tmp_path / "b.csv"), "-o", out, *FAST).exit_code == 0
     assert "No image was seen by two or more people" not in _md(out)
+
+
+def test_plain_words_name_every_defense_tied_for_the_most_target_answers():
+    from advlegit.analysis.plain import identify_answer
+
+    def rates(*pairs):
+        return [{"defense": d, "rate": r, "ci_low": r - 0.2, "ci_high": r + 0.1} for d, r in pairs]
+
+    prim = [{"contrast": f"{d} vs normal", "odds_ratio": 2.0, "or_ci_low": 0.5, "or_ci_high": 8.0, "p": 0.3,
+             "p_holm": 1.0, "converged": True, "significant": False} for d in ("distilled", "gradreg_uniform")]
+    summary = {"rates": {"identify": rates(("normal", 0.5), ("distilled", 0.75), ("gradreg_uniform", 0.75))},
+               "reference": {"identify": "normal"}, "primary": {"identify": prim}}
+    text = identify_answer(summary, AnalysisConfig())[0]
+    assert re.search(r"came with \*\*(distilled|gradreg_uniform)\*\* and \*\*(distilled|gradreg_uniform)\*\* \(tied\)",
+                     text)
+    assert "the odds of naming the target with **" in text
+    summary["rates"]["identify"] = rates(("normal", 0.5), ("distilled", 0.8), ("gradreg_uniform", 0.75))
+    text = identify_answer(summary, AnalysisConfig())[0]
+    assert "came with **distilled**: 30 percentage points" in text and "tied" not in text
