@@ -433,7 +433,7 @@ def _separation_note(row: dict) -> str:
     sides = [(f"{label} {100 * rate:.0f}%") for label, rate in (("control", row["rate_control"]),
                                                                  ("adversarial", row["rate_adversarial"]))
              if rate in (0.0, 1.0)]
-    return ("not estimable (separation: " + ", ".join(sides) + ")") if sides else "not estimable"
+    return ("not estimable, separation: " + ", ".join(sides)) if sides else "not estimable"
 
 
 def analyse_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, ref: str) -> tuple[Section, pd.DataFrame]:

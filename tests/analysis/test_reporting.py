@@ -342,11 +342,11 @@ def test_separated_control_contrast_is_explained_not_dropped(tmp_path):
     assert run("analyze", _matched_norm_export(d, tmp_path / "c.csv"), "-o", out, *FAST).exit_code == 0
     ctab = pd.read_csv(out / "tables/controls_contrast.csv", keep_default_na=False).set_index(["defense", "control"])
     row = ctab.loc[("normal", "control_noise")]
-    assert row["odds_ratio"] == "" and row["note"] == "not estimable (separation: control 0%)"
+    assert row["odds_ratio"] == "" and row["note"] == "not estimable, separation: control 0%"
     assert (ctab.loc[ctab["odds_ratio"] != "", "note"] == "").all()
     md = _md(out)
     plain = md.split("## Primary results")[0]
-    assert "normal vs control_noise:" in plain and "not estimable (separation: control 0%)" in plain
+    assert "normal vs control_noise:" in plain and "not estimable, separation: control 0%" in plain
     assert "An empty odds ratio is not estimable" in md
 
 
