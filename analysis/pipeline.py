@@ -422,6 +422,7 @@ def controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p"])
+        out = out[[c for c in out.columns if c != "note"] + ["note"]]  # last: the numbers stay in view
     return out
 
 
