@@ -314,14 +314,18 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                                 "test: see the primary table."))
         figures.rates_by_defense(rt, label, figdir / f"rates_{outcome}.png", ref, alpha=cfg.alpha)
         sec.figures.append((f"rates_{outcome}.png", f"{label} per defense with {lv} Wilson intervals"))
-    fitc, _ = identify.defense_model(d, "target_hit", ref, covariates=True)
-    sec.tables.append(Table("identify_logit_target_hit", "Logistic regression target_hit ~ defense + attack "
-                            "+ budget + norm_l2 (cluster-robust)",
+    # ε chosen per image is a function of the image's size (norm_l2), not a design factor: leave it out
+    covs = ("attack", "budget", "norm_l2") if design_budgets(d) else ("attack", "norm_l2")
+    fitc, _ = identify.defense_model(d, "target_hit", ref, covariates=covs)
+    sec.tables.append(Table("identify_logit_target_hit", "Logistic regression target_hit ~ defense + "
+                            + " + ".join(covs) + " (cluster-robust)",
                             identify.odds_ratio_table(fitc, cfg.alpha),
                             f"Odds ratios with {lv} CIs; numeric covariates centred; clustered by participant "
                             "and (source, target) group (or image). "
                             + ("; ".join(fitc.notes) + "." if fitc.notes else
-                               "No column was constant or collinear.")))
+                               "No column was constant or collinear.")
+                            + ("" if "budget" in covs or "budget" not in d or d["budget"].isna().all() else
+                               " ε (budget) was chosen per image, so it is not a covariate.")))
     if "norm_l2" in d and d["norm_l2"].notna().any():
         sec.tables.append(Table("identify_perturbation_size", "Perturbation size per defense", perturbation_table(d),
                                 "Per image (not per response). " + _size_note(adjust, design)

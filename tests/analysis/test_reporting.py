@@ -372,6 +372,8 @@ def test_budget_chosen_per_image_is_not_a_breakdown(tmp_path):
     assert not (out / "figures/budget_breakdown.png").exists()
     assert "budget" not in pd.read_csv(out / "tables/identify_perturbation_size.csv").columns
     assert "ε was chosen per image" in _md(out)
+    logit = pd.read_csv(out / "tables/identify_logit_target_hit.csv")
+    assert "budget" not in set(logit["term"]) and "target_hit ~ defense + attack + norm_l2" in _md(out)
     d["budget"] = np.where(d["budget"].notna(), np.where(d.index % 2, 0.1, 0.3), np.nan)  # a design factor
     out = tmp_path / "f"
     assert run("analyze", _matched_norm_export(d, tmp_path / "f.csv"), "-o", out, *FAST).exit_code == 0
