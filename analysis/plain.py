@@ -199,6 +199,21 @@ def methods_text(summary: dict, cfg: AnalysisConfig) -> str:
     return " ".join(t)
 
 
+# The stimulus set states its estimand for naming the target; other tasks measure "seen as the target" otherwise.
+MEASURED_BY = {
+    "rate": "the 1-7 rating of how much the image looks like the target",
+    "compare": "which of two images, shown side by side, is chosen as looking more like the target",
+}
+
+
+def _measured_by(summary: dict) -> str:
+    tasks = [t for t in summary.get("tasks", []) if t in MEASURED_BY]
+    if not tasks or "identify" in summary.get("tasks", []):
+        return ""
+    return (" (The set states this for naming the target; this study measures it by "
+            + "; ".join(MEASURED_BY[t] for t in tasks) + ".)")
+
+
 def section(summary: dict, cfg: AnalysisConfig) -> str:
     design = summary.get("design", {})
     name = design.get("name") or "unknown"
@@ -209,7 +224,7 @@ def section(summary: dict, cfg: AnalysisConfig) -> str:
     out += [a + "\n" for a in answers] or ["No task could be analysed (see below).\n"]
     src = design.get("source", "not recorded")
     out.append(f"**Stimulus design: {name}** ({'from ' + src if src != 'not recorded' else 'not recorded'}). "
-               f"What the comparison estimates: {design.get('estimand', '')}\n")
+               f"What the comparison estimates: {design.get('estimand', '')}{_measured_by(summary)}\n")
     out.append(f"**Sample.** {sample_text(summary)}\n")
     out.append(f"**Methods (to paste).** {methods_text(summary, cfg)}\n")
     return "\n".join(out)

@@ -410,3 +410,15 @@ def test_plain_words_name_every_defense_tied_for_the_most_target_answers():
     summary["rates"]["identify"] = rates(("normal", 0.5), ("distilled", 0.8), ("gradreg_uniform", 0.75))
     text = identify_answer(summary, AnalysisConfig())[0]
     assert "came with **distilled**: 30 percentage points" in text and "tied" not in text
+
+
+@pytest.mark.parametrize("task, measure", [("rate", "1-7 rating"), ("compare", "shown side by side")])
+def test_a_stated_estimand_about_naming_says_how_this_task_measures_it(tmp_path, task, measure):
+    path = write_export(small(task=task), tmp_path / f"{task}.csv")
+    path.with_suffix(".study.json").write_text(json.dumps(
+        {"design": {"task": task, "analysis": {}}, "stimulus_design": "matched_norm",
+         "estimand": "How often images of the same size are seen as the target class."}))
+    out = tmp_path / "r"
+    assert run("analyze", path, "-o", out, *FAST).exit_code == 0
+    line = next(x for x in _md(out).splitlines() if x.startswith("**Stimulus design"))
+    assert "seen as the target class." in line and "this study measures it by" in line and measure in line
