@@ -213,9 +213,38 @@ def _primary_note(cfg: AnalysisConfig, what: str, notes: list[str], table: pd.Da
     return text
 
 
+def _agreement_gap(table: pd.DataFrame) -> str:
+    """An agreement table without a single repeated image is empty by design, not by error: say so."""
+    if len(table) and table["n_images"].max() > 0:
+        return ""
+    return (" No image was seen by two or more people in this study, so agreement is not estimable and the "
+            "cells are empty; it needs a design that shows each image to several participants.")
+
+
+def _size_note(adjust: tuple[str, ...], design: str) -> str:
+    """What the perturbation-size table means for the primary test: it must say what the test did."""
+    if adjust:
+        return ("Where these differ between defenses the design does not hold perturbation size fixed, and the "
+                f"primary test adjusts for {' + '.join(adjust)}.")
+    if designs.norm_fixed(design):
+        return (f"The {design} design makes the images of each (source, target) group the same size, so the "
+                "primary test does not adjust for it; this table shows how well that held.")
+    return "The primary test does not adjust for perturbation size (the norm does not vary, or is missing)."
+
+
+MAX_BUDGET_LEVELS = 8  # more distinct ε than this: chosen per image (minimal, matched_norm), not a design factor
+
+
+def design_budgets(d: pd.DataFrame) -> bool:
+    """Whether ε is a design factor with a few levels worth a row each. Designs that choose ε per image
+    give one value per image, and a breakdown by it is a table of single responses."""
+    return "budget" in d and d["budget"].notna().any() and d["budget"].nunique() <= MAX_BUDGET_LEVELS
+
+
 def perturbation_table(d: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("norm_l2", "norm_linf") if c in d and d[c].notna().any()]
-    by = ["defense"] + (["budget"] if "budget" in d and d["budget"].notna().all() and d["budget"].nunique() > 1 else [])
+    by = ["defense"] + (["budget"] if design_budgets(d) and d["budget"].notna().all() and d["budget"].nunique() > 1
+                        else [])
     g = d.drop_duplicates("stimulus_id").groupby(by, observed=True)
     out = g.size().rename("n_images").to_frame()
     for c in cols:
@@ -285,18 +314,25 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                                 "test: see the primary table."))
         figures.rates_by_defense(rt, label, figdir / f"rates_{outcome}.png", ref, alpha=cfg.alpha)
         sec.figures.append((f"rates_{outcome}.png", f"{label} per defense with {lv} Wilson intervals"))
-    fitc, _ = identify.defense_model(d, "target_hit", ref, covariates=True)
-    sec.tables.append(Table("identify_logit_target_hit", "Logistic regression target_hit ~ defense + attack "
-                            "+ budget + norm_l2 (cluster-robust)",
+    # ε chosen per image is a function of the image's size (norm_l2), not a design factor: leave it out
+    covs = ("attack", "budget", "norm_l2") if design_budgets(d) else ("attack", "norm_l2")
+    fitc, _ = identify.defense_model(d, "target_hit", ref, covariates=covs)
+    sec.tables.append(Table("identify_logit_target_hit", "Logistic regression target_hit ~ defense + "
+                            + " + ".join(covs) + " (cluster-robust)",
                             identify.odds_ratio_table(fitc, cfg.alpha),
                             f"Odds ratios with {lv} CIs; numeric covariates centred; clustered by participant "
                             "and (source, target) group (or image). "
                             + ("; ".join(fitc.notes) + "." if fitc.notes else
-                               "No column was constant or collinear.")))
+                               "No column was constant or collinear.")
+                            + ("" if "budget" in covs or "budget" not in d or d["budget"].isna().all() else
+                               " ε (budget) was chosen per image, so it is not a covariate.")))
     if "norm_l2" in d and d["norm_l2"].notna().any():
         sec.tables.append(Table("identify_perturbation_size", "Perturbation size per defense", perturbation_table(d),
-                                "Per image (not per response). Where these differ between defenses the design "
-                                "does not hold perturbation size fixed, and the primary test adjusts for L2."))
+                                "Per image (not per response). " + _size_note(adjust, design)
+                                + ("" if design_budgets(d) or "budget" not in d or d["budget"].isna().all() else
+                                   f" ε was chosen per image ({d['budget'].nunique()} distinct values), so this "
+                                   "table and the target-class rate are not broken down by ε; the rate against "
+                                   "L2 size is in the figures.")))
     figures.participant_lines(d, "target_hit", LABELS["target_hit"], figdir / "participant_lines.png")
     sec.figures.append(("participant_lines.png", "Each participant's target-class rate across defenses"))
     if "norm_l2" in d and d["norm_l2"].notna().any():
@@ -304,7 +340,7 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
                                      figdir / "rate_vs_perturbation.png", cfg.alpha)
         sec.figures.append(("rate_vs_perturbation.png", "target-class rate against L2 perturbation size, "
                             f"{lv} Wilson intervals"))
-    if "budget" in d and d["budget"].notna().any():
+    if design_budgets(d):
         bt = identify.rates(d[d["budget"].notna()], "target_hit", cfg.alpha, ["defense", "budget"])
         sec.tables.append(Table("identify_rates_by_budget", "target_hit by ε (budget) and defense", bt,
                                 f"Participant means per cell; {lv} Wilson intervals with n = participants."))
@@ -342,10 +378,10 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
         sec.tables.append(Table("identify_mixed_model_variance", "Mixed model: random-effect SDs", vc,
                                 "Estimated SD of each random intercept."))
     rng = np.random.default_rng(cfg.seed)
-    sec.tables.append(Table("identify_agreement", "Agreement between people (same image)",
-                            agreement.rater_agreement(d, "identify", cfg.n_boot, cfg.alpha, rng),
+    agree = agreement.rater_agreement(d, "identify", cfg.n_boot, cfg.alpha, rng)
+    sec.tables.append(Table("identify_agreement", "Agreement between people (same image)", agree,
                             "Responses ('0'..'9', 'none') as nominal categories; images seen by ≥ 2 "
-                            f"people; {lv} percentile CIs from resampling images."))
+                            f"people; {lv} percentile CIs from resampling images." + _agreement_gap(agree)))
     hm = agreement.human_model_agreement(d, cfg.alpha)
     if len(hm):
         sec.tables.append(Table("identify_human_model", "Agreement between people and models", hm,
@@ -385,11 +421,24 @@ def controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
                                p=p)
                 except (ValueError, np.linalg.LinAlgError) as exc:
                     log.warning("control contrast %s/%s failed: %s", name, kind, exc)
+            row["note"] = _separation_note(row)
             rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p"])
+        out = out[[c for c in out.columns if c != "note"] + ["note"]]  # last: the numbers stay in view
     return out
+
+
+def _separation_note(row: dict) -> str:
+    """Why a control contrast has no odds ratio: a 0 % or 100 % rate on one side (separation) is the
+    strongest possible contrast, so the reader must not mistake the empty cell for missing data."""
+    if np.isfinite(row["odds_ratio"]):
+        return ""
+    sides = [(f"{label} {100 * rate:.0f}%") for label, rate in (("control", row["rate_control"]),
+                                                                 ("adversarial", row["rate_adversarial"]))
+             if rate in (0.0, 1.0)]
+    return ("not estimable, separation: " + ", ".join(sides)) if sides else "not estimable"
 
 
 def analyse_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, ref: str) -> tuple[Section, pd.DataFrame]:
@@ -403,7 +452,10 @@ def analyse_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, ref: st
     tab = controls_table(d, cfg)
     sec.tables.append(Table("controls_contrast", "Target-class rate: adversarial vs control, per defense", tab,
                             f"Logit target_hit ~ adversarial within each defense and control kind, cluster-robust "
-                            f"(participant and group); {lv} intervals; Holm across all rows of this table."))
+                            f"(participant and group); {lv} intervals; Holm across all rows of this table."
+                            + (" An empty odds ratio is not estimable: one side has no (or only) target answers "
+                               "(separation, see the note column); Holm counts only the estimable rows."
+                               if tab["odds_ratio"].isna().any() else "")))
     rt = identify.rates(d, "target_hit", cfg.alpha, ["defense", "stimulus_kind"])
     sec.tables.append(Table("controls_rates", "Target-class rate per defense and stimulus kind", rt,
                             f"Mean of participant rates; {lv} Wilson intervals with n = participants."))
@@ -467,9 +519,10 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
             note += f" R cross-check (ordinal::clmm) {r_why}"
         sec.tables.append(Table("rate_ordinal", "Ordinal (proportional-odds) model", ordm, note))
     rng = np.random.default_rng(cfg.seed)
-    sec.tables.append(Table("rate_agreement", "Agreement between people (same image)",
-                            agreement.rater_agreement(d, "rate", cfg.n_boot, cfg.alpha, rng),
-                            f"Krippendorff's alpha, ordinal metric; {lv} percentile CI from resampling images."))
+    agree = agreement.rater_agreement(d, "rate", cfg.n_boot, cfg.alpha, rng)
+    sec.tables.append(Table("rate_agreement", "Agreement between people (same image)", agree,
+                            f"Krippendorff's alpha, ordinal metric; {lv} percentile CI from resampling images."
+                            + _agreement_gap(agree)))
     figures.mean_ratings(desc, figdir / "ratings.png", level=lv)
     sec.figures.append(("ratings.png", f"Mean rating per defense, {lv} t-intervals"))
     return sec, summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from advlegit.analysis.config import AnalysisConfig
@@ -43,6 +44,14 @@ def _find(primary: list[dict], a: str, b: str) -> tuple[dict | None, int]:
     return None, 0
 
 
+def _tied(ranked: pd.DataFrame, col: str) -> str:
+    """The top defense in bold, or every defense sharing the top value: naming one of a tie as "the most"
+    is a claim the numbers do not make."""
+    top = ranked[col].iloc[0]
+    names = [f"**{d}**" for d in ranked.loc[np.isclose(ranked[col], top), "defense"]]
+    return names[0] if len(names) == 1 else " and ".join([", ".join(names[:-1]), names[-1]]) + " (tied)"
+
+
 def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
     rates = pd.DataFrame(summary.get("rates", {}).get("identify") or [])
     ref = summary.get("reference", {}).get("identify")
@@ -60,7 +69,8 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
         parts.append(f"No defense produced more target-class answers than the reference, **{ref}**.")
     else:
         diff = 100 * (top.rate - base.rate)
-        text = (f"The most target-class answers came with **{top.defense}**: {fmt_num(diff, 0)} percentage points "
+        tied = _tied(rates, "rate")
+        text = (f"The most target-class answers came with {tied}: {fmt_num(diff, 0)} percentage points "
                 f"more than the reference **{ref}** ({pct(top.rate)} vs {pct(base.rate)}).")
         row, sign = _find(prim, top.defense, ref)
         estimable = row is not None and row.get("converged", True) and math.isfinite(row.get("p", float("nan")))
@@ -68,7 +78,8 @@ def identify_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
             orr, lo, hi = row["odds_ratio"], row["or_ci_low"], row["or_ci_high"]
             if sign < 0:
                 orr, lo, hi = 1 / orr, 1 / hi, 1 / lo
-            text += (f" In the pre-registered test the odds of naming the target were {fmt_num(orr)} times those "
+            text += (" In the pre-registered test the odds of naming the target"
+                     + (f" with **{top.defense}**" if "tied" in tied else "") + f" were {fmt_num(orr)} times those "
                      f"of {ref} ({row.get('ci_level', lv)} CI {fmt_num(lo)} to {fmt_num(hi)}"
                      + (f", adjusted for {row['adjusted_for']}" if row.get("adjusted_for") not in (None, "nothing")
                         else "") + f"): {_sig(row, cfg)}.")
@@ -134,6 +145,9 @@ def controls_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
             bits.append(f"{r['defense']} vs {r['control']}: {pct(r['rate_adversarial'])} vs {pct(r['rate_control'])} "
                         f"(odds ratio {fmt_num(r['odds_ratio'])}, {cfg.level} CI {fmt_num(r['or_ci_low'])} to "
                         f"{fmt_num(r['or_ci_high'])})")
+        elif r.get("note"):  # separation: often the largest contrast of all, so it is said, not dropped
+            bits.append(f"{r['defense']} vs {r['control']}: {pct(r['rate_adversarial'])} vs {pct(r['rate_control'])} "
+                        f"(odds ratio {r['note']})")
     if not bits:
         return []
     return ["**Structure, not only size.** Target-class answers for adversarial images vs their own controls "
@@ -185,6 +199,21 @@ def methods_text(summary: dict, cfg: AnalysisConfig) -> str:
     return " ".join(t)
 
 
+# The stimulus set states its estimand for naming the target; other tasks measure "seen as the target" otherwise.
+MEASURED_BY = {
+    "rate": "the 1-7 rating of how much the image looks like the target",
+    "compare": "which of two images, shown side by side, is chosen as looking more like the target",
+}
+
+
+def _measured_by(summary: dict) -> str:
+    tasks = [t for t in summary.get("tasks", []) if t in MEASURED_BY]
+    if not tasks or "identify" in summary.get("tasks", []):
+        return ""
+    return (" (The set states this for naming the target; this study measures it by "
+            + "; ".join(MEASURED_BY[t] for t in tasks) + ".)")
+
+
 def section(summary: dict, cfg: AnalysisConfig) -> str:
     design = summary.get("design", {})
     name = design.get("name") or "unknown"
@@ -195,7 +224,7 @@ def section(summary: dict, cfg: AnalysisConfig) -> str:
     out += [a + "\n" for a in answers] or ["No task could be analysed (see below).\n"]
     src = design.get("source", "not recorded")
     out.append(f"**Stimulus design: {name}** ({'from ' + src if src != 'not recorded' else 'not recorded'}). "
-               f"What the comparison estimates: {design.get('estimand', '')}\n")
+               f"What the comparison estimates: {design.get('estimand', '')}{_measured_by(summary)}\n")
     out.append(f"**Sample.** {sample_text(summary)}\n")
     out.append(f"**Methods (to paste).** {methods_text(summary, cfg)}\n")
     return "\n".join(out)

@@ -22,7 +22,7 @@ from advlegit.analysis.stats import fmt_num, fmt_p
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em;display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
-.note{color:#555;font-size:.9em}code{background:#f5f5f5}
+.note{color:#555;font-size:.9em}code{background:#f5f5f5;overflow-wrap:anywhere}
 .table-scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1em}.table-scroll table{display:table;margin:0}
 td,th{white-space:nowrap}"""
 

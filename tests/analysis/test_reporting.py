@@ -325,3 +325,100 @@ def test_design_parser_and_analysis_share_one_options_type(identify_csv, tmp_pat
     assert rows["primary_contrast"] == ("each_vs_reference", "default")
     assert rows["reference_defense"][1] == "default" and rows["primary_outcome"][1] == "default"
     assert "set_in_design" not in rows
+
+
+# --- found by walking through the demo's report as a reviewer ------------------------------------------
+def _matched_norm_export(d: pd.DataFrame, path: Path) -> Path:
+    path = write_export(d, path)
+    path.with_suffix(".study.json").write_text(json.dumps(
+        {"design": {"task": "identify", "analysis": {}}, "stimulus_design": "matched_norm"}))
+    return path
+
+
+def test_separated_control_contrast_is_explained_not_dropped(tmp_path):
+    d = _with_controls()
+    d.loc[(d["defense"] == "normal") & (d["stimulus_kind"] == "control_noise"), "target_hit"] = False
+    out = tmp_path / "r"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "c.csv"), "-o", out, *FAST).exit_code == 0
+    ctab = pd.read_csv(out / "tables/controls_contrast.csv", keep_default_na=False).set_index(["defense", "control"])
+    row = ctab.loc[("normal", "control_noise")]
+    assert row["odds_ratio"] == "" and row["note"] == "not estimable, separation: control 0%"
+    assert (ctab.loc[ctab["odds_ratio"] != "", "note"] == "").all()
+    md = _md(out)
+    plain = md.split("## Primary results")[0]
+    assert "normal vs control_noise:" in plain and "not estimable, separation: control 0%" in plain
+    assert "An empty odds ratio is not estimable" in md
+
+
+def test_perturbation_size_note_says_what_the_primary_test_did(identify_csv, tmp_path):
+    out = tmp_path / "m"
+    assert run("analyze", _matched_norm_export(small(), tmp_path / "m.csv"), "-o", out, *FAST).exit_code == 0
+    md = _md(out)
+    assert "the primary test adjusts for" not in md
+    assert "The matched_norm design makes the images of each (source, target) group the same size" in md
+    out = tmp_path / "u"
+    assert run("analyze", identify_csv, "-o", out, *FAST).exit_code == 0
+    assert "primary test adjusts for norm_l2." in _md(out)
+
+
+def test_budget_chosen_per_image_is_not_a_breakdown(tmp_path):
+    d = small()
+    per_image = 0.2 + 0.001 * d.groupby("stimulus_id").ngroup()
+    d["budget"] = np.where(d["budget"].notna(), per_image, np.nan)
+    assert d["budget"].nunique() > 8
+    out = tmp_path / "r"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "b.csv"), "-o", out, *FAST).exit_code == 0
+    assert not (out / "tables/identify_rates_by_budget.csv").exists()
+    assert not (out / "figures/budget_breakdown.png").exists()
+    assert "budget" not in pd.read_csv(out / "tables/identify_perturbation_size.csv").columns
+    assert "ε was chosen per image" in _md(out)
+    logit = pd.read_csv(out / "tables/identify_logit_target_hit.csv")
+    assert "budget" not in set(logit["term"]) and "target_hit ~ defense + attack + norm_l2" in _md(out)
+    d["budget"] = np.where(d["budget"].notna(), np.where(d.index % 2, 0.1, 0.3), np.nan)  # a design factor
+    out = tmp_path / "f"
+    assert run("analyze", _matched_norm_export(d, tmp_path / "f.csv"), "-o", out, *FAST).exit_code == 0
+    assert (out / "tables/identify_rates_by_budget.csv").is_file() and (out / "figures/budget_breakdown.png").is_file()
+
+
+@pytest.mark.parametrize("task", ["identify", "rate"])
+def test_agreement_without_repeated_images_says_why_it_is_empty(tmp_path, task):
+    d = small(task=task)
+    d["stimulus_id"] = d["stimulus_id"] + "-" + d["participant_id"].astype(str)  # every image seen once
+    out = tmp_path / "r"
+    assert run("analyze", write_export(d, tmp_path / "a.csv"), "-o", out, *FAST).exit_code == 0
+    assert (pd.read_csv(out / f"tables/{task}_agreement.csv")["n_images"] == 0).all()
+    assert "No image was seen by two or more people" in _md(out)
+    out = tmp_path / "s"  # images that repeat: the table has numbers and no such sentence
+    assert run("analyze", write_export(small(task=task), tmp_path / "b.csv"), "-o", out, *FAST).exit_code == 0
+    assert "No image was seen by two or more people" not in _md(out)
+
+
+def test_plain_words_name_every_defense_tied_for_the_most_target_answers():
+    from advlegit.analysis.plain import identify_answer
+
+    def rates(*pairs):
+        return [{"defense": d, "rate": r, "ci_low": r - 0.2, "ci_high": r + 0.1} for d, r in pairs]
+
+    prim = [{"contrast": f"{d} vs normal", "odds_ratio": 2.0, "or_ci_low": 0.5, "or_ci_high": 8.0, "p": 0.3,
+             "p_holm": 1.0, "converged": True, "significant": False} for d in ("distilled", "gradreg_uniform")]
+    summary = {"rates": {"identify": rates(("normal", 0.5), ("distilled", 0.75), ("gradreg_uniform", 0.75))},
+               "reference": {"identify": "normal"}, "primary": {"identify": prim}}
+    text = identify_answer(summary, AnalysisConfig())[0]
+    assert re.search(r"came with \*\*(distilled|gradreg_uniform)\*\* and \*\*(distilled|gradreg_uniform)\*\* \(tied\)",
+                     text)
+    assert "the odds of naming the target with **" in text
+    summary["rates"]["identify"] = rates(("normal", 0.5), ("distilled", 0.8), ("gradreg_uniform", 0.75))
+    text = identify_answer(summary, AnalysisConfig())[0]
+    assert "came with **distilled**: 30 percentage points" in text and "tied" not in text
+
+
+@pytest.mark.parametrize("task, measure", [("rate", "1-7 rating"), ("compare", "shown side by side")])
+def test_a_stated_estimand_about_naming_says_how_this_task_measures_it(tmp_path, task, measure):
+    path = write_export(small(task=task), tmp_path / f"{task}.csv")
+    path.with_suffix(".study.json").write_text(json.dumps(
+        {"design": {"task": task, "analysis": {}}, "stimulus_design": "matched_norm",
+         "estimand": "How often images of the same size are seen as the target class."}))
+    out = tmp_path / "r"
+    assert run("analyze", path, "-o", out, *FAST).exit_code == 0
+    line = next(x for x in _md(out).splitlines() if x.startswith("**Stimulus design"))
+    assert "seen as the target class." in line and "this study measures it by" in line and measure in line

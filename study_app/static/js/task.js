@@ -326,6 +326,8 @@
   }
 
   function next() {
+    // The feedback scrolled the page down; the next trial starts at the top, its progress line in view.
+    if (!el("feedback").hidden) window.scrollTo(0, 0);
     el("feedback").hidden = true;
     if (current + 1 < data.n_trials) show(current + 1);
     else finish();
