@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -31,6 +32,7 @@ from .designs import TASKS, DemoDesignError, derive, kinds_served, load_example,
 
 EXAMPLES = resource_dir("examples")
 DEFAULT_CONFIG = EXAMPLES / "mnist-demo.toml"
+QUICK_CONFIG = EXAMPLES / "demo-quick.toml"  # `advlegit demo --quick`, and the test suite's demo run
 STAGES = 6
 
 
@@ -284,8 +286,24 @@ class Demo:
             e(f"  {task:<9}  {r.url}/s/{sid}")
         e(f"Watch the answers arrive: {r.url}/admin/  (user: admin, password: {r.admin_password}"
           f" - also in {self.p.admin_password})")
-        e("Re-run the analysis with your answers included: run `advlegit demo` again "
+        e(f"Re-run the analysis with your answers included: run `{rerun_command(self.o)}` again "
           "(in another terminal while this one serves; it reuses everything and takes well under 2 minutes).")
+
+
+def default_out(config: Path) -> Path:
+    return Path("runs/demo-quick" if config == QUICK_CONFIG else "runs/mnist-demo")
+
+
+def rerun_command(o: DemoOptions) -> str:
+    """The command that runs this demo again, so that it reuses this run's folder and models."""
+    parts = ["advlegit demo"]
+    if o.config == QUICK_CONFIG:
+        parts.append("--quick")
+    elif o.config != DEFAULT_CONFIG:
+        parts.append(f"--config {shlex.quote(str(o.config))}")
+    if Path(o.out) != default_out(o.config):
+        parts.append(f"-o {shlex.quote(str(o.out))}")
+    return " ".join(parts)
 
 
 def stop_server(server: subprocess.Popen) -> None:

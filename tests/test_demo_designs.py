@@ -39,3 +39,26 @@ def test_strings_toml_must_escape_survive(tmp_path):
             "study": {"defenses": ["a'b", 'c"d'], "flag": True, "rate": 0.25, "n": 3}}
     path = write_toml(data, tmp_path / "d.toml", "")
     assert tomllib.loads(path.read_text(encoding="utf-8")) == data
+
+
+def test_the_rerun_hint_repeats_the_command_that_was_run():
+    """The demo's closing hint must rerun the same demo (same config and folder), or it would train anew."""
+    from pathlib import Path
+
+    from advlegit.demo.run import DEFAULT_CONFIG, QUICK_CONFIG, DemoOptions, default_out, rerun_command
+
+    assert rerun_command(DemoOptions()) == "advlegit demo"
+    assert rerun_command(DemoOptions(config=QUICK_CONFIG, out=default_out(QUICK_CONFIG))) == "advlegit demo --quick"
+    assert rerun_command(DemoOptions(config=QUICK_CONFIG, out=Path("my run"))) == "advlegit demo --quick -o 'my run'"
+    assert rerun_command(DemoOptions(config=Path("study.toml"), out=Path("runs/mnist-demo"))) == \
+        "advlegit demo --config study.toml"
+    assert default_out(DEFAULT_CONFIG) == Path("runs/mnist-demo")
+
+
+def test_quick_and_config_together_are_a_usage_error():
+    from click.testing import CliRunner
+
+    from advlegit.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--quick", "--config", str(EXAMPLES / "mnist-demo.toml")])
+    assert result.exit_code == 2 and "give --quick or --config" in result.output

@@ -53,7 +53,7 @@ def e2e_stimuli(tmp_path_factory):
 @pytest.fixture(scope="session")
 def e2e_model_cache(tmp_path_factory) -> Path:
     """One ADVLEGIT_CACHE_DIR for every `advlegit generate` of the e2e tests: explain-tiny.toml trains
-    exactly demo-tiny.toml's models (same data, training and raters), so the explain test reuses the
+    exactly examples/demo-quick.toml's models (same data, training and raters), so the explain test reuses the
     checkpoints the demo test trained instead of training its own. Checkpoints are written atomically
     under their content key and never changed afterwards, so sharing them shares no mutable state."""
     return tmp_path_factory.getbasetemp() / "e2e-model-cache"

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CONFIG = Path(__file__).with_name("demo-tiny.toml")
+CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo-quick.toml"
 DEFENSES = [d["name"] for d in tomllib.loads(CONFIG.read_text())["defenses"]]
 TASKS = ("identify", "rate", "compare")
 
@@ -54,7 +54,8 @@ def demo_run(tmp_path_factory, e2e_model_cache, installed_advlegit):
     env.update(ADVLEGIT_CACHE_DIR=str(e2e_model_cache), PYTHONUNBUFFERED="1")
     out = root / "run"
     cmd = installed_advlegit.command
-    proc = subprocess.Popen([*cmd, "demo", "--config", str(CONFIG), "-o", str(out), "--bots", "12",
+    # --quick: the installed copy finds examples/demo-quick.toml in its package data (CONFIG is that file here)
+    proc = subprocess.Popen([*cmd, "demo", "--quick", "-o", str(out), "--bots", "12",
                              "--port", str(_free_port())],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True, cwd=root)

@@ -16,6 +16,7 @@ from study_fixtures import TEST_SECRET, ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CONFIG = Path(__file__).with_name("explain-tiny.toml")
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo-quick.toml"
 ADVLEGIT = [sys.executable, "-m", "advlegit"]
 DEFENSES = ("normal", "gradreg_y")
 DESIGN = """
@@ -59,12 +60,13 @@ def explain_set(tmp_path_factory, e2e_model_cache):
 
 def test_explain_tiny_trains_only_models_the_demo_test_already_trained():
     """explain-tiny.toml reuses test_demo.py's checkpoints through the shared e2e model cache only while
-    its models' cache keys are among demo-tiny.toml's: a drift would silently retrain them."""
+    its models' cache keys are among examples/demo-quick.toml's: a drift would silently retrain them."""
     from advlegit.generation.config import load_config
     from advlegit.generation.train import model_specs
 
-    keys = lambda name: {s.key() for s in model_specs(load_config(CONFIG.with_name(name)), "any")}  # noqa: E731
-    assert keys("explain-tiny.toml") <= keys("demo-tiny.toml")
+    def keys(path):
+        return {s.key() for s in model_specs(load_config(path), "any")}
+    assert keys(CONFIG.with_name("explain-tiny.toml")) <= keys(DEMO_CONFIG)
 
 
 def test_explain_from_generate_to_report(explain_set, e2e_db_url, browser, tmp_path, shots):
