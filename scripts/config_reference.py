@@ -151,7 +151,8 @@ def design_part() -> list[str]:
 
     sections = sd._ALLOWED
     names = {("consent", "text"): "consent_md", ("instructions", "text"): "instructions_md",
-             ("completion", "code"): "completion_code", ("debrief", "questions"): "debrief_questions"}
+             ("completion", "code"): "completion_code", ("debrief", "questions"): "debrief_questions",
+             ("debrief", "explanation_md"): "debrief_explanation_md"}
     comments = field_comments(sd.Design)
     fields = {f.name: f for f in dataclasses.fields(sd.Design)}
     out = ["## Study design: `advlegit study create --stimuli DIR --design DESIGN.toml`", "",

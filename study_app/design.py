@@ -29,12 +29,40 @@ DEFAULT_QUESTIONS = [
 
 
 def default_questions(language: str) -> list[str]:
+    return [_in_language(q, language) for q in DEFAULT_QUESTIONS]
+
+
+# Shown on the completion page, after the debrief answers are stored, when the design has no [debrief]
+# explanation_md. Neutral and blinded: no defense, attack or model names, no words that announce a control.
+DEFAULT_EXPLANATION = N_(
+    "Some of the pictures you saw had been changed slightly by a computer program, so that an "
+    "image-recognition system would name them as a different class than the one they show. Others were "
+    "left unchanged, for comparison.\n\n"
+    "The study asks when such changed pictures also look like that other class to people, and which ways "
+    "of building image-recognition systems make their mistakes understandable to people.\n\n"
+    "There were no right or wrong answers in the main part of the study: your own impression was what "
+    "counted.\n\n"
+    "If you have questions about the study, please contact the researchers named on the consent page."
+)
+
+
+def default_explanation(language: str) -> str:
+    return _in_language(DEFAULT_EXPLANATION, language)
+
+
+def debrief_explanation(design: dict[str, Any]) -> str:
+    """The Markdown for the completion page ("" = none); a design stored before the key existed gets the
+    default in its language."""
+    text = design.get("debrief_explanation_md")
+    return default_explanation(design.get("language", "en")) if text is None else text
+
+
+def _in_language(text: str, language: str) -> str:
     from .i18n import DEFAULT_LANGUAGE, translations_for
 
-    if language == DEFAULT_LANGUAGE:
-        return list(DEFAULT_QUESTIONS)
-    catalogue = translations_for(language)
-    return [catalogue.gettext(q) for q in DEFAULT_QUESTIONS]
+    return text if language == DEFAULT_LANGUAGE else translations_for(language).gettext(text)
+
+
 PRIMARY_OUTCOMES = analysis_options.TASK_OUTCOMES
 CONTRASTS = analysis_options.CONTRASTS
 
@@ -90,6 +118,9 @@ class Design:
     seed: int | None = None  # allocation seed; unset = random
     completion_code: str = ""  # Prolific's study completion code; generated when empty
     debrief_questions: list[str] = field(default_factory=lambda: list(DEFAULT_QUESTIONS))  # free-text, optional
+    # Markdown on the completion page, below the code, after the debrief answers are stored: what the study
+    # was about; "" = none. Unset: the platform's default, in the study's language
+    debrief_explanation_md: str = DEFAULT_EXPLANATION
     analysis: Analysis = field(default_factory=Analysis)
     stimuli: StimulusChoice = field(default_factory=lambda: StimulusChoice(**LEGACY_STIMULI))
     presentation: Presentation = field(default_factory=Presentation)  # how trials are shown, for every task
@@ -105,6 +136,7 @@ class Design:
         d["analysis"] = Analysis(**d.get("analysis", {}))
         d["stimuli"] = StimulusChoice(**d.get("stimuli", LEGACY_STIMULI))
         d["presentation"] = Presentation.from_dict(d.get("presentation"))
+        d["debrief_explanation_md"] = debrief_explanation(d)  # stored before the key existed: its language's
         return cls(**d)
 
     def conditions(self) -> list[tuple[str, ...]]:
@@ -173,6 +205,7 @@ class CompletionTable:
 @dataclass
 class DebriefTable:
     questions: list[str] | None = spec(None, check=each(nonempty))  # None: the defaults
+    explanation_md: str | None = spec(None)  # None: the default in the study's language; "": none
 
 
 @dataclass
@@ -201,12 +234,13 @@ def parse_design(data: dict[str, Any]) -> Design:
         analysis = analysis_options.parse_section(f.analysis, s.task)
     except analysis_options.OptionError as exc:
         raise DesignError(str(exc)) from None
-    questions = f.debrief.questions
+    questions, explanation = f.debrief.questions, f.debrief.explanation_md
     return Design(
         name=s.name, task=s.task, trials=s.trials, practice=s.practice, attention_checks=s.attention_checks,
         target_sample_size=s.target_sample_size, defenses=list(s.defenses), timeout_minutes=s.timeout_minutes,
         seed=s.seed, consent_md=f.consent.text, instructions_md=f.instructions.text, completion_code=f.completion.code,
         debrief_questions=list(questions) if questions is not None else default_questions(s.language),
+        debrief_explanation_md=default_explanation(s.language) if explanation is None else explanation,
         analysis=analysis, stimuli=f.stimuli, presentation=f.presentation, language=s.language,
     )
 

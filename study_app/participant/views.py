@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import allocation, security
 from ..db import db, utcnow
-from ..design import estimated_minutes, with_minutes
+from ..design import debrief_explanation, estimated_minutes, with_minutes
 from ..erasure import erase
 from ..i18n import use_language
 from ..models import Image, Participant, Study, StudyImage
@@ -318,7 +318,10 @@ def done(token: str):
     # Prolific: the code stays on screen beside a link back; no automatic redirect, which would replace
     # the code with a browser error page if Prolific could not be reached.
     back = prolific_redirect(p.completion_code) if p.platform == "prolific" else None
-    return render_template("participant/done.html", p=p, submit=submit, info=info, redirect_url=back)
+    # What the study was about: only now, so it cannot colour the debrief answers (stored before the code).
+    explanation = debrief_explanation(p.study.design)
+    return render_template("participant/done.html", p=p, submit=submit, info=info, redirect_url=back,
+                           explanation=md(explanation) if explanation.strip() else None)
 
 
 @bp.route("/p/<token>/withdraw", methods=["GET", "POST"])

@@ -81,7 +81,9 @@ def test_a_german_participant_run_in_chromium(browser, e2e_db_url, e2e_stimuli, 
             page.get_by_role("button", name="Abschließen").click()
             page.wait_for_url("**/done")
             german_page(page, "done")
-            assert page.get_by_role("heading").inner_text() == "Vielen Dank!"
+            assert page.get_by_role("heading", level=1).inner_text() == "Vielen Dank!"
+            # Below the code, what the study was about: the platform's default, in German.
+            assert page.get_by_role("heading", level=2).inner_text() == "Worum es in dieser Studie ging"
             assert page.get_by_role("link", name="Zurück zu Prolific").count() == 1
             page.screenshot(path=str(shots / f"german-{task}-done.png"))
             assert not errors, errors

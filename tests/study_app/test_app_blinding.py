@@ -75,7 +75,9 @@ def _walk_participant(app, client, stimulus_dir, tmp_path, task, pattern: re.Pat
     _check(client.get(f"/api/p/{token}/state"), "state")
     _check(client.get(f"{base}/debrief"), "debrief page")
     _check(client.post(f"{base}/debrief", data=form(token, q0="ok")), "debrief post")
-    _check(client.get(f"{base}/done"), "completion")
+    done = _check(client.get(f"{base}/done"), "completion")
+    # ... which explains the study (the default text, participants' only one about it) and is still blinded.
+    assert "What this study was about" in done.get_data(as_text=True)
     # Error replies too.
     _check(post_answer(client, token, {"uuid": "x"}), "error reply")
     return token

@@ -27,7 +27,7 @@ ENGLISH = ["I agree", "I do not agree", "Information and consent", "Instructions
            "This is not", "Press ", "Well done", "Not quite", "All answers saved", "Trial ", "Were the images",
            "Any other comments", "You have left", "Leave, and", "not at all", "exactly like", "Practice",
            "full screen", "You can close", "This link", "lang=\"en\"", "Study not found", "Page not found",
-           "Right", "Left", "Copied", "Checking your screen", "retrying"]
+           "Right", "Left", "Copied", "Checking your screen", "retrying", "What this study", "Some of the pictures"]
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_a_german_study_shows_no_english(app, client, stimulus_dir, tmp_path, ta
     assert "Waren die Bilder deutlich genug" in debrief and "Noch einige letzte Fragen (freiwillig):" in debrief
     client.post(f"/p/{token}/debrief", data=form(token, q0="gut"))
     done = check_german(client.get(f"/p/{token}/done"), "done")
-    assert "Vielen Dank!" in done and "Zurück zu Prolific" in done
+    assert "Vielen Dank!" in done and "Zurück zu Prolific" in done and "Worum es in dieser Studie ging" in done
     # Leaving, and the pages after it, also in German.
     r = client.get(f"/s/{study_id}?PROLIFIC_PID=DE2&STUDY_ID=S&SESSION_ID=Y")
     token2 = re.search(r"/p/([^/]+)/", r.headers["Location"]).group(1)

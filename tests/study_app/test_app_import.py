@@ -97,6 +97,7 @@ BAD_DESIGNS = [
     ("attention_threshold = 1.0", "attention_threshold = 1.5", "analysis.attention_threshold"),
     ("seed = 7", "seed = 7\ndefenses = [\"undefended_ce\", \"ghost\"]", "study.defenses"),
     ("[consent]", "[consentt]", "consentt"),
+    ('code = "TESTCODE1"', 'code = "TESTCODE1"\n[debrief]\nexplanation_md = 7', "debrief.explanation_md: expected str"),
     ("name = \"Test identify\"", "name = \"Test identify", "not valid TOML"),
 ]
 
