@@ -37,7 +37,7 @@ def default_questions(language: str) -> list[str]:
 DEFAULT_EXPLANATION = N_(
     "Some of the pictures you saw had been changed slightly by a computer program, so that an "
     "image-recognition system would name them as a different class than the one they show. Others were "
-    "left unchanged, for comparison.\n\n"
+    "changed at random or left unchanged, for comparison.\n\n"
     "The study asks when such changed pictures also look like that other class to people, and which ways "
     "of building image-recognition systems make their mistakes understandable to people.\n\n"
     "There were no right or wrong answers in the main part of the study: your own impression was what "

@@ -10,8 +10,8 @@ from study_fixtures import SECRET_NAMES, answer_body, create_study, form, post_a
 
 HEADING = {"en": "What this study was about", "de": "Worum es in dieser Studie ging"}
 # A sentence of each language's default explanation.
-DEFAULT_SENTENCE = {"en": "Others were left unchanged, for comparison.",
-                    "de": "Andere Bilder blieben zum Vergleich unverändert."}
+DEFAULT_SENTENCE = {"en": "Others were changed at random or left unchanged, for comparison.",
+                    "de": "Andere Bilder wurden zum Vergleich zufällig verändert oder blieben unverändert."}
 
 
 @pytest.fixture(scope="module")
