@@ -492,6 +492,8 @@ def rate_controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
             row.update(mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, se=np.nan, t=np.nan, df=np.nan, p=np.nan)
             why = [w for w in (_side_note(s, row[f"n_{s}"], row[f"participants_{s}"])
                                for s in ("adversarial", "control")) if w]
+            if not why and np.ptp(y) == 0:  # least squares would give a zero difference with an SE of rounding noise
+                why.append("not estimable: every rating in this contrast is the same")
             if not why:
                 X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
                 g1, g2, _ = identify.cluster_codes(sub)
@@ -501,8 +503,7 @@ def rate_controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
                 q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
                 row.update(mean_diff=est, ci_low=est - q * se, ci_high=est + q * se, se=se, t=t, df=fit.df, p=p)
                 if not np.isfinite(se):
-                    why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else
-                                                  ": every rating in this contrast is the same"))
+                    why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else ""))
             row["note"] = "; ".join(why)
             rows.append(row)
     out = pd.DataFrame(rows)

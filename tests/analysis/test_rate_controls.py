@@ -116,3 +116,31 @@ def test_rate_report_has_the_controls_section_only_with_controls(tmp_path):
     assert not (tmp_path / "a/tables/rate_controls_contrast.csv").exists()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c/tables/rate_primary.csv"),
                                   pd.read_csv(tmp_path / "a/tables/rate_primary.csv"))
+
+
+def test_a_contrast_without_variation_is_explained(frame):
+    same = frame.copy()
+    same.loc[same["defense"] == "normal", "rating"] = 4.0
+    tab = rate_controls_table(same, AnalysisConfig()).set_index(["defense", "control"])
+    for kind in ("control_flip", "control_noise"):
+        row = tab.loc[("normal", kind)]
+        assert np.isnan(row["se"]) and np.isnan(row["p_holm"])
+        assert row["note"] == "not estimable: every rating in this contrast is the same"
+    assert tab.drop(index="normal", level="defense")["p_holm"].notna().all()
+
+
+def test_plain_words_keep_identify_and_rate_controls_apart():
+    from advlegit.analysis.plain import controls_answer
+
+    rows = [{"task": "identify", "defense": "normal", "control": "control_flip", "rate_adversarial": 0.4,
+             "rate_control": 0.1, "odds_ratio": 6.0, "or_ci_low": 2.0, "or_ci_high": 18.0, "note": ""},
+            {"task": "rate", "defense": "normal", "control": "control_flip", "mean_adversarial": 4.5,
+             "mean_control": 3.0, "mean_diff": 1.5, "ci_low": 0.5, "ci_high": 2.5, "note": ""},
+            {"task": "rate", "defense": "adv", "control": "control_noise", "mean_adversarial": 4.0,
+             "mean_control": 3.0, "mean_diff": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+             "note": "control ratings from 1 participant(s), fewer than 2"}]
+    ident, rated = controls_answer({"controls": rows}, AnalysisConfig())
+    assert "odds ratio 6.00" in ident and "difference" not in ident
+    assert "normal vs control_flip: 4.5 vs 3.0 (difference 1.50, 95% CI 0.50 to 2.50)" in rated
+    assert "adv vs control_noise: 4.0 vs 3.0 (control ratings from 1 participant(s), fewer than 2)" in rated
+    assert controls_answer({"controls": rows[1:]}, AnalysisConfig())[0].startswith("**Structure, not only size (rate)")
