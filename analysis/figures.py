@@ -167,6 +167,26 @@ def controls(rates: pd.DataFrame, path: Path, level: str = "95%") -> None:
     _save(fig, path)
 
 
+def mean_ratings_by_kind(desc: pd.DataFrame, path: Path, level: str = "95%") -> None:
+    """Mean rating per defense, one marker per stimulus kind (adversarial and its controls), t-intervals."""
+    kinds = ["adversarial"] + sorted(set(desc["stimulus_kind"]) - {"adversarial"})
+    defenses = sorted(desc["defense"].unique())
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(defenses) + 2), 4))
+    width = 0.8 / len(kinds)
+    for i, k in enumerate(kinds):
+        r = desc[desc["stimulus_kind"] == k].set_index("defense").reindex(defenses)
+        x = np.arange(len(defenses)) + (i - (len(kinds) - 1) / 2) * width
+        ax.errorbar(x, r["mean"], yerr=_err(r["mean"], r["ci_low"], r["ci_high"]), fmt="o", capsize=3, label=k)
+    ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
+    ax.set_xlabel("defense")
+    ax.set_ylabel("rating (1-7), mean of participant means")
+    ax.set_ylim(1, 7)
+    ax.set_title(f"Ratings: adversarial images vs their controls, {level} t-intervals", fontsize=10)
+    ax.legend(fontsize=8, title="stimulus kind", title_fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
 def power_curve(table: pd.DataFrame, target: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(table["n_participants"], table["power"],

@@ -464,18 +464,99 @@ def analyse_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, ref: st
     return sec, tab
 
 
+def _side_note(label: str, n: int, people: int) -> str:
+    """Why one side of a control contrast cannot carry a cluster-robust estimate ("" when it can)."""
+    if n == 0:
+        return f"no {label} ratings"
+    if people < MIN_PARTICIPANTS:
+        return f"{label} ratings from {people} participant(s), fewer than {MIN_PARTICIPANTS}"
+    return ""
+
+
+def rate_controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Per defense and control kind: mean rating of adversarial images and of their own controls, and the
+    difference adversarial - control in rating points from least squares rating ~ adversarial within that
+    defense and kind, cluster-robust by participant and group as the rate primary test (cluster_ols)."""
+    rows = []
+    for name in sorted(d["defense"].unique()):
+        dd = d[d["defense"] == name]
+        for kind in sorted(set(dd["stimulus_kind"]) - {"adversarial"}):
+            sub = dd[dd["stimulus_kind"].isin(["adversarial", kind])]
+            y = sub["rating"].to_numpy(float)
+            is_adv = (sub["stimulus_kind"] == "adversarial").to_numpy(float)
+            row = {"defense": name, "control": kind}
+            for side, m in (("adversarial", is_adv == 1), ("control", is_adv == 0)):
+                row[f"mean_{side}"] = float(y[m].mean()) if m.any() else np.nan
+                row[f"n_{side}"] = int(m.sum())
+                row[f"participants_{side}"] = int(sub.loc[m, "participant_id"].nunique())
+            row.update(mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, se=np.nan, t=np.nan, df=np.nan, p=np.nan)
+            why = [w for w in (_side_note(s, row[f"n_{s}"], row[f"participants_{s}"])
+                               for s in ("adversarial", "control")) if w]
+            if not why and np.ptp(y) == 0:  # least squares would give a zero difference with an SE of rounding noise
+                why.append("not estimable: every rating in this contrast is the same")
+            if not why:
+                X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
+                g1, g2, _ = identify.cluster_codes(sub)
+                fit = cluster_ols(y, X, g1, g2)
+                est, se, t, p = fit.contrast((fit.params.index == "adversarial").astype(float)) \
+                    if fit.has("adversarial") else (np.nan,) * 4
+                q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
+                row.update(mean_diff=est, ci_low=est - q * se, ci_high=est + q * se, se=se, t=t, df=fit.df, p=p)
+                if not np.isfinite(se):
+                    why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else ""))
+            row["note"] = "; ".join(why)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_holm"] = holm(out["p"])
+        out = out[[c for c in out.columns if c != "note"] + ["note"]]  # last: the numbers stay in view
+    return out
+
+
+def analyse_rate_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> tuple[Section, pd.DataFrame]:
+    """The rate task's control stimuli: the same question as analyse_controls, on the 1-7 rating."""
+    lv = cfg.level
+    sec = Section("rate: adversarial images against their own controls",
+                  "Does the perturbation's structure, not only its size, make an image look like the target? "
+                  "Each defense's adversarial images are compared with their control twins: `control_flip` (the "
+                  "same perturbation flipped, same norms, no adversarial structure) and `control_noise` (a random "
+                  "perturbation with the twin's L2 and L∞ norms). A positive difference means people rated the "
+                  "adversarial image as looking more like the target than its control. Exploratory: the primary "
+                  "test uses adversarial images only.")
+    tab = rate_controls_table(d, cfg)
+    sec.tables.append(Table("rate_controls_contrast", "Rating: adversarial vs control, per defense", tab,
+                            "mean_adversarial, mean_control: means over ratings (the descriptives below average "
+                            "participant means instead); "
+                            "mean_diff = mean rating adversarial - control, in rating points, from least squares "
+                            "rating ~ adversarial within each defense and control kind on its ratings; "
+                            "cluster-robust covariance (CRV1) by participant and (source, target) group (or "
+                            f"image), as in the rate primary test; {lv} intervals with a t reference on "
+                            "(clusters of the smaller factor) - 1 df (column df); Holm across the estimable rows "
+                            "of this table (p_holm); the intervals are not Holm-adjusted."
+                            + (" An empty difference is explained in the note column."
+                               if tab["mean_diff"].isna().any() else "")))
+    desc = rate.descriptives(d, cfg.alpha, by=("defense", "stimulus_kind"))
+    sec.tables.append(Table("rate_controls_descriptives", "Ratings per defense and stimulus kind", desc,
+                            f"Mean of participant means with a {lv} t-interval over participants."))
+    figures.mean_ratings_by_kind(desc, figdir / "rate_controls.png", lv)
+    sec.figures.append(("rate_controls.png", f"Mean rating per defense: adversarial vs controls, {lv} t-intervals"))
+    return sec, tab
+
+
 def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
                  design: str = "") -> tuple[Section, dict]:
     d = rate.rate_frame(d)
     kinds = designs.stimulus_kind(d)
     n_controls = int((kinds != "adversarial").sum())
+    with_kinds = d.assign(stimulus_kind=kinds)
     d = d[kinds == "adversarial"]
     defenses = sorted(d["defense"].unique())
     ref, _ = resolve_defenses(cfg, defenses, "rate")
     lv = cfg.level
     sec = Section("rate: how much does the image look like the target (1-7)?",
                   f"{d['participant_id'].nunique()} participants, {len(d)} ratings. Reference: **{ref}**."
-                  + (f" {n_controls} ratings of control stimuli are left out." if n_controls else ""))
+                  + (f" Control stimuli ({n_controls} ratings) are analysed in their own section and left out "
+                     "of every table here, the primary test included." if n_controls else ""))
     adjust = norm_covariates(d, design)
     primary = models.primary_model("rate", d, cfg, ref, design)
     prim, notes = primary.detail, primary.notes
@@ -525,6 +606,11 @@ def analyse_rate(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: bool,
                             + _agreement_gap(agree)))
     figures.mean_ratings(desc, figdir / "ratings.png", level=lv)
     sec.figures.append(("ratings.png", f"Mean rating per defense, {lv} t-intervals"))
+    summary["controls"] = None
+    if n_controls:
+        csec, ctab = analyse_rate_controls(with_kinds, cfg, figdir)
+        summary["controls"] = ctab.to_dict("records")
+        summary["extra_sections"] = [csec]
     return sec, summary
 
 
@@ -625,8 +711,8 @@ def run_analysis(df: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, info: Stud
                 out.results.setdefault(task, []).append(model)
             if summ.get("subsample"):
                 out.summary["subsample"] = summ["subsample"]
-            if summ.get("controls") is not None:
-                out.summary["controls"] = summ["controls"]
+            if summ.get("controls") is not None:  # each row says its task: identify's and rate's differ
+                out.summary.setdefault("controls", []).extend({**r, "task": task} for r in summ["controls"])
             extra = summ.get("extra_sections") or []
         except AnalysisError:
             raise

@@ -137,8 +137,20 @@ def compare_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
 
 def controls_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
     rows = summary.get("controls") or []
-    if not rows:
-        return []
+    out = []
+    identify_bits = _identify_control_bits([r for r in rows if r.get("task", "identify") == "identify"], cfg)
+    if identify_bits:
+        out.append("**Structure, not only size.** Target-class answers for adversarial images vs their own "
+                   "controls (same perturbation size, no adversarial structure): " + "; ".join(identify_bits) + ".")
+    rate_bits = _rate_control_bits([r for r in rows if r.get("task") == "rate"], cfg)
+    if rate_bits:
+        out.append("**Structure, not only size (rate).** Mean rating (1-7) of adversarial images vs their own "
+                   "controls (same perturbation size, no adversarial structure), difference in rating points: "
+                   + "; ".join(rate_bits) + ".")
+    return out
+
+
+def _identify_control_bits(rows: list[dict], cfg: AnalysisConfig) -> list[str]:
     bits = []
     for r in rows:
         if math.isfinite(r.get("odds_ratio", float("nan"))):
@@ -148,10 +160,20 @@ def controls_answer(summary: dict, cfg: AnalysisConfig) -> list[str]:
         elif r.get("note"):  # separation: often the largest contrast of all, so it is said, not dropped
             bits.append(f"{r['defense']} vs {r['control']}: {pct(r['rate_adversarial'])} vs {pct(r['rate_control'])} "
                         f"(odds ratio {r['note']})")
-    if not bits:
-        return []
-    return ["**Structure, not only size.** Target-class answers for adversarial images vs their own controls "
-            "(same perturbation size, no adversarial structure): " + "; ".join(bits) + "."]
+    return bits
+
+
+def _rate_control_bits(rows: list[dict], cfg: AnalysisConfig) -> list[str]:
+    bits = []
+    for r in rows:
+        means = (f"{r['defense']} vs {r['control']}: {fmt_num(r['mean_adversarial'], 1)} vs "
+                 f"{fmt_num(r['mean_control'], 1)}")
+        if math.isfinite(r.get("mean_diff", float("nan"))):
+            bits.append(f"{means} (difference {fmt_num(r['mean_diff'])}, {cfg.level} CI {fmt_num(r['ci_low'])} to "
+                        f"{fmt_num(r['ci_high'])})")
+        elif r.get("note"):
+            bits.append(f"{means} ({r['note']})")
+    return bits
 
 
 def sample_text(summary: dict) -> str:
@@ -165,6 +187,10 @@ def sample_text(summary: dict) -> str:
     return (f"Of {int(start.participants_left)} participants and {int(start.responses_left)} main-trial responses in "
             f"the export, the analysis uses {n_r} responses from {n_p} participants"
             + (" after removing " + "; ".join(removed) if removed else " (no exclusions applied)") + ".")
+
+
+def _has_controls(summary: dict, task: str) -> bool:
+    return any(r.get("task", "identify") == task for r in summary.get("controls") or [])
 
 
 def methods_text(summary: dict, cfg: AnalysisConfig) -> str:
@@ -186,7 +212,8 @@ def methods_text(summary: dict, cfg: AnalysisConfig) -> str:
                  "adversarial stimuli only (control stimuli were analysed separately).")
     if "rate" in tasks:
         t.append(f"For the rating task, the 1-7 rating of resemblance to the target class was regressed on defense "
-                 f"by least squares,{adj} on adversarial stimuli only.")
+                 f"by least squares,{adj} on adversarial stimuli only"
+                 + (" (control stimuli were analysed separately)." if _has_controls(summary, "rate") else "."))
     if "compare" in tasks:
         t.append("For the two-alternative task, the choice of one defense's image over the other's was modelled "
                  "per pair of defenses by logistic regression with a centred term for the side it was shown on.")

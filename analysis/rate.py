@@ -25,15 +25,19 @@ def participant_wide(d: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(["participant_id", "defense"])["rating"].mean().unstack("defense")
 
 
-def descriptives(d: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    pm = d.groupby(["defense", "participant_id"])["rating"].mean()
+def descriptives(d: pd.DataFrame, alpha: float, by: tuple[str, ...] = ("defense",)) -> pd.DataFrame:
+    """Per cell of `by`: mean of participant means with a t-interval over participants."""
+    by = list(by)
+    pm = d.groupby(by + ["participant_id"], observed=True)["rating"].mean()
     rows = []
-    for name, g in pm.groupby(level="defense"):
+    for key, g in pm.groupby(level=by, observed=True):
+        key = key if isinstance(key, tuple) else (key,)
         n = len(g)
         m, se = g.mean(), g.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
         q = stats.t.ppf(1 - alpha / 2, n - 1) if n > 1 else np.nan
-        resp = d.loc[d["defense"] == name, "rating"]
-        rows.append({"defense": name, "mean": m, "ci_low": m - q * se, "ci_high": m + q * se,
+        cell = np.logical_and.reduce([d[c] == k for c, k in zip(by, key, strict=True)])
+        resp = d.loc[cell, "rating"]
+        rows.append({**dict(zip(by, key, strict=True)), "mean": m, "ci_low": m - q * se, "ci_high": m + q * se,
                      "sd_participant_means": g.std(ddof=1), "median_response": resp.median(),
                      "n_participants": n, "n_responses": len(resp)})
     return pd.DataFrame(rows)

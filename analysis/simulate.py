@@ -7,6 +7,8 @@ defense; a participant sees distinct groups, defenses balanced within participan
 identify: target_hit ~ Bernoulli(expit(intercept + effect[defense] + attack/budget terms
           + u_participant + v_image)), u ~ N(0, participant_sd²), v ~ N(0, image_sd²).
 rate:     latent = effect[defense] + u + v + Logistic(0,1), cut at fixed thresholds into 1..7.
+controls: a share of main trials shows a control twin instead (identify and rate), its log-odds or
+          latent shifted by control_effect.
 compare:  P(left chosen) = expit(strength[left] - strength[right] + side_bias + w_participant).
 """
 from __future__ import annotations
@@ -49,8 +51,9 @@ class SimDesign:
     models: tuple[str, ...] = ("normal", "rater")  # model_<name>_label columns
     study_id: str = "sim"
     stimulus_design: str = ""  # written to the stimulus_design column ("" = an old export without it)
-    # identify: control stimuli shown besides the adversarial ones (control_flip, control_noise); each is a
-    # twin of an adversarial image with the log-odds of naming the target shifted by control_effect
+    # identify, rate: control stimuli shown besides the adversarial ones (control_flip, control_noise); each is a
+    # twin of an adversarial image with the log-odds of naming the target (identify) or the rating's latent
+    # value (rate) shifted by control_effect
     controls: tuple[str, ...] = ()
     control_share: float = 0.25  # share of main trials that show a control (per control kind)
     control_effect: float = -1.5
@@ -120,6 +123,7 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
     response = np.empty(n, dtype=object)
     resp_label = np.full(n, np.nan)
     rating = np.full(n, np.nan)
+    latent = np.full(n, np.nan)
     chosen_side = np.full(n, "", dtype=object)
     chosen_def = np.full(n, "", dtype=object)
     target_hit = np.full(n, None, dtype=object)
@@ -196,6 +200,8 @@ def simulate(design: SimDesign, seed: int | np.random.Generator = 0, core: bool 
     main["stimulus_kind"] = "adversarial" if design.controls else ""
     if design.controls and design.task == "identify":
         main = _add_controls(main, design, eta, part, rng)
+    elif design.controls and design.task == "rate":
+        main = _add_rating_controls(main, design, latent, rand, rng)
     frames = [main]
     if design.n_practice or design.n_attention:
         frames.append(_extra_trials(design, inattentive, rng))
@@ -207,22 +213,41 @@ def _add_controls(main: pd.DataFrame, design: SimDesign, eta: np.ndarray, part: 
                   rng) -> pd.DataFrame:
     """Turn a share of main trials into control trials: the twin's image with its adversarial structure
     removed (same norms), named as the target with log-odds eta + control_effect."""
+    out, kinds = _control_trials(main, design, rng)
+    ctrl = kinds != "adversarial"
+    hit = rng.random(len(out)) < expit(eta + design.control_effect)
+    true, target = out["true_label"].to_numpy(), out["target_label"].to_numpy()
+    label = np.where(hit, target, true).astype(float)
+    out.loc[ctrl, "response_label"] = label[ctrl]
+    out.loc[ctrl, "response"] = np.char.mod("%d", label[ctrl].astype(int))
+    out.loc[ctrl, "target_hit"] = hit[ctrl]
+    out.loc[ctrl, "original_hit"] = ~hit[ctrl]
+    return out
+
+
+def _control_trials(main: pd.DataFrame, design: SimDesign, rng) -> tuple[pd.DataFrame, np.ndarray]:
+    """Mark a share of main trials (control_share per kind) as control twins: new stimulus ids, linked back."""
     out = main.copy()
     kinds = np.full(len(out), "adversarial", dtype=object)
     u = rng.random(len(out))
     for i, k in enumerate(design.controls):
         kinds[(u >= i * design.control_share) & (u < (i + 1) * design.control_share)] = k
     ctrl = kinds != "adversarial"
-    hit = rng.random(len(out)) < expit(eta + design.control_effect)
-    true, target = out["true_label"].to_numpy(), out["target_label"].to_numpy()
-    label = np.where(hit, target, true).astype(float)
     out["twin_stimulus_id"] = np.where(ctrl, out["stimulus_id"], "")
     out["stimulus_id"] = np.where(ctrl, out["stimulus_id"].astype(str) + "-" + kinds.astype(str), out["stimulus_id"])
     out["stimulus_kind"] = kinds
-    out.loc[ctrl, "response_label"] = label[ctrl]
-    out.loc[ctrl, "response"] = np.char.mod("%d", label[ctrl].astype(int))
-    out.loc[ctrl, "target_hit"] = hit[ctrl]
-    out.loc[ctrl, "original_hit"] = ~hit[ctrl]
+    return out, kinds
+
+
+def _add_rating_controls(main: pd.DataFrame, design: SimDesign, latent: np.ndarray, rand: np.ndarray,
+                         rng) -> pd.DataFrame:
+    """rate: a control twin's rating cuts the twin's latent value shifted by control_effect (inattentive
+    participants keep their random rating)."""
+    out, kinds = _control_trials(main, design, rng)
+    ctrl = (kinds != "adversarial") & ~rand
+    r = 1 + np.searchsorted(RATE_CUTS, latent + design.control_effect)
+    out.loc[ctrl, "rating"] = r[ctrl].astype(float)
+    out.loc[ctrl, "response"] = np.char.mod("%d", r[ctrl])
     return out
 
 
