@@ -216,6 +216,8 @@ def cluster_ols(y: np.ndarray, X: pd.DataFrame, g1: np.ndarray, g2: np.ndarray |
     if len(y) <= X.shape[1] or G < 2:
         return _unestimable(X, notes + [f"not estimable: {len(y)} responses in {G} cluster(s) for "
                                         f"{X.shape[1]} terms"], G, len(y))
+    if np.ptp(np.asarray(y, float)) == 0:  # the fit is exact: its SEs are rounding noise and its p-values meaningless
+        return _unestimable(X, notes + [f"not estimable: every response is {float(np.asarray(y)[0]):g}"], G, len(y))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -144,3 +144,14 @@ def test_plain_words_keep_identify_and_rate_controls_apart():
     assert "normal vs control_flip: 4.5 vs 3.0 (difference 1.50, 95% CI 0.50 to 2.50)" in rated
     assert "adv vs control_noise: 4.0 vs 3.0 (control ratings from 1 participant(s), fewer than 2)" in rated
     assert controls_answer({"controls": rows[1:]}, AnalysisConfig())[0].startswith("**Structure, not only size (rate)")
+
+
+def test_the_primary_rate_test_on_ratings_that_never_vary_reports_no_p_value(frame):
+    """Least squares on a constant outcome is an exact fit: its SEs are ~1e-16 of rounding, and the
+    p-values computed from them (0.56, 0.36 before this guard) mean nothing. The test says so instead."""
+    from advlegit.analysis.pipeline import primary_rate
+
+    same = frame.assign(rating=4.0)
+    tab, notes = primary_rate(same, AnalysisConfig(), "normal", ())
+    assert tab["p"].isna().all() and tab["se"].isna().all() and not tab["converged"].any()
+    assert "not estimable: every response is 4" in notes
