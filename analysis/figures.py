@@ -150,38 +150,32 @@ def mean_ratings(desc: pd.DataFrame, path: Path, level: str = "95%") -> None:
 
 def controls(rates: pd.DataFrame, path: Path, level: str = "95%") -> None:
     """Target-class rate per defense, one marker per stimulus kind (adversarial and its controls)."""
-    kinds = ["adversarial"] + sorted(set(rates["stimulus_kind"]) - {"adversarial"})
-    defenses = sorted(rates["defense"].unique())
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(defenses) + 2), 4))
-    width = 0.8 / len(kinds)
-    for i, k in enumerate(kinds):
-        r = rates[rates["stimulus_kind"] == k].set_index("defense").reindex(defenses)
-        x = np.arange(len(defenses)) + (i - (len(kinds) - 1) / 2) * width
-        ax.errorbar(x, r["rate"], yerr=_err(r["rate"], r["ci_low"], r["ci_high"]), fmt="o", capsize=3, label=k)
-    ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
-    ax.set_ylabel("target-class rate (mean of participant rates)")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"Adversarial images vs their controls, {level} Wilson intervals", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    _by_stimulus_kind(rates, "rate", "target-class rate (mean of participant rates)", (0, 1),
+                      f"Adversarial images vs their controls, {level} Wilson intervals", path)
 
 
 def mean_ratings_by_kind(desc: pd.DataFrame, path: Path, level: str = "95%") -> None:
     """Mean rating per defense, one marker per stimulus kind (adversarial and its controls), t-intervals."""
-    kinds = ["adversarial"] + sorted(set(desc["stimulus_kind"]) - {"adversarial"})
-    defenses = sorted(desc["defense"].unique())
+    _by_stimulus_kind(desc, "mean", "rating (1-7), mean of participant means", (1, 7),
+                      f"Ratings: adversarial images vs their controls, {level} t-intervals", path)
+
+
+def _by_stimulus_kind(table: pd.DataFrame, value: str, ylabel: str, ylim: tuple[float, float], title: str,
+                      path: Path) -> None:
+    """`value` with its interval per defense, the stimulus kinds side by side (adversarial first)."""
+    kinds = ["adversarial"] + sorted(set(table["stimulus_kind"]) - {"adversarial"})
+    defenses = sorted(table["defense"].unique())
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(defenses) + 2), 4))
     width = 0.8 / len(kinds)
     for i, k in enumerate(kinds):
-        r = desc[desc["stimulus_kind"] == k].set_index("defense").reindex(defenses)
+        r = table[table["stimulus_kind"] == k].set_index("defense").reindex(defenses)
         x = np.arange(len(defenses)) + (i - (len(kinds) - 1) / 2) * width
-        ax.errorbar(x, r["mean"], yerr=_err(r["mean"], r["ci_low"], r["ci_high"]), fmt="o", capsize=3, label=k)
+        ax.errorbar(x, r[value], yerr=_err(r[value], r["ci_low"], r["ci_high"]), fmt="o", capsize=3, label=k)
     ax.set_xticks(np.arange(len(defenses)), defenses, rotation=20, ha="right")
     ax.set_xlabel("defense")
-    ax.set_ylabel("rating (1-7), mean of participant means")
-    ax.set_ylim(1, 7)
-    ax.set_title(f"Ratings: adversarial images vs their controls, {level} t-intervals", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, title="stimulus kind", title_fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)

@@ -395,34 +395,40 @@ def analyse_identify(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path, r_ok: b
     return sec, summary
 
 
-def controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
-    """Per defense and control kind: target rate on adversarial images vs their own controls, and the
-    odds ratio adversarial/control from a logit within that defense (cluster-robust)."""
-    rows = []
+def _control_contrasts(d: pd.DataFrame):
+    """Per defense and control kind: (defense, kind, the rows of its adversarial images and of those
+    controls, 1.0 where the row is adversarial)."""
     for name in sorted(d["defense"].unique()):
         dd = d[d["defense"] == name]
         for kind in sorted(set(dd["stimulus_kind"]) - {"adversarial"}):
             sub = dd[dd["stimulus_kind"].isin(["adversarial", kind])]
-            y = sub["target_hit"].to_numpy(float)
-            is_adv = (sub["stimulus_kind"] == "adversarial").to_numpy(float)
-            row = {"defense": name, "control": kind,
-                   "rate_adversarial": float(y[is_adv == 1].mean()) if (is_adv == 1).any() else np.nan,
-                   "rate_control": float(y[is_adv == 0].mean()) if (is_adv == 0).any() else np.nan,
-                   "n_adversarial": int(is_adv.sum()), "n_control": int((1 - is_adv).sum()),
-                   "odds_ratio": np.nan, "or_ci_low": np.nan, "or_ci_high": np.nan, "p": np.nan}
-            if is_adv.min() < 1 and is_adv.max() > 0 and sub["participant_id"].nunique() >= 2:
-                X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
-                g1, g2, _ = identify.cluster_codes(sub)
-                try:
-                    fit = cluster_logit(y, X, g1, g2)
-                    est, se, t, p = fit.contrast((fit.params.index == "adversarial").astype(float))
-                    q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
-                    row.update(odds_ratio=np.exp(est), or_ci_low=np.exp(est - q * se), or_ci_high=np.exp(est + q * se),
-                               p=p)
-                except (ValueError, np.linalg.LinAlgError) as exc:
-                    log.warning("control contrast %s/%s failed: %s", name, kind, exc)
-            row["note"] = _separation_note(row)
-            rows.append(row)
+            yield name, kind, sub, (sub["stimulus_kind"] == "adversarial").to_numpy(float)
+
+
+def controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Per defense and control kind: target rate on adversarial images vs their own controls, and the
+    odds ratio adversarial/control from a logit within that defense (cluster-robust)."""
+    rows = []
+    for name, kind, sub, is_adv in _control_contrasts(d):
+        y = sub["target_hit"].to_numpy(float)
+        row = {"defense": name, "control": kind,
+               "rate_adversarial": float(y[is_adv == 1].mean()) if (is_adv == 1).any() else np.nan,
+               "rate_control": float(y[is_adv == 0].mean()) if (is_adv == 0).any() else np.nan,
+               "n_adversarial": int(is_adv.sum()), "n_control": int((1 - is_adv).sum()),
+               "odds_ratio": np.nan, "or_ci_low": np.nan, "or_ci_high": np.nan, "p": np.nan}
+        if is_adv.min() < 1 and is_adv.max() > 0 and sub["participant_id"].nunique() >= 2:
+            X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
+            g1, g2, _ = identify.cluster_codes(sub)
+            try:
+                fit = cluster_logit(y, X, g1, g2)
+                est, se, t, p = fit.contrast((fit.params.index == "adversarial").astype(float))
+                q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
+                row.update(odds_ratio=np.exp(est), or_ci_low=np.exp(est - q * se), or_ci_high=np.exp(est + q * se),
+                           p=p)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                log.warning("control contrast %s/%s failed: %s", name, kind, exc)
+        row["note"] = _separation_note(row)
+        rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p"])
@@ -478,34 +484,30 @@ def rate_controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     difference adversarial - control in rating points from least squares rating ~ adversarial within that
     defense and kind, cluster-robust by participant and group as the rate primary test (cluster_ols)."""
     rows = []
-    for name in sorted(d["defense"].unique()):
-        dd = d[d["defense"] == name]
-        for kind in sorted(set(dd["stimulus_kind"]) - {"adversarial"}):
-            sub = dd[dd["stimulus_kind"].isin(["adversarial", kind])]
-            y = sub["rating"].to_numpy(float)
-            is_adv = (sub["stimulus_kind"] == "adversarial").to_numpy(float)
-            row = {"defense": name, "control": kind}
-            for side, m in (("adversarial", is_adv == 1), ("control", is_adv == 0)):
-                row[f"mean_{side}"] = float(y[m].mean()) if m.any() else np.nan
-                row[f"n_{side}"] = int(m.sum())
-                row[f"participants_{side}"] = int(sub.loc[m, "participant_id"].nunique())
-            row.update(mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, se=np.nan, t=np.nan, df=np.nan, p=np.nan)
-            why = [w for w in (_side_note(s, row[f"n_{s}"], row[f"participants_{s}"])
-                               for s in ("adversarial", "control")) if w]
-            if not why and np.ptp(y) == 0:  # least squares would give a zero difference with an SE of rounding noise
-                why.append("not estimable: every rating in this contrast is the same")
-            if not why:
-                X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
-                g1, g2, _ = identify.cluster_codes(sub)
-                fit = cluster_ols(y, X, g1, g2)
-                est, se, t, p = fit.contrast((fit.params.index == "adversarial").astype(float)) \
-                    if fit.has("adversarial") else (np.nan,) * 4
-                q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
-                row.update(mean_diff=est, ci_low=est - q * se, ci_high=est + q * se, se=se, t=t, df=fit.df, p=p)
-                if not np.isfinite(se):
-                    why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else ""))
-            row["note"] = "; ".join(why)
-            rows.append(row)
+    for name, kind, sub, is_adv in _control_contrasts(d):
+        y = sub["rating"].to_numpy(float)
+        row = {"defense": name, "control": kind}
+        for side, m in (("adversarial", is_adv == 1), ("control", is_adv == 0)):
+            row[f"mean_{side}"] = float(y[m].mean()) if m.any() else np.nan
+            row[f"n_{side}"] = int(m.sum())
+            row[f"participants_{side}"] = int(sub.loc[m, "participant_id"].nunique())
+        row.update(mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, se=np.nan, t=np.nan, df=np.nan, p=np.nan)
+        why = [w for w in (_side_note(s, row[f"n_{s}"], row[f"participants_{s}"])
+                           for s in ("adversarial", "control")) if w]
+        if not why and np.ptp(y) == 0:  # least squares would give a zero difference with an SE of rounding noise
+            why.append("not estimable: every rating in this contrast is the same")
+        if not why:
+            X = pd.DataFrame({"Intercept": 1.0, "adversarial": is_adv}, index=sub.index)
+            g1, g2, _ = identify.cluster_codes(sub)
+            fit = cluster_ols(y, X, g1, g2)
+            est, se, t, p = fit.contrast((fit.params.index == "adversarial").astype(float)) \
+                if fit.has("adversarial") else (np.nan,) * 4
+            q = stats.t.ppf(1 - cfg.alpha / 2, fit.df)
+            row.update(mean_diff=est, ci_low=est - q * se, ci_high=est + q * se, se=se, t=t, df=fit.df, p=p)
+            if not np.isfinite(se):
+                why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else ""))
+        row["note"] = "; ".join(why)
+        rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p"])
