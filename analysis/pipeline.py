@@ -429,10 +429,15 @@ def controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
                 log.warning("control contrast %s/%s failed: %s", name, kind, exc)
         row["note"] = _separation_note(row)
         rows.append(row)
+    return _holm_with_notes_last(rows)
+
+
+def _holm_with_notes_last(rows: list[dict]) -> pd.DataFrame:
+    """A control table: Holm across its rows, the note column last so that the numbers stay in view."""
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p"])
-        out = out[[c for c in out.columns if c != "note"] + ["note"]]  # last: the numbers stay in view
+        out = out[[c for c in out.columns if c != "note"] + ["note"]]
     return out
 
 
@@ -508,11 +513,7 @@ def rate_controls_table(d: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
                 why.append("not estimable" + (f" ({'; '.join(fit.notes)})" if fit.notes else ""))
         row["note"] = "; ".join(why)
         rows.append(row)
-    out = pd.DataFrame(rows)
-    if len(out):
-        out["p_holm"] = holm(out["p"])
-        out = out[[c for c in out.columns if c != "note"] + ["note"]]  # last: the numbers stay in view
-    return out
+    return _holm_with_notes_last(rows)
 
 
 def analyse_rate_controls(d: pd.DataFrame, cfg: AnalysisConfig, figdir: Path) -> tuple[Section, pd.DataFrame]:
