@@ -124,7 +124,12 @@ def test_out_still_works_and_says_it_is_deprecated(capsys, name, args, dest):
 
 
 def test_demo_keeps_its_default_folder():
-    assert str(_params("demo", [])["out"]) == "runs/mnist-demo"
+    """-o unset is resolved by the command: runs/mnist-demo, or runs/demo-quick with --quick."""
+    from advlegit.demo.run import DEFAULT_CONFIG, QUICK_CONFIG, default_out
+
+    assert _params("demo", [])["out"] is None
+    assert str(default_out(DEFAULT_CONFIG)) == "runs/mnist-demo"
+    assert str(default_out(QUICK_CONFIG)) == "runs/demo-quick"
 
 
 @pytest.mark.parametrize("name, args, both", [
