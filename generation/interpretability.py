@@ -17,7 +17,6 @@ from .attribution_attack import top_k_attack
 from .attribution_metrics import (
     cam_discrepancy,
     cam_size,
-    cam_top_k_intersection,
     kendall_tau,
     logit_margin,
     spearman,
@@ -142,8 +141,9 @@ def _cam_top_k(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Interpre
         x_adv = _cam_top_k_images(model, x, y, eps, cfg)
         with torch.no_grad():
             kept = model(x_adv).argmax(1) == pred
-            tau = kendall_tau(clean, cam(model, x_adv, y))
-        inter = cam_top_k_intersection(model, x, x_adv, y, cfg.cam_top_k_k)
+            attacked = cam(model, x_adv, y)
+        tau = kendall_tau(clean, attacked)
+        inter = top_k_intersection(clean, attacked, cfg.cam_top_k_k)  # = cam_top_k_intersection, maps made once
         rows.append({"epsilon": eps, "n_kept": int(kept.sum()),
                      "top_k_intersection": _mean(inter[kept]), "kendall_tau": _mean(tau[kept]),
                      "top_k_intersection_all": _mean(inter)})

@@ -260,7 +260,8 @@ class Pool:
     image_ids: dict[str, int]
 
 
-_POOLS: memo.OncePerProcess[Pool] = memo.OncePerProcess(keep=16)
+POOLS_KEPT = 16  # studies whose pools a process keeps (warm.py warms no more than this)
+_POOLS: memo.OncePerProcess[Pool] = memo.OncePerProcess(keep=POOLS_KEPT)
 
 
 def pool_of(study: Study) -> Pool:

@@ -16,15 +16,13 @@ from sqlalchemy import select
 
 log = logging.getLogger(__name__)
 
-# As many as the pool cache keeps (allocation._POOLS): warming more would evict the first ones again.
-MAX_STUDIES = 16
-
 
 def warm_open_studies(app: Flask, notify: Callable[[], None] = lambda: None) -> list[str]:
-    """The pool, class names and presentation of every open study (the newest MAX_STUDIES), and one
-    pooled database connection. Returns the ids warmed. A study that cannot be warmed is logged and
-    left to build on its first request: warming never stops a worker from serving. `notify` is called
-    between studies (gunicorn's heartbeat: a long warm-up is not taken for a hung worker)."""
+    """The pool, class names and presentation of every open study (the newest allocation.POOLS_KEPT:
+    warming more would evict the first ones again), and one pooled database connection. Returns the
+    ids warmed. A study that cannot be warmed is logged and left to build on its first request: warming
+    never stops a worker from serving. `notify` is called between studies (gunicorn's heartbeat: a long
+    warm-up is not taken for a hung worker)."""
     from . import allocation
     from .api.views import set_classes
     from .db import db
@@ -35,7 +33,7 @@ def warm_open_studies(app: Flask, notify: Callable[[], None] = lambda: None) -> 
     with app.app_context():
         try:
             studies = db.session.scalars(select(Study).where(Study.status == "open")
-                                         .order_by(Study.created_at.desc()).limit(MAX_STUDIES)).all()
+                                         .order_by(Study.created_at.desc()).limit(allocation.POOLS_KEPT)).all()
         except Exception:  # noqa: BLE001  (a database that is down now may be up for the first request)
             log.exception("warm-up: could not list the open studies; caches will be built on first use")
             db.session.rollback()

@@ -56,7 +56,7 @@ def test_the_least_recently_used_value_goes_first():
 
 def make_cold(monkeypatch):
     """Empty caches for this test: creating a study fills them, and so may other tests in this process."""
-    monkeypatch.setattr(allocation, "_POOLS", OncePerProcess(keep=16))
+    monkeypatch.setattr(allocation, "_POOLS", OncePerProcess(keep=allocation.POOLS_KEPT))
     monkeypatch.setattr(api_views, "_CLASSES", OncePerProcess(keep=64))
 
 
